@@ -1,0 +1,67 @@
+"""`notagen eval` and `notagen inspect`."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..checkpoint import load_checkpoint
+from ..errors import NotaGenError
+from ..evaluate import dataset_files, evaluate_texts, read_abc
+
+
+def register(subparsers):
+    p = subparsers.add_parser("eval", help="mean per-char cross-entropy (nats) of a model on ABC files")
+    p.add_argument("--model", required=True, help="checkpoint file (.pth)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--abc", type=Path, help="one ABC file (training format, header lines included)")
+    src.add_argument("--data", type=Path, help="a dataset folder; its eval split is used")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", action="store_true", help='print {"loss": ..., "chars": ...}')
+    p.set_defaults(func=run_eval)
+
+    p = subparsers.add_parser("inspect", help="config, parameter count and prompt vocabulary of a checkpoint")
+    p.add_argument("--model", required=True)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run_inspect)
+
+
+def run_eval(args) -> int:
+    ckpt = load_checkpoint(args.model, device=args.device)
+    files = [args.abc] if args.abc else dataset_files(args.data)
+    if not files:
+        raise NotaGenError(f"{args.data}: the eval split is empty")
+    texts = [read_abc(f) for f in files]
+    result = evaluate_texts(ckpt.model, texts)
+    if args.json:
+        print(json.dumps({"loss": result.loss, "chars": result.chars}))
+    else:
+        print(f"loss {result.loss:.6f} nats/char over {result.chars} chars in {result.pieces} piece(s)")
+    return 0
+
+
+def run_inspect(args) -> int:
+    ckpt = load_checkpoint(args.model, device="meta")
+    info = {
+        "path": str(ckpt.path),
+        "format": "upstream" if ckpt.upstream else "studio",
+        "config": ckpt.card.config.to_dict(),
+        "parameters": ckpt.model.num_parameters(),
+        "prompts": ckpt.card.prompts,
+        "base_model": ckpt.card.base_model,
+        "has_training_state": ckpt.training is not None,
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    c = ckpt.card.config
+    print(f"{info['path']} ({info['format']} checkpoint)")
+    print(f"  patch size {c.patch_size}, patch length {c.patch_length}, layers {c.patch_layers}+{c.char_layers}, "
+          f"hidden {c.hidden_size}, heads {c.num_heads}")
+    print(f"  {info['parameters']:,} parameters")
+    if ckpt.card.prompts:
+        print(f"  {len(ckpt.card.prompts)} prompts:")
+        for line in ckpt.card.prompts:
+            print(f"    {line}")
+    else:
+        print("  no recorded prompt vocabulary (any prompt is accepted)")
+    return 0

@@ -1,0 +1,17 @@
+"""Exceptions the pipelines raise; each message names the file or value and the problem."""
+
+
+class NotaGenError(Exception):
+    """Base class: something a musician can act on."""
+
+
+class CheckpointError(NotaGenError):
+    """A model file is missing, unreadable or not a NotaGen checkpoint."""
+
+
+class AbcError(NotaGenError):
+    """ABC text that cannot be tokenised, converted or post-processed."""
+
+
+class PromptError(NotaGenError):
+    """A period / composer / instrumentation outside what a model knows, or malformed."""

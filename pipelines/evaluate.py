@@ -1,0 +1,77 @@
+"""Held-out loss of a model: mean per-character cross-entropy in nats, as upstream's training loss."""
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .errors import AbcError, NotaGenError
+from .model import NotaGen
+from .tokenizer import Patchilizer
+
+
+@dataclass
+class EvalResult:
+    loss: float  # nats per predicted char
+    chars: int  # predicted chars (every non-pad char of every patch after the first)
+    pieces: int
+
+
+def read_abc(path: Path) -> str:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise AbcError(f"{path}: no such file") from None
+    except UnicodeDecodeError as e:
+        raise AbcError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    if "[V:" not in text and "V:" not in text and "|" not in text:
+        raise AbcError(f"{path}: no tune body found (no bars or voices)")
+    return text
+
+
+def dataset_files(data_dir: Path, split: str = "eval") -> list[Path]:
+    """The interleaved pieces of a dataset split (`eval.jsonl`), with their headers, in the original key."""
+    data_dir = Path(data_dir)
+    index = data_dir / f"{split}.jsonl"
+    if not index.is_file():
+        raise NotaGenError(f"{data_dir}: no {index.name}; build the dataset with `notagen dataset build` first")
+    files = []
+    for n, line in enumerate(index.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+            stem = Path(entry["path"]).name
+            key = entry["key"]
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise NotaGenError(f"{index}:{n}: not a dataset index line ({e})") from None
+        files.append(data_dir / "augmented" / key / f"{stem}_{key}.abc")
+    return files
+
+
+@torch.no_grad()
+def evaluate_texts(model: NotaGen, texts: list[str], patchilizer: Patchilizer | None = None,
+                   batch_size: int = 1, on_progress=None) -> EvalResult:
+    """Loss over whole pieces; a piece longer than the patch length is cut as in training, with a fixed seed."""
+    patchilizer = patchilizer or Patchilizer(patch_size=model.config.patch_size)
+    device = next(model.parameters()).device
+    model.eval()
+    total, chars = 0.0, 0
+    for start in range(0, len(texts), batch_size):
+        chunk = texts[start:start + batch_size]
+        encoded = [patchilizer.encode_train(t, model.config.patch_length, rng=random.Random(0)) for t in chunk]
+        width = max(len(e) for e in encoded)
+        patches = torch.zeros(len(chunk), width, model.config.patch_size, dtype=torch.long)
+        masks = torch.zeros(len(chunk), width, dtype=torch.long)
+        for i, e in enumerate(encoded):
+            patches[i, :len(e)] = torch.tensor(e)
+            masks[i, :len(e)] = 1
+        loss_sum, n = model.char_losses(patches.to(device), masks.to(device))
+        total += loss_sum.sum().item()
+        chars += int(n.sum().item())
+        if on_progress:
+            on_progress(min(start + batch_size, len(texts)), len(texts))
+    return EvalResult(loss=total / max(chars, 1), chars=chars, pieces=len(texts))
