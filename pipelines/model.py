@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, fields
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers.pytorch_utils import Conv1D  # GPT-2's (in, out) linear; peft's LoRA knows it
 
 VOCAB_SIZE = 128
 PAD_ID = 0
@@ -99,25 +100,12 @@ class KVCache(nn.Module):
         return self.k[rows], self.v[rows]
 
 
-class Conv1D(nn.Module):
-    """GPT-2's linear layer: weight stored as (in, out)."""
-
-    def __init__(self, n_in: int, n_out: int):
-        super().__init__()
-        self.weight = nn.Parameter(torch.empty(n_in, n_out))
-        self.bias = nn.Parameter(torch.zeros(n_out))
-        nn.init.normal_(self.weight, std=0.02)
-
-    def forward(self, x):
-        return torch.addmm(self.bias, x.reshape(-1, x.shape[-1]), self.weight).view(*x.shape[:-1], -1)
-
-
 class Attention(nn.Module):
     def __init__(self, config: NotaGenConfig):
         super().__init__()
         self.heads = config.num_heads
         self.dropout = config.dropout
-        self.c_attn = Conv1D(config.hidden_size, 3 * config.hidden_size)
+        self.c_attn = Conv1D(3 * config.hidden_size, config.hidden_size)
         self.c_proj = Conv1D(config.hidden_size, config.hidden_size)
         self.cache: KVCache | None = None
 
@@ -142,8 +130,8 @@ class Attention(nn.Module):
 class MLP(nn.Module):
     def __init__(self, config: NotaGenConfig):
         super().__init__()
-        self.c_fc = Conv1D(config.hidden_size, 4 * config.hidden_size)
-        self.c_proj = Conv1D(4 * config.hidden_size, config.hidden_size)
+        self.c_fc = Conv1D(4 * config.hidden_size, config.hidden_size)
+        self.c_proj = Conv1D(config.hidden_size, 4 * config.hidden_size)
         self.dropout = config.dropout
 
     def forward(self, x):
