@@ -109,13 +109,13 @@ class Attention(nn.Module):
         self.c_proj = Conv1D(config.hidden_size, config.hidden_size)
         self.cache: KVCache | None = None
 
-    def forward(self, x, positions=None, rows=None):
+    def forward(self, x, positions, rows=None, use_cache: bool = False):
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=-1)
         q = q.view(B, T, self.heads, -1).transpose(1, 2)  # (B, H, T, D)
         k = k.view(B, T, self.heads, -1).transpose(1, 2)
         v = v.view(B, T, self.heads, -1).transpose(1, 2)
-        if self.cache is None:
+        if not use_cache:
             p = self.dropout if self.training else 0.0
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p)
         else:
@@ -147,8 +147,8 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.mlp = MLP(config)
 
-    def forward(self, x, positions=None, rows=None):
-        x = x + self.attn(self.ln_1(x), positions, rows)
+    def forward(self, x, positions, rows=None, use_cache: bool = False):
+        x = x + self.attn(self.ln_1(x), positions, rows, use_cache)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -166,14 +166,19 @@ class GPT2Stack(nn.Module):
         nn.init.normal_(self.wte.weight, std=0.02)
         nn.init.normal_(self.wpe.weight, std=0.01)
 
-    def forward(self, embeds, positions, rows=None):
-        """embeds (B, T, C); positions (B, T) absolute positions (also the cache slots)."""
+    def forward(self, embeds, positions, rows=None, use_cache: bool = False):
+        """embeds (B, T, C); positions (B, T) absolute positions, also the KV-cache slots with `use_cache`.
+
+        Without `use_cache` attention is plain causal over the given sequence (training,
+        evaluation); with it, each layer writes its keys and values into its `KVCache`
+        (for `rows` of the batch, default all) and attends to the cached positions.
+        """
         x = F.dropout(embeds + self.wpe(positions), self.dropout, self.training)
         for block in self.h:
             if self.checkpointing and self.training:
-                x = torch.utils.checkpoint.checkpoint(block, x, positions, rows, use_reentrant=False)
+                x = torch.utils.checkpoint.checkpoint(block, x, positions, rows, use_cache, use_reentrant=False)
             else:
-                x = block(x, positions, rows)
+                x = block(x, positions, rows, use_cache)
         return self.ln_f(x)
 
 
@@ -194,9 +199,11 @@ class PatchLevelDecoder(nn.Module):
         return F.embedding(patches + offsets, table).sum(dim=-2) + self.patch_embedding.bias
 
     def forward(self, patches, positions=None, rows=None):
+        """patches (B, N, P) -> states (B, N, C); given `positions`, through the KV caches."""
+        use_cache = positions is not None
         if positions is None:
             positions = torch.arange(patches.shape[1], device=patches.device).expand(patches.shape[0], -1)
-        return self.base(self.embed(patches), positions, rows)  # (B, N, C)
+        return self.base(self.embed(patches), positions, rows, use_cache)  # (B, N, C)
 
 
 class CharLevelHead(nn.Module):

@@ -1,0 +1,144 @@
+"""Generation speed: the engine against a loop that does what upstream's demo does, same weights, same run.
+
+The reference (upstream's gradio/inference.py): per patch, the whole context is
+re-encoded by the patch-level decoder; per char, the char-level decoder re-runs
+over the patch so far, and the probabilities go to the host for numpy top-k /
+top-p / temperature sampling. The engine: KV caches, sampling on the device,
+compiled CUDA-graph steps. Prints chars/s of the reference, the engine at
+batch 1 and at larger batches, the ratios to the reference, and peak GPU memory.
+
+    python benchmarks/generation.py                      # random NotaGen-X-shaped weights, fp16
+    python benchmarks/generation.py --model CKPT --dtype bf16 --batches 1 8 32
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from pipelines.checkpoint import load_checkpoint
+from pipelines.generation import Engine, GenerationLimits, GenerationRequest
+from pipelines.model import NotaGen, preset
+from pipelines.prompts import Prompt
+from pipelines.runtime import pick_runtime
+from pipelines.sampling import SamplingConfig
+from pipelines.tokenizer import Patchilizer
+
+PROMPT = Prompt("Romantic", "Chopin, Frederic", "Keyboard")
+
+
+def host_sample(probs: np.ndarray, s: SamplingConfig, rng: np.random.Generator) -> int:
+    """Upstream's per-char host sampling: top-k, top-p, temperature in numpy."""
+    probs = probs / probs.sum()
+    if s.top_k > 0:
+        cut = np.argsort(probs)[::-1][s.top_k:]
+        probs[cut] = 0
+        probs /= probs.sum()
+    order = np.argsort(probs)[::-1]
+    cum = np.cumsum(probs[order])
+    remove = np.concatenate([[False], cum[:-1] > s.top_p])
+    probs[order[remove]] = 0
+    probs /= probs.sum()
+    probs = probs ** (1 / s.temperature)
+    probs /= probs.sum()
+    return int(rng.choice(len(probs), p=probs))
+
+
+@torch.inference_mode()
+def reference_loop(model: NotaGen, patches: int, sampling: SamplingConfig, dtype, seed: int = 0) -> tuple[int, float]:
+    dev = next(model.parameters()).device
+    P = model.config.patch_size
+    text = "".join(line + "\n" for line in PROMPT.header_lines(with_end=False))
+    context = torch.tensor(Patchilizer().encode_generate(text, model.config.patch_length), device=dev)
+    rng = np.random.default_rng(seed)
+    chars_out = 0
+    torch.cuda.synchronize() if dev.type == "cuda" else None
+    start = time.perf_counter()
+    for _ in range(patches):
+        with torch.autocast(dev.type, dtype=dtype, enabled=dev.type == "cuda"):
+            state = model.patch_level_decoder(context[None])[:, -1]  # whole context, every patch
+            chars: list[int] = []
+            for _pos in range(P):  # whole patch so far, every char
+                logits = model.char_level_decoder(state, torch.tensor([chars], dtype=torch.long, device=dev))
+                probs = torch.softmax(logits[0, -1].float(), -1).cpu().numpy().astype(np.float64)
+                chars.append(host_sample(probs, sampling, rng))
+        patch = chars[:]
+        if 2 in patch:
+            cut = patch.index(2)
+            patch = patch[:cut + 1] + [0] * (P - cut - 1)
+        chars_out += len(Patchilizer.decode_patch(patch))
+        context = torch.cat([context, torch.tensor([patch], device=dev)])
+    torch.cuda.synchronize() if dev.type == "cuda" else None
+    return chars_out, time.perf_counter() - start
+
+
+def engine_run(engine: Engine, batch: int, patches: int, sampling: SamplingConfig) -> tuple[int, float, list]:
+    requests = [GenerationRequest(PROMPT, seed=i) for i in range(batch)]
+    engine.generate(requests, sampling, GenerationLimits(max_patches=4))  # compile + capture
+    if engine.runtime.device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    pieces = engine.generate(requests, sampling, GenerationLimits(max_patches=patches))
+    if engine.runtime.device.type == "cuda":
+        torch.cuda.synchronize()
+    return sum(p.chars for p in pieces), time.perf_counter() - start, pieces
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", help="checkpoint; default: random weights of --preset")
+    ap.add_argument("--preset", default="notagen-x")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--dtype", default="auto")
+    ap.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
+    ap.add_argument("--patches", type=int, default=256, help="patches per piece for the engine")
+    ap.add_argument("--reference-patches", type=int, default=24)
+    ap.add_argument("--no-compile", action="store_true")
+    args = ap.parse_args()
+
+    runtime = pick_runtime(args.device, args.dtype)
+    torch.manual_seed(0)
+    if args.model:
+        model = load_checkpoint(args.model).model
+    else:
+        model = NotaGen(preset(args.preset)).eval()
+    sampling = SamplingConfig()
+    cuda = runtime.device.type == "cuda"
+    name = torch.cuda.get_device_name(runtime.device) if cuda else "cpu"
+    print(f"device {name}, dtype {runtime.dtype_name}, model {args.model or args.preset} "
+          f"({model.num_parameters():,} parameters), sampling {sampling}")
+
+    # Upstream's model runs in fp32 weights under autocast; the engine casts the weights.
+    ref_model = model.to(runtime.device)
+    chars, secs = reference_loop(ref_model, 2, sampling, runtime.dtype)  # warm-up
+    chars, secs = reference_loop(ref_model, args.reference_patches, sampling, runtime.dtype)
+    ref_rate = chars / secs
+    rows = [("reference (upstream loop), batch 1", chars, secs, ref_rate, None)]
+    print(f"reference: {chars} chars in {secs:.2f} s = {ref_rate:.0f} chars/s "
+          f"({1000 * secs / args.reference_patches:.1f} ms per patch)", flush=True)
+
+    engine = Engine(model, runtime, compile=not args.no_compile and cuda)
+    for batch in args.batches:
+        t0 = time.perf_counter()
+        chars, secs, pieces = engine_run(engine, batch, args.patches, sampling)
+        peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
+        rate = chars / secs
+        statuses = {p.status for p in pieces}
+        rows.append((f"engine, batch {batch}", chars, secs, rate, peak))
+        print(f"engine batch {batch}: {chars} chars in {secs:.2f} s = {rate:.0f} chars/s, "
+              f"{1000 * secs / args.patches:.2f} ms per patch step, x{rate / ref_rate:.1f} the reference, "
+              f"peak {peak or 0:.2f} GiB, statuses {statuses} (setup+warm-up {time.perf_counter() - t0 - secs:.0f} s)",
+              flush=True)
+
+    print("\n| run | chars | seconds | chars/s | x reference | peak GiB |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for label, chars, secs, rate, peak in rows:
+        print(f"| {label} | {chars} | {secs:.2f} | {rate:.0f} | {rate / ref_rate:.1f} | "
+              f"{'' if peak is None else f'{peak:.2f}'} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""`notagen generate`: write pieces from a prompt (or continue one) into a folder."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from ..atomic import atomic_write_text
+from ..errors import NotaGenError
+from ..generation import GenerationLimits, GenerationRequest
+from ..models import default_model_path, load_engine, validate_prompt
+from ..prompts import Prompt
+from ..sampling import SamplingConfig
+
+
+def register(subparsers):
+    p = subparsers.add_parser("generate", help="generate pieces with a NotaGen model")
+    p.add_argument("--model", help="checkpoint file; default: the studio's default model")
+    p.add_argument("--period", required=True)
+    p.add_argument("--composer", required=True, help='as "Last, First"')
+    p.add_argument("--instrumentation", required=True)
+    p.add_argument("--num", type=int, default=1, help="pieces to write (one batch)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the first piece; piece i uses seed + i")
+    p.add_argument("--top-k", type=int, default=9)
+    p.add_argument("--top-p", type=float, default=0.9)
+    p.add_argument("--temperature", type=float, default=1.2)
+    p.add_argument("--max-patches", type=int, default=0, help="patches per piece (0: no limit)")
+    p.add_argument("--max-chars", type=int, default=102_400)
+    p.add_argument("--max-seconds", type=float, default=600.0)
+    p.add_argument("--prefix", type=Path, help="an ABC piece (e.g. from `notagen dataset build`) to continue")
+    p.add_argument("--prefix-lines", type=int, default=0, help="tune-body lines of --prefix to keep (0: all)")
+    p.add_argument("--continue-lines", type=int, default=8, help="lines to add after --prefix (a target)")
+    p.add_argument("--device", default="auto", help="auto, cuda, cuda:1, mps or cpu")
+    p.add_argument("--dtype", default="auto", help="auto (fp16 on GPU, fp32 on CPU), fp16, bf16 or fp32")
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=run_generate)
+
+
+def run_generate(args) -> int:
+    from ..generation import continuation_prefix
+
+    if args.num < 1:
+        raise NotaGenError("--num must be at least 1")
+    model_path = Path(args.model) if args.model else default_model_path()
+    engine = load_engine(model_path, device=args.device, dtype=args.dtype)
+    prompt = Prompt(args.period, args.composer, args.instrumentation)
+    warning = validate_prompt(engine.card, prompt)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+    prefix = ""
+    if args.prefix:
+        try:
+            source = args.prefix.read_text(encoding="utf-8")
+        except (FileNotFoundError, UnicodeDecodeError) as e:
+            raise NotaGenError(f"{args.prefix}: cannot be read ({e})") from None
+        prefix = continuation_prefix(source, prompt, keep_lines=args.prefix_lines, add_lines=args.continue_lines)
+    sampling = SamplingConfig(args.top_k, args.top_p, args.temperature)
+    limits = GenerationLimits(args.max_patches, args.max_chars, args.max_seconds)
+    requests = [GenerationRequest(prompt=prompt, seed=args.seed + i, prefix=prefix) for i in range(args.num)]
+
+    def show(row, text):
+        print(f"\rpiece {row + 1}/{args.num}: {len(text)} chars", end="", file=sys.stderr, flush=True)
+
+    pieces = engine.generate(requests, sampling, limits, on_patch=show)
+    print(file=sys.stderr)
+    args.out.mkdir(parents=True, exist_ok=True)
+    failures = 0
+    for piece in pieces:
+        stem = f"{prompt.period}_{prompt.composer}_{prompt.instrumentation}_seed{piece.request.seed}"
+        stem = "".join(c if c.isalnum() or c in "-_" else "-" for c in stem)
+        if piece.abc is not None:
+            atomic_write_text(args.out / f"{stem}.abc", piece.abc)
+        atomic_write_text(args.out / f"{stem}.raw.abc", piece.raw)
+        meta = {
+            "prompt": prompt.line, "period": prompt.period, "composer": prompt.composer,
+            "instrumentation": prompt.instrumentation, "seed": piece.request.seed,
+            "parameters": {"top_k": args.top_k, "top_p": args.top_p, "temperature": args.temperature,
+                           "max_patches": args.max_patches, "max_chars": args.max_chars,
+                           "max_seconds": args.max_seconds, "continued_from": str(args.prefix or "")},
+            "model": str(model_path), "device": str(engine.runtime.device), "dtype": engine.runtime.dtype_name,
+            "status": piece.status, "reason": piece.reason, "chars": piece.chars, "patches": piece.patches,
+            "seconds": round(piece.seconds, 3), "chars_per_second": round(piece.chars_per_second, 1),
+        }
+        atomic_write_text(args.out / f"{stem}.json", json.dumps(meta, indent=2) + "\n")
+        line = f"{stem}: {piece.status}" + (f" ({piece.reason})" if piece.reason else "")
+        print(line, file=sys.stderr)
+        failures += not piece.ok
+    return 1 if failures == len(pieces) else 0

@@ -1,0 +1,404 @@
+"""The generation engine: batched, KV-cached NotaGen sampling with upstream's protocol.
+
+Per piece, the prompt (period, composer and instrumentation lines, or a whole
+piece to continue) is prefilled once into the patch-level KV cache. Then, per
+patch: the char-level decoder spells up to 16 chars from the last patch state
+(its own small KV cache, one position per char, sampling on the device), and one
+patch-level step appends the finished patch. Shapes never change, so on CUDA both
+steps are compiled with CUDA graphs (`torch.compile(mode="reduce-overhead")`).
+
+Protocol, as upstream's demo but done right:
+- the model writes `%end` and the rest of the metadata, then the tune body; the
+  first tune-body patch is forced to start `[r:0/`;
+- the end patch (bos then eos) ends a piece;
+- past the patch length, the context is re-encoded from the metadata (prompt
+  included) plus the last half of the tune-body lines, and generation goes on;
+- a piece that hits a limit, is cancelled or fails post-processing comes back with
+  that status and the reason, never as a success.
+"""
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from .checkpoint import ModelCard
+from .errors import AbcError, NotaGenError
+from .model import BOS_ID, EOS_ID, NotaGen
+from .postprocess import postprocess
+from .prompts import Prompt
+from .runtime import Runtime, check_fits, release
+from .sampling import SamplingConfig, draw, sampling_distribution
+from .tokenizer import Patchilizer
+
+_R = [ord(c) for c in "[r:"]
+_STREAM_PREFIX = re.compile(r"^\[r:\d+/\d+\]")
+_ZERO, _SLASH = ord("0"), ord("/")
+
+
+@dataclass(frozen=True)
+class GenerationLimits:
+    max_patches: int = 0  # generated patches per piece; 0: no limit
+    max_chars: int = 102_400  # upstream's limit on a piece's text
+    max_seconds: float = 600.0  # wall time for the whole batch
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One piece to write: a prompt, or a piece to continue (`prefix`), and its seed."""
+
+    prompt: Prompt | None = None
+    seed: int = 0
+    prefix: str = ""  # ABC to continue: header lines, metadata and some `[r:i/j]`-prefixed bars
+
+    def start_text(self) -> str:
+        if self.prefix:
+            return self.prefix
+        if self.prompt is None:
+            raise NotaGenError("a generation request needs a prompt or a prefix to continue")
+        return "".join(line + "\n" for line in self.prompt.header_lines(with_end=False))
+
+
+@dataclass
+class GeneratedPiece:
+    request: GenerationRequest
+    raw: str  # the text as generated, prompt included
+    abc: str | None  # post-processed ABC; None unless status == "ok"
+    status: str  # ok | limit | cancelled | invalid
+    reason: str = ""
+    patches: int = 0
+    chars: int = 0  # generated chars (prompt excluded)
+    seconds: float = 0.0
+    reencodes: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def chars_per_second(self) -> float:
+        return self.chars / self.seconds if self.seconds else 0.0
+
+
+@dataclass
+class _Piece:
+    """Host-side state of one row of the batch."""
+
+    request: GenerationRequest
+    text: list[str]
+    metadata: str  # everything before the tune body (prompt included)
+    start_chars: int = 0
+    body_lines: list[str] = field(default_factory=list)  # tune-body text, split after each newline
+    in_body: bool = False
+    context: int = 0  # patches in this row's patch-level cache
+    patches: int = 0
+    chars: int = 0
+    reencodes: int = 0  # times the context was rebuilt past the patch length
+    status: str = ""
+    reason: str = ""
+
+    @property
+    def active(self) -> bool:
+        return not self.status
+
+    def add(self, chunk: str):
+        self.text.append(chunk)
+        self.chars += len(chunk)
+        if not self.in_body:
+            self.metadata += chunk
+            return
+        if self.body_lines and not self.body_lines[-1].endswith("\n"):
+            chunk = self.body_lines.pop() + chunk
+        self.body_lines += chunk.splitlines(keepends=True)
+
+
+def char_step(model: NotaGen, enc, chars, pos, forced, in_body, seeds, counters,
+              top_k: int, top_p: float, temperature: float):
+    """One char for every row: the chars at position `pos` (B,).
+
+    enc (B, C) patch states; chars (B, P) the patch so far; pos () the char position;
+    forced (B, P) chars to take instead of sampling (-1: sample); seeds and counters (B,)
+    key each row's random draw (counter = patches the row has generated).
+    """
+    B = chars.shape[0]
+    head = model.char_level_decoder.base
+    prev = chars.gather(1, (pos - 1).clamp(min=0).expand(B, 1))  # (B, 1)
+    x = torch.where(pos == 0, enc[:, None, :], head.transformer.wte(prev))  # (B, 1, C)
+    h = head.transformer(x, pos.expand(B, 1), use_cache=True)
+    probs = torch.softmax(head.lm_head(h[:, -1]).float(), dim=-1)  # (B, 128)
+    steps = counters * chars.shape[1] + pos
+    c = draw(sampling_distribution(probs, top_k, top_p, temperature), seeds, steps)
+    f = forced.gather(1, pos.expand(B, 1))[:, 0]
+    c = torch.where(f >= 0, f, c)
+    # The first tune-body patch starts `[r:0/`: force `0/` after a metadata patch began `[r:`.
+    starts_r = (chars[:, 0] == _R[0]) & (chars[:, 1] == _R[1]) & (chars[:, 2] == _R[2]) & ~in_body
+    c = torch.where(starts_r & (pos == 3), _ZERO, c)
+    return torch.where(starts_r & (pos == 4), _SLASH, c)
+
+
+def patch_step(model: NotaGen, patch, positions):
+    """Append one patch per row at `positions` (B,); returns the new patch states (B, C)."""
+    return model.patch_level_decoder(patch[:, None, :], positions[:, None])[:, -1]
+
+
+def zero_after_eos(chars: torch.Tensor) -> torch.Tensor:
+    """Upstream feeds a patch back with every char after its eos set to pad."""
+    is_eos = chars == EOS_ID
+    after = (is_eos.cumsum(dim=1) - is_eos.long()) > 0
+    return chars.masked_fill(after, 0)
+
+
+class Engine:
+    """A loaded model on a device, reused across calls; `generate` writes a batch of pieces."""
+
+    def __init__(self, model: NotaGen, runtime: Runtime, compile: bool | None = None, name: str = "",
+                 card: ModelCard | None = None):
+        check_fits(model.config, runtime, batch=1)
+        self.runtime = runtime
+        self.name = name
+        self.card = card or ModelCard(config=model.config)
+        self.model = model.to(device=runtime.device, dtype=runtime.dtype).eval()
+        self.model.tie_weights()
+        self.patchilizer = Patchilizer(patch_size=model.config.patch_size)
+        self.compile = runtime.device.type == "cuda" if compile is None else compile
+        self._capacity = 0
+        self._steps: dict = {}
+
+    @property
+    def config(self):
+        return self.model.config
+
+    def unload(self):
+        """Drop the model and its caches and give the GPU memory back."""
+        device = self.runtime.device
+        self.model.clear_caches()
+        self.model = None
+        self._steps.clear()
+        release(device)
+
+    # -- compiled steps -------------------------------------------------------------------
+    def _step_functions(self, sampling: SamplingConfig):
+        key = (self._capacity, sampling)
+        if key not in self._steps:
+            def char_fn(*args):
+                return char_step(self.model, *args, sampling.top_k, sampling.top_p, sampling.temperature)
+
+            def patch_fn(patch, positions):
+                return patch_step(self.model, patch, positions)
+
+            if self.compile:
+                char_fn = torch.compile(char_fn, mode="reduce-overhead", fullgraph=True, dynamic=False)
+                patch_fn = torch.compile(patch_fn, mode="reduce-overhead", fullgraph=True, dynamic=False)
+            self._steps[key] = (char_fn, patch_fn)
+        return self._steps[key]
+
+    def _ensure_caches(self, batch: int):
+        if batch != self._capacity:
+            self.model.clear_caches()
+            release(self.runtime.device)
+            check_fits(self.config, self.runtime, batch=batch, weights_loaded=True)
+            self.model.setup_caches(batch, dtype=self.runtime.dtype, device=self.runtime.device)
+            self._capacity = batch
+
+    # -- prefill --------------------------------------------------------------------------
+    def _encode_context(self, text: str) -> tuple[list[list[int]], list[int]]:
+        """Full patches to prefill and the chars of an unfinished last patch (forced next)."""
+        ids = self.patchilizer.encode_generate(text, patch_length=self.config.patch_length)
+        if ids and len(ids[-1]) < self.config.patch_size:
+            return ids[:-1], ids[-1]
+        return ids, []
+
+    @torch.inference_mode()
+    def _prefill(self, rows: list[int], contexts: list[list[list[int]]]) -> torch.Tensor:
+        """Prefill the given rows' patch caches from position 0; returns their last states (R, C)."""
+        dev, P = self.runtime.device, self.config.patch_size
+        width = max(len(c) for c in contexts)
+        patches = torch.zeros(len(rows), width, P, dtype=torch.long)
+        for i, ctx in enumerate(contexts):
+            patches[i, :len(ctx)] = torch.tensor(ctx, dtype=torch.long)
+        patches = patches.to(dev)
+        positions = torch.arange(width, device=dev).expand(len(rows), -1)
+        row_ids = torch.tensor(rows, device=dev)
+        hidden = self.model.patch_level_decoder(patches, positions, row_ids)  # (R, T, C)
+        last = torch.tensor([len(c) - 1 for c in contexts], device=dev)
+        return hidden[torch.arange(len(rows), device=dev), last]
+
+    def _reencode(self, piece: _Piece) -> tuple[list[list[int]], list[int]]:
+        """Context past the patch length: metadata plus the last half of the tune-body lines.
+
+        Upstream drops the prompt lines here; they are kept, as training cuts keep them.
+        Where half the lines still overflow (long lines, small models), fewer are kept.
+        Returns no patches when the piece cannot go on (no tune body yet, or the
+        metadata and one line fill the context).
+        """
+        lines = piece.body_lines
+        if not piece.in_body or not lines:
+            return [], []
+        for keep in range(max(len(lines) // 2, 1), 0, -1):
+            ctx, open_patch = self._encode_context(piece.metadata + "".join(lines[-keep:]))
+            if len(ctx) < self.config.patch_length - 1:
+                piece.reencodes += 1
+                return ctx, open_patch
+        return [], []
+
+    # -- generation -----------------------------------------------------------------------
+    @torch.inference_mode()
+    def generate(self, requests: list[GenerationRequest], sampling: SamplingConfig = SamplingConfig(),
+                 limits: GenerationLimits = GenerationLimits(),
+                 on_patch: Callable[[int, str], None] | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> list[GeneratedPiece]:
+        """Write one piece per request, all in one batch; `on_patch(row, text_so_far)` streams."""
+        if not requests:
+            return []
+        if self.model is None:
+            raise NotaGenError("the model was unloaded; load it again")
+        start = time.perf_counter()
+        B, P, dev = len(requests), self.config.patch_size, self.runtime.device
+        self._ensure_caches(B)
+        char_fn, patch_fn = self._step_functions(sampling)
+
+        pieces, contexts, forced_rows = [], [], []
+        for req in requests:
+            text = req.start_text()
+            piece = _Piece(req, [text], metadata=text, start_chars=len(text))
+            lines = text.splitlines(keepends=True)
+            body = next((i for i, line in enumerate(lines) if line.startswith(("[V:", "[r:"))), None)
+            if body is not None:
+                piece.metadata, piece.body_lines = "".join(lines[:body]), lines[body:]
+                piece.in_body = True
+            ctx, open_patch = self._encode_context(text)
+            if len(ctx) >= self.config.patch_length - 1:
+                ctx, open_patch = self._reencode(piece)
+                if not ctx:
+                    raise AbcError("the piece to continue has too much metadata for this model's "
+                                   f"{self.config.patch_length}-patch context")
+            pieces.append(piece)
+            contexts.append(ctx)
+            forced_rows.append(open_patch)
+            piece.context = len(ctx)
+
+        enc = torch.zeros(B, self.config.hidden_size, device=dev, dtype=self.runtime.dtype)
+        enc[:] = self._prefill(list(range(B)), contexts)
+        seeds = torch.tensor([r.seed for r in requests], device=dev, dtype=torch.long)
+        char_positions = torch.arange(P, device=dev)
+        positions_host = [p.context for p in pieces]
+
+        while any(p.active for p in pieces):
+            if should_stop and should_stop():
+                for p in pieces:
+                    if p.active:
+                        p.status, p.reason = "cancelled", "stopped by the user"
+                break
+            forced = torch.full((B, P), -1, dtype=torch.long)
+            for i, chars in enumerate(forced_rows):
+                forced[i, :len(chars)] = torch.tensor(chars, dtype=torch.long)
+            forced = forced.to(dev)
+            in_body = torch.tensor([p.in_body for p in pieces], device=dev)
+            counters = torch.tensor([p.patches for p in pieces], device=dev)
+            chars = torch.zeros(B, P, dtype=torch.long, device=dev)
+            done_rows = torch.tensor([not p.active for p in pieces], device=dev)
+            for i in range(P):
+                c = char_fn(enc, chars, char_positions[i], forced, in_body, seeds, counters)
+                chars = chars.clone()
+                chars[:, i] = c
+                if i % 4 == 3 and i < P - 1:
+                    done_rows = done_rows | (chars[:, : i + 1] == EOS_ID).any(dim=1)
+                    if bool(done_rows.all()):
+                        break
+            chars = zero_after_eos(chars)
+            host = chars.cpu().tolist()
+            known = [len(f) for f in forced_rows]  # chars of an unfinished patch already in the text
+            forced_rows = [[] for _ in range(B)]
+            reencode = []
+            for b, piece in enumerate(pieces):
+                if not piece.active:
+                    continue
+                patch = host[b]
+                piece.patches += 1
+                if patch[0] == BOS_ID and patch[1] == EOS_ID:
+                    piece.status = "ok"
+                    continue
+                chunk = self.patchilizer.decode_patch(patch)[known[b]:]
+                if not piece.in_body and chunk.startswith("[r:"):
+                    piece.in_body = True
+                piece.add(chunk)
+                if on_patch:
+                    on_patch(b, "".join(piece.text))
+                self._check_limits(piece, limits, start)
+                if piece.active and positions_host[b] + 1 >= self.config.patch_length:
+                    reencode.append(b)
+            active = [b for b, p in enumerate(pieces) if p.active]
+            if not active:
+                break
+            positions = torch.tensor([min(x, self.config.patch_length - 1) for x in positions_host], device=dev)
+            enc = patch_fn(chars, positions).clone()
+            for b in active:
+                positions_host[b] += 1
+            for b in reencode:
+                ctx, open_patch = self._reencode(pieces[b])
+                if not ctx:
+                    pieces[b].status = "invalid"
+                    pieces[b].reason = (f"filled the {self.config.patch_length}-patch context without a tune body "
+                                        "to continue from")
+                    continue
+                enc[b] = self._prefill([b], [ctx])[0]
+                positions_host[b] = len(ctx)
+                forced_rows[b] = open_patch
+
+        seconds = time.perf_counter() - start
+        return [self._finish(p, seconds) for p in pieces]
+
+    @staticmethod
+    def _check_limits(piece: _Piece, limits: GenerationLimits, start: float):
+        if piece.start_chars + piece.chars > limits.max_chars:
+            piece.status, piece.reason = "limit", f"reached the {limits.max_chars}-character limit without an ending"
+        elif limits.max_patches and piece.patches >= limits.max_patches:
+            piece.status, piece.reason = "limit", f"reached the {limits.max_patches}-patch limit without an ending"
+        elif time.perf_counter() - start > limits.max_seconds:
+            piece.status, piece.reason = "limit", f"reached the {limits.max_seconds:g} s time limit without an ending"
+
+    @staticmethod
+    def _finish(piece: _Piece, seconds: float) -> GeneratedPiece:
+        raw = "".join(piece.text)
+        out = GeneratedPiece(piece.request, raw, None, piece.status, piece.reason, piece.patches,
+                             piece.chars, seconds, piece.reencodes)
+        if out.status == "ok":
+            try:
+                out.abc = postprocess(raw)
+            except AbcError as e:
+                out.status, out.reason = "invalid", f"post-processing failed: {e}"
+        return out
+
+
+def continuation_prefix(source: str, prompt: Prompt, keep_lines: int = 0, add_lines: int = 8) -> str:
+    """A piece to continue, in the training format: header lines, metadata, `[r:i/j]` bar lines.
+
+    `source` is standard ABC (one block per voice, e.g. xml2abc's output) or an
+    interleaved piece in the training format (e.g. a dataset's augmented file).
+    `keep_lines` tune-body lines are kept (0: all) and the `[r:i/j]` prefixes count
+    toward `add_lines` more, the length the model is asked to aim for.
+    """
+    from .dataset.preprocess import check_bar_counts, clean_abc, tidy_annotations
+    from .rests import rest_reduce
+
+    lines = [line + "\n" for line in source.replace("\r\n", "\n").split("\n") if line.strip()]
+    lines = [line for line in lines if not (line.startswith("%") and not line.startswith("%%"))]
+    lines = [_STREAM_PREFIX.sub("", line) for line in lines]
+    if not any(line.startswith("[V:") for line in lines):
+        lines = clean_abc("".join(lines))
+        check_bar_counts(lines)
+        lines = rest_reduce(tidy_annotations(lines))
+    lines = [line for line in lines if line.strip() and not line.startswith("X:")]
+    start = next((i for i, line in enumerate(lines) if line.startswith("[V:")), None)
+    if start is None:
+        raise AbcError("the piece to continue has no bars")
+    metadata, body = lines[:start], lines[start:]
+    if keep_lines:
+        body = body[:keep_lines]
+    total = len(body) + max(add_lines, 1)
+    body = [f"[r:{i}/{total - 1 - i}]{line}" for i, line in enumerate(body)]
+    header = "".join(line + "\n" for line in prompt.header_lines(with_end=True))
+    return header + "".join(metadata) + "".join(body)

@@ -1,0 +1,153 @@
+import json
+
+import pytest
+import torch
+
+from pipelines.checkpoint import load_checkpoint
+from pipelines.errors import NotaGenError
+from pipelines.generation import (Engine, GeneratedPiece, GenerationLimits, GenerationRequest, _Piece,
+                                  char_step, continuation_prefix, zero_after_eos)
+from pipelines.model import EOS_ID
+from pipelines.postprocess import close_score_brackets, postprocess
+from pipelines.prompts import Prompt
+from pipelines.runtime import pick_runtime
+from pipelines.sampling import SamplingConfig, draw, sampling_distribution
+from pipelines.tokenizer import Patchilizer
+
+BACH = Prompt("Baroque", "Bach, Johann Sebastian", "Choral")
+MOZART = Prompt("Classical", "Mozart, Wolfgang Amadeus", "Chamber")
+
+
+@pytest.fixture(scope="module")
+def engine(fixtures):
+    model = load_checkpoint(fixtures / "tiny_model.pth").model
+    return Engine(model, pick_runtime("cpu"))
+
+
+@torch.no_grad()
+def reference_generate(model, prompt: Prompt, seed: int, patches: int, sampling: SamplingConfig) -> str:
+    """No caches: the whole context re-encoded per patch, the char decoder re-run per char."""
+    P = model.config.patch_size
+    text = "".join(line + "\n" for line in prompt.header_lines(with_end=False))
+    context = Patchilizer().encode_generate(text, model.config.patch_length)
+    for n in range(patches):
+        state = model.patch_level_decoder(torch.tensor([context]))[:, -1]
+        chars = []
+        for pos in range(P):
+            logits = model.char_level_decoder(state, torch.tensor([chars], dtype=torch.long))[:, -1]
+            dist = sampling_distribution(torch.softmax(logits, -1), sampling.top_k, sampling.top_p,
+                                         sampling.temperature)
+            chars.append(int(draw(dist, torch.tensor([seed]), torch.tensor([n * P + pos]))[0]))
+        patch = zero_after_eos(torch.tensor([chars]))[0].tolist()
+        if patch[0] == 1 and patch[1] == EOS_ID:
+            break
+        text += Patchilizer.decode_patch(patch)
+        context.append(patch)
+    return text
+
+
+def test_cached_engine_equals_uncached_reference(engine):
+    sampling = SamplingConfig()
+    limits = GenerationLimits(max_patches=12)
+    pieces = engine.generate([GenerationRequest(BACH, seed=3), GenerationRequest(MOZART, seed=4)], sampling, limits)
+    assert pieces[0].raw == reference_generate(engine.model, BACH, 3, 12, sampling)
+    assert pieces[1].raw == reference_generate(engine.model, MOZART, 4, 12, sampling)
+    assert all(p.status == "limit" and p.abc is None and "12-patch" in p.reason for p in pieces)
+
+
+def test_same_seed_same_piece_other_seed_differs(engine):
+    limits = GenerationLimits(max_patches=8)
+    a, b, c = engine.generate([GenerationRequest(BACH, 1), GenerationRequest(BACH, 1), GenerationRequest(BACH, 2)],
+                              limits=limits)
+    assert a.raw == b.raw != c.raw
+    again = engine.generate([GenerationRequest(BACH, 1)], limits=limits)[0]
+    assert again.raw == a.raw  # alone or in a batch of three: the same piece
+
+
+def test_generation_continues_past_the_patch_length(engine, fixtures):
+    # A real chorale as the piece to continue: ~100 patches for a 64-patch model.
+    source = (fixtures / "preprocess" / "bach_bwv7.7.xml2abc.abc").read_text(encoding="utf-8")
+    prefix = continuation_prefix(source, BACH, add_lines=4)
+    assert len(Patchilizer().encode_generate(prefix, 10**6)) > engine.config.patch_length
+    piece = engine.generate([GenerationRequest(BACH, seed=5, prefix=prefix)],
+                            limits=GenerationLimits(max_patches=90))[0]
+    assert piece.raw.startswith(prefix)
+    assert piece.patches == 90 and piece.status == "limit"
+    assert piece.reencodes >= 2  # once for the prefix, again while generating
+
+
+def test_metadata_only_context_is_refused_not_crashed(engine):
+    # The random tiny model never starts a tune body; once its metadata fills the context it stops.
+    piece = engine.generate([GenerationRequest(BACH, seed=0)], limits=GenerationLimits(max_patches=200))[0]
+    assert piece.status == "invalid" and "without a tune body" in piece.reason
+    assert piece.abc is None and piece.patches < 200
+
+
+def test_limits_and_cancel_are_statuses_with_reasons(engine):
+    piece = engine.generate([GenerationRequest(BACH, 0)], limits=GenerationLimits(max_chars=120))[0]
+    assert piece.status == "limit" and "120-character" in piece.reason and piece.abc is None
+    calls = []
+    piece = engine.generate([GenerationRequest(BACH, 0)], on_patch=lambda row, text: calls.append(text),
+                            should_stop=lambda: len(calls) >= 3)[0]
+    assert piece.status == "cancelled" and piece.patches == 3
+    assert calls[-1] == piece.raw and calls[0] != calls[1]  # streamed text grows patch by patch
+
+
+def test_first_tune_body_patch_is_forced_to_start_r0(engine):
+    model = engine.model
+    B, P = 2, engine.config.patch_size
+    chars = torch.zeros(B, P, dtype=torch.long)
+    chars[:, :3] = torch.tensor([ord(c) for c in "[r:"])
+    forced = torch.full((B, P), -1)
+    in_body = torch.tensor([False, True])
+    enc = torch.randn(B, engine.config.hidden_size)
+    model.setup_caches(B)
+    try:
+        for pos in range(5):
+            c = char_step(model, enc, chars, torch.tensor(pos), forced, in_body, torch.tensor([1, 1]),
+                          torch.zeros(2, dtype=torch.long), 9, 0.9, 1.2)
+            if pos >= 3:
+                chars[:, pos] = c
+    finally:
+        engine._capacity = 0
+        model.clear_caches()
+    assert chars[0, 3:5].tolist() == [ord("0"), ord("/")]
+    assert chars[1, 3:5].tolist() != [ord("0"), ord("/")]  # already in the tune body: not forced
+
+
+def test_postprocess_equals_upstream(fixtures):
+    cases = json.loads((fixtures / "postprocess.json").read_text(encoding="utf-8"))
+    for case in cases:
+        assert postprocess(case["generated"]) == case["postprocessed"], case["name"]
+
+
+def test_score_brackets_are_closed():
+    assert close_score_brackets("%%score { ( 1 2 ) | 3") == "%%score { ( 1 2 ) | 3 }"
+    assert close_score_brackets("%%score [ 1 | 2 ] ]") == "%%score [ 1 | 2 ]"
+    assert close_score_brackets("%%score [ 1 | 2 | 3 | 4 ]") == "%%score [ 1 | 2 | 3 | 4 ]"
+
+
+def test_finished_piece_that_fails_postprocessing_is_invalid():
+    piece = _Piece(GenerationRequest(BACH, 0), ["%Baroque\n%Bach\n%Choral\n%end\nL:1/8\n"], metadata="")
+    piece.status = "ok"
+    out = Engine._finish(piece, 1.0)
+    assert isinstance(out, GeneratedPiece) and out.status == "invalid" and out.abc is None
+    assert "no tune body" in out.reason
+
+
+def test_continuation_prefix_is_in_training_format(fixtures):
+    source = (fixtures / "preprocess" / "bach_bwv66.6.xml2abc.abc").read_text(encoding="utf-8")
+    prefix = continuation_prefix(source, BACH, keep_lines=3, add_lines=5)
+    lines = prefix.splitlines()
+    assert lines[:4] == ["%Baroque", "%Bach, Johann Sebastian", "%Choral", "%end"]
+    body = [line for line in lines if line.startswith("[r:")]
+    assert [line[:7] for line in body] == ["[r:0/7]", "[r:1/6]", "[r:2/5]"]
+    augmented = (fixtures / "preprocess" / "augmented" / "A" / "bach_bwv66.6_A.abc").read_text(encoding="utf-8")
+    assert body[1][len("[r:1/6]"):] + "\n" in augmented  # same rest-reduced bar line as the training data
+    with pytest.raises(NotaGenError, match="V:1"):
+        continuation_prefix("%%score 1\nL:1/8\nK:C\n", BACH)
+
+
+def test_zero_after_eos():
+    chars = torch.tensor([[65, 66, EOS_ID, 67, 68], [65, 66, 67, 68, 69]])
+    assert zero_after_eos(chars).tolist() == [[65, 66, EOS_ID, 0, 0], [65, 66, 67, 68, 69]]
