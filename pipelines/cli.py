@@ -14,6 +14,7 @@ from .errors import NotaGenError
 # Modules with `register(subparsers)`; each adds its subcommands and sets `func`.
 COMMAND_MODULES = (
     "pipelines.commands.model",
+    "pipelines.commands.dataset",
 )
 
 

@@ -15,3 +15,7 @@ class AbcError(NotaGenError):
 
 class PromptError(NotaGenError):
     """A period / composer / instrumentation outside what a model knows, or malformed."""
+
+
+class DatasetError(NotaGenError):
+    """Scores that cannot become training data, or a folder that is not a built dataset."""

@@ -1,0 +1,118 @@
+"""`notagen dataset build | corpus | annotate`: scores to NotaGen training data."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ..dataset import (DatasetConfig, Labels, build_corpus_dataset, build_dataset, load_manifest, read_labels_csv,
+                       reannotate)
+from ..errors import DatasetError
+
+
+def register(subparsers):
+    p = subparsers.add_parser("dataset", help="build, label and inspect training datasets")
+    verbs = p.add_subparsers(dest="verb", required=True)
+
+    b = verbs.add_parser("build", help="convert score files / folders into a training dataset")
+    b.add_argument("sources", nargs="+", type=Path, metavar="SRC",
+                   help="score files or folders (.xml .musicxml .mxl; .krn .mei .abc .mid through music21, lossy)")
+    _add_build_options(b)
+    _add_label_options(b)
+    b.add_argument("--labels", type=Path, metavar="FILE.csv",
+                   help="per-piece labels: columns file (or piece), period, composer, instrumentation")
+    b.set_defaults(func=run_build)
+
+    c = verbs.add_parser("corpus", help="build the labelled dataset from music21's bundled corpus (offline)")
+    _add_build_options(c)
+    c.add_argument("--limit", type=int, help="only the first N pieces (Bach chorales come first)")
+    c.set_defaults(func=run_corpus)
+
+    a = verbs.add_parser("annotate", help="show or change pieces' period / composer / instrumentation")
+    a.add_argument("dataset", type=Path, metavar="DIR", help="a built dataset folder")
+    _add_label_options(a)
+    a.add_argument("--labels", type=Path, metavar="FILE.csv", help="per-piece labels, as for build")
+    a.add_argument("--piece", action="append", default=[], metavar="NAME",
+                   help="apply --period/--composer/--instrumentation to this piece only (repeatable)")
+    a.set_defaults(func=run_annotate)
+
+
+def _add_build_options(p):
+    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="dataset folder to write")
+    p.add_argument("--eval-split", type=float, default=0.1, help="share of pieces held out (default 0.1)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the train/eval split")
+    p.add_argument("--workers", type=int, help="worker processes (default: all cores; 0 = in this process)")
+    p.add_argument("--time-limit", type=float, default=60.0, metavar="S", help="seconds per file (default 60)")
+    p.add_argument("--no-cache", action="store_true", help="convert every file again")
+
+
+def _add_label_options(p):
+    p.add_argument("--period", help='e.g. "Romantic"')
+    p.add_argument("--composer", help='"Last, First", e.g. "Chopin, Frederic"')
+    p.add_argument("--instrumentation", help='e.g. "Keyboard", "Chamber", "Choral", "Art Song"')
+
+
+def _config(args, **extra) -> DatasetConfig:
+    config = DatasetConfig(eval_split=args.eval_split, seed=args.seed, time_limit_s=args.time_limit,
+                           use_cache=not args.no_cache, **extra)
+    if args.workers is not None:
+        config.workers = args.workers
+    return config
+
+
+class _Progress:
+    """One updating terminal line: done/total and a bar."""
+
+    def __init__(self, what: str):
+        self.what = what
+
+    def __call__(self, done: int, total: int) -> None:
+        width = 30
+        filled = width * done // max(total, 1)
+        end = "\n" if done >= total else ""
+        print(f"\r{self.what} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}", end=end,
+              file=sys.stderr, flush=True)
+
+
+def _print_report(report) -> int:
+    for f in report.failed:
+        print(f"  failed {f.source}: {f.stage}: {f.reason}", file=sys.stderr)
+    lossy = [f for f in report.files if f.lossy and f.indexed]
+    if lossy:
+        print(f"  {len(lossy)} file(s) converted through music21 (lossy: spelling, voices or layout may differ)",
+              file=sys.stderr)
+    print(report.summary())
+    print(f"  report: {report.out_dir / 'report.json'}; annotations: notagen dataset annotate {report.out_dir}")
+    return 1 if report.cancelled or not (report.train or report.eval) else 0
+
+
+def run_build(args) -> int:
+    if args.labels and (args.period or args.composer or args.instrumentation):
+        raise DatasetError("give either --labels or --period/--composer/--instrumentation, not both")
+    config = _config(args, labels=Labels(args.period, args.composer, args.instrumentation),
+                     piece_labels=read_labels_csv(args.labels) if args.labels else {})
+    return _print_report(build_dataset(args.sources, args.out, config, on_progress=_Progress("converting")))
+
+
+def run_corpus(args) -> int:
+    report = build_corpus_dataset(args.out, limit=args.limit, config=_config(args),
+                                  on_progress=_Progress("converting"))
+    return _print_report(report)
+
+
+def run_annotate(args) -> int:
+    given = Labels(args.period, args.composer, args.instrumentation)
+    if args.labels:
+        if args.period or args.composer or args.instrumentation or args.piece:
+            raise DatasetError("give either --labels or --period/--composer/--instrumentation [--piece], not both")
+        manifest = reannotate(args.dataset, read_labels_csv(args.labels))
+    elif args.period or args.composer or args.instrumentation:
+        manifest = reannotate(args.dataset, {p: given for p in args.piece} if args.piece else given)
+    elif args.piece:
+        raise DatasetError("--piece needs --period, --composer or --instrumentation")
+    else:
+        manifest = load_manifest(args.dataset)
+    for piece, entry in manifest["pieces"].items():
+        print(f"{piece}: {entry['period']} / {entry['composer']} / {entry['instrumentation']}  [{entry['split']}]")
+        for warning in entry["warnings"]:
+            print(f"    warning: {warning}")
+    return 0

@@ -1,0 +1,434 @@
+"""Build a training dataset from score files: convert, clean, augment, annotate, index.
+
+Output folder layout (upstream's fine-tuning script reads it as is):
+
+    interleaved/<piece>.abc              cleaned, interleaved, original key (no header)
+    augmented/<KEY>/<piece>_<KEY>.abc    header + transposed, rest-reduced text, 15 keys
+    train.jsonl, eval.jsonl              {"path": "<OUT>/augmented/<piece>", "key": <KEY of the original key>}
+    prompts.txt                          the dataset's Period_Composer_Instrumentation lines
+    manifest.json                        per piece: source, key, size, annotation, suggestion, warnings, split
+    report.json                          per input file: status, failing stage and reason, voices, bars, key, seconds
+    cache/<piece>.json                   conversion stamp: source hash and facts, so a rebuild skips unchanged files
+
+Each file is converted in a worker process with a time limit; a failure names its
+stage and reason and the other files go on. A piece enters the index only when all
+of its files were written. Every write is atomic.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import re
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from unidecode import unidecode
+
+from ..atomic import atomic_write_text
+from ..errors import DatasetError
+from ..prompts import Prompt, write_prompts
+from .annotate import (Labels, annotate, clean_labels, header_text, labels_for, notagenx_vocabulary, read_score_info,
+                       replace_header, vocabulary_warnings)
+from .convert import SCORE_SUFFIXES, StageError, read_musicxml, xml_to_abc
+from .preprocess import KEYS, preprocess_abc
+from .workers import TaskFailure, run_tasks
+
+# Bump when the converted text for the same input would change; older stamps are then converted again.
+PIPELINE_VERSION = 1
+
+
+@dataclass
+class DatasetConfig:
+    labels: Labels = field(default_factory=Labels)  # applied to every piece (unset fields: from the score)
+    piece_labels: dict[str, Labels] = field(default_factory=dict)  # by piece, file name or path; wins over `labels`
+    eval_split: float = 0.1  # share of pieces held out (at least one when there are two or more pieces)
+    seed: int = 0  # of the train/eval split
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)  # 0: convert in this process, no time limit
+    time_limit_s: float | None = 60.0  # per file
+    use_cache: bool = True  # reuse pieces whose source is unchanged since the last build into this folder
+
+    def __post_init__(self):
+        if not 0 <= self.eval_split < 1:
+            raise DatasetError(f"eval split {self.eval_split} must be at least 0 and below 1")
+        if self.workers < 0:
+            raise DatasetError(f"workers {self.workers} must be 0 (in this process) or more")
+        if self.time_limit_s is not None and self.time_limit_s <= 0:
+            raise DatasetError(f"time limit {self.time_limit_s} s must be positive")
+
+
+@dataclass
+class FileResult:
+    source: str
+    piece: str
+    status: str  # "ok" (converted now), "cached" (unchanged since the last build), "failed", "cancelled"
+    stage: str | None = None  # where it failed: read, import, xml2abc, clean, check, key, interleave, transpose, ...
+    reason: str | None = None
+    voices: int | None = None
+    bars: int | None = None
+    key: str | None = None
+    seconds: float = 0.0
+    lossy: bool = False  # converted to MusicXML by music21 from another format
+
+    @property
+    def indexed(self) -> bool:
+        return self.status in ("ok", "cached")
+
+
+@dataclass
+class BuildReport:
+    out_dir: Path
+    files: list[FileResult]
+    train: list[str]  # piece names
+    eval: list[str]
+    seconds: float
+    cancelled: bool = False
+
+    @property
+    def failed(self) -> list[FileResult]:
+        return [f for f in self.files if f.status == "failed"]
+
+    def count(self, status: str) -> int:
+        return sum(1 for f in self.files if f.status == status)
+
+    def summary(self) -> str:
+        done = "cancelled" if self.cancelled else "built"
+        return (f"{self.out_dir}: {done} in {self.seconds:.1f} s: {self.count('ok')} converted, "
+                f"{self.count('cached')} unchanged, {self.count('failed')} failed"
+                + (f", {self.count('cancelled')} not reached" if self.cancelled else "")
+                + f"; {len(self.train)} train / {len(self.eval)} eval pieces")
+
+
+@dataclass
+class PieceTask:
+    source: str
+    piece: str
+    sha256: str
+    out_dir: str
+    labels: Labels
+
+
+# ---------------------------------------------------------------- inputs
+
+def piece_name(relative: Path) -> str:
+    """A file-system-safe ASCII name for a score: its path below the source folder, '/' as '_', no suffix."""
+    name = "_".join(relative.with_suffix("").parts)
+    name = re.sub(r"[^A-Za-z0-9.,+-]+", "_", unidecode(name)).strip("._")
+    return name or "piece"
+
+
+def collect_sources(sources: list[str | os.PathLike]) -> list[tuple[Path, str]]:
+    """(score file, piece name) for every file given and every score file under every folder given."""
+    found: list[tuple[Path, str]] = []
+    for source in map(Path, sources):
+        if source.is_file():
+            found.append((source, piece_name(Path(source.name))))
+        elif source.is_dir():
+            for path in sorted(source.rglob("*")):
+                if path.is_file() and path.suffix.lower() in SCORE_SUFFIXES and not path.name.startswith("."):
+                    found.append((path, piece_name(path.relative_to(source))))
+        else:
+            raise DatasetError(f"{source}: no such file or folder")
+    if not found:
+        raise DatasetError(f"no score files ({', '.join(SCORE_SUFFIXES)}) in {', '.join(map(str, sources))}")
+    seen: dict[str, int] = {}
+    named = []
+    for path, name in found:
+        if name in seen:  # same name from another folder or format: keep both, apart
+            seen[name] += 1
+            name = f"{name}_{path.suffix.lstrip('.').lower()}" + (f"{seen[name]}" if seen[name] > 2 else "")
+        seen.setdefault(name, 1)
+        named.append((path.resolve(), name))
+    return named
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------- output paths
+
+def interleaved_path(out_dir: Path, piece: str) -> Path:
+    return Path(out_dir) / "interleaved" / f"{piece}.abc"
+
+
+def augmented_path(out_dir: Path, piece: str, key: str) -> Path:
+    return Path(out_dir) / "augmented" / key / f"{piece}_{key}.abc"
+
+
+def piece_paths(out_dir: Path, piece: str) -> list[Path]:
+    return [interleaved_path(out_dir, piece)] + [augmented_path(out_dir, piece, k) for k in KEYS]
+
+
+def stamp_path(out_dir: Path, piece: str) -> Path:
+    return Path(out_dir) / "cache" / f"{piece}.json"
+
+
+def _read_json(path: Path, what: str):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DatasetError(f"{path}: not a readable {what} ({e})") from None
+
+
+def _write_json(path: Path, data) -> None:
+    atomic_write_text(path, json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+
+
+# ---------------------------------------------------------------- one piece (runs in a worker)
+
+def convert_piece(task: PieceTask) -> dict:
+    """Convert one score and write all its files; a dict for the report and the cache stamp."""
+    started = time.perf_counter()
+    result = {"source": task.source, "piece": task.piece, "sha256": task.sha256}
+    try:
+        score = read_musicxml(Path(task.source))
+        result["lossy"] = score.lossy
+        annotation = annotate(read_score_info(score.data), task.labels)
+        abc = xml_to_abc(score.data, task.piece)
+        piece = preprocess_abc(abc)
+    except StageError as e:
+        result.update(status="failed", stage=e.stage, reason=e.reason,
+                      seconds=round(time.perf_counter() - started, 3))
+        return result
+    out_dir = Path(task.out_dir)
+    header = header_text(annotation.prompt)
+    atomic_write_text(interleaved_path(out_dir, task.piece), piece.interleaved)
+    for key, text in piece.augmented.items():
+        atomic_write_text(augmented_path(out_dir, task.piece, key), header + text)
+    result.update(status="ok", version=PIPELINE_VERSION, key=piece.key, key_signature=piece.key_signature,
+                  voices=piece.voices, bars=piece.bars, prompt=asdict(annotation.prompt),
+                  suggested=asdict(annotation.suggested), seconds=round(time.perf_counter() - started, 3))
+    _write_json(stamp_path(out_dir, task.piece), result)
+    return result
+
+
+# ---------------------------------------------------------------- the build
+
+def _cached_stamp(out_dir: Path, piece: str, sha256: str) -> dict | None:
+    stamp = _read_json(stamp_path(out_dir, piece), "cache stamp")
+    if (not stamp or stamp.get("version") != PIPELINE_VERSION or stamp.get("sha256") != sha256
+            or stamp.get("status") != "ok" or not all(p.is_file() for p in piece_paths(out_dir, piece))):
+        return None
+    return stamp
+
+
+def rewrite_headers(out_dir: Path, piece: str, prompt: Prompt) -> None:
+    """Put `prompt`'s header on all 15 augmented files of a piece (no conversion)."""
+    for key in KEYS:
+        path = augmented_path(out_dir, piece, key)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise DatasetError(f"{path}: missing; build the dataset again") from None
+        atomic_write_text(path, replace_header(text, prompt, path))
+
+
+def _kept_prompt(given: Labels, current: dict) -> Prompt:
+    """An unchanged piece's prompt: labels given to this build, else what its header says now (re-annotations stay)."""
+    chosen = given.over(Labels(**current))
+    return Prompt(chosen.period, chosen.composer, chosen.instrumentation)
+
+
+def split_pieces(pieces: list[str], eval_split: float, seed: int) -> tuple[list[str], list[str]]:
+    """(train, eval) piece names: a seeded shuffle of the sorted names, the first share held out."""
+    order = sorted(pieces)
+    random.Random(seed).shuffle(order)
+    n_eval = round(eval_split * len(order))
+    if eval_split > 0 and len(order) >= 2:
+        n_eval = min(max(n_eval, 1), len(order) - 1)
+    return sorted(order[n_eval:]), sorted(order[:n_eval])
+
+
+def _result_from(record: dict, status: str) -> FileResult:
+    return FileResult(source=record["source"], piece=record["piece"], status=status, stage=record.get("stage"),
+                      reason=record.get("reason"), voices=record.get("voices"), bars=record.get("bars"),
+                      key=record.get("key"), seconds=record.get("seconds", 0.0), lossy=record.get("lossy", False))
+
+
+def build_dataset(sources: list[str | os.PathLike], out_dir: str | os.PathLike, config: DatasetConfig | None = None,
+                  on_progress: Callable[[int, int], None] | None = None,
+                  should_stop: Callable[[], bool] | None = None) -> BuildReport:
+    """Turn score files and folders into a NotaGen training dataset in `out_dir` (see the module docstring).
+
+    `on_progress(done, total)` is called as files finish. `should_stop()` cancels:
+    finished pieces keep their cache stamps, the index is left as it was, and the
+    report says cancelled.
+    """
+    return build_named(collect_sources(sources), out_dir, config, on_progress, should_stop)
+
+
+def build_named(inputs: list[tuple[Path, str]], out_dir: str | os.PathLike, config: DatasetConfig | None = None,
+                on_progress: Callable[[int, int], None] | None = None,
+                should_stop: Callable[[], bool] | None = None) -> BuildReport:
+    """build_dataset for (score file, piece name) pairs chosen by the caller."""
+    config = config or DatasetConfig()
+    started = time.perf_counter()
+    out_dir = Path(out_dir).resolve()
+    notagenx_vocabulary()  # fail early if the vocabulary is missing
+    out_dir.mkdir(parents=True, exist_ok=True)
+    total = len(inputs)
+    records: dict[str, dict] = {}
+    statuses: dict[str, str] = {}
+    tasks: list[PieceTask] = []
+    done = 0
+
+    for path, piece in inputs:
+        given = clean_labels(labels_for(config.piece_labels, piece, path).over(config.labels))
+        sha = file_sha256(path)
+        stamp = _cached_stamp(out_dir, piece, sha) if config.use_cache else None
+        if stamp is None:
+            tasks.append(PieceTask(str(path), piece, sha, str(out_dir), given))
+            continue
+        prompt = _kept_prompt(given, stamp["prompt"])
+        if asdict(prompt) != stamp["prompt"]:
+            rewrite_headers(out_dir, piece, prompt)
+            stamp["prompt"] = asdict(prompt)
+            _write_json(stamp_path(out_dir, piece), stamp)
+        stamp["source"] = str(path)
+        records[piece], statuses[piece] = stamp, "cached"
+        done += 1
+        if on_progress:
+            on_progress(done, total)
+
+    cancelled = False
+    if config.workers == 0:
+        outcomes = ((i, convert_piece(task)) for i, task in enumerate(tasks))
+    else:
+        outcomes = run_tasks(convert_piece, tasks, config.workers, config.time_limit_s, should_stop)
+    for index, outcome in outcomes:
+        task = tasks[index]
+        if isinstance(outcome, TaskFailure):
+            outcome = {"source": task.source, "piece": task.piece, "status": "failed",
+                       "stage": "convert", "reason": outcome.message,
+                       "seconds": config.time_limit_s if outcome.kind == "timeout" else 0.0}
+        records[task.piece], statuses[task.piece] = outcome, outcome["status"]
+        done += 1
+        if on_progress:
+            on_progress(done, total)
+        if config.workers == 0 and should_stop and should_stop():
+            break
+    for task in tasks:
+        if task.piece not in records:
+            cancelled = True
+            records[task.piece] = {"source": task.source, "piece": task.piece}
+            statuses[task.piece] = "cancelled"
+
+    files = [_result_from(records[piece], statuses[piece]) for _, piece in inputs]
+    for result in files:
+        if result.status == "failed":  # nothing partial stays behind
+            for path in piece_paths(out_dir, result.piece) + [stamp_path(out_dir, result.piece)]:
+                path.unlink(missing_ok=True)
+    indexed = {f.piece: records[f.piece] for f in files if f.indexed}
+    train, held_out = split_pieces(list(indexed), config.eval_split, config.seed)
+    report = BuildReport(out_dir, files, train, held_out, round(time.perf_counter() - started, 3), cancelled)
+    if not cancelled:
+        _write_index(out_dir, indexed, train, held_out)
+    _write_report(report)
+    return report
+
+
+def _manifest_entry(record: dict, split: str) -> dict:
+    prompt = Prompt(**record["prompt"])
+    return {"source": record["source"], "sha256": record["sha256"], "lossy": record.get("lossy", False),
+            "key": record["key"], "key_signature": record["key_signature"], "voices": record["voices"],
+            "bars": record["bars"], "period": prompt.period, "composer": prompt.composer,
+            "instrumentation": prompt.instrumentation, "suggested": record["suggested"],
+            "warnings": vocabulary_warnings(prompt), "split": split}
+
+
+def _write_index(out_dir: Path, records: dict[str, dict], train: list[str], held_out: list[str]) -> None:
+    old = load_manifest(out_dir, missing_ok=True)
+    for piece in set(old["pieces"]) - set(records):  # pieces whose source is gone or now fails
+        for path in piece_paths(out_dir, piece) + [stamp_path(out_dir, piece)]:
+            path.unlink(missing_ok=True)
+    splits = {p: "train" for p in train} | {p: "eval" for p in held_out}
+    manifest = {"version": PIPELINE_VERSION,
+                "pieces": {p: _manifest_entry(records[p], splits[p]) for p in sorted(records)}}
+    _write_manifest_and_index(out_dir, manifest)
+
+
+def _write_manifest_and_index(out_dir: Path, manifest: dict) -> None:
+    pieces = manifest["pieces"]
+    for split in ("train", "eval"):
+        lines = [json.dumps({"path": str(out_dir / "augmented" / p), "key": e["key_signature"]})
+                 for p, e in pieces.items() if e["split"] == split]
+        atomic_write_text(out_dir / f"{split}.jsonl", "".join(line + "\n" for line in lines))
+    write_prompts(out_dir / "prompts.txt", [Prompt(e["period"], e["composer"], e["instrumentation"])
+                                            for e in pieces.values()])
+    _write_json(out_dir / "manifest.json", manifest)
+
+
+def _write_report(report: BuildReport) -> None:
+    _write_json(report.out_dir / "report.json", {
+        "out_dir": str(report.out_dir), "seconds": report.seconds, "cancelled": report.cancelled,
+        "counts": {s: report.count(s) for s in ("ok", "cached", "failed", "cancelled")},
+        "train": len(report.train), "eval": len(report.eval),
+        "files": [asdict(f) for f in report.files]})
+
+
+# ---------------------------------------------------------------- reading and re-annotating a dataset
+
+def load_manifest(out_dir: str | os.PathLike, missing_ok: bool = False) -> dict:
+    """A built dataset's manifest: {"version": ..., "pieces": {piece: {...}}}."""
+    path = Path(out_dir) / "manifest.json"
+    manifest = _read_json(path, "dataset manifest")
+    if manifest is None:
+        if missing_ok:
+            return {"version": PIPELINE_VERSION, "pieces": {}}
+        raise DatasetError(f"{out_dir}: no manifest.json; build the dataset with `notagen dataset build` first")
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("pieces"), dict):
+        raise DatasetError(f"{path}: not a dataset manifest")
+    return manifest
+
+
+def load_report(out_dir: str | os.PathLike) -> dict:
+    report = _read_json(Path(out_dir) / "report.json", "build report")
+    if report is None:
+        raise DatasetError(f"{out_dir}: no report.json; build the dataset first")
+    return report
+
+
+def reannotate(out_dir: str | os.PathLike, labels: dict[str, Labels] | Labels,
+               on_progress: Callable[[int, int], None] | None = None) -> dict:
+    """Change pieces' period / composer / instrumentation and rewrite their headers, without converting.
+
+    `labels` is one Labels for every piece, or a mapping piece name -> Labels;
+    unset fields keep the piece's current value. Returns the new manifest.
+    """
+    out_dir = Path(out_dir).resolve()
+    manifest = load_manifest(out_dir)
+    pieces = manifest["pieces"]
+    if isinstance(labels, Labels):
+        labels = {piece: labels for piece in pieces}
+    unknown = sorted(set(labels) - set(pieces))
+    if unknown:
+        raise DatasetError(f"{out_dir}: no piece(s) named {', '.join(unknown[:5])}"
+                           + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""))
+    for n, (piece, given) in enumerate(sorted(labels.items()), 1):
+        entry = pieces[piece]
+        given = clean_labels(given)
+        current = Labels(entry["period"], entry["composer"], entry["instrumentation"])
+        chosen = given.over(current)
+        prompt = Prompt(chosen.period, chosen.composer, chosen.instrumentation)
+        if (prompt.period, prompt.composer, prompt.instrumentation) != tuple(current.__dict__.values()):
+            rewrite_headers(out_dir, piece, prompt)
+            entry.update(period=prompt.period, composer=prompt.composer, instrumentation=prompt.instrumentation,
+                         warnings=vocabulary_warnings(prompt))
+            stamp = _read_json(stamp_path(out_dir, piece), "cache stamp")
+            if stamp:
+                stamp["prompt"] = asdict(prompt)
+                _write_json(stamp_path(out_dir, piece), stamp)
+        if on_progress:
+            on_progress(n, len(labels))
+    _write_manifest_and_index(out_dir, manifest)
+    return manifest
