@@ -1,0 +1,150 @@
+"""`notagen train`, `notagen merge-lora` and `notagen download-notagenx`.
+
+Several GPUs or machines: `accelerate launch -m pipelines.cli train ...` (every
+process runs the same command; each trains on its own shard). Ctrl-C stops
+after the current step and leaves a resumable checkpoint (`--resume`).
+"""
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+
+from ..training.config import CHECKPOINTING, OPTIMIZERS, PRECISIONS, SCHEDULES, TrainConfig
+
+DEFAULT_MODELS_DIR = Path("workspace") / "models"
+
+
+def register(subparsers):
+    p = subparsers.add_parser("train", help="fine-tune NotaGen (full or LoRA) or train one from scratch")
+    p.add_argument("--data", type=Path, required=True, help="dataset folder (from `notagen dataset build`)")
+    p.add_argument("--out", type=Path, required=True, help="run folder: checkpoints, log, prompts.txt")
+    start = p.add_mutually_exclusive_group(required=True)
+    start.add_argument("--base", help="checkpoint file to start from, or 'notagen-x'")
+    start.add_argument("--preset", help="train from scratch with this model size (e.g. demo, tiny)")
+    p.add_argument("--models-dir", type=Path, action="append", default=None,
+                   help=f"folder searched for NotaGen-X by name (default {DEFAULT_MODELS_DIR}); repeatable")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 1e-5 fine-tuning, 3e-4 scratch)")
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--grad-accum", type=int, default=1)
+    p.add_argument("--max-steps", type=int, default=0, help="stop after this many optimizer steps (0: no limit)")
+    p.add_argument("--warmup-steps", type=int, default=100)
+    p.add_argument("--schedule", choices=SCHEDULES, default="cosine")
+    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--grad-clip", type=float, default=1.0)
+    p.add_argument("--patience", type=int, default=3, help="epochs without improvement before stopping (0: off)")
+    p.add_argument("--save-every", type=int, default=0, help="also checkpoint every N steps")
+    p.add_argument("--lora-rank", type=int, default=0, help="train LoRA adapters of this rank (0: full fine-tuning)")
+    p.add_argument("--lora-alpha", type=float, default=0.0, help="LoRA scale numerator (default 2 x rank)")
+    p.add_argument("--freeze-patch-decoder", action="store_true")
+    p.add_argument("--no-key-augment", action="store_true", help="read every piece in its original key only")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto")
+    p.add_argument("--checkpointing", choices=CHECKPOINTING, default="char",
+                   help="which decoder recomputes activations in backward (memory for time)")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default="auto")
+    p.add_argument("--compile", action="store_true", help="torch.compile the transformer blocks")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pth")
+    p.add_argument("--merge", action="store_true", help="LoRA: also write merged.pth (base + best adapter)")
+    p.add_argument("--quiet", action="store_true", help="print only evaluations and the result")
+    p.set_defaults(func=run_train)
+
+    p = subparsers.add_parser("merge-lora", help="fold a LoRA adapter into a full checkpoint")
+    p.add_argument("--adapter", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--base", type=Path, default=None, help="the base model file, if not where it was when trained")
+    p.add_argument("--models-dir", type=Path, action="append", default=None)
+    p.set_defaults(func=run_merge)
+
+    p = subparsers.add_parser("download-notagenx", help="fetch NotaGen-X from the official Hugging Face repository")
+    p.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
+    p.set_defaults(func=run_download)
+
+
+def config_from_args(args) -> TrainConfig:
+    return TrainConfig(
+        data_dir=args.data, out_dir=args.out, base=args.base, preset=args.preset,
+        models_dirs=args.models_dir or [DEFAULT_MODELS_DIR], epochs=args.epochs, max_steps=args.max_steps,
+        batch_size=args.batch_size, grad_accum=args.grad_accum, lr=args.lr, schedule=args.schedule,
+        warmup_steps=args.warmup_steps, weight_decay=args.weight_decay, grad_clip=args.grad_clip,
+        patience=args.patience, save_every=args.save_every, key_augment=not args.no_key_augment, seed=args.seed,
+        lora_rank=args.lora_rank, lora_alpha=args.lora_alpha, freeze_patch_decoder=args.freeze_patch_decoder,
+        device=args.device, precision=args.precision, checkpointing=args.checkpointing, optimizer=args.optimizer,
+        compile=args.compile, resume=args.resume)
+
+
+def format_record(record: dict) -> str | None:
+    event = record["event"]
+    if event == "step":
+        eta = record["eta_s"]
+        return (f"step {record['step']}/{record['total_steps']} epoch {record['epoch']} loss {record['loss']:.4f} "
+                f"lr {record['lr']:.2e} {record['chars_per_s']:.0f} chars/s eta {eta // 60:.0f}m{eta % 60:02.0f}s")
+    if event == "eval":
+        loss = "n/a (no eval split)" if record["eval_loss"] is None else f"{record['eval_loss']:.4f}"
+        return f"epoch {record['epoch']}: eval loss {loss}{' (best)' if record['best'] else ''}"
+    if event in ("start", "resume"):
+        return (f"{event} at step {record['step']} of {record['total_steps']} on {record['device']} "
+                f"({record['precision']}, {record['processes']} process(es), "
+                f"{record['trainable_parameters']:,} trainable parameters)")
+    return None
+
+
+def run_train(args) -> int:
+    from ..training import merge_lora, train
+
+    config = config_from_args(args)
+    stop = {"asked": False}
+
+    def on_interrupt(signum, frame):
+        if stop["asked"]:
+            raise KeyboardInterrupt
+        stop["asked"] = True
+        print("stopping after this step (Ctrl-C again to abort without a checkpoint)", file=sys.stderr)
+
+    def on_log(record):
+        line = format_record(record)
+        if line and not (args.quiet and record["event"] == "step"):
+            print(line, flush=True)
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        result = train(config, on_log=on_log, should_stop=lambda: stop["asked"])
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    best = f"{result.best_eval_loss:.4f}" if result.best_eval_loss is not None else "n/a"
+    print(f"{result.status} after {result.step} steps; best eval loss {best}; "
+          f"best model {result.best_path}; resumable state {result.last_path}")
+    if args.merge and config.lora_rank and result.best_path:
+        merged = merge_lora(result.best_path, config.out_dir / "merged.pth", models_dirs=config.models_dirs)
+        print(f"merged model {merged}")
+    return 0 if result.status != "cancelled" else 130
+
+
+def run_merge(args) -> int:
+    from ..training import merge_lora
+
+    out = merge_lora(args.adapter, args.out, base_path=args.base, models_dirs=args.models_dir or [DEFAULT_MODELS_DIR])
+    print(f"merged model {out}")
+    return 0
+
+
+def run_download(args) -> int:
+    from ..training.notagenx import NOTAGENX_FILE, download_notagenx, find_notagenx
+
+    found = find_notagenx([args.models_dir])
+    if found:
+        print(f"NotaGen-X is already at {found}")
+        return 0
+    shown = {"percent": -1}
+
+    def on_progress(done, total):
+        percent = int(100 * done / total) if total else -1
+        if percent != shown["percent"]:
+            shown["percent"] = percent
+            print(f"\r{NOTAGENX_FILE}: {done / 2**20:.0f} MiB ({percent}%)", end="", file=sys.stderr, flush=True)
+
+    path = download_notagenx(args.models_dir, on_progress=on_progress)
+    print(f"\nNotaGen-X saved and checked: {path}")
+    return 0

@@ -1,0 +1,198 @@
+"""Training data: the dataset's split index, upstream's key draw, epoch order and batches.
+
+A dataset folder holds `train.jsonl` / `eval.jsonl` (lines `{"path": ..., "key": ...}`)
+and `augmented/<KEY>/<piece>_<KEY>.abc` for the 15 key spellings. Each epoch every
+training piece is read in one key drawn around its original key as upstream's
+fine-tuning does (offsets -3..+3 semitones with weights 1,2,3,4,3,2,1 over 16;
+pitch class 1 is Db 80% / C# 20%, 11 is B 80% / Cb 20%, 6 is F# or Gb evenly),
+or in its original key only. Long pieces are cut by the tokenizer.
+
+Everything random here is a pure function of (seed, epoch, piece), so an
+interrupted run resumes with exactly the data it would have seen, and every
+process of a multi-GPU run agrees on the order without talking to the others.
+"""
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from abctoolkit.transpose import Key2Mode
+
+from ..errors import AbcError, PromptError, TrainingError
+from ..evaluate import read_abc
+from ..prompts import Prompt, parse_prompt, read_prompts
+from ..tokenizer import Patchilizer
+
+KEYS = ("Cb", "C", "C#", "Db", "D", "Eb", "E", "F", "F#", "Gb", "G", "Ab", "A", "Bb", "B")
+PITCH_CLASS = {"Cb": 11, "C": 0, "C#": 1, "Db": 1, "D": 2, "Eb": 3, "E": 4, "F": 5, "F#": 6, "Gb": 6,
+               "G": 7, "Ab": 8, "A": 9, "Bb": 10, "B": 11}
+# The one spelling of each pitch class without an enharmonic choice.
+_SPELLING = {0: "C", 2: "D", 3: "Eb", 4: "E", 5: "F", 7: "G", 8: "Ab", 9: "A", 10: "Bb"}
+# (spelling, probability of it, other spelling) for pitch classes with two names.
+_ENHARMONIC = {1: ("Db", 0.8, "C#"), 11: ("B", 0.8, "Cb"), 6: ("F#", 0.5, "Gb")}
+KEY_OFFSETS = (-3, -2, -1, 0, 1, 2, 3)
+KEY_WEIGHTS = (1, 2, 3, 4, 3, 2, 1)  # over 16
+_MODE_TO_KEY = {mode: key for key, modes in Key2Mode.items() for mode in modes}
+
+
+@dataclass(frozen=True)
+class TrainPiece:
+    stem: str  # the piece's file name without key suffix
+    key: str  # its original key, one of KEYS
+
+
+def major_key(key: str) -> str:
+    """The key-signature name (one of KEYS) of a key or mode such as 'F#min' or 'Ddor'."""
+    if key in PITCH_CLASS:
+        return key
+    try:
+        return _MODE_TO_KEY[key]
+    except KeyError:
+        raise TrainingError(f"unknown key {key!r}; expected one of {', '.join(KEYS)} or a mode like 'F#min'") from None
+
+
+def choose_key(original: str, rng: random.Random) -> str:
+    """Upstream's draw of the key a piece is read in this epoch."""
+    index = PITCH_CLASS[major_key(original)]
+    offset = rng.choices(KEY_OFFSETS, weights=KEY_WEIGHTS)[0]
+    target = (index + offset) % 12
+    if target in _ENHARMONIC:
+        first, p, other = _ENHARMONIC[target]
+        return first if rng.random() < p else other
+    return _SPELLING[target]
+
+
+def read_split(data_dir: Path, split: str) -> list[TrainPiece]:
+    """The pieces of `train` or `eval`; a missing or empty eval split is an empty list."""
+    index = Path(data_dir) / f"{split}.jsonl"
+    if not index.is_file():
+        if split == "eval":
+            return []
+        raise TrainingError(f"{data_dir}: no {index.name}; build the dataset with `notagen dataset build` first")
+    pieces = []
+    for n, line in enumerate(index.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+            pieces.append(TrainPiece(stem=Path(entry["path"]).name, key=major_key(str(entry["key"]))))
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise TrainingError(f"{index}:{n}: not a dataset index line ({e})") from None
+        except TrainingError as e:
+            raise TrainingError(f"{index}:{n}: {e}") from None
+    return pieces
+
+
+def piece_file(data_dir: Path, piece: TrainPiece, key: str) -> Path:
+    """Resolved by name under the dataset folder, so a moved dataset still works."""
+    return Path(data_dir) / "augmented" / key / f"{piece.stem}_{key}.abc"
+
+
+def check_files(data_dir: Path, pieces: list[TrainPiece], all_keys: bool) -> None:
+    """Fail before training starts, naming every file that is missing."""
+    missing = []
+    for piece in pieces:
+        keys = KEYS if all_keys else (piece.key,)
+        missing += [str(piece_file(data_dir, piece, k)) for k in keys if not piece_file(data_dir, piece, k).is_file()]
+    if missing:
+        shown = "\n  ".join(missing[:10])
+        more = f"\n  ... and {len(missing) - 10} more" if len(missing) > 10 else ""
+        raise TrainingError(f"{data_dir}: {len(missing)} dataset file(s) missing:\n  {shown}{more}")
+
+
+def header_prompt(text: str, path: Path) -> Prompt:
+    """The Period_Composer_Instrumentation of a training file's first three lines."""
+    lines = text.split("\n")[:4]
+    if len(lines) < 4 or lines[3] != "%end" or not all(line.startswith("%") for line in lines[:3]):
+        raise TrainingError(f"{path}: does not start with the %Period / %Composer / %Instrumentation / %end lines")
+    try:
+        return Prompt(lines[0][1:], lines[1][1:], lines[2][1:])
+    except PromptError as e:
+        raise TrainingError(f"{path}: {e}") from None
+
+
+def dataset_prompts(data_dir: Path, pieces: list[TrainPiece]) -> list[Prompt]:
+    """The dataset's prompt vocabulary: its prompts.txt, or else the headers of its pieces."""
+    listed = Path(data_dir) / "prompts.txt"
+    if listed.is_file():
+        return read_prompts(listed)
+    found = set()
+    for piece in pieces:
+        path = piece_file(data_dir, piece, piece.key)
+        found.add(header_prompt(read_abc(path), path))
+    return sorted(found)
+
+
+def union_prompts(*groups) -> list[Prompt]:
+    """Prompt lines or Prompt objects, merged and sorted."""
+    merged = set()
+    for group in groups:
+        for item in group:
+            merged.add(item if isinstance(item, Prompt) else parse_prompt(item))
+    return sorted(merged)
+
+
+def piece_rng(seed: int, epoch: int, index: int) -> random.Random:
+    return random.Random(f"notagen-train:{seed}:{epoch}:{index}")
+
+
+def epoch_order(count: int, seed: int, epoch: int) -> list[int]:
+    order = list(range(count))
+    random.Random(f"notagen-order:{seed}:{epoch}").shuffle(order)
+    return order
+
+
+def shard(order: list[int], rank: int, world: int) -> list[int]:
+    """This process's share; every process gets the same count so they step together."""
+    per_rank = len(order) // world
+    return order[rank::world][:per_rank]
+
+
+def epoch_groups(order: list[int], batch_size: int, grad_accum: int) -> list[list[list[int]]]:
+    """Optimizer steps of micro-batches of piece indices; the last ones may be short."""
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    return [batches[i:i + grad_accum] for i in range(0, len(batches), grad_accum)]
+
+
+@dataclass
+class PieceEncoder:
+    """Reads and encodes a training piece for a given epoch."""
+
+    data_dir: Path
+    patchilizer: Patchilizer
+    patch_length: int
+    seed: int
+    key_augment: bool
+
+    def encode(self, piece: TrainPiece, index: int, epoch: int) -> list[list[int]]:
+        rng = piece_rng(self.seed, epoch, index)
+        key = choose_key(piece.key, rng) if self.key_augment else piece.key
+        path = piece_file(self.data_dir, piece, key)
+        try:
+            text = read_abc(path)
+        except AbcError as e:
+            raise TrainingError(str(e)) from None
+        return self.patchilizer.encode_train(text, self.patch_length, rng=rng)
+
+    def encode_eval(self, piece: TrainPiece) -> list[list[int]]:
+        """Original key, long pieces cut with a fixed seed (as `notagen eval` does)."""
+        path = piece_file(self.data_dir, piece, piece.key)
+        try:
+            text = read_abc(path)
+        except AbcError as e:
+            raise TrainingError(str(e)) from None
+        return self.patchilizer.encode_train(text, self.patch_length, rng=random.Random(0))
+
+
+def collate(encoded: list[list[list[int]]], patch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad pieces into (B, N, P) patches and (B, N) masks."""
+    width = max(len(e) for e in encoded)
+    patches = torch.zeros(len(encoded), width, patch_size, dtype=torch.long)
+    masks = torch.zeros(len(encoded), width, dtype=torch.long)
+    for i, e in enumerate(encoded):
+        patches[i, :len(e)] = torch.tensor(e, dtype=torch.long)
+        masks[i, :len(e)] = 1
+    return patches, masks

@@ -1,0 +1,42 @@
+"""A small real dataset for the training tests, built from upstream's augmented fixture files.
+
+Six music21-corpus pieces in 15 keys each, with the studio's four header lines in
+front, `train.jsonl` / `eval.jsonl` indexes and `prompts.txt`, laid out as the
+dataset pipeline writes them.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+FIXTURES = Path("/work/shared/fixtures/upstream/preprocess")
+KEYS = ("Cb", "C", "C#", "Db", "D", "Eb", "E", "F", "F#", "Gb", "G", "Ab", "A", "Bb", "B")
+# piece: (original key as a key signature, period, composer, instrumentation)
+PIECES = {
+    "bach_bwv66.6": ("A", "Baroque", "Bach, Johann Sebastian", "Choral"),
+    "bach_bwv7.7": ("D", "Baroque", "Bach, Johann Sebastian", "Choral"),
+    "haydn_opus74no1_movement3": ("C", "Classical", "Haydn, Joseph", "Chamber"),
+    "mozart_k155_movement2": ("A", "Classical", "Mozart, Wolfgang Amadeus", "Chamber"),
+    "beethoven_opus18no1_movement4": ("F", "Classical", "Beethoven, Ludwig van", "Chamber"),
+    "schumann_robert_opus41no1_movement2": ("C", "Romantic", "Schumann, Robert", "Chamber"),
+}
+TRAIN = ("bach_bwv66.6", "bach_bwv7.7", "haydn_opus74no1_movement3", "mozart_k155_movement2")
+EVAL = ("schumann_robert_opus41no1_movement2",)
+
+
+def build_dataset(root: Path, train: tuple[str, ...] = TRAIN, eval_: tuple[str, ...] = EVAL) -> Path:
+    root = Path(root)
+    for piece in (*train, *eval_):
+        _, period, composer, instrumentation = PIECES[piece]
+        header = f"%{period}\n%{composer}\n%{instrumentation}\n%end\n"
+        for key in KEYS:
+            source = FIXTURES / "augmented" / key / f"{piece}_{key}.abc"
+            target = root / "augmented" / key / f"{piece}_{key}.abc"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(header + source.read_text(encoding="utf-8"), encoding="utf-8")
+    for split, names in (("train", train), ("eval", eval_)):
+        lines = [json.dumps({"path": str(root / "augmented" / name), "key": PIECES[name][0]}) for name in names]
+        (root / f"{split}.jsonl").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    prompts = sorted({"_".join(PIECES[name][1:]) for name in (*train, *eval_)})
+    (root / "prompts.txt").write_text("".join(p + "\n" for p in prompts), encoding="utf-8")
+    return root
