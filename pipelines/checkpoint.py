@@ -115,6 +115,10 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
                     dtype: torch.dtype | None = None) -> LoadedCheckpoint:
     """Load an upstream or studio checkpoint; the config comes from the file itself."""
     data = read_checkpoint_file(path)
+    if isinstance(data, dict) and data.get("format") == "notagen-lora-v1":
+        from .training.lora import load_adapter  # a LoRA adapter: its base model with the adapter merged
+
+        return load_adapter(path, device=device, dtype=dtype)
     if not isinstance(data, dict) or "model" not in data:
         raise CheckpointError(f"{path}: has no 'model' entry; expected torch.save({{'model': state_dict}})")
     card_data = data.get("card")

@@ -15,6 +15,7 @@ from .errors import NotaGenError
 COMMAND_MODULES = (
     "pipelines.commands.model",
     "pipelines.commands.dataset",
+    "pipelines.commands.train",
 )
 
 

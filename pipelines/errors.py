@@ -19,3 +19,7 @@ class PromptError(NotaGenError):
 
 class DatasetError(NotaGenError):
     """Scores that cannot become training data, or a folder that is not a built dataset."""
+
+
+class TrainingError(NotaGenError):
+    """A training run that cannot start, resume or finish (bad settings, data or run folder)."""
