@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "pipelines.commands.model",
     "pipelines.commands.dataset",
     "pipelines.commands.train",
+    "pipelines.commands.render",
 )
 
 

@@ -23,3 +23,11 @@ class DatasetError(NotaGenError):
 
 class TrainingError(NotaGenError):
     """A training run that cannot start, resume or finish (bad settings, data or run folder)."""
+
+
+class RenderError(NotaGenError):
+    """A score, MIDI or PDF that cannot be made from a piece (converter failure, time limit)."""
+
+
+class AudioError(NotaGenError):
+    """A SoundFont that cannot be loaded, or MIDI the synthesizer cannot play."""

@@ -1,0 +1,104 @@
+"""Piece report on real pieces (upstream's post-processed generations and standard ABC) and broken ones."""
+import json
+
+import pytest
+
+from pipelines.errors import AbcError
+from pipelines.piece_report import clean_part_name, report_piece
+
+
+@pytest.fixture(scope="module")
+def postprocessed(fixtures) -> dict[str, str]:
+    cases = json.loads((fixtures / "postprocess.json").read_text(encoding="utf-8"))
+    return {case["name"]: case["postprocessed"] for case in cases}
+
+
+@pytest.fixture(scope="module")
+def chorale(postprocessed) -> str:
+    return postprocessed["bach_bwv66.6_C"]
+
+
+def test_chorale_interleaved(chorale):
+    r = report_piece(chorale)
+    assert r.layout == "interleaved"
+    assert r.voices == ["1", "2", "3", "4"]
+    assert r.voice_names == ["Soprano", "Alto", "Tenor", "Bass"]
+    assert (r.bars, r.bars_per_voice) == (10, [10, 10, 10, 10])
+    assert (r.time_signature, r.key, r.tempo, r.unit_length) == ("4/4", "Amin", "1/4=96", "1/8")
+    # a quarter-note pickup + 9 bars of 4/4 at 96 quarters a minute: 37 quarters
+    assert r.seconds == pytest.approx(37 * 60 / 96)
+    assert r.aligned and r.findings == []
+
+
+def test_standard_abc_agrees_with_interleaved(fixtures, chorale):
+    standard = report_piece((fixtures / "preprocess" / "bach_bwv66.6.xml2abc.abc").read_text(encoding="utf-8"))
+    interleaved = report_piece(chorale)
+    assert standard.layout == "standard"
+    assert standard.key == "F#min"  # the original key; the post-processed one is transposed to A minor
+    for field in ("voices", "voice_names", "bars", "bars_per_voice", "time_signature", "seconds", "aligned"):
+        assert getattr(standard, field) == getattr(interleaved, field), field
+
+
+def test_quartet(postprocessed):
+    r = report_piece(postprocessed["beethoven_opus18no1_movement4_C"])
+    assert r.voice_names == ["Violin", "Violin", "Viola", "Violoncello"]
+    assert r.bars == 381 and r.time_signature == "2/4"
+    assert r.seconds == pytest.approx(381.0)  # 381 bars of two quarters at 120
+    assert r.aligned
+
+
+def test_odd_bar_is_named_not_raised(postprocessed):
+    # xml2abc wrote an extra z/ in the first violin of bar 58 of this Haydn minuet
+    r = report_piece(postprocessed["haydn_opus74no1_movement3_C"])
+    assert not r.aligned
+    assert r.findings == ["bar 58: voices differ in length "
+                          "(voice 1 lasts 13/16, voice 2 lasts 3/4, voice 3 lasts 3/4, voice 4 lasts 3/4)"]
+
+
+def test_missing_voice_is_a_finding(chorale):
+    broken = chorale.replace("[V:3]D2 D2 DC B,2|", "")
+    r = report_piece(broken)
+    assert not r.aligned
+    assert "bar 5: voice 3 is missing" in r.findings
+    assert r.bars_per_voice == [10, 10, 9, 10]
+
+
+def test_truncated_mid_bar(chorale):
+    cut = chorale[:chorale.index("[V:1]c2 d2 e2 c2") + 40]
+    r = report_piece(cut)
+    assert not r.aligned
+    assert any("no closing barline" in f and f.startswith("bar 7") for f in r.findings)
+
+
+def test_unequal_bar_lengths_are_named(chorale):
+    r = report_piece(chorale.replace("[V:2]A2 G2 G2 G2|", "[V:2]A2 G2 G2 G2 G2|"))
+    assert not r.aligned
+    assert r.findings == ["bar 2: voices differ in length "
+                          "(voice 1 lasts 1/1, voice 2 lasts 5/4, voice 3 lasts 1/1, voice 4 lasts 1/1)"]
+
+
+def test_garbage_lines_do_not_raise(chorale):
+    r = report_piece(chorale + "\n@@@ ###\n[V:9]nonsense(((|\n")
+    assert not r.aligned
+    assert any("voice 9 is not defined" in f for f in r.findings)
+
+
+def test_empty_text_is_an_error():
+    with pytest.raises(AbcError, match="empty"):
+        report_piece("  \n")
+
+
+def test_no_voices_is_a_finding():
+    r = report_piece("X:1\nK:C\nabc|")
+    assert not r.aligned and "no voice (V:) found" in r.findings
+
+
+def test_generated_line_prefixes_are_ignored(chorale):
+    lines = chorale.split("\n")
+    prefixed = "\n".join(f"[r:{i}/9]{line}" if line.startswith("[V:") else line for i, line in enumerate(lines))
+    assert report_piece(prefixed).findings == []
+
+
+def test_clean_part_name():
+    assert clean_part_name("\\n\t\t\t:Violin 1") == "Violin 1"
+    assert clean_part_name("  Viola ") == "Viola"
