@@ -6,12 +6,12 @@ annotations that contain a barline; check that every voice has as many bars as
 voice 1; shorten `^`/`_` annotations (runs of one punctuation mark squeezed, over
 40 chars dropped) and drop empty ones. Then interleave (one line per bar, every
 voice) and, for each of the 15 key spellings, transpose and rest-reduce.
-The result equals upstream's output byte for byte; abctoolkit does the musical work.
+The result equals upstream's output byte for byte; abctoolkit does the musical work
+(transposition through `transpose.py`, which reads each voice once for all keys).
 """
 from __future__ import annotations
 
 import contextlib
-import functools
 import io
 import re
 from dataclasses import dataclass
@@ -26,6 +26,7 @@ from unidecode import unidecode
 from ..errors import AbcError
 from ..rests import rest_reduce
 from .convert import StageError
+from .transpose import transpose_all
 
 KEYS = ("Cb", "C", "C#", "Db", "D", "Eb", "E", "F", "F#", "Gb", "G", "Ab", "A", "Bb", "B")
 DROPPED_FIELDS = ("X:", "T:", "C:", "W:", "w:", "Z:", "%%MIDI")
@@ -116,25 +117,6 @@ def original_key(lines: list[str]) -> str:
     return "C" if key == "none" else key
 
 
-@functools.cache
-def _memoise_transpose_lookups() -> None:
-    """Cache abctoolkit's pure key/note lookups: transposition asks them the same questions once per character.
-
-    Each is a pure function of its string arguments; results are unchanged (the
-    fixture tests compare every key of every piece), only computed once.
-    """
-    for name in ("lookup_key_according_to_keymode", "lookup_new_keymode_to_transpose",
-                 "lookup_new_key_to_transpose", "transpose_a_note", "transpose_a_chordnote"):
-        setattr(abc_transpose, name, functools.lru_cache(maxsize=65536)(getattr(abc_transpose, name)))
-
-
-def transpose_lines(lines: list[str], key: str) -> list[str]:
-    """The piece transposed to `key` (one of KEYS), as lines; abctoolkit does the transposition."""
-    _memoise_transpose_lookups()
-    text = abc_transpose.transpose_an_abc_text(lines, key)
-    return [line + "\n" for line in text.split("\n") if line]
-
-
 def preprocess_abc(text: str) -> Preprocessed:
     """Clean, check, interleave and augment one xml2abc output; StageError names what failed."""
     lines = clean_abc(text)
@@ -149,14 +131,14 @@ def preprocess_abc(text: str) -> Preprocessed:
         interleaved = "".join(rotate_abc(lines))
     except Exception as e:  # abctoolkit raises bare Exception / IndexError on odd layouts
         raise StageError("interleave", f"{type(e).__name__}: {e}") from None
+    try:
+        transposed = transpose_all(lines, KEYS)
+    except Exception as e:  # abctoolkit raises bare Exception ('Cannot find proper notename', ...), KeyError, ...
+        raise StageError("transpose", f"{type(e).__name__}: {e}") from None
     augmented = {}
-    for target in KEYS:
+    for target, text in transposed.items():
         try:
-            transposed = transpose_lines(lines, target)
-        except Exception as e:  # abctoolkit raises bare Exception ('Cannot find proper notename', ...)
-            raise StageError("transpose", f"to {target}: {type(e).__name__}: {e}") from None
-        try:
-            augmented[target] = "".join(rest_reduce(transposed))
+            augmented[target] = "".join(rest_reduce([line + "\n" for line in text.split("\n") if line]))
         except AbcError as e:
             raise StageError("rest-reduce", f"in {target}: {e}") from None
     return Preprocessed(key=key, key_signature=signature, voices=voices, bars=bars,
