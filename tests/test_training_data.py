@@ -9,7 +9,7 @@ import pytest
 from pipelines.errors import TrainingError
 from pipelines.training.data import (KEYS, choose_key, dataset_prompts, epoch_groups, epoch_order, major_key,
                                      read_split, shard, union_prompts)
-from training_data import build_dataset
+from training_data import build_dataset, single_thread_torch  # noqa: F401 (autouse)
 
 
 def test_key_draw_follows_upstream_weights():

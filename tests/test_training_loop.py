@@ -13,7 +13,7 @@ from pipelines.prompts import read_prompts
 from pipelines.training import TrainConfig, read_train_log, train
 from pipelines.training.data import collate, PieceEncoder, read_split
 from pipelines.tokenizer import Patchilizer
-from training_data import build_dataset
+from training_data import build_dataset, single_thread_torch  # noqa: F401 (autouse)
 
 
 def steps(result):

@@ -12,7 +12,7 @@ from pipelines.tokenizer import Patchilizer
 from pipelines.training import TrainConfig, merge_lora, read_train_log, train
 from pipelines.training.data import PieceEncoder, collate, read_split
 from pipelines.training.lora import load_with_adapter
-from training_data import build_dataset
+from training_data import build_dataset, single_thread_torch  # noqa: F401 (autouse)
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from pipelines.errors import CheckpointError
 from pipelines.model import NotaGen, preset
 from pipelines.training.notagenx import (NOTAGENX_FILE, DownloadError, RemoteFile, download_notagenx, find_notagenx,
                                          resolve_base)
+from training_data import single_thread_torch  # noqa: F401 (autouse)
 
 
 @pytest.fixture()

@@ -10,6 +10,7 @@ from pipelines.model import NotaGen, preset
 from pipelines.training.config import TrainConfig
 from pipelines.training.recipe import Amp, build_optimizer, optimizer_step
 from pipelines.training.schedule import WarmupDecay, build_scheduler
+from training_data import single_thread_torch  # noqa: F401 (autouse)
 
 
 def test_warmup_then_cosine_to_floor():

@@ -9,6 +9,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+import torch
+
 FIXTURES = Path("/work/shared/fixtures/upstream/preprocess")
 KEYS = ("Cb", "C", "C#", "Db", "D", "Eb", "E", "F", "F#", "Gb", "G", "Ab", "A", "Bb", "B")
 # piece: (original key as a key signature, period, composer, instrumentation)
@@ -40,3 +43,13 @@ def build_dataset(root: Path, train: tuple[str, ...] = TRAIN, eval_: tuple[str, 
     prompts = sorted({"_".join(PIECES[name][1:]) for name in (*train, *eval_)})
     (root / "prompts.txt").write_text("".join(p + "\n" for p in prompts), encoding="utf-8")
     return root
+
+
+@pytest.fixture(scope="module", autouse=True)
+def single_thread_torch():
+    """The training tests' models are tiny: one intra-op thread is as fast, and does not
+    collapse when other processes share the cores (threads spinning for a busy core)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
