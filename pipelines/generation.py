@@ -18,6 +18,7 @@ Protocol, as upstream's demo but done right:
 """
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections.abc import Callable
@@ -31,7 +32,7 @@ from .model import BOS_ID, EOS_ID, NotaGen
 from .postprocess import postprocess
 from .prompts import Prompt
 from .runtime import Runtime, check_fits, release
-from .sampling import SamplingConfig, draw, sampling_distribution
+from .sampling import SamplingConfig, draw, sorted_distribution
 from .tokenizer import Patchilizer
 
 _R = [ord(c) for c in "[r:"]
@@ -115,13 +116,13 @@ class _Piece:
         self.body_lines += chunk.splitlines(keepends=True)
 
 
-def char_step(model: NotaGen, enc, chars, pos, forced, in_body, seeds, counters,
-              top_k: int, top_p: float, temperature: float):
+def char_step(model: NotaGen, enc, chars, pos, forced, in_body, seeds, counters, top_k, top_p, temperature):
     """One char for every row: the chars at position `pos` (B,).
 
     enc (B, C) patch states; chars (B, P) the patch so far; pos () the char position;
     forced (B, P) chars to take instead of sampling (-1: sample); seeds and counters (B,)
-    key each row's random draw (counter = patches the row has generated).
+    key each row's random draw (counter = patches the row has generated); top_k, top_p,
+    temperature (B, 1) per-row sampling settings.
     """
     B = chars.shape[0]
     head = model.char_level_decoder.base
@@ -129,8 +130,8 @@ def char_step(model: NotaGen, enc, chars, pos, forced, in_body, seeds, counters,
     x = torch.where(pos == 0, enc[:, None, :], head.transformer.wte(prev))  # (B, 1, C)
     h = head.transformer(x, pos.expand(B, 1), use_cache=True)
     probs = torch.softmax(head.lm_head(h[:, -1]).float(), dim=-1)  # (B, 128)
-    steps = counters * chars.shape[1] + pos
-    c = draw(sampling_distribution(probs, top_k, top_p, temperature), seeds, steps)
+    sorted_p, order = sorted_distribution(probs, top_k, top_p, temperature)
+    c = draw(sorted_p, seeds, counters * chars.shape[1] + pos, order)
     f = forced.gather(1, pos.expand(B, 1))[:, 0]
     c = torch.where(f >= 0, f, c)
     # The first tune-body patch starts `[r:0/`: force `0/` after a metadata patch began `[r:`.
@@ -151,6 +152,68 @@ def zero_after_eos(chars: torch.Tensor) -> torch.Tensor:
     return chars.masked_fill(after, 0)
 
 
+class PatchDecoder:
+    """Static buffers and one patch of decoding: 16 char steps, then the patch-level step.
+
+    On CUDA the steps are compiled (fused kernels) and the whole patch is captured
+    once as a CUDA graph, so a patch costs one replay and one read of its chars.
+    """
+
+    def __init__(self, model: NotaGen, batch: int, device: torch.device, dtype: torch.dtype, use_graph: bool):
+        c = model.config
+        self.model, self.P = model, c.patch_size
+        z = dict(device=device)
+        self.enc = torch.zeros(batch, c.hidden_size, dtype=dtype, **z)
+        self.chars = torch.zeros(batch, c.patch_size, dtype=torch.long, **z)
+        self.out_chars = torch.zeros(batch, c.patch_size, dtype=torch.long, **z)
+        self.forced = torch.full((batch, c.patch_size), -1, dtype=torch.long, **z)
+        self.in_body = torch.zeros(batch, dtype=torch.bool, **z)
+        self.seeds = torch.zeros(batch, dtype=torch.long, **z)
+        self.counters = torch.zeros(batch, dtype=torch.long, **z)
+        self.positions = torch.zeros(batch, dtype=torch.long, **z)
+        self.top_k = torch.zeros(batch, 1, dtype=torch.long, **z)
+        self.top_p = torch.ones(batch, 1, dtype=torch.float32, **z)
+        self.temperature = torch.ones(batch, 1, dtype=torch.float32, **z)
+        self.pos_table = torch.arange(c.patch_size, **z)
+        self.char_fn = functools.partial(char_step, model)
+        self.patch_fn = functools.partial(patch_step, model)
+        self.graph = None
+        if use_graph:
+            self.char_fn = torch.compile(self.char_fn, fullgraph=True, dynamic=False)
+            self.patch_fn = torch.compile(self.patch_fn, fullgraph=True, dynamic=False)
+            self._capture()
+
+    def _body(self):
+        self.chars.zero_()
+        for i in range(self.P):
+            c = self.char_fn(self.enc, self.chars, self.pos_table[i], self.forced, self.in_body, self.seeds,
+                             self.counters, self.top_k, self.top_p, self.temperature)
+            self.chars[:, i] = c
+        patch = zero_after_eos(self.chars)
+        self.out_chars.copy_(patch)
+        self.enc.copy_(self.patch_fn(patch, self.positions))
+
+    def _capture(self):
+        # Warm-up compiles the steps; it writes garbage into the caches, which prefill overwrites.
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(2):
+                self._body()
+        torch.cuda.current_stream().wait_stream(stream)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self._body()
+
+    def run(self) -> list[list[int]]:
+        """Decode one patch for every row; returns the patches (pad after eos) on the host."""
+        if self.graph is not None:
+            self.graph.replay()
+        else:
+            self._body()
+        return self.out_chars.cpu().tolist()
+
+
 class Engine:
     """A loaded model on a device, reused across calls; `generate` writes a batch of pieces."""
 
@@ -165,7 +228,7 @@ class Engine:
         self.patchilizer = Patchilizer(patch_size=model.config.patch_size)
         self.compile = runtime.device.type == "cuda" if compile is None else compile
         self._capacity = 0
-        self._steps: dict = {}
+        self._decoders: PatchDecoder | None = None
 
     @property
     def config(self):
@@ -176,32 +239,20 @@ class Engine:
         device = self.runtime.device
         self.model.clear_caches()
         self.model = None
-        self._steps.clear()
+        self._decoders, self._capacity = None, 0
         release(device)
 
-    # -- compiled steps -------------------------------------------------------------------
-    def _step_functions(self, sampling: SamplingConfig):
-        key = (self._capacity, sampling)
-        if key not in self._steps:
-            def char_fn(*args):
-                return char_step(self.model, *args, sampling.top_k, sampling.top_p, sampling.temperature)
-
-            def patch_fn(patch, positions):
-                return patch_step(self.model, patch, positions)
-
-            if self.compile:
-                char_fn = torch.compile(char_fn, mode="reduce-overhead", fullgraph=True, dynamic=False)
-                patch_fn = torch.compile(patch_fn, mode="reduce-overhead", fullgraph=True, dynamic=False)
-            self._steps[key] = (char_fn, patch_fn)
-        return self._steps[key]
-
-    def _ensure_caches(self, batch: int):
-        if batch != self._capacity:
+    # -- decoding buffers ------------------------------------------------------------------
+    def _decoder(self, batch: int) -> PatchDecoder:
+        if self._capacity != batch:
+            self._decoders = None
             self.model.clear_caches()
             release(self.runtime.device)
             check_fits(self.config, self.runtime, batch=batch, weights_loaded=True)
             self.model.setup_caches(batch, dtype=self.runtime.dtype, device=self.runtime.device)
+            self._decoders = PatchDecoder(self.model, batch, self.runtime.device, self.runtime.dtype, self.compile)
             self._capacity = batch
+        return self._decoders
 
     # -- prefill --------------------------------------------------------------------------
     def _encode_context(self, text: str) -> tuple[list[list[int]], list[int]]:
@@ -257,8 +308,7 @@ class Engine:
             raise NotaGenError("the model was unloaded; load it again")
         start = time.perf_counter()
         B, P, dev = len(requests), self.config.patch_size, self.runtime.device
-        self._ensure_caches(B)
-        char_fn, patch_fn = self._step_functions(sampling)
+        dec = self._decoder(B)
 
         pieces, contexts, forced_rows = [], [], []
         for req in requests:
@@ -280,10 +330,11 @@ class Engine:
             forced_rows.append(open_patch)
             piece.context = len(ctx)
 
-        enc = torch.zeros(B, self.config.hidden_size, device=dev, dtype=self.runtime.dtype)
-        enc[:] = self._prefill(list(range(B)), contexts)
-        seeds = torch.tensor([r.seed for r in requests], device=dev, dtype=torch.long)
-        char_positions = torch.arange(P, device=dev)
+        dec.enc.copy_(self._prefill(list(range(B)), contexts))
+        dec.seeds.copy_(torch.tensor([r.seed for r in requests]))
+        dec.top_k.fill_(sampling.top_k)
+        dec.top_p.fill_(sampling.top_p)
+        dec.temperature.fill_(sampling.temperature)
         positions_host = [p.context for p in pieces]
 
         while any(p.active for p in pieces):
@@ -295,29 +346,19 @@ class Engine:
             forced = torch.full((B, P), -1, dtype=torch.long)
             for i, chars in enumerate(forced_rows):
                 forced[i, :len(chars)] = torch.tensor(chars, dtype=torch.long)
-            forced = forced.to(dev)
-            in_body = torch.tensor([p.in_body for p in pieces], device=dev)
-            counters = torch.tensor([p.patches for p in pieces], device=dev)
-            chars = torch.zeros(B, P, dtype=torch.long, device=dev)
-            done_rows = torch.tensor([not p.active for p in pieces], device=dev)
-            for i in range(P):
-                c = char_fn(enc, chars, char_positions[i], forced, in_body, seeds, counters)
-                chars = chars.clone()
-                chars[:, i] = c
-                if i % 4 == 3 and i < P - 1:
-                    done_rows = done_rows | (chars[:, : i + 1] == EOS_ID).any(dim=1)
-                    if bool(done_rows.all()):
-                        break
-            chars = zero_after_eos(chars)
-            host = chars.cpu().tolist()
+            dec.forced.copy_(forced)
+            dec.in_body.copy_(torch.tensor([p.in_body for p in pieces]))
+            dec.counters.copy_(torch.tensor([p.patches for p in pieces]))
+            dec.positions.copy_(torch.tensor([min(x, self.config.patch_length - 1) for x in positions_host]))
+            host = dec.run()  # the patch of every row, and each row's next patch state
             known = [len(f) for f in forced_rows]  # chars of an unfinished patch already in the text
             forced_rows = [[] for _ in range(B)]
-            reencode = []
             for b, piece in enumerate(pieces):
                 if not piece.active:
                     continue
                 patch = host[b]
                 piece.patches += 1
+                positions_host[b] += 1
                 if patch[0] == BOS_ID and patch[1] == EOS_ID:
                     piece.status = "ok"
                     continue
@@ -328,25 +369,16 @@ class Engine:
                 if on_patch:
                     on_patch(b, "".join(piece.text))
                 self._check_limits(piece, limits, start)
-                if piece.active and positions_host[b] + 1 >= self.config.patch_length:
-                    reencode.append(b)
-            active = [b for b, p in enumerate(pieces) if p.active]
-            if not active:
-                break
-            positions = torch.tensor([min(x, self.config.patch_length - 1) for x in positions_host], device=dev)
-            enc = patch_fn(chars, positions).clone()
-            for b in active:
-                positions_host[b] += 1
-            for b in reencode:
-                ctx, open_patch = self._reencode(pieces[b])
-                if not ctx:
-                    pieces[b].status = "invalid"
-                    pieces[b].reason = (f"filled the {self.config.patch_length}-patch context without a tune body "
-                                        "to continue from")
-                    continue
-                enc[b] = self._prefill([b], [ctx])[0]
-                positions_host[b] = len(ctx)
-                forced_rows[b] = open_patch
+                if piece.active and positions_host[b] >= self.config.patch_length:
+                    ctx, open_patch = self._reencode(piece)
+                    if not ctx:
+                        piece.status = "invalid"
+                        piece.reason = (f"filled the {self.config.patch_length}-patch context without a tune "
+                                        "body to continue from")
+                        continue
+                    dec.enc[b] = self._prefill([b], [ctx])[0]
+                    positions_host[b] = len(ctx)
+                    forced_rows[b] = open_patch
 
         seconds = time.perf_counter() - start
         return [self._finish(p, seconds) for p in pieces]

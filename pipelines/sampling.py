@@ -30,25 +30,31 @@ class SamplingConfig:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
 
 
-def sampling_distribution(probs: torch.Tensor, top_k: int, top_p: float, temperature: float) -> torch.Tensor:
-    """probs (..., V) -> the distribution a char is drawn from, (..., V)."""
+def sampling_distribution(probs: torch.Tensor, top_k, top_p, temperature) -> torch.Tensor:
+    """probs (..., V) -> the distribution a char is drawn from, (..., V).
+
+    `top_k` (0: off), `top_p` and `temperature` are numbers or tensors broadcastable
+    to (..., 1), so one compiled step serves every setting.
+    """
+    sorted_p, order = sorted_distribution(probs, top_k, top_p, temperature)
+    return torch.zeros_like(sorted_p).scatter(-1, order, sorted_p)
+
+
+def sorted_distribution(probs: torch.Tensor, top_k, top_p, temperature) -> tuple[torch.Tensor, torch.Tensor]:
+    """The filtered distribution in descending order of `probs`, and that order (token ids)."""
     probs = probs.float()
     probs = probs / probs.sum(dim=-1, keepdim=True)
-    vocab = probs.shape[-1]
-    if 0 < top_k < vocab:
-        kth = torch.topk(probs, top_k, dim=-1).values[..., -1:]
-        probs = torch.where(probs >= kth, probs, torch.zeros_like(probs))
-        probs = probs / probs.sum(dim=-1, keepdim=True)
-    if top_p < 1.0:
-        sorted_p, order = torch.sort(probs, dim=-1, descending=True)
-        before = sorted_p.cumsum(dim=-1) - sorted_p  # mass of the more likely tokens
-        sorted_p = torch.where(before > top_p, torch.zeros_like(sorted_p), sorted_p)
-        probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
-        probs = probs / probs.sum(dim=-1, keepdim=True)
-    if temperature != 1.0:
-        probs = probs.pow(1.0 / temperature)
-        probs = probs / probs.sum(dim=-1, keepdim=True)
-    return probs
+    sorted_p, order = torch.sort(probs, dim=-1, descending=True)
+    rank = torch.arange(probs.shape[-1], device=probs.device)
+    top_k = torch.as_tensor(top_k, device=probs.device)
+    keep = (rank < top_k) | (top_k <= 0)  # top-k: the k most likely (0 keeps all)
+    sorted_p = torch.where(keep, sorted_p, 0.0)
+    sorted_p = sorted_p / sorted_p.sum(dim=-1, keepdim=True)
+    before = sorted_p.cumsum(dim=-1) - sorted_p  # mass of the more likely tokens
+    sorted_p = torch.where(before > torch.as_tensor(top_p, device=probs.device), 0.0, sorted_p)
+    sorted_p = sorted_p / sorted_p.sum(dim=-1, keepdim=True)
+    sorted_p = sorted_p.pow(1.0 / torch.as_tensor(temperature, device=probs.device, dtype=torch.float32))
+    return sorted_p / sorted_p.sum(dim=-1, keepdim=True), order
 
 
 _MASK62 = (1 << 62) - 1
@@ -66,12 +72,19 @@ def _mix(x: torch.Tensor) -> torch.Tensor:
 def uniform_noise(seeds: torch.Tensor, steps: torch.Tensor, vocab: int) -> torch.Tensor:
     """Uniform (0, 1) noise (B, vocab), a pure function of each row's seed and step."""
     token = torch.arange(vocab, device=seeds.device, dtype=torch.int64)
-    key = _mix(seeds.to(torch.int64)[:, None] * 0x9E3779B1 + _mix(steps.to(torch.int64)[:, None] + 0x632BE5AB))
-    bits = _mix(key + token * 0x85EBCA77) >> 38  # 24 random bits
+    key = _mix(seeds.to(torch.int64)[:, None] * 0x61C88647 + _mix(steps.to(torch.int64)[:, None] + 0x632BE5AB))
+    bits = _mix(key + token * 0x2545F491) >> 38  # 24 random bits
     return (bits.float() + 0.5) / float(1 << 24)
 
 
-def draw(distribution: torch.Tensor, seeds: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
-    """Sample one id per row: argmax p / E with E = -log U ~ Exp(1)."""
+def draw(distribution: torch.Tensor, seeds: torch.Tensor, steps: torch.Tensor,
+         order: torch.Tensor | None = None) -> torch.Tensor:
+    """Sample one id per row: argmax p / E with E = -log U ~ Exp(1), the noise keyed by token id.
+
+    With `order`, `distribution` is in that (sorted) order of token ids.
+    """
     exp_noise = -torch.log(uniform_noise(seeds, steps, distribution.shape[-1]))
-    return torch.argmax(distribution / exp_noise, dim=-1)
+    if order is None:
+        return torch.argmax(distribution / exp_noise, dim=-1)
+    pick = torch.argmax(distribution / exp_noise.gather(-1, order), dim=-1, keepdim=True)
+    return order.gather(-1, pick)[..., 0]
