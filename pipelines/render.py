@@ -160,7 +160,8 @@ def choose_program(name: str) -> int:
 
 
 def assign_instruments(abc_text: str) -> tuple[str, list[Instrument]]:
-    """`abc_text` with a MIDI channel and program after each voice definition, and what was chosen.
+    """`abc_text` with a MIDI channel and program after each voice definition (and its part
+    names cleaned), and what was chosen.
 
     A voice without a name (the second voice of a piano staff, say) continues the instrument
     of the voice before it, on the same channel. Instruments beyond fifteen share a channel,
@@ -171,8 +172,10 @@ def assign_instruments(abc_text: str) -> tuple[str, list[Instrument]]:
     instruments: list[Instrument] = []
     seen: set[str] = set()
     for i, line in enumerate(lines):
-        out.append(line)
         m = _VOICE_DEF.match(line)
+        if m:  # names like "\\n\t\t:Violin 1" (left by some MusicXML exports) would be engraved as they are
+            line = re.sub(r'\b(s?nm\s*=\s*)"([^"]*)"', lambda f: f'{f.group(1)}"{clean_part_name(f.group(2))}"', line)
+        out.append(line)
         if not m or m.group(1) in seen:
             continue
         voice = m.group(1)
@@ -425,7 +428,7 @@ def score_pdf(svg_pages: list[str]) -> bytes:
     buffer = io.BytesIO()
     pdf = canvas.Canvas(buffer, pagesize=A4, pageCompression=1)
     for number, svg in enumerate(svg_pages, 1):
-        drawing = svg2rlg(io.StringIO(_svg_for_svglib(svg)))
+        drawing = svg2rlg(io.StringIO(svg_for_pdf(svg)))
         if drawing is None:
             raise RenderError(f"page {number} of the score could not be converted to PDF")
         factor = min(A4[0] / drawing.width, A4[1] / drawing.height)
@@ -436,7 +439,7 @@ def score_pdf(svg_pages: list[str]) -> bytes:
     return buffer.getvalue()
 
 
-def _svg_for_svglib(svg: str) -> str:
+def svg_for_pdf(svg: str) -> str:
     """Verovio's page as svglib draws it right.
 
     svglib shrinks the nested `<svg viewBox>` Verovio wraps the page in (its px -> pt factor is
@@ -451,7 +454,44 @@ def _svg_for_svglib(svg: str) -> str:
             + svg[inner.end():]
         close = svg.index("</svg>", inner.start())
         svg = svg[:close] + "</g>" + svg[close + len("</svg>"):]
-    return re.sub(r'<tspan font-family="Leipzig"[^>]*>[^<]*</tspan>', "", svg)
+    return re.sub(r"<text\b[^>]*>(?:(?!</text>).)*font-family=\"Leipzig\"(?:(?!</text>).)*</text>",
+                  _text_without_music_font, svg, flags=re.S)
+
+
+# SMuFL metronome-mark note glyphs, as words for the PDF's standard fonts
+_METRONOME_NOTES = {
+    "\ueca0": "breve", "\ueca2": "whole", "\ueca3": "half", "\ueca4": "half", "\ueca5": "quarter",
+    "\ueca6": "quarter", "\ueca7": "eighth", "\ueca8": "eighth", "\ueca9": "16th", "\uecaa": "16th",
+    "\uecab": "32nd", "\uecac": "32nd",
+}
+_METRONOME_DOT = "\uecb7"
+
+
+def _text_without_music_font(match: re.Match) -> str:
+    """One `<text>` whose music-font glyphs become words ("quarter = 96"), as a single run.
+
+    svglib draws sibling `<tspan>`s without x on top of each other, so the run is flattened too.
+    """
+    element = match.group(0)
+    opening = re.match(r"<text\b[^>]*>", element).group(0)
+    words, size = [], None
+    for attributes, content in re.findall(r"<tspan\b([^>]*)>([^<]*)</tspan>", element):
+        if 'font-family="Leipzig"' in attributes:
+            note = next((_METRONOME_NOTES[c] for c in content if c in _METRONOME_NOTES), "")
+            if _METRONOME_DOT in content:
+                if note:
+                    note = "dotted " + note
+                elif words:
+                    words[-1] = "dotted " + words[-1]
+            if note:
+                words.append(note)
+        else:
+            words.append(content)
+            found = re.search(r'font-size="([^"]+)"', attributes)
+            size = size or (found.group(1) if found else None)
+    text = re.sub(r"\s+", " ", "".join(words)).strip()
+    size_attribute = f' font-size="{size}"' if size else ""
+    return f"{opening}<tspan{size_attribute}>{text}</tspan></text>"
 
 
 @dataclass

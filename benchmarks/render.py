@@ -1,0 +1,92 @@
+"""Rendering cost per piece on CPU: score (MusicXML + engraving), PDF, MIDI, audio, and the whole.
+
+Pieces: a Bach chorale (bwv66.6, 10 bars) and the long Beethoven quartet movement
+(op. 18 no. 1, iv: 381 bars, 6 1/2 minutes), as upstream's post-processing returns them
+(the golden fixtures in ../shared/fixtures/upstream/postprocess.json).
+
+Stages, each timed on its own (median of --repeat runs):
+- report: `report_piece` (abctoolkit bar split and durations);
+- score: abc2xml to MusicXML, Verovio load and layout, every SVG page;
+- pdf: svglib + reportlab of those pages;
+- midi: Verovio's MIDI and timemap of the loaded score;
+- audio: midirenderer with the default SoundFont, resampling and loudness normalisation;
+- render_abc: the public call without the PDF (what a UI shows first), end to end.
+
+Usage: python benchmarks/render.py [--repeat 3] [--pieces bach_bwv66.6_C,beethoven_opus18no1_movement4_C]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from pipelines.audio import render_audio  # noqa: E402
+from pipelines.piece_report import report_piece  # noqa: E402
+from pipelines.render import (  # noqa: E402
+    RenderConfig, abc_to_musicxml, assign_instruments, new_toolkit, render_abc, score_pdf,
+)
+
+FIXTURES = REPO.parent / "shared" / "fixtures" / "upstream"
+DEFAULT_PIECES = "bach_bwv66.6_C,beethoven_opus18no1_movement4_C"
+
+
+def timed(work):
+    start = time.perf_counter()
+    value = work()
+    return value, time.perf_counter() - start
+
+
+def stage_times(abc: str, config: RenderConfig) -> dict[str, float]:
+    import base64
+
+    times = {}
+    _, times["report"] = timed(lambda: report_piece(abc))
+
+    def score():
+        musicxml, _ = abc_to_musicxml(assign_instruments(abc)[0], config.time_limit_s)
+        tk = new_toolkit(config)
+        tk.loadData(musicxml)
+        pages = [tk.renderToSVG(p) for p in range(1, tk.getPageCount() + 1)]
+        return tk, pages
+
+    (tk, pages), times["score"] = timed(score)
+    (midi, _), times["midi"] = timed(lambda: (base64.b64decode(tk.renderToMIDI()), tk.renderToTimemap()))
+    _, times["pdf"] = timed(lambda: score_pdf(pages))
+    _, times["audio"] = timed(lambda: render_audio(midi))
+    _, times["render_abc"] = timed(lambda: render_abc(abc, RenderConfig(pdf=False)))
+    return times
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--pieces", default=DEFAULT_PIECES)
+    args = parser.parse_args()
+
+    cases = {c["name"]: c["postprocessed"]
+             for c in json.loads((FIXTURES / "postprocess.json").read_text(encoding="utf-8"))}
+    config = RenderConfig()
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"Python {platform.python_version()}")
+    for name in args.pieces.split(","):
+        abc = cases[name]
+        result = render_abc(abc, RenderConfig(pdf=False))
+        runs = [stage_times(abc, config) for _ in range(args.repeat)]
+        median = {stage: statistics.median(r[stage] for r in runs) for stage in runs[0]}
+        print(f"\n{name}: {result.report.bars} bars, {len(result.parts)} parts, {result.notes} notes, "
+              f"{result.pages} pages, {result.seconds:.1f} s of music")
+        for stage, seconds in median.items():
+            print(f"  {stage:<11} {seconds:7.2f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
