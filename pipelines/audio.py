@@ -68,7 +68,7 @@ def load_soundfont(path: str | Path | None = None) -> tuple[Path, bytes]:
     return path, _read_soundfont(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=1)  # a good General MIDI SoundFont can be 150 MB; keep only the one in use
 def _read_soundfont(path: str, size: int, mtime_ns: int) -> bytes:  # size and mtime key the cache
     data = Path(path).read_bytes()
     if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"sfbk":

@@ -97,7 +97,7 @@ class RenderConfig:
     scale: int = 40  # SVG size in percent of the page units: 840 x 1188 px for A4
     svg: bool = True
     pdf: bool = True
-    time_limit_s: float = 60.0  # per library call (abc2xml, Verovio load, PDF)
+    time_limit_s: float = 60.0  # per library call (abc2xml, Verovio); the PDF gets 5 s more a page
 
 
 @dataclass
@@ -292,10 +292,11 @@ def new_toolkit(config: RenderConfig) -> verovio.toolkit:
 def render_abc(abc_text: str, config: RenderConfig | None = None,
                on_progress: Callable[[int, int], None] | None = None,
                should_stop: Callable[[], bool] | None = None) -> RenderResult:
-    """Engrave, sonify and report a piece. Raises AbcError / RenderError; faults that still
+    """Engrave a piece, write its MIDI and timemap, and report on it. Raises AbcError / RenderError; faults that still
     leave a score (a missing voice, bars of unequal length, dropped symbols) give a result
     with `partial=True` and the reasons in `problems`."""
     config = config or RenderConfig()
+    abc_text = abc_text.replace("\r\n", "\n").replace("\r", "\n")  # files saved on Windows
     total = 5
     progress = on_progress or (lambda done, total: None)
 
@@ -330,7 +331,8 @@ def render_abc(abc_text: str, config: RenderConfig | None = None,
         raise AbcError("the ABC has no notes that sound: " + ("; ".join(warnings[:3]) or "only rests"))
     pdf = None
     if config.pdf and svg_pages:
-        pdf = call_with_time_limit(lambda: score_pdf(svg_pages), config.time_limit_s * 2, "writing the PDF")
+        limit = config.time_limit_s + 5.0 * len(svg_pages)  # svglib takes 1-2 s a page
+        pdf = call_with_time_limit(lambda: score_pdf(svg_pages), limit, "writing the PDF")
     step(4)
 
     problems = _problems(report, parts, warnings, instruments)

@@ -84,6 +84,20 @@ def test_choir_parts_get_their_own_channels(chorale_result):
     assert '<midi-program>53</midi-program>' in r.musicxml  # MusicXML counts programs from 1
 
 
+def test_windows_line_endings(chorale, chorale_result):
+    r = render_abc(chorale.replace("\n", "\r\n"), FAST)
+    assert (r.notes, [p.channel for p in r.parts]) == (chorale_result.notes, [1, 2, 3, 4])
+    assert not r.partial
+
+
+def test_progress_and_stop(chorale):
+    seen = []
+    render_abc(chorale, FAST, on_progress=lambda done, total: seen.append((done, total)))
+    assert seen[-1] == (5, 5) and [d for d, _ in seen] == sorted(d for d, _ in seen)
+    with pytest.raises(RenderError, match="stopped"):
+        render_abc(chorale, FAST, should_stop=lambda: True)
+
+
 def test_standard_abc_chorale(fixtures):
     abc = (fixtures / "preprocess" / "bach_bwv7.7.xml2abc.abc").read_text(encoding="utf-8")
     r = render_abc(abc, FAST)
