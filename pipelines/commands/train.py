@@ -1,7 +1,9 @@
 """`notagen train`, `notagen merge-lora` and `notagen download-notagenx`.
 
-Several GPUs or machines: `accelerate launch -m pipelines.cli train ...` (every
-process runs the same command; each trains on its own shard). Ctrl-C stops
+Several GPUs: `accelerate launch --multi_gpu --num_processes N -m pipelines.cli train ...`
+(or `torchrun --nproc_per_node N -m pipelines.cli train ...`; several machines: add
+accelerate's / torchrun's machine options). Every process runs the same command and
+trains on its own shard of each epoch; only the first writes files and prints. Ctrl-C stops
 after the current step and leaves a resumable checkpoint (`--resume`).
 """
 from __future__ import annotations
@@ -113,6 +115,10 @@ def run_train(args) -> int:
         result = train(config, on_log=on_log, should_stop=lambda: stop["asked"])
     finally:
         signal.signal(signal.SIGINT, previous)
+    from accelerate.state import PartialState
+
+    if not PartialState().is_main_process:  # other processes of a multi-GPU run stay quiet
+        return 0 if result.status != "cancelled" else 130
     best = f"{result.best_eval_loss:.4f}" if result.best_eval_loss is not None else "n/a"
     print(f"{result.status} after {result.step} steps; best eval loss {best}; "
           f"best model {result.best_path}; resumable state {result.last_path}")

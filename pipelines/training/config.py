@@ -63,7 +63,7 @@ class TrainConfig:
     checkpointing: str = "char"  # which decoder recomputes its activations in backward
     optimizer: str = "auto"  # auto: fused AdamW on GPU
     compile: bool = False  # torch.compile every transformer block
-    frozen_dtype: str = "auto"  # auto: keep frozen weights in bf16 when training in bf16
+    frozen_dtype: str = "auto"  # auto: a LoRA run keeps its frozen base in bf16 when training in bf16
     resume: bool = False
 
     def __post_init__(self):

@@ -1,8 +1,9 @@
 """`train()`: fine-tune or train a NotaGen model on a studio dataset, on CPU, one GPU or many.
 
-One code path for every setup: accelerate starts the processes (`accelerate
-launch -m pipelines.cli train ...` for several GPUs or machines), places the
-model and wraps it in DDP; each process encodes its own shard of every epoch.
+One code path for every setup: accelerate (or torchrun) starts the processes
+(`accelerate launch --multi_gpu --num_processes N -m pipelines.cli train ...`),
+accelerate places the model and wraps it in DDP; each process encodes its own
+shard of every epoch.
 The run folder holds:
 
 - `last.pth`: the latest model with its full training state (model, optimizer,

@@ -102,10 +102,12 @@ def prepare_model(model: NotaGen, config: TrainConfig, precision: str, device: t
         model.patch_level_decoder.requires_grad_(False)
     # The patch-level GPT-2 keeps upstream's 1-row token table, which its forward never uses.
     model.patch_level_decoder.base.wte.weight.requires_grad_(False)
-    if precision == "bf16" and config.frozen_dtype == "auto":
+    if precision == "bf16" and config.frozen_dtype == "auto" and (spec or has_lora):
+        # A LoRA run's base never changes and is not saved: half the memory, no fp32 master copy.
+        # (A frozen patch decoder of a full fine-tune stays fp32: it is saved in the checkpoint.)
         for param in model.parameters():
             if not param.requires_grad:
-                param.data = param.data.to(torch.bfloat16)  # frozen weights: half the memory, no master copy
+                param.data = param.data.to(torch.bfloat16)
     model.to(device)
     model.tie_weights()
     set_checkpointing(model, config.checkpointing)
