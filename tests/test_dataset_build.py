@@ -1,12 +1,11 @@
 """pipelines.dataset.build / workers: the dataset folder, failures with reasons, spawn workers, cache, labels."""
 import json
-import multiprocessing
 import os
 import shutil
-import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import dataset_worker_tasks
 import pytest
 
 from pipelines.dataset import (KEYS, DatasetConfig, Labels, build_dataset, load_manifest, read_labels_csv,
@@ -107,24 +106,12 @@ def test_a_file_over_the_time_limit_is_reported_as_a_timeout(tmp_path, fixtures)
     assert by_piece["bach_bwv66.6"].status == "ok"
 
 
-MARK = "module default"
-
-
-def _where(task):
-    if task == "sleep":
-        time.sleep(30)
-    if task == "raise":
-        raise ValueError("bad task")
-    return os.getpid(), MARK, multiprocessing.parent_process() is not None
-
-
 def test_workers_are_spawned_processes_with_a_time_limit():
-    global MARK
-    MARK = "set in the parent"  # a forked child would see this; a spawned one imports the module afresh
+    dataset_worker_tasks.MARK = "set in the parent"  # a forked child would see this; a spawned one would not
     try:
-        results = dict(run_tasks(_where, ["a", "sleep", "raise", "b"], workers=2, time_limit_s=2))
+        results = dict(run_tasks(dataset_worker_tasks.where, ["a", "sleep", "raise", "b"], workers=2, time_limit_s=2))
     finally:
-        MARK = "module default"
+        dataset_worker_tasks.MARK = "module default"
     assert results[1] == TaskFailure("timeout", "timeout after 2 s")
     assert results[2].kind == "error" and "bad task" in results[2].message
     for index in (0, 3):

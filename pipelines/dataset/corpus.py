@@ -31,7 +31,6 @@ CORPUS_RULES: tuple[tuple[str, tuple[str, str, str]], ...] = (
     (r"mozart/k545/movement[0-9]_exposition\.mxl", (*MOZART, "Keyboard")),
     (r"schumann_robert/opus41no1/movement[0-9]\.mxl", (*SCHUMANN, "Chamber")),
     (r"schumann_robert/(opus48no2\.mxl|dichterliebe_no2\.xml)", (*SCHUMANN, "Art Song")),
-    (r"schubert/Lindenbaum\.xml", ("Romantic", "Schubert, Franz", "Art Song")),
     (r"corelli/opus3no1/1grave\.xml", ("Baroque", "Corelli, Arcangelo", "Chamber")),
     (r"handel/rinaldo/Lascia_chio_pianga\.mxl", ("Baroque", "Handel, George Frideric", "Vocal-Orchestral")),
     (r"chopin/mazurka06-2\.krn", ("Romantic", "Chopin, Frederic", "Keyboard")),
