@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import re
 import threading
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
 

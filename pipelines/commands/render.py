@@ -5,8 +5,6 @@ import json
 import sys
 from pathlib import Path
 
-from ..audio import AudioConfig, render_audio
-from ..evaluate import read_abc
 from ..render import RenderConfig, export_piece, render_abc
 
 
@@ -24,6 +22,10 @@ def register(subparsers):
 
 
 def run_render(args) -> int:
+    # imported here so that `notagen` starts without torch (evaluate) and scipy (audio)
+    from ..audio import AudioConfig, render_audio
+    from ..evaluate import read_abc
+
     abc_text = read_abc(args.file)
     result = render_abc(abc_text, RenderConfig(pdf=not args.no_pdf, time_limit_s=args.time_limit))
     audio = None if args.no_audio else render_audio(result.midi, AudioConfig(soundfont=args.soundfont))
