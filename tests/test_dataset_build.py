@@ -201,3 +201,12 @@ def test_missing_source_is_an_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError, match="no score files"):
         build_dataset([tmp_path / "empty"], tmp_path / "out")
+
+
+def test_other_formats_go_through_music21_and_are_marked_lossy(tmp_path):
+    from pipelines.dataset.corpus import corpus_root
+
+    report = build_dataset([corpus_root() / "bach" / "bwv366.krn"], tmp_path / "out", DatasetConfig(workers=0))
+    (result,) = report.files
+    assert result.status == "ok" and result.lossy and result.voices == 4
+    assert load_manifest(tmp_path / "out")["pieces"]["bwv366"]["lossy"] is True
