@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "pipelines.commands.dataset",
     "pipelines.commands.train",
     "pipelines.commands.render",
+    "pipelines.commands.generate",
 )
 
 

@@ -57,23 +57,23 @@ def sorted_distribution(probs: torch.Tensor, top_k, top_p, temperature) -> tuple
     return sorted_p / sorted_p.sum(dim=-1, keepdim=True), order
 
 
-_MASK62 = (1 << 62) - 1
+_MASK31 = (1 << 31) - 1
 
 
 def _mix(x: torch.Tensor) -> torch.Tensor:
-    """A splitmix-style integer hash kept in 62 bits so int64 arithmetic never overflows the sign."""
-    x = x & _MASK62
-    x = ((x ^ (x >> 31)) * 0x5BD1E995) & _MASK62
-    x = ((x ^ (x >> 29)) * 0x27D4EB2F) & _MASK62
-    x = ((x ^ (x >> 32)) * 0x165667B1) & _MASK62
-    return x ^ (x >> 29)
+    """An integer hash on 31-bit values whose products stay below 2**58: exact in int64 on every backend."""
+    x = ((x ^ (x >> 16)) * 0x45D9F3B) & _MASK31
+    x = ((x ^ (x >> 16)) * 0x45D9F3B) & _MASK31
+    return x ^ (x >> 16)
 
 
 def uniform_noise(seeds: torch.Tensor, steps: torch.Tensor, vocab: int) -> torch.Tensor:
     """Uniform (0, 1) noise (B, vocab), a pure function of each row's seed and step."""
-    token = torch.arange(vocab, device=seeds.device, dtype=torch.int64)
-    key = _mix(seeds.to(torch.int64)[:, None] * 0x61C88647 + _mix(steps.to(torch.int64)[:, None] + 0x632BE5AB))
-    bits = _mix(key + token * 0x2545F491) >> 38  # 24 random bits
+    seeds = seeds.to(torch.int64)
+    seed = _mix((seeds & _MASK31) ^ ((seeds >> 31) & _MASK31))
+    key = _mix(seed ^ _mix((steps.to(torch.int64) & _MASK31) + 0x2545F49))[:, None]
+    token = torch.arange(vocab, device=seeds.device, dtype=torch.int64) * 0x9E37  # < 2**23: no overflow
+    bits = _mix((key + token) & _MASK31) >> 7  # 24 random bits
     return (bits.float() + 0.5) / float(1 << 24)
 
 
