@@ -4,9 +4,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..dataset import (DatasetConfig, Labels, build_corpus_dataset, build_dataset, load_manifest, read_labels_csv,
-                       reannotate)
 from ..errors import DatasetError
+
+# The dataset package (music21, abctoolkit) loads when a dataset command runs, not when `notagen` starts.
 
 
 def register(subparsers):
@@ -51,7 +51,9 @@ def _add_label_options(p):
     p.add_argument("--instrumentation", help='e.g. "Keyboard", "Chamber", "Choral", "Art Song"')
 
 
-def _config(args, **extra) -> DatasetConfig:
+def _config(args, **extra):
+    from ..dataset import DatasetConfig
+
     config = DatasetConfig(eval_split=args.eval_split, seed=args.seed, time_limit_s=args.time_limit,
                            use_cache=not args.no_cache, **extra)
     if args.workers is not None:
@@ -86,6 +88,8 @@ def _print_report(report) -> int:
 
 
 def run_build(args) -> int:
+    from ..dataset import Labels, build_dataset, read_labels_csv
+
     if args.labels and (args.period or args.composer or args.instrumentation):
         raise DatasetError("give either --labels or --period/--composer/--instrumentation, not both")
     config = _config(args, labels=Labels(args.period, args.composer, args.instrumentation),
@@ -94,12 +98,16 @@ def run_build(args) -> int:
 
 
 def run_corpus(args) -> int:
+    from ..dataset import build_corpus_dataset
+
     report = build_corpus_dataset(args.out, limit=args.limit, config=_config(args),
                                   on_progress=_Progress("converting"))
     return _print_report(report)
 
 
 def run_annotate(args) -> int:
+    from ..dataset import Labels, load_manifest, read_labels_csv, reannotate
+
     given = Labels(args.period, args.composer, args.instrumentation)
     if args.labels:
         if args.period or args.composer or args.instrumentation or args.piece:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..checkpoint import load_checkpoint
+from ..checkpoint import load_checkpoint, save_checkpoint
 from ..errors import NotaGenError
 from ..evaluate import dataset_files, evaluate_texts, read_abc
 
@@ -23,6 +23,13 @@ def register(subparsers):
     p.add_argument("--model", required=True)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_inspect)
+
+    p = subparsers.add_parser("convert", help="rewrite a checkpoint as a studio checkpoint (e.g. fp16 to halve it)")
+    p.add_argument("--model", required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default="fp32")
+    p.add_argument("--notes", default="", help="text to record in the model card")
+    p.set_defaults(func=run_convert)
 
 
 def run_eval(args) -> int:
@@ -64,4 +71,18 @@ def run_inspect(args) -> int:
             print(f"    {line}")
     else:
         print("  no recorded prompt vocabulary (any prompt is accepted)")
+    return 0
+
+
+def run_convert(args) -> int:
+    import torch
+
+    ckpt = load_checkpoint(args.model, device="cpu")
+    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
+    card = ckpt.card
+    if args.notes:
+        card.notes = args.notes
+    save_checkpoint(args.out, ckpt.model.to(dtype), card)  # training state is dropped
+    print(f"{args.out}: {ckpt.model.num_parameters():,} parameters in {args.dtype}, "
+          f"{args.out.stat().st_size / 2**20:.1f} MiB")
     return 0

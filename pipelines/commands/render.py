@@ -5,7 +5,6 @@ import json
 import sys
 from pathlib import Path
 
-from ..render import RenderConfig, export_piece, render_abc
 
 
 def register(subparsers):
@@ -16,18 +15,22 @@ def register(subparsers):
     p.add_argument("--no-audio", action="store_true", help="skip the WAV")
     p.add_argument("--no-pdf", action="store_true", help="skip the PDF (the slowest step on long pieces)")
     p.add_argument("--soundfont", type=Path, help="a .sf2 SoundFont (default: pretty_midi's TimGM6mb.sf2)")
-    p.add_argument("--time-limit", type=float, default=RenderConfig.time_limit_s,
-                   help="seconds allowed to each converter call (default %(default)s)")
+    p.add_argument("--time-limit", type=float, default=None,
+                   help="seconds allowed to each converter call (default: the renderer's)")
     p.set_defaults(func=run_render)
 
 
 def run_render(args) -> int:
-    # imported here so that `notagen` starts without torch (evaluate) and scipy (audio)
+    # imported here so that `notagen` starts without verovio, torch (evaluate) or scipy (audio)
     from ..audio import AudioConfig, render_audio
     from ..evaluate import read_abc
+    from ..render import RenderConfig, export_piece, render_abc
 
     abc_text = read_abc(args.file)
-    result = render_abc(abc_text, RenderConfig(pdf=not args.no_pdf, time_limit_s=args.time_limit))
+    config = RenderConfig(pdf=not args.no_pdf)
+    if args.time_limit is not None:
+        config = RenderConfig(pdf=not args.no_pdf, time_limit_s=args.time_limit)
+    result = render_abc(abc_text, config)
     audio = None if args.no_audio else render_audio(result.midi, AudioConfig(soundfont=args.soundfont))
     exported = export_piece(result, args.out, args.file.stem, wav=audio.wav if audio else None)
     summary = {"file": str(args.file), **result.summary(),
