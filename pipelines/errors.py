@@ -31,3 +31,15 @@ class RenderError(NotaGenError):
 
 class AudioError(NotaGenError):
     """A SoundFont that cannot be loaded, or MIDI the synthesizer cannot play."""
+
+
+class WorkspaceError(NotaGenError):
+    """A path outside the workspace, a reserved or malformed name, or a workspace that cannot be used."""
+
+
+class JobError(NotaGenError):
+    """A job that cannot be queued, found or cancelled."""
+
+
+class DPOError(NotaGenError):
+    """A preference-optimisation run that cannot start or go on (settings, scorer weights, too few usable pieces)."""
