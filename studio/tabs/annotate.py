@@ -1,14 +1,126 @@
-"""The Annotate tab: Set period, composer and instrumentation for every piece."""
+"""The Annotate tab: period, composer and instrumentation of every piece of a dataset.
+
+The table is editable; a selection of pieces can be set at once or take the score's
+own suggestions; "Check" validates (ASCII, NotaGen-X vocabulary warnings); "Save"
+rewrites the headers of the pieces that changed. Selecting a row shows that piece's score.
+"""
 from __future__ import annotations
 
 import gradio as gr
 
+from pipelines.backend import Backend
+
+from ..guard import bind
+from ..piece_view import preview_view
+
 TITLE = "Annotate"
+HEADERS = ["piece", "period", "composer", "instrumentation", "split", "suggested", "warnings"]
+ui: dict = {}
 
 
-def render() -> None:
-    gr.Markdown(f"### {TITLE}\nSet period, composer and instrumentation for every piece.\n\n**Coming:** this tab is not built yet.")
+def render(backend: Backend) -> None:
+    with gr.Row():
+        ui["dataset"] = gr.Dropdown(label="Dataset", allow_custom_value=True, scale=3)
+        ui["load"] = gr.Button("Load", scale=1)
+    ui["table"] = gr.Dataframe(headers=HEADERS, type="array", interactive=True, static_columns=[0, 4, 5, 6],
+                               label="Pieces (edit period, composer, instrumentation)", wrap=True)
+    with gr.Accordion("Set several pieces at once", open=False):
+        ui["pieces"] = gr.Dropdown(label="Pieces", multiselect=True, allow_custom_value=True)
+        with gr.Row():
+            ui["period"] = gr.Textbox(label="Period")
+            ui["composer"] = gr.Textbox(label="Composer (Last, First)")
+            ui["instrumentation"] = gr.Textbox(label="Instrumentation")
+        with gr.Row():
+            ui["bulk"] = gr.Button("Set for these pieces")
+            ui["suggest"] = gr.Button("Use the scores' suggestions for these pieces")
+    with gr.Row():
+        ui["check"] = gr.Button("Check")
+        ui["save"] = gr.Button("Save", variant="primary")
+    ui["status"] = gr.Markdown()
+    ui["picked"] = gr.Textbox(label="Piece shown", interactive=False)
+    ui["score"] = gr.HTML()
+    ui["audio"] = gr.Audio(type="filepath", interactive=False, label="Listen")
 
 
-def listen() -> None:
-    """No events yet."""
+def listen(backend: Backend) -> None:
+    ui["load"].click(bind(load, backend), ui["dataset"], [ui["table"], ui["pieces"], ui["status"]],
+                     api_name="annotate_load")
+    ui["bulk"].click(bulk_set, [ui["table"], ui["pieces"], ui["period"], ui["composer"], ui["instrumentation"]],
+                     ui["table"], api_name=False)
+    ui["suggest"].click(bind(use_suggestions, backend), [ui["dataset"], ui["table"], ui["pieces"]], ui["table"],
+                        api_name="annotate_suggest")
+    ui["check"].click(bind(check, backend), ui["table"], [ui["table"], ui["status"]], api_name="annotate_check")
+    ui["save"].click(bind(save, backend), [ui["dataset"], ui["table"]], [ui["table"], ui["pieces"], ui["status"]],
+                     api_name="annotate_save")
+    ui["table"].select(pick_piece, ui["table"], ui["picked"], api_name=False).then(
+        bind(preview, backend), [ui["dataset"], ui["picked"]], [ui["score"], ui["audio"]], api_name="annotate_preview")
+
+
+def listen_load(backend: Backend, app) -> None:
+    app.load(bind(list_datasets, backend), None, ui["dataset"], api_name=False)
+
+
+def list_datasets(backend: Backend):
+    names = [d.name for d in backend.datasets() if d.built]
+    return gr.update(choices=names, value=names[0] if names else None)
+
+
+def rows_of(backend: Backend, name: str) -> list[list]:
+    return [[r[h] for h in HEADERS] for r in backend.dataset_pieces(name)]
+
+
+def load(backend: Backend, name: str):
+    rows = rows_of(backend, name)
+    names = [r[0] for r in rows]
+    return rows, gr.update(choices=names, value=[]), f"{len(rows)} pieces"
+
+
+def bulk_set(table, pieces, period, composer, instrumentation):
+    chosen = set(pieces or [])
+    for row in table or []:
+        if row[0] in chosen:
+            for col, value in ((1, period), (2, composer), (3, instrumentation)):
+                if value and value.strip():
+                    row[col] = value.strip()
+    return table
+
+
+def use_suggestions(backend: Backend, name: str, table, pieces):
+    suggested = backend.suggestions(name)
+    chosen = set(pieces or [r[0] for r in table or []])
+    for row in table or []:
+        s = suggested.get(row[0]) or {}
+        if row[0] in chosen:
+            for col, key in ((1, "period"), (2, "composer"), (3, "instrumentation")):
+                if s.get(key):
+                    row[col] = s[key]
+    return table
+
+
+def check(backend: Backend, table):
+    flagged = 0
+    for row in table or []:
+        warnings = backend.check_labels(str(row[1] or ""), str(row[2] or ""), str(row[3] or ""))
+        row[6] = "; ".join(warnings)
+        flagged += bool(warnings)
+    return table, f"{flagged} of {len(table or [])} pieces have warnings (they can still be trained on)"
+
+
+def save(backend: Backend, name: str, table):
+    rows = [dict(zip(HEADERS, row)) for row in table or []]
+    changed = backend.save_annotations(name, rows)["changed"]
+    table, pieces, _ = load(backend, name)
+    return table, pieces, f"saved: {changed} piece(s) changed, headers rewritten"
+
+
+def pick_piece(table, event: gr.SelectData):
+    row = event.index[0] if isinstance(event.index, (list, tuple)) else event.index
+    return str(table[row][0]) if table and 0 <= row < len(table) else ""
+
+
+def preview(backend: Backend, name: str, piece: str):
+    if not piece:
+        return "", None
+    abc = backend.dataset_piece_abc(name, piece)
+    score, audio, _ = preview_view(backend, backend.preview_score(abc))
+    return score, audio

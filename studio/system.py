@@ -1,0 +1,68 @@
+"""The system strip above the tabs: device, VRAM used / free, dtype, loaded model, the GPU job; unload; the job list."""
+from __future__ import annotations
+
+import time
+
+import gradio as gr
+
+from pipelines.backend import Backend, job_line
+
+REFRESH_S = 5.0
+ui: dict = {}
+
+
+def render(backend: Backend) -> None:
+    with gr.Row(equal_height=True):
+        ui["status"] = gr.Markdown(elem_id="system-status")
+        ui["unload"] = gr.Button("Unload model", size="sm", scale=0, min_width=140)
+    with gr.Accordion("Jobs", open=False):
+        ui["jobs"] = gr.Dataframe(headers=["job", "what", "state", "started", "status"], type="array",
+                                  interactive=False, elem_id="system-jobs")
+        with gr.Row():
+            ui["pick"] = gr.Dropdown(label="Job", allow_custom_value=True, scale=3)
+            ui["cancel"] = gr.Button("Cancel job", variant="stop", scale=1)
+    ui["timer"] = gr.Timer(REFRESH_S)
+
+
+def listen(backend: Backend) -> None:
+    from .guard import bind
+
+    outputs = [ui["status"], ui["jobs"], ui["pick"]]
+    ui["timer"].tick(bind(refresh, backend), None, outputs, show_progress="hidden", api_name="system_refresh",
+                     concurrency_limit=None)
+    ui["unload"].click(bind(unload, backend), None, outputs, api_name="system_unload")
+    ui["cancel"].click(bind(cancel, backend), ui["pick"], outputs, api_name="system_cancel")
+
+
+def listen_load(backend: Backend, app) -> None:
+    from .guard import bind
+
+    app.load(bind(refresh, backend), None, [ui["status"], ui["jobs"], ui["pick"]], api_name=False)
+
+
+def status_line(backend: Backend) -> str:
+    s = backend.system()
+    vram = (f"VRAM {s.vram_used_gib:.1f} GiB used / {s.vram_free_gib:.1f} GiB free of {s.vram_total_gib:.1f}"
+            if s.vram_total_gib is not None else "VRAM n/a")
+    job = f"running: {s.running}" + (f" ({s.waiting} waiting)" if s.waiting else "") if s.running else "GPU idle"
+    return (f"**{s.gpu}** ({s.device}) | {vram} | dtype {s.dtype} | "
+            f"model: {s.loaded_model or 'none loaded'} | {job}")
+
+
+def refresh(backend: Backend):
+    jobs = backend.jobs.list(30)
+    rows = [[j.id, j.title, j.state, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(j.created)),
+             job_line(j, backend.job_position(j.id))] for j in jobs]
+    active = [j.id for j in jobs if not j.is_finished]
+    return status_line(backend), rows, gr.update(choices=active, value=active[0] if active else None)
+
+
+def unload(backend: Backend):
+    backend.unload()
+    return refresh(backend)
+
+
+def cancel(backend: Backend, job_id: str | None):
+    if job_id:
+        backend.cancel(job_id)
+    return refresh(backend)
