@@ -1,0 +1,101 @@
+"""Whole-piece log-probabilities under a NotaGen model: the one place DPO gets them from.
+
+A piece is scored in the training format (the four header lines, metadata, rest-reduced
+`[V:n]` bar lines; the tokenizer adds the `[r:i/j]` prefixes), so a generated piece,
+a post-processed one from the library and a dataset file are all measured the same
+way. Log-probs are `-model.char_losses(...)`: the summed cross-entropy of every
+predicted char, exactly the quantity training minimises. A piece longer than the
+model's context is cut as in training, with a cut fixed by the piece's text, so the
+policy and the reference always see the same patches.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import random
+import re
+from collections.abc import Callable
+
+import torch
+
+from ..errors import DPOError
+from ..model import NotaGen
+from ..prompts import Prompt
+from ..rests import has_notes
+from ..tokenizer import Patchilizer
+from ..training.data import collate
+
+_STREAM_PREFIX = re.compile(r"^\[r:\d+/\d+\]")
+_VOICE_SEGMENT = re.compile(r"(\[V:[^\]]*\])")
+
+
+def _rest_reduce_line(line: str) -> str:
+    """`[V:1]abc|[V:2]z4|` -> `[V:1]abc|`: a post-processed bar line without its resting voices."""
+    parts = _VOICE_SEGMENT.split(line.rstrip("\n"))
+    kept = [parts[i] + parts[i + 1] for i in range(1, len(parts) - 1, 2) if has_notes(parts[i + 1])]
+    return "".join(kept)
+
+
+def training_text(abc: str, prompt: Prompt | None = None) -> str:
+    """A piece in the training format, from generated text, post-processed ABC or a dataset file.
+
+    Generated text keeps its header lines and loses its `[r:i/j]` prefixes (the tokenizer
+    writes them back, counted exactly). Post-processed ABC (every voice in every bar,
+    `X:` first, no header) gets `prompt`'s four header lines and its resting voices taken
+    out of each bar, as the dataset's files are written.
+    """
+    lines = [line for line in abc.replace("\r\n", "\n").split("\n") if line.strip()]
+    if not any("[V:" in line for line in lines):
+        raise DPOError("the piece has no interleaved [V:n] bar lines")
+    generated = any(_STREAM_PREFIX.match(line) for line in lines)
+    header = []
+    while lines and lines[0].startswith("%") and not lines[0].startswith("%%"):
+        header.append(lines.pop(0))
+    if not header:
+        if prompt is None:
+            raise DPOError("the piece has no %Period / %Composer / %Instrumentation header and no prompt was given")
+        header = prompt.header_lines(with_end=True)
+    elif header[-1] != "%end":
+        header.append("%end")
+    body = []
+    for line in lines:
+        if line.startswith("X:") or (line.startswith("%") and not line.startswith("%%")):
+            continue
+        line = _STREAM_PREFIX.sub("", line)
+        if line.startswith("[V:") and not generated:
+            line = _rest_reduce_line(line)
+        if line:
+            body.append(line)
+    return "".join(line + "\n" for line in header + body)
+
+
+def piece_rng(text: str) -> random.Random:
+    """The cut of a long piece depends on its text only (same patches in every call)."""
+    return random.Random(hashlib.sha256(text.encode("utf-8")).hexdigest())
+
+
+def encode_pieces(texts: list[str], patchilizer: Patchilizer, patch_length: int) -> list[list[list[int]]]:
+    """Training-format texts -> patch id lists, cut to the model's context as in training."""
+    return [patchilizer.encode_train(t, patch_length, rng=piece_rng(t)) for t in texts]
+
+
+def sequence_logprobs(model: NotaGen, patches: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Whole-piece log-probs (B,) in nats; differentiable when grad is on."""
+    loss_sum, _chars = model.char_losses(patches, masks)
+    return -loss_sum
+
+
+@torch.no_grad()
+def measure_logprobs(model: NotaGen, encoded: list[list[list[int]]], batch_size: int = 4,
+                     autocast: Callable[[], contextlib.AbstractContextManager] | None = None) -> torch.Tensor:
+    """Log-probs (N,) of encoded pieces, batched, without gradients; on the CPU in fp32.
+
+    `autocast` makes a fresh autocast context per batch (e.g. `Amp.autocast`).
+    """
+    device = next(model.parameters()).device
+    out = []
+    for start in range(0, len(encoded), batch_size):
+        patches, masks = collate(encoded[start:start + batch_size], model.config.patch_size)
+        with autocast() if autocast is not None else contextlib.nullcontext():
+            out.append(sequence_logprobs(model, patches.to(device), masks.to(device)).float().cpu())
+    return torch.cat(out) if out else torch.zeros(0)
