@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "pipelines.commands.train",
     "pipelines.commands.render",
     "pipelines.commands.generate",
+    "pipelines.commands.dpo",
 )
 
 

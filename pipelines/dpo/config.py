@@ -30,6 +30,7 @@ class DPOConfig:
     iterations: int = 1
     samples: int = 200  # pieces generated per iteration
     portion: float = 0.1  # top share chosen, bottom share rejected
+    score_final: bool = True  # generate and score `samples` more pieces with the last model (its mean score)
     # Scoring
     scorer: str = "builtin"  # builtin | clamp2 | none (human ratings only)
     clamp2_weights: Path | None = None

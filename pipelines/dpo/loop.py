@@ -270,17 +270,18 @@ def optimise(policy: NotaGen, reference: NotaGen, preference: Preference, config
         losses, chosen_rewards, rejected_rewards = dpo_loss(
             logps[:n], logps[n:], ref_c[ci].to(device), ref_r[ri].to(device), config.beta, config.lam)
         loss = losses.mean()
+        value = float(loss.detach())
         (amp.scaler.scale(loss) if amp.scaler else loss).backward()
         stepped, norm = optimizer_step(policy, optimizer, amp, config.grad_clip)
         if stepped:
             scheduler.step()
         stats.steps = step + 1
-        losses_seen.append(float(loss))
+        losses_seen.append(value)
         if stats.loss_first is None:
-            stats.loss_first = float(loss)
+            stats.loss_first = value
         if on_step:
             on_step({"event": "step", "iteration": iteration, "step": step + 1, "steps": config.steps,
-                     "loss": float(loss), "grad_norm": norm, "chosen_reward": float(chosen_rewards.mean()),
+                     "loss": value, "grad_norm": norm, "chosen_reward": float(chosen_rewards.mean()),
                      "rejected_reward": float(rejected_rewards.mean())})
         if should_stop and should_stop():
             stats.cancelled = True
@@ -315,8 +316,8 @@ class DPORun:
         self.should_stop = should_stop
         self.device = resolve_device(config.device)
         self.done = 0
-        per_iteration = config.samples + config.steps
-        self.total = config.iterations * per_iteration + config.samples
+        final = config.samples if config.score_final and config.scorer != "none" else 0
+        self.total = config.iterations * (config.samples + config.steps) + final
         self.results: list[IterationResult] = []
 
     def emit(self, record: dict):
@@ -416,8 +417,10 @@ class DPORun:
             raise DPOError(f"{c.model}: no such checkpoint file")
         if c.scorer == "none" and not self.ratings:
             raise DPOError("without a scorer, preference pairs come only from rated pieces: give some ratings")
-        self.prompts = dataset_prompt_list(c.data_dir) if (c.samples and self.candidate_source is None) else (
-            read_prompts(c.data_dir / "prompts.txt") if (c.data_dir / "prompts.txt").is_file() else [])
+        listed = c.data_dir / "prompts.txt"
+        generating = c.samples > 0 and self.candidate_source is None
+        self.prompts = dataset_prompt_list(c.data_dir) if generating else (read_prompts(listed) if listed.is_file()
+                                                                           else [])
         self.scorer = build_scorer(c, self.device)
         self.threshold = (c.plagiarism_threshold if c.plagiarism_threshold is not None
                           else (self.scorer.plagiarism_threshold if self.scorer else None))
@@ -437,7 +440,7 @@ class DPORun:
             model_path = new_path
             self.write_summary("running", None, model_path)
         final_score = None
-        if status == "finished" and self.scorer is not None and not self.stopped():
+        if status == "finished" and self.scorer is not None and c.score_final and not self.stopped():
             final = c.out_dir / "final"
             candidates = self.candidates(0, model_path, final)
             final_score = self.score(candidates)
