@@ -33,7 +33,8 @@ class StudioOptions:
 
 
 def build_app(backend: Backend) -> gr.Blocks:
-    with gr.Blocks(title="NotaGen Studio", analytics_enabled=False) as app:
+    # Gradio copies served files into its cache; files older than a day are removed every hour.
+    with gr.Blocks(title="NotaGen Studio", analytics_enabled=False, delete_cache=(3600, 86400)) as app:
         gr.Markdown("# NotaGen Studio")
         system.render(backend)
         with gr.Tabs() as tabs:
