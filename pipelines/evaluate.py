@@ -1,14 +1,13 @@
 """Held-out loss of a model: mean per-character cross-entropy in nats, as upstream's training loss."""
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from .errors import AbcError, NotaGenError
+from .errors import AbcError
 from .model import NotaGen
 from .tokenizer import Patchilizer
 
@@ -33,23 +32,10 @@ def read_abc(path: Path) -> str:
 
 
 def dataset_files(data_dir: Path, split: str = "eval") -> list[Path]:
-    """The interleaved pieces of a dataset split (`eval.jsonl`), with their headers, in the original key."""
-    data_dir = Path(data_dir)
-    index = data_dir / f"{split}.jsonl"
-    if not index.is_file():
-        raise NotaGenError(f"{data_dir}: no {index.name}; build the dataset with `notagen dataset build` first")
-    files = []
-    for n, line in enumerate(index.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            entry = json.loads(line)
-            stem = Path(entry["path"]).name
-            key = entry["key"]
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise NotaGenError(f"{index}:{n}: not a dataset index line ({e})") from None
-        files.append(data_dir / "augmented" / key / f"{stem}_{key}.abc")
-    return files
+    """The pieces of a dataset split (`eval.jsonl`), with their headers, in the original key."""
+    from .training.data import piece_file, read_split  # the one reader of a dataset's index
+
+    return [piece_file(Path(data_dir), piece, piece.key) for piece in read_split(Path(data_dir), split)]
 
 
 @torch.no_grad()

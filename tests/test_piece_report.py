@@ -1,21 +1,9 @@
 """Piece report on real pieces (upstream's post-processed generations and standard ABC) and broken ones."""
-import json
 
 import pytest
 
 from pipelines.errors import AbcError
 from pipelines.piece_report import clean_part_name, report_piece
-
-
-@pytest.fixture(scope="module")
-def postprocessed(fixtures) -> dict[str, str]:
-    cases = json.loads((fixtures / "postprocess.json").read_text(encoding="utf-8"))
-    return {case["name"]: case["postprocessed"] for case in cases}
-
-
-@pytest.fixture(scope="module")
-def chorale(postprocessed) -> str:
-    return postprocessed["bach_bwv66.6_C"]
 
 
 def test_chorale_interleaved(chorale):

@@ -20,17 +20,6 @@ FAST = RenderConfig(pdf=False)
 
 
 @pytest.fixture(scope="module")
-def postprocessed(fixtures) -> dict[str, str]:
-    cases = json.loads((fixtures / "postprocess.json").read_text(encoding="utf-8"))
-    return {case["name"]: case["postprocessed"] for case in cases}
-
-
-@pytest.fixture(scope="module")
-def chorale(postprocessed) -> str:
-    return postprocessed["bach_bwv66.6_C"]
-
-
-@pytest.fixture(scope="module")
 def chorale_result(chorale):
     return render_abc(chorale)  # with the PDF
 

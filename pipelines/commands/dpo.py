@@ -6,11 +6,10 @@ progress saves no model and summary.json says "cancelled".
 from __future__ import annotations
 
 import json
-import signal
-import sys
 from pathlib import Path
 
 from ..dpo.config import SCORERS
+from .interrupt import ctrl_c_stops
 from ..errors import DPOError
 
 
@@ -84,14 +83,6 @@ def run_dpo_command(args) -> int:
     model_config = ModelCard.from_dict(data["card"]).config if data.get("card") else infer_config(data["model"])
     estimate = estimate_dpo_memory(model_config, config.pairs_per_step, checkpointing=config.checkpointing)
     print(f"estimated memory of one DPO step: {estimate.describe()}", flush=True)
-    stop = {"asked": False}
-
-    def on_interrupt(signum, frame):
-        if stop["asked"]:
-            raise KeyboardInterrupt
-        stop["asked"] = True
-        print("stopping after this step (Ctrl-C again to abort)", file=sys.stderr)
-
     def on_log(record):
         event = record["event"]
         if event == "step" and not args.quiet:
@@ -112,11 +103,8 @@ def run_dpo_command(args) -> int:
             score = "n/a" if record["mean_score"] is None else f"{record['mean_score']:.4f}"
             print(f"final model: mean score {score}", flush=True)
 
-    previous = signal.signal(signal.SIGINT, on_interrupt)
-    try:
-        result = run_dpo(config, ratings=ratings, on_log=on_log, should_stop=lambda: stop["asked"])
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    with ctrl_c_stops() as should_stop:
+        result = run_dpo(config, ratings=ratings, on_log=on_log, should_stop=should_stop)
     scores = ", ".join("n/a" if s is None else f"{s:.4f}" for s in result.mean_scores)
     print(f"{result.status}: mean score per iteration {scores}; model {result.final_model}; summary {result.summary_path}")
     if torch.cuda.is_available():

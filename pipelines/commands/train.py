@@ -8,11 +8,11 @@ after the current step and leaves a resumable checkpoint (`--resume`).
 """
 from __future__ import annotations
 
-import signal
 import sys
 from pathlib import Path
 
 from ..training.config import CHECKPOINTING, OPTIMIZERS, PRECISIONS, SCHEDULES, TrainConfig
+from .interrupt import ctrl_c_stops
 
 DEFAULT_MODELS_DIR = Path("workspace") / "models"
 
@@ -97,24 +97,14 @@ def run_train(args) -> int:
     from ..training import merge_lora, train
 
     config = config_from_args(args)
-    stop = {"asked": False}
-
-    def on_interrupt(signum, frame):
-        if stop["asked"]:
-            raise KeyboardInterrupt
-        stop["asked"] = True
-        print("stopping after this step (Ctrl-C again to abort without a checkpoint)", file=sys.stderr)
 
     def on_log(record):
         line = format_record(record)
         if line and not (args.quiet and record["event"] == "step"):
             print(line, flush=True)
 
-    previous = signal.signal(signal.SIGINT, on_interrupt)
-    try:
-        result = train(config, on_log=on_log, should_stop=lambda: stop["asked"])
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    with ctrl_c_stops("stopping after this step (Ctrl-C again to abort without a checkpoint)") as should_stop:
+        result = train(config, on_log=on_log, should_stop=should_stop)
     from accelerate.state import PartialState
 
     if not PartialState().is_main_process:  # other processes of a multi-GPU run stay quiet
