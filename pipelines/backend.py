@@ -14,7 +14,6 @@ import hashlib
 import json
 import re
 import shutil
-import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -530,9 +529,6 @@ class Backend:
         return path.read_text(encoding="utf-8")
 
     # ------------------------------------------------------------------ training
-    def base_models(self) -> list[ModelChoice]:
-        return self.models()
-
     def submit_training(self, params: dict) -> Job:
         """params: dataset, run, base (a model ref) or preset, and TrainConfig fields (epochs, lr, ...)."""
         config = self.train_config(params)
@@ -739,8 +735,3 @@ def job_line(job: Job, position: int) -> str:
     if job.state == "cancelled":
         return f"cancelled: {job.error}"
     return "finished"
-
-
-def elapsed(job: Job) -> float:
-    end = job.finished or time.time()
-    return max(0.0, end - (job.started or end))
