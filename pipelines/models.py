@@ -25,7 +25,7 @@ def default_model_path() -> Path:
     """The embedded demo model; an error naming what to do when it is missing."""
     if DEMO_MODEL.is_file():
         return DEMO_MODEL
-    raise NotaGenError(f"no default model installed at {DEMO_MODEL}; pass --model CHECKPOINT")
+    raise NotaGenError(f"no default model installed (expected {DEMO_MODEL}); choose a checkpoint file")
 
 
 def prompt_vocabulary(path: Path, card) -> list[str]:
