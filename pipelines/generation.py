@@ -31,7 +31,7 @@ from .errors import AbcError, NotaGenError
 from .model import BOS_ID, EOS_ID, NotaGen
 from .postprocess import postprocess
 from .prompts import Prompt
-from .runtime import Runtime, check_fits, release
+from .runtime import Runtime, bytes_per_piece, check_fits, free_memory, max_batch, release
 from .sampling import SamplingConfig, draw, sorted_distribution
 from .tokenizer import Patchilizer
 
@@ -233,6 +233,15 @@ class Engine:
     @property
     def config(self):
         return self.model.config
+
+    def max_pieces(self, cpu_default: int = 8) -> int:
+        """How many pieces fit in one batch now ("as many as fit"); a fixed number off the GPU."""
+        free = free_memory(self.runtime.device)
+        if free is None:
+            return cpu_default
+        if self._capacity:
+            free += self._capacity * bytes_per_piece(self.config, self.runtime.dtype)  # caches we would free
+        return max(1, max_batch(self.config, self.runtime.dtype, free, weights_loaded=True))
 
     def unload(self):
         """Drop the model and its caches and give the GPU memory back."""

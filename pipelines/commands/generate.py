@@ -19,7 +19,7 @@ def register(subparsers):
     p.add_argument("--period", required=True)
     p.add_argument("--composer", required=True, help='as "Last, First"')
     p.add_argument("--instrumentation", required=True)
-    p.add_argument("--num", type=int, default=1, help="pieces to write (one batch)")
+    p.add_argument("--num", type=int, default=1, help="pieces to write in one batch; 0: as many as fit")
     p.add_argument("--seed", type=int, default=0, help="seed of the first piece; piece i uses seed + i")
     p.add_argument("--top-k", type=int, default=9)
     p.add_argument("--top-p", type=float, default=0.9)
@@ -39,10 +39,13 @@ def register(subparsers):
 def run_generate(args) -> int:
     from ..generation import continuation_prefix
 
-    if args.num < 1:
-        raise NotaGenError("--num must be at least 1")
+    if args.num < 0:
+        raise NotaGenError("--num must be 0 (as many as fit) or more")
     model_path = Path(args.model) if args.model else default_model_path()
     engine = load_engine(model_path, device=args.device, dtype=args.dtype)
+    if args.num == 0:
+        args.num = engine.max_pieces()
+        print(f"{args.num} pieces fit in one batch on {engine.runtime.device}", file=sys.stderr)
     prompt = Prompt(args.period, args.composer, args.instrumentation)
     warning = validate_prompt(engine.card, prompt)
     if warning:
