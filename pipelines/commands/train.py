@@ -42,6 +42,7 @@ def register(subparsers):
     p.add_argument("--freeze-patch-decoder", action="store_true")
     p.add_argument("--no-key-augment", action="store_true", help="read every piece in its original key only")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dropout", type=float, default=None, help="override the model's dropout (e.g. 0 to compare runs)")
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", choices=PRECISIONS, default="auto")
     p.add_argument("--checkpointing", choices=CHECKPOINTING, default="char",
@@ -73,8 +74,8 @@ def config_from_args(args) -> TrainConfig:
         warmup_steps=args.warmup_steps, weight_decay=args.weight_decay, grad_clip=args.grad_clip,
         patience=args.patience, save_every=args.save_every, key_augment=not args.no_key_augment, seed=args.seed,
         lora_rank=args.lora_rank, lora_alpha=args.lora_alpha, freeze_patch_decoder=args.freeze_patch_decoder,
-        device=args.device, precision=args.precision, checkpointing=args.checkpointing, optimizer=args.optimizer,
-        compile=args.compile, resume=args.resume)
+        dropout=args.dropout, device=args.device, precision=args.precision, checkpointing=args.checkpointing,
+        optimizer=args.optimizer, compile=args.compile, resume=args.resume)
 
 
 def format_record(record: dict) -> str | None:

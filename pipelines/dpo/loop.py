@@ -140,21 +140,46 @@ def sample_seed(config: DPOConfig, iteration: int, index: int) -> int:
     return config.seed * 1_000_003 + iteration * max(config.samples, 1) + index
 
 
+def shard_requests(count: int, rank: int, world: int) -> list[int]:
+    """The sample indices process `rank` of `world` generates: every world-th, so each process
+    gets a mix of the cycled prompts and at most one piece more than another."""
+    if not 0 <= rank < world:
+        raise DPOError(f"process {rank} is not one of {world} processes")
+    return list(range(rank, count, world))
+
+
+def gather_candidates(mine: list[Candidate], world: int) -> list[Candidate]:
+    """Every process's pieces, on every process, in sample order (seeds grow with the index)."""
+    if world == 1:
+        return mine
+    from accelerate.utils import gather_object
+
+    return sorted(gather_object(mine), key=lambda c: c.seed)
+
+
 def generate_candidates(model_path: Path, prompts: list[Prompt], config: DPOConfig, iteration: int,
                         samples_dir: Path, on_piece: Callable[[int], None] | None = None,
-                        should_stop: Callable[[], bool] | None = None) -> list[Candidate]:
-    """`config.samples` pieces over the prompts (cycled), in batches; written to `samples_dir`."""
+                        should_stop: Callable[[], bool] | None = None, rank: int = 0,
+                        world: int = 1) -> list[Candidate]:
+    """`config.samples` pieces over the prompts (cycled), in batches; written to `samples_dir`.
+
+    With `world` > 1 (processes started by accelerate / torchrun, process group set up),
+    process `rank` generates only its share (`shard_requests`) and every process returns
+    all the pieces (`gather_candidates`). A piece's draws depend only on its seed, so the set
+    is the one a single process makes.
+    """
     loaded = load_checkpoint(model_path, device="cpu")
     runtime = pick_runtime(config.device, None)
     engine = Engine(loaded.model, runtime, name=Path(model_path).name, card=loaded.card)
     sampling = SamplingConfig(config.top_k, config.top_p, config.temperature)
     limits = GenerationLimits(max_patches=config.max_patches, max_seconds=config.max_seconds)
+    share = shard_requests(config.samples, rank, world)
     candidates: list[Candidate] = []
     try:
-        for start in range(0, config.samples, config.generation_batch):
+        for start in range(0, len(share), config.generation_batch):
             if should_stop and should_stop():
                 break
-            indices = range(start, min(start + config.generation_batch, config.samples))
+            indices = share[start:start + config.generation_batch]
             requests = [GenerationRequest(prompt=prompts[i % len(prompts)], seed=sample_seed(config, iteration, i))
                         for i in indices]
             for i, piece in zip(indices, engine.generate(requests, sampling, limits, should_stop=should_stop)):
@@ -168,7 +193,7 @@ def generate_candidates(model_path: Path, prompts: list[Prompt], config: DPOConf
                 on_piece(len(indices))
     finally:
         engine.unload()
-    return candidates
+    return gather_candidates(candidates, world)
 
 
 def score_candidates(candidates: list[Candidate], scorer: Scorer, references: list[tuple[str, str]],

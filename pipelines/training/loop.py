@@ -273,20 +273,33 @@ class Trainer:
             seed_everything(self.config.seed + 1000 * self.step + self.rank)
 
     # -- steps
+    def share_of_chars(self, here: torch.Tensor) -> torch.Tensor:
+        """world x this process's share of the micro-batch's chars, all processes together.
+
+        Each process's loss is a mean over its own chars and DDP averages the gradients, so
+        weighting by this share makes N processes of batch B train on exactly the loss one
+        process of batch N x B computes (the char mean over the whole global batch).
+        """
+        everywhere = self.accelerator.reduce(here.to(torch.float64), "sum")
+        return (self.world * here.to(torch.float64) / everywhere.clamp(min=1)).to(torch.float32)
+
     def train_group(self, group: list[list[int]], epoch: int) -> tuple[float, int]:
         """Forward/backward over the micro-batches of one optimizer step; returns (mean loss, chars)."""
         total_loss, chars = 0.0, 0
         for i, batch in enumerate(group):
             encoded = [self.encoder.encode(self.train_pieces[j], j, epoch) for j in batch]
             patches, masks = (t.to(self.device) for t in collate(encoded, self.model_config.patch_size))
+            here = count_target_chars(patches, masks)
             sync = i == len(group) - 1
             with (self.accelerator.no_sync(self.model) if not sync else contextlib.nullcontext()):
                 with self.amp.autocast():
                     loss = self.model(patches, masks) / len(group)
+                if self.world > 1:
+                    loss = loss * self.share_of_chars(here)
                 scaled = self.amp.scaler.scale(loss) if self.amp.scaler else loss
                 scaled.backward()
             total_loss += loss.item()
-            chars += int(count_target_chars(patches, masks))
+            chars += int(here)
         if self.world > 1:
             both = self.accelerator.reduce(torch.tensor([total_loss, chars], device=self.device, dtype=torch.float64),
                                            "sum")
