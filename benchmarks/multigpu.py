@@ -1,7 +1,7 @@
 """Several processes against one: training throughput and DPO sampling wall time, with the ratio.
 
     # training: N processes of batch B against 1 process of batch N x B (the same global batch)
-    python benchmarks/multigpu.py train --data DATASET --preset small --batch-size 4 --steps 40 --nproc 2
+    python benchmarks/multigpu.py train --data DATASET --preset demo --batch-size 4 --steps 40 --nproc 2
     # DPO's sampling step: the pieces of N processes against those of 1 (same seeds), and the time
     python benchmarks/multigpu.py sample --model MODEL.pth --data DATASET --samples 32 --max-patches 64 --nproc 2
 
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     t = sub.add_parser("train")
     t.add_argument("--data", type=Path, required=True)
     t.add_argument("--out", type=Path, default=Path("tmp/multigpu"))
-    t.add_argument("--preset", default="small")
+    t.add_argument("--preset", default="demo")
     t.add_argument("--batch-size", type=int, default=4, help="per process; the 1-process run takes nproc x this")
     t.add_argument("--steps", type=int, default=40)
     t.add_argument("--skip", type=int, default=5, help="warm-up steps left out of the median")
