@@ -164,6 +164,14 @@ def clean_part_name(name: str) -> str:
     return " ".join(name.split()).lstrip(": ").strip()
 
 
+_NAME_FIELD = re.compile(r'\b(s?nm\s*=\s*)"([^"]*)"')
+
+
+def clean_voice_names(line: str) -> str:
+    """A `V:` line with its `nm="..."` / `snm="..."` names cleaned (see `clean_part_name`)."""
+    return _NAME_FIELD.sub(lambda f: f'{f.group(1)}"{clean_part_name(f.group(2))}"', line)
+
+
 def _interleaved_bars(lines: list[str], header: list[str], voices: list[str]) -> _Bars:
     findings: list[str] = []
     body = [line for line in lines[len(header):] if line.startswith("[V:")]

@@ -33,7 +33,7 @@ from abctoolkit import abc2xml
 
 from .atomic import atomic_write_bytes, atomic_write_text
 from .errors import AbcError, NotaGenError, RenderError
-from .piece_report import PieceReport, clean_part_name, report_piece
+from .piece_report import PieceReport, clean_part_name, clean_voice_names, report_piece
 
 # (pattern searched in the lower-cased part name, General MIDI program 0-127); the first
 # match wins, so compound names come before the words they contain ("bassoon" before
@@ -174,7 +174,7 @@ def assign_instruments(abc_text: str) -> tuple[str, list[Instrument]]:
     for i, line in enumerate(lines):
         m = _VOICE_DEF.match(line)
         if m:  # names like "\\n\t\t:Violin 1" (left by some MusicXML exports) would be engraved as they are
-            line = re.sub(r'\b(s?nm\s*=\s*)"([^"]*)"', lambda f: f'{f.group(1)}"{clean_part_name(f.group(2))}"', line)
+            line = clean_voice_names(line)
         out.append(line)
         if not m or m.group(1) in seen:
             continue
