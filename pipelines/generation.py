@@ -5,7 +5,8 @@ piece to continue) is prefilled once into the patch-level KV cache. Then, per
 patch: the char-level decoder spells up to 16 chars from the last patch state
 (its own small KV cache, one position per char, sampling on the device), and one
 patch-level step appends the finished patch. Shapes never change, so on CUDA both
-steps are compiled with CUDA graphs (`torch.compile(mode="reduce-overhead")`).
+steps are compiled and a whole patch (16 char steps and the patch step) is
+captured once as a CUDA graph and replayed.
 
 Protocol, as upstream's demo but done right:
 - the model writes `%end` and the rest of the metadata, then the tune body; the
@@ -344,7 +345,6 @@ class Engine:
         dec.top_k.fill_(sampling.top_k)
         dec.top_p.fill_(sampling.top_p)
         dec.temperature.fill_(sampling.temperature)
-        positions_host = [p.context for p in pieces]
 
         while any(p.active for p in pieces):
             if should_stop and should_stop():
@@ -358,7 +358,7 @@ class Engine:
             dec.forced.copy_(forced)
             dec.in_body.copy_(torch.tensor([p.in_body for p in pieces]))
             dec.counters.copy_(torch.tensor([p.patches for p in pieces]))
-            dec.positions.copy_(torch.tensor([min(x, self.config.patch_length - 1) for x in positions_host]))
+            dec.positions.copy_(torch.tensor([min(p.context, self.config.patch_length - 1) for p in pieces]))
             host = dec.run()  # the patch of every row, and each row's next patch state
             known = [len(f) for f in forced_rows]  # chars of an unfinished patch already in the text
             forced_rows = [[] for _ in range(B)]
@@ -367,7 +367,7 @@ class Engine:
                     continue
                 patch = host[b]
                 piece.patches += 1
-                positions_host[b] += 1
+                piece.context += 1
                 if patch[0] == BOS_ID and patch[1] == EOS_ID:
                     piece.status = "ok"
                     continue
@@ -378,7 +378,7 @@ class Engine:
                 if on_patch:
                     on_patch(b, "".join(piece.text))
                 self._check_limits(piece, limits, start)
-                if piece.active and positions_host[b] >= self.config.patch_length:
+                if piece.active and piece.context >= self.config.patch_length:
                     ctx, open_patch = self._reencode(piece)
                     if not ctx:
                         piece.status = "invalid"
@@ -386,7 +386,7 @@ class Engine:
                                         "body to continue from")
                         continue
                     dec.enc[b] = self._prefill([b], [ctx])[0]
-                    positions_host[b] = len(ctx)
+                    piece.context = len(ctx)
                     forced_rows[b] = open_patch
 
         seconds = time.perf_counter() - start

@@ -255,10 +255,6 @@ class NotaGen(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def set_gradient_checkpointing(self, enabled: bool):
-        self.patch_level_decoder.base.checkpointing = enabled
-        self.char_level_decoder.base.transformer.checkpointing = enabled
-
     def char_losses(self, patches: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Summed cross-entropy (nats) and the number of predicted chars, per sequence.
 

@@ -164,9 +164,3 @@ class Patchilizer:
     def decode(self, patches) -> str:
         return "".join(self.decode_patch(p) for p in patches)
 
-
-def split_header(abc: str) -> tuple[list[str], list[str]]:
-    """(metadata lines, tune-body lines), each with its newline; the body starts at the first `[V:` line."""
-    lines = [line + "\n" for line in abc.split("\n") if line]
-    start = next((i for i, line in enumerate(lines) if "[V:" in line), len(lines))
-    return lines[:start], lines[start:]
