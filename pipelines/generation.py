@@ -34,7 +34,7 @@ from .postprocess import postprocess
 from .prompts import Prompt
 from .runtime import Runtime, bytes_per_piece, check_fits, free_memory, max_batch, release
 from .sampling import SamplingConfig, draw, sorted_distribution
-from .tokenizer import Patchilizer
+from .tokenizer import Patchilizer, stream_prefix
 
 _R = [ord(c) for c in "[r:"]
 _STREAM_PREFIX = re.compile(r"^\[r:\d+/\d+\]")
@@ -439,7 +439,6 @@ def continuation_prefix(source: str, prompt: Prompt, keep_lines: int = 0, add_li
     metadata, body = lines[:start], lines[start:]
     if keep_lines:
         body = body[:keep_lines]
-    total = len(body) + max(add_lines, 1)
-    body = [f"[r:{i}/{total - 1 - i}]{line}" for i, line in enumerate(body)]
+    body = stream_prefix(body, total=len(body) + max(add_lines, 1))
     header = "".join(line + "\n" for line in prompt.header_lines(with_end=True))
     return header + "".join(metadata) + "".join(body)

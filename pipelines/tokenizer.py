@@ -56,9 +56,9 @@ def split_patches(text: str, patch_size: int, complete: bool = True) -> list[str
     return [text[i:i + patch_size] for i in range(0, len(text), patch_size)]
 
 
-def stream_prefix(lines: list[str]) -> list[str]:
-    """Prefix every tune-body line with `[r:index/remaining]`."""
-    n = len(lines)
+def stream_prefix(lines: list[str], total: int | None = None) -> list[str]:
+    """Prefix every tune-body line with `[r:index/remaining]`, counting `total` lines (default: these)."""
+    n = len(lines) if total is None else total
     return [f"[r:{i}/{n - i - 1}]{line}" for i, line in enumerate(lines)]
 
 
