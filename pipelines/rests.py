@@ -29,14 +29,10 @@ def has_notes(bar_text: str) -> bool:
     return any(c.isalpha() and c not in _REST_LETTERS for c in bar_text)
 
 
-def rest_reduce(abc_lines: list[str]) -> list[str]:
-    """Interleave standard ABC (one block per voice) into one line per bar, leaving out resting voices.
+def split_voice_bars(abc_lines: list[str]):
+    """abctoolkit's split of standard ABC: (metadata, prefixes, left barlines, bars, right barlines), by `V:n`.
 
-    `abc_lines` end with newlines, as read from a file. The result is the metadata
-    lines followed by one line per bar: `[V:n]<bar>` for each voice that has notes
-    in it (the first bar keeps each voice's prefix and opening barline). A bar in
-    which every voice rests becomes an empty line, as upstream writes it. One pass
-    over the bars: upstream rewrote the output file once per bar.
+    Raises AbcError unless there is a voice V:1 and every voice has as many bars as it.
     """
     try:
         metadata, prefixes, left_barlines, bars, right_barlines = extract_barline_and_bartext_dict(list(abc_lines))
@@ -48,6 +44,20 @@ def rest_reduce(abc_lines: list[str]) -> list[str]:
     for voice, voice_bars in bars.items():
         if len(voice_bars) != count:
             raise AbcError(f"voice {voice[2:]} has {len(voice_bars)} bars where voice 1 has {count}")
+    return metadata, prefixes, left_barlines, bars, right_barlines
+
+
+def rest_reduce(abc_lines: list[str]) -> list[str]:
+    """Interleave standard ABC (one block per voice) into one line per bar, leaving out resting voices.
+
+    `abc_lines` end with newlines, as read from a file. The result is the metadata
+    lines followed by one line per bar: `[V:n]<bar>` for each voice that has notes
+    in it (the first bar keeps each voice's prefix and opening barline). A bar in
+    which every voice rests becomes an empty line, as upstream writes it. One pass
+    over the bars: upstream rewrote the output file once per bar.
+    """
+    metadata, prefixes, left_barlines, bars, right_barlines = split_voice_bars(abc_lines)
+    count = len(bars["V:1"])
     lines = list(metadata)
     for i in range(count):
         parts = []

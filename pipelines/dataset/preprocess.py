@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from abctoolkit import transpose as abc_transpose
 from abctoolkit.check import check_alignment_unrotated
 from abctoolkit.rotate import rotate_abc
-from abctoolkit.utils import (Barlines, Quote_re, extract_barline_and_bartext_dict, extract_global_and_local_metadata,
-                              extract_metadata_and_parts, remove_bar_no_annotations, remove_information_field)
+from abctoolkit.utils import (Barlines, Quote_re, extract_global_and_local_metadata, extract_metadata_and_parts,
+                              remove_bar_no_annotations, remove_information_field)
 from unidecode import unidecode
 
 from ..errors import AbcError
-from ..rests import rest_reduce
+from ..rests import rest_reduce, split_voice_bars
 from .convert import StageError
 from .transpose import transpose_all
 
@@ -76,15 +76,10 @@ def clean_abc(text: str) -> list[str]:
 def check_bar_counts(lines: list[str]) -> tuple[int, int]:
     """(voices, bars per voice) when every voice has as many bars as voice 1, else StageError naming one that differs."""
     try:
-        _, _, _, bars, _ = extract_barline_and_bartext_dict(lines)
-    except Exception as e:  # abctoolkit raises bare Exception on layouts it cannot split
-        raise StageError("check", f"cannot split the voices into bars: {e}") from None
-    if "V:1" not in bars:
-        raise StageError("check", "the ABC has no voice V:1")
+        _, _, _, bars, _ = split_voice_bars(lines)
+    except AbcError as e:
+        raise StageError("check", str(e)) from None
     reference = len(bars["V:1"])
-    for voice, voice_bars in bars.items():
-        if len(voice_bars) != reference:
-            raise StageError("check", f"voice {voice[2:]} has {len(voice_bars)} bars where voice 1 has {reference}")
     if reference == 0:
         raise StageError("check", "the score has no bars")
     try:  # upstream's check; it also reads every bar's duration and fails on bars it cannot read
