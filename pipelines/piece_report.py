@@ -212,7 +212,7 @@ def _interleaved_bars(lines: list[str], header: list[str], voices: list[str]) ->
             for k, index in enumerate(complete_index):
                 for symbol, voice_bars in bar_texts.items():
                     texts[index][symbol[2:]] = voice_bars[k]
-                    durations[index][symbol[2:]] = _bar_duration(voice_bars[k])
+                    durations[index][symbol[2:]] = bar_duration(voice_bars[k])
     elif complete:
         findings.append("voice ids are not numbers; bar lengths were not checked")
     return _Bars([d for d in durations if d], [t for t in texts if t], counts, findings)
@@ -238,7 +238,7 @@ def _standard_bars(lines: list[str], voices: list[str]) -> _Bars:
         for symbol, voice_bars in bar_texts.items():
             if i < len(voice_bars):
                 row_t[symbol[2:]] = voice_bars[i]
-                row_d[symbol[2:]] = _bar_duration(voice_bars[i])
+                row_d[symbol[2:]] = bar_duration(voice_bars[i])
         durations.append(row_d)
         texts.append(row_t)
     return _Bars(durations, texts, counts, findings)
@@ -258,7 +258,8 @@ def _barline_findings(left: dict, right: dict, bar_numbers: list[int] | None) ->
     return found
 
 
-def _bar_duration(bar_text: str) -> Fraction | None:
+def bar_duration(bar_text: str) -> Fraction | None:
+    """A bar's duration in L: units, by abctoolkit's `calculate_bartext_duration`; None where it cannot time it."""
     with _DURATION_LOCK:
         abc_duration.print = lambda *args, **kwargs: None  # see _DURATION_LOCK
         try:

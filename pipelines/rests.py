@@ -12,10 +12,10 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from abctoolkit.duration import calculate_bartext_duration
 from abctoolkit.utils import Barline_regexPattern, extract_barline_and_bartext_dict
 
 from .errors import AbcError
+from .piece_report import bar_duration
 
 _REST_LETTERS = frozenset("ZzXx")
 _STREAM_PREFIX = re.compile(r"^\[r:[^\]]*\]")
@@ -108,13 +108,6 @@ def _rest_symbols(metadata: list[str]) -> tuple[list[str], set[str]]:
     return voices, visible
 
 
-def _bar_duration(bar_text: str):
-    try:
-        return calculate_bartext_duration(bar_text)
-    except Exception:  # abctoolkit raises bare Exception on symbols it cannot time; upstream counts it as unknown
-        return None
-
-
 def rest_unreduce(abc_lines: list[str]) -> list[str]:
     """Turn a generation (header, metadata, `[r:i/j]`-prefixed rest-reduced bars) into a plain tune.
 
@@ -142,7 +135,7 @@ def rest_unreduce(abc_lines: list[str]) -> list[str]:
         for text in bar_by_voice.values():
             # the closing barline and whatever follows it, as upstream takes it
             right_barline = "".join(_BARLINE_SPLIT.split(text)[-2:])
-            duration = _bar_duration(text[:-len(right_barline)])
+            duration = bar_duration(text[:-len(right_barline)])  # None where abctoolkit cannot time it, as upstream
             if duration is not None:
                 durations[duration] += 1
         if durations:
