@@ -32,7 +32,7 @@ from ..generation import Engine, GenerationLimits, GenerationRequest
 from ..model import NotaGen
 from ..models import prompt_vocabulary
 from ..prompts import Prompt, read_prompts, write_prompts
-from ..runtime import pick_runtime, release
+from ..runtime import DTYPES, pick_runtime, release
 from ..sampling import SamplingConfig
 from ..tokenizer import Patchilizer
 from ..training.data import collate, union_prompts
@@ -225,12 +225,10 @@ def scores_csv(candidates: list[Candidate]) -> str:
 # ---------------------------------------------------------------- optimisation
 
 def reference_dtype(config: DPOConfig, device: torch.device) -> torch.dtype:
-    names = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+    """The frozen reference's weights: as asked, or "auto": the dtype training autocasts to on `device`."""
     if config.reference_dtype != "auto":
-        return names[config.reference_dtype]
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.float32
+        return DTYPES[config.reference_dtype]
+    return DTYPES[resolve_precision("auto", device)]
 
 
 def load_policy_and_reference(model_path: Path, config: DPOConfig,

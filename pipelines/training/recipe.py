@@ -13,28 +13,21 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..errors import TrainingError
+from ..errors import NotaGenError, TrainingError
 from ..model import NotaGen
+from ..runtime import DTYPES, pick_device
 from .config import TrainConfig
 from .lora import LoraSpec, add_lora
 
-_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-
 
 def resolve_device(spec: str) -> torch.device:
-    if spec == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
+    """`runtime.pick_device`, its failures as TrainingError."""
     try:
-        device = torch.device(spec)
+        return pick_device(spec)
     except RuntimeError:
         raise TrainingError(f"unknown device {spec!r}; use auto, cpu, cuda, cuda:N or mps") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise TrainingError(f"device {spec!r} asked for, but this PyTorch sees no CUDA GPU")
-    return device
+    except NotaGenError as e:
+        raise TrainingError(str(e)) from None
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -64,7 +57,7 @@ class Amp:
     def autocast(self):
         if self.precision == "fp32":
             return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device_type, dtype=_DTYPES[self.precision])
+        return torch.autocast(device_type=self.device_type, dtype=DTYPES[self.precision])
 
 
 def set_dropout(model: NotaGen, p: float) -> None:
