@@ -279,7 +279,7 @@ def optimise(policy: NotaGen, reference: NotaGen, preference: Preference, config
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    optimizer = build_optimizer(policy, config, device)  # reads lr, betas, weight_decay, optimizer
+    optimizer = build_optimizer(policy, config, device)
     scheduler = build_scheduler(optimizer, WarmupDecay(config.warmup_steps, config.steps, "constant"))
     rng = random.Random(f"notagen-dpo:{config.seed}:{iteration}")
     losses_seen = []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -112,11 +113,16 @@ def prepare_model(model: NotaGen, config: TrainConfig, precision: str, device: t
     return model, wrapper
 
 
-def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
-    return [p for p in model.parameters() if p.requires_grad]
+class OptimizerSettings(Protocol):
+    """What `build_optimizer` reads; TrainConfig and DPOConfig both have it."""
+
+    lr: float
+    betas: tuple[float, float]
+    weight_decay: float
+    optimizer: str  # auto | fused | foreach | plain
 
 
-def build_optimizer(model: nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+def build_optimizer(model: nn.Module, config: OptimizerSettings, device: torch.device) -> torch.optim.AdamW:
     """AdamW; weight decay on matrices only (not biases, layer norms); fused on GPU unless told otherwise."""
     decay, no_decay = [], []
     for name, param in model.named_parameters():
