@@ -35,10 +35,6 @@ class WarmupDecay:
         return self.min_ratio + (1.0 - self.min_ratio) * shape
 
 
-def lr_at(step: int, base_lr: float, factor: WarmupDecay) -> float:
-    return base_lr * factor(step)
-
-
 def build_scheduler(optimizer: torch.optim.Optimizer, factor: WarmupDecay) -> torch.optim.lr_scheduler.LambdaLR:
     """A scheduler on `optimizer` itself: from here on its groups' lr follow `factor`."""
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda=factor)
