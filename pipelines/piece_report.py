@@ -150,12 +150,20 @@ def _header_fields(header: list[str]) -> dict[str, str]:
 def _voice_definitions(lines: list[str]) -> tuple[list[str], list[str]]:
     voices, names = [], []
     for line in lines:
-        m = _VOICE_DEF.match(line)
-        if m and m.group(1) not in voices:
-            voices.append(m.group(1))
-            name = _VOICE_NAME.search(m.group(2))
-            names.append(clean_part_name(name.group(1)) if name else "")
+        found = voice_definition(line)
+        if found and found[0] not in voices:
+            voices.append(found[0])
+            names.append(found[1])
     return voices, names
+
+
+def voice_definition(line: str) -> tuple[str, str] | None:
+    """(voice id, cleaned nm="..." name or "") of a `V:` line; None for any other line."""
+    m = _VOICE_DEF.match(line)
+    if not m:
+        return None
+    name = _VOICE_NAME.search(m.group(2))
+    return m.group(1), clean_part_name(name.group(1)) if name else ""
 
 
 def clean_part_name(name: str) -> str:

@@ -33,7 +33,7 @@ from abctoolkit import abc2xml
 
 from .atomic import atomic_write_bytes, atomic_write_text
 from .errors import AbcError, NotaGenError, RenderError
-from .piece_report import PieceReport, clean_part_name, clean_voice_names, report_piece
+from .piece_report import PieceReport, clean_part_name, clean_voice_names, report_piece, voice_definition
 
 # (pattern searched in the lower-cased part name, General MIDI program 0-127); the first
 # match wins, so compound names come before the words they contain ("bassoon" before
@@ -85,8 +85,6 @@ MELODIC_CHANNELS = tuple(c for c in range(1, 17) if c != 10)
 
 _ABC2XML_LOCK = threading.Lock()
 _BENIGN_ABC2XML = ("skipped header: (field X,",)  # abc2xml ignores X: in the header, rightly
-_VOICE_DEF = re.compile(r"^V:\s*(\S+)(.*)$")
-_NAME_FIELD = re.compile(r'\bnm\s*=\s*"([^"]*)"')
 _HAS_NOTES = re.compile(r"[A-Ga-g]")
 
 
@@ -172,16 +170,14 @@ def assign_instruments(abc_text: str) -> tuple[str, list[Instrument]]:
     instruments: list[Instrument] = []
     seen: set[str] = set()
     for i, line in enumerate(lines):
-        m = _VOICE_DEF.match(line)
-        if m:  # names like "\\n\t\t:Violin 1" (left by some MusicXML exports) would be engraved as they are
+        found = voice_definition(line)
+        if found:  # names like "\\n\t\t:Violin 1" (left by some MusicXML exports) would be engraved as they are
             line = clean_voice_names(line)
         out.append(line)
-        if not m or m.group(1) in seen:
+        if not found or found[0] in seen:
             continue
-        voice = m.group(1)
+        voice, name = found
         seen.add(voice)
-        name_match = _NAME_FIELD.search(m.group(2))
-        name = clean_part_name(name_match.group(1)) if name_match else ""
         if not name and instruments:
             channel, program = instruments[-1].channel, instruments[-1].program
         else:
