@@ -16,6 +16,7 @@ import re
 import shutil
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import AbcError, DatasetError, NotaGenError, PromptError, TrainingError, WorkspaceError
 from .jobs import Job, JobContext, JobQueue, Runner
@@ -23,6 +24,9 @@ from .library import Generation, Library
 from .prompts import Prompt, parse_prompt, read_prompts
 from .settings import Settings, read_settings
 from .workspace import Workspace, check_name, inside
+
+if TYPE_CHECKING:
+    from .checkpoint import ModelCard  # imports torch; the studio's start-up does not need it
 
 DEMO = "demo"
 NOTAGENX = "notagen-x"
@@ -119,7 +123,7 @@ class Backend:
         self.library = Library(workspace.library_path)
         self.slot = ModelSlot()
         self._loaded_ref = ""
-        self._prompt_cache: dict[tuple, tuple[list[Prompt], str]] = {}
+        self._cards: dict[tuple, ModelCard] = {}  # keyed by (path, size, mtime)
         self.jobs = JobQueue(workspace.area("jobs"), {
             "generate": Runner("gpu", self.run_generation),
             "train": Runner("gpu", self.run_training),
@@ -180,15 +184,17 @@ class Backend:
             raise WorkspaceError(f"{ref!r}: models live in the workspace's models/ or runs/ folders")
         return path
 
-    def model_prompts(self, ref: str) -> tuple[list[Prompt], str]:
-        """The prompts a model knows, for the cascading dropdowns, and a note when they are borrowed."""
+    def model_card(self, ref: str) -> tuple[Path, ModelCard]:
+        """A listed model's file and its card (inferred from the tensor shapes for an upstream file).
+
+        Cached until the file changes: the tabs ask on every change of a model, batch size or rank.
+        """
         from .checkpoint import ModelCard, infer_config, read_checkpoint_file
-        from .models import NOTAGENX_PROMPTS, prompt_vocabulary
 
         path = self.model_path(ref)
         stat = path.stat()
         key = (str(path), stat.st_size, stat.st_mtime_ns)
-        if key not in self._prompt_cache:
+        if key not in self._cards:
             data = read_checkpoint_file(path)
             if isinstance(data, dict) and data.get("card"):
                 card = ModelCard.from_dict(data["card"])
@@ -196,14 +202,21 @@ class Backend:
                 card = ModelCard(config=infer_config(data["model"]))
             else:
                 raise NotaGenError(f"{path.name}: not a NotaGen checkpoint")
-            lines = prompt_vocabulary(path, card)
-            note = ""
-            if not lines:
-                lines = [p.line for p in read_prompts(NOTAGENX_PROMPTS)]
-                note = ("this model records no prompt vocabulary; NotaGen-X's prompts are listed, and any "
-                        "prompt is accepted")
-            self._prompt_cache[key] = ([parse_prompt(line) for line in lines], note)
-        return self._prompt_cache[key]
+            self._cards[key] = card
+        return path, self._cards[key]
+
+    def model_prompts(self, ref: str) -> tuple[list[Prompt], str]:
+        """The prompts a model knows, for the cascading dropdowns, and a note when they are borrowed."""
+        from .models import NOTAGENX_PROMPTS, prompt_vocabulary
+
+        path, card = self.model_card(ref)
+        lines = prompt_vocabulary(path, card)
+        note = ""
+        if not lines:
+            lines = [p.line for p in read_prompts(NOTAGENX_PROMPTS)]
+            note = ("this model records no prompt vocabulary; NotaGen-X's prompts are listed, and any "
+                    "prompt is accepted")
+        return [parse_prompt(line) for line in lines], note
 
     def unload(self) -> str:
         self.slot.unload()
@@ -594,17 +607,10 @@ class Backend:
 
     def training_memory(self, base_ref: str, preset_name: str, batch_size: int, lora_rank: int) -> str:
         """A rough VRAM estimate for a training setting (weights, gradients, AdamW states, activations)."""
-        from .checkpoint import ModelCard, infer_config, read_checkpoint_file
         from .model import count_parameters, preset
 
         if base_ref:
-            data = read_checkpoint_file(self.model_path(base_ref))
-            if data.get("card"):
-                config = ModelCard.from_dict(data["card"]).config
-            elif "model" in data:
-                config = infer_config(data["model"])
-            else:
-                return "cannot estimate: the base is a LoRA adapter"
+            config = self.model_card(base_ref)[1].config
         else:
             try:
                 config = preset(preset_name or "demo")
@@ -699,12 +705,9 @@ class Backend:
                       must_exist=True).read_text(encoding="utf-8")
 
     def dpo_memory(self, model_ref: str) -> str:
-        from .checkpoint import ModelCard, infer_config, read_checkpoint_file
         from .dpo import estimate_dpo_memory
 
-        data = read_checkpoint_file(self.model_path(model_ref))
-        config = ModelCard.from_dict(data["card"]).config if data.get("card") else infer_config(data["model"])
-        return estimate_dpo_memory(config).describe()
+        return estimate_dpo_memory(self.model_card(model_ref)[1].config).describe()
 
     # ------------------------------------------------------------------ jobs
     def job(self, job_id: str) -> Job:

@@ -211,3 +211,27 @@ def test_continue_preview_and_errors_are_plain_messages(client, fixtures, tmp_pa
         client.predict(TINY, *BACH, 1, 0, 9, 1.5, 1.2, 5, 60, None, 0, 8, api_name="/generate")
     with pytest.raises(AppError, match="without '_'"):  # ... the studio checks what Gradio cannot
         client.predict(TINY, "Bar_oque", *BACH[1:], 1, 0, 9, 0.9, 1.2, 5, 60, None, 0, 8, api_name="/generate")
+
+
+def test_a_models_card_is_read_once_and_a_foreign_file_is_a_plain_error(tmp_path, fixtures):
+    import torch
+
+    from pipelines.backend import Backend
+    from pipelines.errors import NotaGenError
+    from pipelines.model import count_parameters
+    from pipelines.workspace import Workspace
+
+    ws = Workspace.open(tmp_path / "workspace")
+    shutil.copy(fixtures / "tiny_model.pth", ws.area("models") / "tiny.pth")
+    torch.save({"weights": torch.zeros(2)}, ws.area("models") / "foreign.pth")
+    backend = Backend(ws)
+    try:
+        path, card = backend.model_card(TINY)
+        assert path == ws.root / TINY and backend.model_card(TINY)[1] is card  # cached while the file is unchanged
+        assert f"{count_parameters(card.config) / 1e6:.0f} M parameters" in backend.training_memory(TINY, "", 1, 0)
+        assert backend.dpo_memory(TINY).startswith(f"{count_parameters(card.config) / 1e6:.0f}M parameters")
+        for ask in (backend.model_prompts, backend.dpo_memory, lambda ref: backend.training_memory(ref, "", 1, 0)):
+            with pytest.raises(NotaGenError, match="foreign.pth: not a NotaGen checkpoint"):
+                ask("models/foreign.pth")
+    finally:
+        backend.close()
