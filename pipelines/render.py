@@ -321,8 +321,9 @@ def render_abc(abc_text: str, config: RenderConfig | None = None,
 
     pages, svg_pages, midi, timemap = call_with_time_limit(engrave, config.time_limit_s, "engraving the score")
     step(3)
-    parts = _parts(musicxml, midi)
-    notes = count_midi_notes(midi)
+    tracks = _midi_track_notes(midi)
+    parts = _parts(musicxml, tracks)
+    notes = sum(tracks)
     if notes == 0:
         raise AbcError("the ABC has no notes that sound: " + ("; ".join(warnings[:3]) or "only rests"))
     pdf = None
@@ -368,12 +369,12 @@ def _problems(report: PieceReport, parts: list[PartInfo], warnings: list[str],
     return problems
 
 
-def _parts(musicxml: str, midi: bytes) -> list[PartInfo]:
+def _parts(musicxml: str, tracks: list[int]) -> list[PartInfo]:
+    """Each score part, with its sounding notes from `tracks` (per MIDI track, see _midi_track_notes)."""
     try:
         root = ET.fromstring(musicxml)
     except ET.ParseError as e:
         raise RenderError(f"abc2xml wrote MusicXML that does not parse ({e})") from None
-    tracks = _midi_track_notes(midi)
     parts = []
     track = 0
     for score_part in root.iter("score-part"):
@@ -401,10 +402,6 @@ def _midi_track_notes(midi: bytes) -> list[int]:
     mf = mido.MidiFile(file=io.BytesIO(midi))
     counts = [sum(1 for m in t if m.type == "note_on" and m.velocity > 0) for t in mf.tracks]
     return counts[1:] if len(counts) > 1 else counts
-
-
-def count_midi_notes(midi: bytes) -> int:
-    return sum(_midi_track_notes(midi))
 
 
 def midi_seconds(midi: bytes) -> float:
