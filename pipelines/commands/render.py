@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 
-
 def register(subparsers):
     p = subparsers.add_parser(
         "render", help="write .abc, .musicxml, .mid, .pdf and .wav of an ABC file and print a JSON summary")
@@ -29,7 +28,7 @@ def run_render(args) -> int:
     abc_text = read_abc(args.file)
     config = RenderConfig(pdf=not args.no_pdf)
     if args.time_limit is not None:
-        config = RenderConfig(pdf=not args.no_pdf, time_limit_s=args.time_limit)
+        config.time_limit_s = args.time_limit
     result = render_abc(abc_text, config)
     audio = None if args.no_audio else render_audio(result.midi, AudioConfig(soundfont=args.soundfont))
     exported = export_piece(result, args.out, args.file.stem, wav=audio.wav if audio else None)
