@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..dpo.config import SCORERS
+from ..dpo.config import CHECKPOINTING, SCORERS
 from .interrupt import ctrl_c_stops
 from ..errors import DPOError
 
@@ -36,7 +36,7 @@ def register(subparsers):
     p.add_argument("--pairs-per-step", type=int, default=1)
     p.add_argument("--generation-batch", type=int, default=16)
     p.add_argument("--max-patches", type=int, default=0, help="patches per generated piece (0: no limit)")
-    p.add_argument("--checkpointing", choices=("none", "patch", "char", "both"), default="char")
+    p.add_argument("--checkpointing", choices=CHECKPOINTING, default="char")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no per-step lines")

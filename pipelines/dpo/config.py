@@ -13,12 +13,10 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from ..errors import DPOError
+from ..training.config import CHECKPOINTING, OPTIMIZERS, PRECISIONS  # the same training recipe's levers
 
 SCORERS = ("builtin", "clamp2", "none")
-PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 REF_DTYPES = ("auto", "bf16", "fp16", "fp32")
-CHECKPOINTING = ("none", "patch", "char", "both")
-OPTIMIZERS = ("auto", "fused", "foreach", "plain")
 
 
 @dataclass
