@@ -9,7 +9,7 @@ import torch
 
 from .errors import AbcError
 from .model import NotaGen
-from .tokenizer import Patchilizer
+from .tokenizer import Patchilizer, pad_patches
 
 
 @dataclass
@@ -26,7 +26,7 @@ def read_abc(path: Path) -> str:
         raise AbcError(f"{path}: no such file") from None
     except UnicodeDecodeError as e:
         raise AbcError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-    if "[V:" not in text and "V:" not in text and "|" not in text:
+    if "V:" not in text and "|" not in text:
         raise AbcError(f"{path}: no tune body found (no bars or voices)")
     return text
 
@@ -49,12 +49,7 @@ def evaluate_texts(model: NotaGen, texts: list[str], patchilizer: Patchilizer | 
     for start in range(0, len(texts), batch_size):
         chunk = texts[start:start + batch_size]
         encoded = [patchilizer.encode_train(t, model.config.patch_length, rng=random.Random(0)) for t in chunk]
-        width = max(len(e) for e in encoded)
-        patches = torch.zeros(len(chunk), width, model.config.patch_size, dtype=torch.long)
-        masks = torch.zeros(len(chunk), width, dtype=torch.long)
-        for i, e in enumerate(encoded):
-            patches[i, :len(e)] = torch.tensor(e)
-            masks[i, :len(e)] = 1
+        patches, masks = pad_patches(encoded, model.config.patch_size)
         loss_sum, n = model.char_losses(patches.to(device), masks.to(device))
         total += loss_sum.sum().item()
         chars += int(n.sum().item())

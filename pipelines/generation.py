@@ -34,7 +34,7 @@ from .postprocess import postprocess
 from .prompts import Prompt
 from .runtime import Runtime, bytes_per_piece, check_fits, free_memory, max_batch, release
 from .sampling import SamplingConfig, draw, sorted_distribution
-from .tokenizer import Patchilizer, stream_prefix
+from .tokenizer import Patchilizer, pad_patches, stream_prefix
 
 _R = [ord(c) for c in "[r:"]
 _STREAM_PREFIX = re.compile(r"^\[r:\d+/\d+\]")
@@ -275,13 +275,9 @@ class Engine:
     @torch.inference_mode()
     def _prefill(self, rows: list[int], contexts: list[list[list[int]]]) -> torch.Tensor:
         """Prefill the given rows' patch caches from position 0; returns their last states (R, C)."""
-        dev, P = self.runtime.device, self.config.patch_size
-        width = max(len(c) for c in contexts)
-        patches = torch.zeros(len(rows), width, P, dtype=torch.long)
-        for i, ctx in enumerate(contexts):
-            patches[i, :len(ctx)] = torch.tensor(ctx, dtype=torch.long)
-        patches = patches.to(dev)
-        positions = torch.arange(width, device=dev).expand(len(rows), -1)
+        dev = self.runtime.device
+        patches = pad_patches(contexts, self.config.patch_size)[0].to(dev)
+        positions = torch.arange(patches.shape[1], device=dev).expand(len(rows), -1)
         row_ids = torch.tensor(rows, device=dev)
         hidden = self.model.patch_level_decoder(patches, positions, row_ids)  # (R, T, C)
         last = torch.tensor([len(c) - 1 for c in contexts], device=dev)
