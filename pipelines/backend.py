@@ -238,8 +238,9 @@ class Backend:
         elif runtime.device.type == "mps":
             gpu = "Apple GPU (MPS)"
         engine = self.slot.loaded()
-        running = [j for j in self.jobs.list(200) if j.lane == "gpu" and j.state == "running"]
-        waiting = sum(1 for j in self.jobs.list(200) if j.lane == "gpu" and j.state == "queued")
+        gpu_jobs = [j for j in self.jobs.list(200) if j.lane == "gpu"]
+        running = [j for j in gpu_jobs if j.state == "running"]
+        waiting = sum(1 for j in gpu_jobs if j.state == "queued")
         return SystemStatus(
             device=str(runtime.device), gpu=gpu, vram_used_gib=used, vram_free_gib=free, vram_total_gib=total,
             dtype=engine.runtime.dtype_name if engine else runtime.dtype_name,
