@@ -3,15 +3,19 @@
 Front doors: `run_dpo(DPOConfig(...))` (loop.py), `dpo_loss` (loss.py), `sequence_logprobs` /
 `training_text` (logprobs.py), `BuiltinScorer` / `Scorer` (scorers.py), `Clamp2Scorer` /
 `load_clamp2` (clamp2.py), `select_preferences` / `HumanRating` (preference.py),
-`estimate_dpo_memory` (memory.py).
+`estimate_dpo_memory` (memory.py). They are imported on first use, so `pipelines.dpo.config`
+(what the CLI parser reads) does not load the model, generation and training stack.
 """
-from .config import DPOConfig
-from .logprobs import sequence_logprobs, training_text
-from .loop import DPOResult, run_dpo
-from .loss import dpo_loss
-from .memory import estimate_dpo_memory
-from .preference import Candidate, HumanRating, select_preferences
-from .scorers import BuiltinScorer, Scorer
+from importlib import import_module
 
-__all__ = ["DPOConfig", "DPOResult", "run_dpo", "dpo_loss", "sequence_logprobs", "training_text",
-           "estimate_dpo_memory", "Candidate", "HumanRating", "select_preferences", "BuiltinScorer", "Scorer"]
+_HOMES = {"DPOConfig": ".config", "DPOResult": ".loop", "run_dpo": ".loop", "dpo_loss": ".loss",
+          "sequence_logprobs": ".logprobs", "training_text": ".logprobs", "estimate_dpo_memory": ".memory",
+          "Candidate": ".preference", "HumanRating": ".preference", "select_preferences": ".preference",
+          "BuiltinScorer": ".scorers", "Scorer": ".scorers"}
+__all__ = list(_HOMES)
+
+
+def __getattr__(name: str):
+    if name in _HOMES:
+        return getattr(import_module(_HOMES[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

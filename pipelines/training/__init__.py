@@ -2,12 +2,18 @@
 
 Front doors: `train(TrainConfig(...))` (loop.py), `merge_lora(...)` (lora.py),
 `download_notagenx(...)` / `find_notagenx(...)` (notagenx.py), `read_train_log(...)` (runlog.py).
+They are imported on first use, so `pipelines.training.config` (what the CLI parser
+reads) does not load torch, accelerate and peft.
 """
-from .config import TrainConfig
-from .loop import TrainResult, train
-from .lora import load_adapter, merge_lora
-from .notagenx import download_notagenx, find_notagenx
-from .runlog import read_train_log
+from importlib import import_module
 
-__all__ = ["TrainConfig", "TrainResult", "train", "load_adapter", "merge_lora", "download_notagenx",
-           "find_notagenx", "read_train_log"]
+_HOMES = {"TrainConfig": ".config", "TrainResult": ".loop", "train": ".loop", "load_adapter": ".lora",
+          "merge_lora": ".lora", "download_notagenx": ".notagenx", "find_notagenx": ".notagenx",
+          "read_train_log": ".runlog"}
+__all__ = list(_HOMES)
+
+
+def __getattr__(name: str):
+    if name in _HOMES:
+        return getattr(import_module(_HOMES[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
