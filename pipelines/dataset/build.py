@@ -233,9 +233,9 @@ def rewrite_headers(out_dir: Path, piece: str, prompt: Prompt) -> None:
         atomic_write_text(path, replace_header(text, prompt, path))
 
 
-def _kept_prompt(given: Labels, current: dict) -> Prompt:
-    """An unchanged piece's prompt: labels given to this build, else what its header says now (re-annotations stay)."""
-    chosen = given.over(Labels(**current))
+def _kept_prompt(given: Labels, current: Labels) -> Prompt:
+    """A converted piece's prompt: the labels given, else what its header says now (earlier re-annotations stay)."""
+    chosen = given.over(current)
     return Prompt(chosen.period, chosen.composer, chosen.instrumentation)
 
 
@@ -289,7 +289,7 @@ def build_named(inputs: list[tuple[Path, str]], out_dir: str | os.PathLike, conf
         if stamp is None:
             tasks.append(PieceTask(str(path), piece, sha, str(out_dir), given))
             continue
-        prompt = _kept_prompt(given, stamp["prompt"])
+        prompt = _kept_prompt(given, Labels(**stamp["prompt"]))
         if asdict(prompt) != stamp["prompt"]:
             rewrite_headers(out_dir, piece, prompt)
             stamp["prompt"] = asdict(prompt)
@@ -416,11 +416,9 @@ def reannotate(out_dir: str | os.PathLike, labels: dict[str, Labels] | Labels,
                            + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""))
     for n, (piece, given) in enumerate(sorted(labels.items()), 1):
         entry = pieces[piece]
-        given = clean_labels(given)
         current = Labels(entry["period"], entry["composer"], entry["instrumentation"])
-        chosen = given.over(current)
-        prompt = Prompt(chosen.period, chosen.composer, chosen.instrumentation)
-        if (prompt.period, prompt.composer, prompt.instrumentation) != tuple(current.__dict__.values()):
+        prompt = _kept_prompt(clean_labels(given), current)
+        if asdict(prompt) != asdict(current):
             rewrite_headers(out_dir, piece, prompt)
             entry.update(period=prompt.period, composer=prompt.composer, instrumentation=prompt.instrumentation,
                          warnings=vocabulary_warnings(prompt))
