@@ -24,6 +24,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from pipelines.training.runlog import LOG_NAME, read_train_log  # noqa: E402
 
 
 def launch(nproc: int, args: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
@@ -34,11 +37,6 @@ def launch(nproc: int, args: list[str], env: dict | None = None) -> subprocess.C
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
     return done
-
-
-def read_log(run_dir: Path) -> list[dict]:
-    text = (Path(run_dir) / "train_log.jsonl").read_text(encoding="utf-8")
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def train_args(data: Path, out: Path, preset: str, batch: int, steps: int, device: str, extra: list[str]) -> list[str]:
@@ -53,7 +51,7 @@ def compare_training(args) -> dict:
         out = args.out / f"{nproc}proc"
         started = time.monotonic()
         launch(nproc, train_args(args.data, out, args.preset, batch, args.steps, args.device, args.extra))
-        log = read_log(out)
+        log = read_train_log(out / LOG_NAME)
         steps = [r for r in log if r["event"] == "step"]
         sides[nproc] = {"batch_per_process": batch, "seconds": time.monotonic() - started,
                         "chars_per_s": statistics.median(r["chars_per_s"] for r in steps[args.skip:]),
