@@ -598,13 +598,35 @@ class Backend:
         log = folder / "train_log.jsonl"
         return read_train_log(log) if log.is_file() else []
 
-    def run_settings(self, run: str) -> dict:
-        """A run's saved config.json, as the Train tab's fields (to resume it)."""
+    RESUMED_FIELDS = ("epochs", "max_steps", "lr", "batch_size", "grad_accum", "warmup_steps", "lora_rank",
+                      "patience", "schedule", "seed", "key_augment", "save_every")
+
+    def resume_params(self, run: str) -> dict:
+        """The training parameters that resume a run, from its saved config.json."""
         folder = self.workspace.path("runs", check_name(run, "run name"), must_exist=True)
         path = folder / "config.json"
         if not path.is_file():
             raise TrainingError(f"run {run!r} has no config.json")
-        return json.loads(path.read_text(encoding="utf-8"))
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        base = saved.get("base")
+        params = {"dataset": Path(saved["data_dir"]).name, "run": run, "base": self.base_ref(base) if base else None,
+                  "preset": saved.get("preset"), "resume": True}
+        params.update({k: saved[k] for k in self.RESUMED_FIELDS if k in saved})
+        return params
+
+    def base_ref(self, base: str) -> str:
+        """The model ref of a run's recorded base (NotaGen-X's name or the file's absolute path)."""
+        from .training.notagenx import is_notagenx_name
+
+        if is_notagenx_name(base):
+            return NOTAGENX
+        path = Path(base)
+        if path.is_absolute() and path.resolve().is_relative_to(self.workspace.root):
+            return self.workspace.relative(path)
+        for model in self.models():
+            if model.path.resolve() == path.resolve():
+                return model.ref
+        raise TrainingError(f"the run's base model {path.name} is no longer in the workspace")
 
     def training_memory(self, base_ref: str, preset_name: str, batch_size: int, lora_rank: int) -> str:
         """A rough VRAM estimate for a training setting (weights, gradients, AdamW states, activations)."""

@@ -235,3 +235,29 @@ def test_a_models_card_is_read_once_and_a_foreign_file_is_a_plain_error(tmp_path
                 ask("models/foreign.pth")
     finally:
         backend.close()
+
+
+def test_resuming_a_run_reads_its_saved_settings(tmp_path, fixtures):
+    from pipelines.backend import Backend
+    from pipelines.errors import TrainingError
+    from pipelines.workspace import Workspace
+
+    ws = Workspace.open(tmp_path / "workspace")
+    shutil.copy(fixtures / "tiny_model.pth", ws.area("models") / "tiny.pth")
+    run = ws.area("runs") / "r1"
+    run.mkdir()
+    saved = {"data_dir": str(ws.area("datasets") / "chorales"), "base": str(ws.root / TINY), "preset": None,
+             "epochs": 4, "lr": 2e-5, "batch_size": 2, "resume": False, "out_dir": str(run), "betas": [0.9, 0.95]}
+    (run / "config.json").write_text(json.dumps(saved), encoding="utf-8")
+    backend = Backend(ws)
+    try:
+        assert backend.resume_params("r1") == {"dataset": "chorales", "run": "r1", "base": TINY, "preset": None,
+                                               "resume": True, "epochs": 4, "lr": 2e-5, "batch_size": 2}
+        assert backend.base_ref("NotaGen-X") == "notagen-x"
+        with pytest.raises(TrainingError, match="gone.pth is no longer in the workspace"):
+            backend.base_ref(str(tmp_path / "gone.pth"))
+        with pytest.raises(TrainingError, match="has no config.json"):
+            (ws.area("runs") / "r2").mkdir()
+            backend.resume_params("r2")
+    finally:
+        backend.close()

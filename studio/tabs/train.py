@@ -94,36 +94,8 @@ def start(backend: Backend, dataset, base, preset, run, epochs, max_steps, lr, b
 
 
 def resume(backend: Backend, run):
-    saved = backend.run_settings(run or "")
-    base = saved.get("base")
-    params = {"dataset": _dataset_name(backend, saved["data_dir"]), "run": run,
-              "base": _base_ref(backend, base) if base else None, "preset": saved.get("preset"), "resume": True}
-    for key in ("epochs", "max_steps", "lr", "batch_size", "grad_accum", "warmup_steps", "lora_rank", "patience",
-                "schedule", "seed", "key_augment", "save_every"):
-        if key in saved:
-            params[key] = saved[key]
-    job = backend.submit_training(params)
+    job = backend.submit_training(backend.resume_params(run or ""))
     yield from watch(backend, job.id)
-
-
-def _dataset_name(backend: Backend, data_dir: str) -> str:
-    from pathlib import Path
-
-    return Path(data_dir).name
-
-
-def _base_ref(backend: Backend, base: str) -> str:
-    from pathlib import Path
-
-    if base.lower() in ("notagen-x", "notagenx"):
-        return "notagen-x"
-    path = Path(base)
-    if path.is_absolute() and path.resolve().is_relative_to(backend.workspace.root):
-        return backend.workspace.relative(path)
-    for model in backend.models():
-        if model.path.resolve() == path.resolve():
-            return model.ref
-    raise gr.Error(f"the run's base model {path.name} is no longer in the workspace")
 
 
 def curve(records: list[dict]) -> pd.DataFrame:
