@@ -10,8 +10,7 @@ from pipelines.dpo.memory import estimate_dpo_memory
 from pipelines.errors import DPOError
 from pipelines.model import preset
 from pipelines.prompts import Prompt
-from pipelines.tokenizer import Patchilizer
-from pipelines.training.data import collate
+from pipelines.tokenizer import Patchilizer, pad_patches
 
 PRE = Path("/work/shared/fixtures/upstream/preprocess")
 BACH = Prompt("Baroque", "Bach, Johann Sebastian", "Choral")
@@ -39,7 +38,7 @@ def test_logprobs_are_minus_the_training_loss_and_cut_the_same_way():
     encoded = encode_pieces(texts, patchilizer, model.config.patch_length)
     assert encoded == encode_pieces(texts, patchilizer, model.config.patch_length)  # same cut every call
     assert all(len(e) <= model.config.patch_length for e in encoded)  # long pieces are cut to the context
-    patches, masks = collate(encoded, 16)
+    patches, masks = pad_patches(encoded, 16)
     with torch.no_grad():
         loss_sum, chars = model.char_losses(patches, masks)
         direct = sequence_logprobs(model, patches, masks)

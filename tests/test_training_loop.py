@@ -11,8 +11,8 @@ from pipelines.errors import TrainingError
 from pipelines.model import NotaGen, preset
 from pipelines.prompts import read_prompts
 from pipelines.training import TrainConfig, read_train_log, train
-from pipelines.training.data import collate, PieceEncoder, read_split
-from pipelines.tokenizer import Patchilizer
+from pipelines.training.data import PieceEncoder, read_split
+from pipelines.tokenizer import Patchilizer, pad_patches
 from training_data import build_dataset, single_thread_torch  # noqa: F401 (autouse)
 
 
@@ -53,7 +53,7 @@ def test_best_checkpoint_is_the_best_model_and_loads(scratch_run, data):
     # Its loss on the eval split is the logged best eval loss.
     pieces = read_split(data, "eval")
     encoder = PieceEncoder(data, Patchilizer(16), 64, 0, False)
-    patches, masks = collate([encoder.encode_eval(p) for p in pieces], 16)
+    patches, masks = pad_patches([encoder.encode_eval(p) for p in pieces], 16)
     loss_sum, chars = best.model.char_losses(patches, masks)
     assert (loss_sum.sum() / chars.sum()).item() == pytest.approx(result.best_eval_loss, rel=1e-5)
     last = load_checkpoint(result.last_path)

@@ -8,9 +8,9 @@ from pipelines.checkpoint import ModelCard, load_checkpoint, save_checkpoint
 from pipelines.cli import main
 from pipelines.errors import CheckpointError
 from pipelines.model import NotaGen, preset
-from pipelines.tokenizer import Patchilizer
+from pipelines.tokenizer import Patchilizer, pad_patches
 from pipelines.training import TrainConfig, merge_lora, read_train_log, train
-from pipelines.training.data import PieceEncoder, collate, read_split
+from pipelines.training.data import PieceEncoder, read_split
 from pipelines.training.lora import load_with_adapter
 from training_data import build_dataset, single_thread_torch  # noqa: F401 (autouse)
 
@@ -38,7 +38,7 @@ def lora_run(data, base, tmp_path_factory):
 
 def eval_batch(data):
     encoder = PieceEncoder(data, Patchilizer(16), 64, 0, False)
-    return collate([encoder.encode_eval(p) for p in read_split(data, "eval")], 16)
+    return pad_patches([encoder.encode_eval(p) for p in read_split(data, "eval")], 16)
 
 
 def test_adapter_is_small_and_loads_as_a_plain_model(lora_run, base):

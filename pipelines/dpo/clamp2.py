@@ -34,6 +34,7 @@ from unidecode import unidecode
 
 from ..checkpoint import read_checkpoint_file
 from ..errors import CheckpointError, DPOError
+from ..tokenizer import pad_patches
 from .scorers import Scorer, scoring_text
 
 CLAMP2_FILE = ("weights_clamp2_h_size_768_lr_5e-05_batch_128_scale_1_t_length_128_t_model_"
@@ -234,13 +235,7 @@ class Clamp2Scorer(Scorer):
             return torch.zeros(0, config.projection or config.hidden_size)
         out = []
         for start in range(0, len(windows), self.batch_size):
-            chunk = windows[start:start + self.batch_size]
-            width = max(len(w) for w in chunk)
-            patches = torch.zeros(len(chunk), width, config.patch_size, dtype=torch.long)
-            masks = torch.zeros(len(chunk), width, dtype=torch.long)
-            for j, w in enumerate(chunk):
-                patches[j, :len(w)] = torch.tensor(w)
-                masks[j, :len(w)] = 1
+            patches, masks = pad_patches(windows[start:start + self.batch_size], config.patch_size)
             out.append(self.encoder(patches.to(device), masks.to(device)).float().cpu())
         per_window = torch.cat(out)  # (S, D)
         w = torch.tensor(weights, dtype=torch.float32)[:, None]

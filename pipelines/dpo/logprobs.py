@@ -22,8 +22,7 @@ from ..errors import DPOError
 from ..model import NotaGen
 from ..prompts import Prompt
 from ..rests import has_notes
-from ..tokenizer import Patchilizer
-from ..training.data import collate
+from ..tokenizer import Patchilizer, pad_patches
 
 _STREAM_PREFIX = re.compile(r"^\[r:\d+/\d+\]")
 _VOICE_SEGMENT = re.compile(r"(\[V:[^\]]*\])")
@@ -95,7 +94,7 @@ def measure_logprobs(model: NotaGen, encoded: list[list[list[int]]], batch_size:
     device = next(model.parameters()).device
     out = []
     for start in range(0, len(encoded), batch_size):
-        patches, masks = collate(encoded[start:start + batch_size], model.config.patch_size)
+        patches, masks = pad_patches(encoded[start:start + batch_size], model.config.patch_size)
         with autocast() if autocast is not None else contextlib.nullcontext():
             out.append(sequence_logprobs(model, patches.to(device), masks.to(device)).float().cpu())
     return torch.cat(out) if out else torch.zeros(0)

@@ -34,8 +34,8 @@ from ..models import prompt_vocabulary
 from ..prompts import Prompt, read_prompts, write_prompts
 from ..runtime import DTYPES, pick_runtime, release
 from ..sampling import SamplingConfig
-from ..tokenizer import Patchilizer
-from ..training.data import collate, union_prompts
+from ..tokenizer import Patchilizer, pad_patches
+from ..training.data import union_prompts
 from ..training.recipe import Amp, build_optimizer, optimizer_step, resolve_device, resolve_precision, \
     set_checkpointing, set_dropout
 from ..training.schedule import WarmupDecay, build_scheduler
@@ -286,7 +286,7 @@ def optimise(policy: NotaGen, reference: NotaGen, preference: Preference, config
     for step in range(config.steps):
         drawn = [pairs[rng.randrange(len(pairs))] for _ in range(config.pairs_per_step)]
         ci, ri = [i for i, _ in drawn], [j for _, j in drawn]
-        patches, masks = collate([chosen[i] for i in ci] + [rejected[j] for j in ri], policy.config.patch_size)
+        patches, masks = pad_patches([chosen[i] for i in ci] + [rejected[j] for j in ri], policy.config.patch_size)
         with amp.autocast():
             logps = sequence_logprobs(policy, patches.to(device), masks.to(device)).float()
         n = len(drawn)

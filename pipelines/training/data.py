@@ -18,8 +18,6 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import torch
 from abctoolkit.transpose import Key2Mode
 
 from ..errors import AbcError, PromptError, TrainingError
@@ -186,14 +184,3 @@ class PieceEncoder:
         except AbcError as e:
             raise TrainingError(str(e)) from None
         return self.patchilizer.encode_train(text, self.patch_length, rng=random.Random(0))
-
-
-def collate(encoded: list[list[list[int]]], patch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad pieces into (B, N, P) patches and (B, N) masks."""
-    width = max(len(e) for e in encoded)
-    patches = np.zeros((len(encoded), width, patch_size), dtype=np.int64)  # numpy: ~15x faster than per-row tensors
-    masks = np.zeros((len(encoded), width), dtype=np.int64)
-    for i, e in enumerate(encoded):
-        patches[i, :len(e)] = e
-        masks[i, :len(e)] = 1
-    return torch.from_numpy(patches), torch.from_numpy(masks)

@@ -37,9 +37,9 @@ from ..checkpoint import ModelCard, load_checkpoint, read_checkpoint_file, save_
 from ..errors import TrainingError
 from ..model import NotaGen, init_weights_like_gpt2, preset
 from ..prompts import Prompt, read_prompts, write_prompts
-from ..tokenizer import Patchilizer
+from ..tokenizer import Patchilizer, pad_patches
 from .config import TrainConfig
-from .data import (PieceEncoder, check_files, collate, dataset_prompts, epoch_groups, epoch_order, read_split,
+from .data import (PieceEncoder, check_files, dataset_prompts, epoch_groups, epoch_order, read_split,
                    shard, union_prompts)
 from .lora import LoraSpec, base_record, is_adapter, load_with_adapter, save_adapter
 from .notagenx import resolve_base
@@ -288,7 +288,7 @@ class Trainer:
         total_loss, chars = 0.0, 0
         for i, batch in enumerate(group):
             encoded = [self.encoder.encode(self.train_pieces[j], j, epoch) for j in batch]
-            patches, masks = (t.to(self.device) for t in collate(encoded, self.model_config.patch_size))
+            patches, masks = (t.to(self.device) for t in pad_patches(encoded, self.model_config.patch_size))
             here = count_target_chars(patches, masks)
             sync = i == len(group) - 1
             with (self.accelerator.no_sync(self.model) if not sync else contextlib.nullcontext()):
@@ -316,7 +316,7 @@ class Trainer:
         total = torch.zeros(2, device=self.device, dtype=torch.float64)
         for start in range(0, len(mine), self.config.batch_size):
             encoded = [self.encoder.encode_eval(p) for p in mine[start:start + self.config.batch_size]]
-            patches, masks = (t.to(self.device) for t in collate(encoded, self.model_config.patch_size))
+            patches, masks = (t.to(self.device) for t in pad_patches(encoded, self.model_config.patch_size))
             with self.amp.autocast():
                 loss_sum, chars = model.char_losses(patches, masks)
             total += torch.stack([loss_sum.sum().double(), chars.sum().double()])
