@@ -128,10 +128,6 @@ class Library:
             raise LibraryError(f"no generation {entry_id} in the library")
         return _entry(rows[0])
 
-    def set_files(self, entry_id: int, files: dict) -> None:
-        self.get(entry_id)
-        self._run("UPDATE generations SET files = ? WHERE id = ?", (json.dumps(files, sort_keys=True), int(entry_id)))
-
     def rate(self, entry_id: int, rating: int) -> Generation:
         """Thumbs up (+1), down (-1) or cleared (0)."""
         if rating not in (-1, 0, 1):

@@ -15,7 +15,6 @@ class Settings:
     dtype: str = "auto"  # auto (fp16 on GPU, fp32 on CPU), fp16, bf16, fp32
     soundfont: str = ""  # a .sf2 inside the workspace (relative path); "": the bundled General MIDI one
     max_pieces: int = 8  # pieces one generation request may ask for
-    max_upload_mb: int = 200
 
 
 def read_settings(path: str | Path) -> Settings:

@@ -54,7 +54,6 @@ def build_app(backend: Backend) -> gr.Blocks:
 def launch_studio(options: StudioOptions, prevent_thread_lock: bool = False, quiet: bool = False):
     """Start the studio; returns (app, backend)."""
     backend = Backend(Workspace.open(options.workspace))
-    backend.settings.max_upload_mb = options.max_upload_mb
     app = build_app(backend)
     app.queue(api_open=False)
     app.launch(server_name=options.host, server_port=options.port, share=options.share, auth=options.auth,
