@@ -36,7 +36,8 @@ from ..atomic import atomic_write_text
 from ..checkpoint import ModelCard, load_checkpoint, read_checkpoint_file, save_checkpoint
 from ..errors import TrainingError
 from ..model import NotaGen, init_weights_like_gpt2, preset
-from ..prompts import Prompt, read_prompts, write_prompts
+from ..models import prompt_vocabulary
+from ..prompts import Prompt, write_prompts
 from ..tokenizer import Patchilizer, pad_patches
 from .config import TrainConfig
 from .data import (PieceEncoder, check_files, dataset_prompts, epoch_groups, epoch_order, read_split,
@@ -108,14 +109,6 @@ def make_accelerator(device: torch.device) -> Accelerator:
     return Accelerator(cpu=cpu, mixed_precision="no")
 
 
-def base_prompts(path: Path, card: ModelCard) -> list[str]:
-    """The base model's vocabulary: its card's, or a prompts.txt beside its file."""
-    if card.prompts:
-        return list(card.prompts)
-    beside = Path(path).with_name("prompts.txt")
-    return [p.line for p in read_prompts(beside)] if beside.is_file() else []
-
-
 @dataclass
 class Start:
     model: NotaGen
@@ -152,7 +145,7 @@ def load_start(config: TrainConfig) -> Start:
     path = resolve_base(config.base, config.models_dirs)
     loaded = load_checkpoint(path)
     base = base_record(path, config.base, loaded.model.config)
-    return Start(loaded.model.float(), base, base_prompts(path, loaded.card), Path(path).name, None)
+    return Start(loaded.model.float(), base, prompt_vocabulary(path, loaded.card), Path(path).name, None)
 
 
 def check_resume(config: TrainConfig, saved: TrainConfig, path: Path) -> None:
