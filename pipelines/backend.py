@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import shutil
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -23,7 +22,7 @@ from .jobs import Job, JobContext, JobQueue, Runner
 from .library import Generation, Library
 from .prompts import Prompt, parse_prompt, read_prompts
 from .settings import Settings, read_settings
-from .workspace import Workspace, check_name, inside
+from .workspace import Workspace, check_name, inside, safe_stem
 
 if TYPE_CHECKING:
     from .checkpoint import ModelCard  # imports torch; the studio's start-up does not need it
@@ -107,11 +106,6 @@ class PieceFiles:
     svg_pages: list[str] = field(default_factory=list)  # workspace-relative .svg paths
     problems: list[str] = field(default_factory=list)
     error: str = ""
-
-
-def safe_stem(text: str) -> str:
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.")
-    return stem[:80] or "piece"
 
 
 class Backend:
@@ -324,15 +318,14 @@ class Backend:
             ctx.stream("texts", dict(texts))
 
         ctx.say(f"generating on {engine.runtime.device}")
-        pieces = engine.generate(requests, self.sampling(spec),
-                                 GenerationLimits(int(spec.max_patches), 102_400, float(spec.max_seconds)),
-                                 on_patch=on_patch, should_stop=ctx.should_stop)
+        limits = GenerationLimits(max_patches=int(spec.max_patches), max_seconds=float(spec.max_seconds))
+        pieces = engine.generate(requests, self.sampling(spec), limits, on_patch=on_patch, should_stop=ctx.should_stop)
         results = []
         folder = self.workspace.area("exports") / ctx.job_id
         for n, piece in enumerate(pieces, 1):
             ctx.say(f"rendering piece {n} of {len(pieces)}")
             ctx.progress(n - 1, len(pieces))
-            stem = safe_stem(f"{prompt.period}-{prompt.composer}-{prompt.instrumentation}-seed{piece.request.seed}")
+            stem = prompt.file_stem(piece.request.seed)
             rendered = (self.render_piece(piece.abc, folder, stem) if piece.abc is not None
                         else PieceFiles(error="not rendered: " + (piece.reason or piece.status)))
             raw_path = folder / f"{stem}.raw.abc"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .atomic import atomic_write_text
 from .errors import PromptError
+from .workspace import safe_stem
 
 
 @dataclass(frozen=True, order=True)
@@ -31,6 +32,10 @@ class Prompt:
     @property
     def line(self) -> str:
         return f"{self.period}_{self.composer}_{self.instrumentation}"
+
+    def file_stem(self, seed: int) -> str:
+        """The file name of the piece written from this prompt with `seed`."""
+        return safe_stem(f"{self.period}-{self.composer}-{self.instrumentation}-seed{seed}")
 
     def header_lines(self, with_end: bool = True) -> list[str]:
         lines = [f"%{self.period}", f"%{self.composer}", f"%{self.instrumentation}"]

@@ -92,6 +92,12 @@ def inside(root: str | os.PathLike, user_path: str | os.PathLike, must_exist: bo
     return resolved
 
 
+def safe_stem(text: str) -> str:
+    """A file name stem made from any text: letters, digits, `.`, `_` and `-` only, at most 80 characters."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.")
+    return stem[:80] or "piece"
+
+
 def check_name(name: str, what: str = "name") -> str:
     """A new folder or file name a user types (a dataset, a run): one plain, portable component."""
     name = (name or "").strip()

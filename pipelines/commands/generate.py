@@ -69,8 +69,7 @@ def run_generate(args) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     failures = 0
     for piece in pieces:
-        stem = f"{prompt.period}_{prompt.composer}_{prompt.instrumentation}_seed{piece.request.seed}"
-        stem = "".join(c if c.isalnum() or c in "-_" else "-" for c in stem)
+        stem = prompt.file_stem(piece.request.seed)
         if piece.abc is not None:
             atomic_write_text(args.out / f"{stem}.abc", piece.abc)
         atomic_write_text(args.out / f"{stem}.raw.abc", piece.raw)
