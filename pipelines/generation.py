@@ -20,7 +20,6 @@ Protocol, as upstream's demo but done right:
 from __future__ import annotations
 
 import functools
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,15 +28,14 @@ import torch
 
 from .checkpoint import ModelCard
 from .errors import AbcError, NotaGenError
-from .model import BOS_ID, EOS_ID, NotaGen
+from .model import NotaGen
 from .postprocess import postprocess
 from .prompts import Prompt
 from .runtime import Runtime, bytes_per_piece, check_fits, free_memory, max_batch, release
 from .sampling import SamplingConfig, draw, sorted_distribution
-from .tokenizer import Patchilizer, pad_patches, stream_prefix
+from .tokenizer import BOS_ID, EOS_ID, STREAM_PREFIX, Patchilizer, pad_patches, stream_prefix
 
 _R = [ord(c) for c in "[r:"]
-_STREAM_PREFIX = re.compile(r"^\[r:\d+/\d+\]")
 _ZERO, _SLASH = ord("0"), ord("/")
 
 
@@ -423,7 +421,7 @@ def continuation_prefix(source: str, prompt: Prompt, keep_lines: int = 0, add_li
 
     lines = [line + "\n" for line in source.replace("\r\n", "\n").split("\n") if line.strip()]
     lines = [line for line in lines if not (line.startswith("%") and not line.startswith("%%"))]
-    lines = [_STREAM_PREFIX.sub("", line) for line in lines]
+    lines = [STREAM_PREFIX.sub("", line) for line in lines]
     if not any(line.startswith("[V:") for line in lines):
         lines = clean_abc("".join(lines))
         check_bar_counts(lines)

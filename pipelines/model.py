@@ -22,10 +22,9 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.pytorch_utils import Conv1D  # GPT-2's (in, out) linear; peft's LoRA knows it
 
+from .tokenizer import PAD_ID
+
 VOCAB_SIZE = 128
-PAD_ID = 0
-BOS_ID = 1
-EOS_ID = 2
 
 
 @dataclass(frozen=True)

@@ -23,10 +23,10 @@ from abctoolkit import duration as abc_duration
 from abctoolkit.utils import extract_barline_and_bartext_dict, extract_barline_and_bartext_dict_rotated
 
 from .errors import AbcError
+from .tokenizer import STREAM_PREFIX
 
 DEFAULT_QPM = 120  # what Verovio's MIDI plays when the ABC has no Q: field
 
-_REST_PREFIX = re.compile(r"^\[r:\d+/\d+\]")  # a rest-reduced line's prefix, as the model writes it
 _INLINE_VOICE = re.compile(r"\[V:\s*([^\]\s]+)\s*\]")
 _VOICE_DEF = re.compile(r"^V:\s*(\S+)(.*)$")
 _VOICE_NAME = re.compile(r'\bnm\s*=\s*"([^"]*)"')
@@ -66,7 +66,7 @@ def report_piece(abc_text: str) -> PieceReport:
     """Read `abc_text` and describe it; raises AbcError only when there is no tune at all."""
     if not abc_text or not abc_text.strip():
         raise AbcError("the ABC text is empty")
-    lines = [_REST_PREFIX.sub("", line.rstrip("\r")) for line in abc_text.split("\n")]
+    lines = [STREAM_PREFIX.sub("", line.rstrip("\r")) for line in abc_text.split("\n")]
     interleaved = any(line.startswith("[V:") for line in lines)
     header = _header_lines(lines, interleaved)
     fields = _header_fields(header)

@@ -16,10 +16,14 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from .model import BOS_ID, EOS_ID, PAD_ID
+# The vocabulary is ASCII; ids below 3 are special.
+PAD_ID = 0
+BOS_ID = 1
+EOS_ID = 2
 
+# A tune-body line's `[r:index/remaining]` prefix, as stream mode writes it.
+STREAM_PREFIX = re.compile(r"^\[r:\d+/\d+\]")
 BARLINES = ("|:", "::", ":|", "[|", "||", "|]", "|")
 _BARLINE_SPLIT = re.compile("(" + "|".join(map(re.escape, BARLINES)) + ")")
 
@@ -169,8 +173,10 @@ class Patchilizer:
 
 
 
-def pad_patches(encoded: list[list[list[int]]], patch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad encoded pieces into (B, N, P) patches and (B, N) masks (1 for a real patch)."""
+def pad_patches(encoded: list[list[list[int]]], patch_size: int):
+    """Right-pad encoded pieces into (B, N, P) patches and (B, N) masks (1 for a real patch), as tensors."""
+    import torch  # here, so that reading and writing ABC never loads torch
+
     width = max(len(e) for e in encoded)
     patches = np.zeros((len(encoded), width, patch_size), dtype=np.int64)  # numpy: ~15x faster than per-row tensors
     masks = np.zeros((len(encoded), width), dtype=np.int64)

@@ -7,7 +7,7 @@ from pipelines.checkpoint import load_checkpoint
 from pipelines.errors import NotaGenError
 from pipelines.generation import (Engine, GeneratedPiece, GenerationLimits, GenerationRequest, _Piece,
                                   char_step, continuation_prefix, zero_after_eos)
-from pipelines.model import EOS_ID
+from pipelines.tokenizer import EOS_ID
 from pipelines.postprocess import close_score_brackets, postprocess
 from pipelines.prompts import Prompt
 from pipelines.runtime import pick_runtime

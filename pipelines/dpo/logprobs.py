@@ -22,9 +22,8 @@ from ..errors import DPOError
 from ..model import NotaGen
 from ..prompts import Prompt
 from ..rests import has_notes
-from ..tokenizer import Patchilizer, pad_patches
+from ..tokenizer import STREAM_PREFIX, Patchilizer, pad_patches
 
-_STREAM_PREFIX = re.compile(r"^\[r:\d+/\d+\]")
 _VOICE_SEGMENT = re.compile(r"(\[V:[^\]]*\])")
 
 
@@ -46,7 +45,7 @@ def training_text(abc: str, prompt: Prompt | None = None) -> str:
     lines = [line for line in abc.replace("\r\n", "\n").split("\n") if line.strip()]
     if not any("[V:" in line for line in lines):
         raise DPOError("the piece has no interleaved [V:n] bar lines")
-    generated = any(_STREAM_PREFIX.match(line) for line in lines)
+    generated = any(STREAM_PREFIX.match(line) for line in lines)
     header = []
     while lines and lines[0].startswith("%") and not lines[0].startswith("%%"):
         header.append(lines.pop(0))
@@ -60,7 +59,7 @@ def training_text(abc: str, prompt: Prompt | None = None) -> str:
     for line in lines:
         if line.startswith("X:") or (line.startswith("%") and not line.startswith("%%")):
             continue
-        line = _STREAM_PREFIX.sub("", line)
+        line = STREAM_PREFIX.sub("", line)
         if line.startswith("[V:") and not generated:
             line = _rest_reduce_line(line)
         if line:

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import TrainingError
+from ..tokenizer import STREAM_PREFIX
 from ..training.data import PITCH_CLASS, major_key
 
 _QUOTED = re.compile(r'"[^"]*"')
@@ -30,7 +31,6 @@ _DECORATION = re.compile(r"![^!\n]*!|\+[^+\s]*\+")
 _GRACE = re.compile(r"\{[^}]*\}")
 _INLINE_FIELD = re.compile(r"\[[A-Za-z]:[^\]]*\]")
 _VOICE_SEGMENT = re.compile(r"\[V:\s*([^\]\s]+)[^\]]*\]")
-_STREAM_PREFIX = re.compile(r"^\[r:\d+/\d+\]")
 _TOKEN = re.compile(
     r"(?P<open>\[)|(?P<close>\])|"
     r"(?P<note>(?P<acc>\^\^|\^|__|_|=)?(?P<letter>[A-Ga-g])(?P<oct>[,']*)(?P<len>\d*/*\d*))|"
@@ -59,7 +59,7 @@ class Scorer(ABC):
 
 def scoring_text(abc: str) -> str:
     """What a scorer reads: no `X:` line, no single-% comment or header lines, no `[r:i/j]` prefixes."""
-    lines = [_STREAM_PREFIX.sub("", line) for line in abc.replace("\r\n", "\n").split("\n")]
+    lines = [STREAM_PREFIX.sub("", line) for line in abc.replace("\r\n", "\n").split("\n")]
     return "".join(line + "\n" for line in lines
                    if line.strip() and not line.startswith("X:")
                    and not (line.startswith("%") and not line.startswith("%%")))
