@@ -183,20 +183,13 @@ class Backend:
 
         Cached until the file changes: the tabs ask on every change of a model, batch size or rank.
         """
-        from .checkpoint import ModelCard, infer_config, read_checkpoint_file
+        from .checkpoint import read_card
 
         path = self.model_path(ref)
         stat = path.stat()
         key = (str(path), stat.st_size, stat.st_mtime_ns)
         if key not in self._cards:
-            data = read_checkpoint_file(path)
-            if isinstance(data, dict) and data.get("card"):
-                card = ModelCard.from_dict(data["card"])
-            elif isinstance(data, dict) and "model" in data:
-                card = ModelCard(config=infer_config(data["model"]))
-            else:
-                raise NotaGenError(f"{path.name}: not a NotaGen checkpoint")
-            self._cards[key] = card
+            self._cards[key] = read_card(path)
         return path, self._cards[key]
 
     def model_prompts(self, ref: str) -> tuple[list[Prompt], str]:

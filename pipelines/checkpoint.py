@@ -111,6 +111,16 @@ def read_checkpoint_file(path: str | os.PathLike) -> dict:
         raise CheckpointError(f"{path}: cannot be read as a PyTorch checkpoint ({e})") from e
 
 
+def read_card(path: str | os.PathLike) -> ModelCard:
+    """A checkpoint's card without building its model; an upstream file's is inferred from its shapes."""
+    data = read_checkpoint_file(path)
+    if isinstance(data, dict) and data.get("card"):
+        return ModelCard.from_dict(data["card"])
+    if isinstance(data, dict) and "model" in data:
+        return ModelCard(config=infer_config(data["model"]), base_model=Path(path).name)
+    raise CheckpointError(f"{Path(path).name}: not a NotaGen checkpoint; expected torch.save({{'model': state_dict}})")
+
+
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
                     dtype: torch.dtype | None = None) -> LoadedCheckpoint:
     """Load an upstream or studio checkpoint; the config comes from the file itself."""

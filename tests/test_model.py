@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from pipelines.checkpoint import (ModelCard, infer_config, load_checkpoint, model_from_state_dict,
+from pipelines.checkpoint import (ModelCard, infer_config, load_checkpoint, model_from_state_dict, read_card,
                                   save_checkpoint)
 from pipelines.errors import CheckpointError
 from pipelines.model import PRESETS, NotaGen, count_parameters, preset
@@ -130,3 +130,15 @@ def test_bad_checkpoint_files_name_the_file(tmp_path, content, match):
     with pytest.raises(CheckpointError, match=match) as e:
         load_checkpoint(path)
     assert "broken.pth" in str(e.value)
+
+
+def test_read_card_without_building_the_model(fixtures, tiny, tmp_path):
+    upstream = read_card(fixtures / "tiny_model.pth")
+    assert upstream.config == tiny.config and upstream.prompts == [] and upstream.base_model == "tiny_model.pth"
+    studio = tmp_path / "studio.pth"
+    save_checkpoint(studio, tiny, ModelCard(config=tiny.config, prompts=["Baroque_Bach, Johann Sebastian_Choral"]))
+    assert read_card(studio).prompts == ["Baroque_Bach, Johann Sebastian_Choral"]
+    foreign = tmp_path / "foreign.pth"
+    torch.save({"weights": torch.zeros(1)}, foreign)
+    with pytest.raises(CheckpointError, match="foreign.pth: not a NotaGen checkpoint"):
+        read_card(foreign)

@@ -68,7 +68,7 @@ def read_ratings(path: Path) -> list:
 def run_dpo_command(args) -> int:
     import torch
 
-    from ..checkpoint import ModelCard, infer_config, read_checkpoint_file
+    from ..checkpoint import read_card
     from ..dpo import DPOConfig, estimate_dpo_memory, run_dpo
 
     config = DPOConfig(model=args.model, data_dir=args.data, out_dir=args.out, iterations=args.iterations,
@@ -79,8 +79,7 @@ def run_dpo_command(args) -> int:
                        generation_batch=args.generation_batch, max_patches=args.max_patches,
                        checkpointing=args.checkpointing, device=args.device, seed=args.seed)
     ratings = read_ratings(args.ratings) if args.ratings else []
-    data = read_checkpoint_file(config.model)
-    model_config = ModelCard.from_dict(data["card"]).config if data.get("card") else infer_config(data["model"])
+    model_config = read_card(config.model).config
     estimate = estimate_dpo_memory(model_config, config.pairs_per_step, checkpointing=config.checkpointing)
     print(f"estimated memory of one DPO step: {estimate.describe()}", flush=True)
     def on_log(record):
