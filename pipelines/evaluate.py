@@ -1,6 +1,7 @@
 """Held-out loss of a model: mean per-character cross-entropy in nats, as upstream's training loss."""
 from __future__ import annotations
 
+import contextlib
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,21 +39,32 @@ def dataset_files(data_dir: Path, split: str = "eval") -> list[Path]:
     return [piece_file(Path(data_dir), piece, piece.key) for piece in read_split(Path(data_dir), split)]
 
 
+def encode_for_eval(patchilizer: Patchilizer, text: str, patch_length: int) -> list[list[int]]:
+    """A piece as evaluation sees it: cut as in training when too long, always with the same seed."""
+    return patchilizer.encode_train(text, patch_length, rng=random.Random(0))
+
+
 @torch.no_grad()
+def summed_loss(model: NotaGen, encoded: list[list[list[int]]], batch_size: int, autocast=contextlib.nullcontext,
+                on_progress=None) -> torch.Tensor:
+    """(summed cross-entropy in nats, predicted chars) over encoded pieces, float64 on the model's device."""
+    device = next(model.parameters()).device
+    total = torch.zeros(2, device=device, dtype=torch.float64)
+    for start in range(0, len(encoded), batch_size):
+        patches, masks = (t.to(device) for t in pad_patches(encoded[start:start + batch_size], model.config.patch_size))
+        with autocast():
+            loss_sum, chars = model.char_losses(patches, masks)
+        total += torch.stack([loss_sum.sum().double(), chars.sum().double()])
+        if on_progress:
+            on_progress(min(start + batch_size, len(encoded)), len(encoded))
+    return total
+
+
 def evaluate_texts(model: NotaGen, texts: list[str], patchilizer: Patchilizer | None = None,
                    batch_size: int = 1, on_progress=None) -> EvalResult:
     """Loss over whole pieces; a piece longer than the patch length is cut as in training, with a fixed seed."""
     patchilizer = patchilizer or Patchilizer(patch_size=model.config.patch_size)
-    device = next(model.parameters()).device
     model.eval()
-    total, chars = 0.0, 0
-    for start in range(0, len(texts), batch_size):
-        chunk = texts[start:start + batch_size]
-        encoded = [patchilizer.encode_train(t, model.config.patch_length, rng=random.Random(0)) for t in chunk]
-        patches, masks = pad_patches(encoded, model.config.patch_size)
-        loss_sum, n = model.char_losses(patches.to(device), masks.to(device))
-        total += loss_sum.sum().item()
-        chars += int(n.sum().item())
-        if on_progress:
-            on_progress(min(start + batch_size, len(texts)), len(texts))
-    return EvalResult(loss=total / max(chars, 1), chars=chars, pieces=len(texts))
+    encoded = [encode_for_eval(patchilizer, t, model.config.patch_length) for t in texts]
+    total, chars = summed_loss(model, encoded, batch_size, on_progress=on_progress).tolist()
+    return EvalResult(loss=total / max(chars, 1), chars=int(chars), pieces=len(texts))

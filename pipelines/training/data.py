@@ -21,7 +21,7 @@ from pathlib import Path
 from abctoolkit.transpose import Key2Mode
 
 from ..errors import AbcError, PromptError, TrainingError
-from ..evaluate import read_abc
+from ..evaluate import encode_for_eval, read_abc
 from ..prompts import Prompt, parse_prompt, read_prompts
 from ..tokenizer import Patchilizer
 
@@ -183,4 +183,4 @@ class PieceEncoder:
             text = read_abc(path)
         except AbcError as e:
             raise TrainingError(str(e)) from None
-        return self.patchilizer.encode_train(text, self.patch_length, rng=random.Random(0))
+        return encode_for_eval(self.patchilizer, text, self.patch_length)

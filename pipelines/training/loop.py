@@ -35,6 +35,7 @@ from accelerate.utils import broadcast, gather_object
 from ..atomic import atomic_write_text
 from ..checkpoint import ModelCard, load_checkpoint, read_checkpoint_file, save_checkpoint
 from ..errors import TrainingError
+from ..evaluate import summed_loss
 from ..model import NotaGen, init_weights_like_gpt2, preset
 from ..models import prompt_vocabulary
 from ..prompts import Prompt, write_prompts
@@ -305,14 +306,8 @@ class Trainer:
             return None
         model = self.accelerator.unwrap_model(self.model)
         model.eval()
-        mine = self.eval_pieces[self.rank::self.world]
-        total = torch.zeros(2, device=self.device, dtype=torch.float64)
-        for start in range(0, len(mine), self.config.batch_size):
-            encoded = [self.encoder.encode_eval(p) for p in mine[start:start + self.config.batch_size]]
-            patches, masks = (t.to(self.device) for t in pad_patches(encoded, self.model_config.patch_size))
-            with self.amp.autocast():
-                loss_sum, chars = model.char_losses(patches, masks)
-            total += torch.stack([loss_sum.sum().double(), chars.sum().double()])
+        encoded = [self.encoder.encode_eval(p) for p in self.eval_pieces[self.rank::self.world]]
+        total = summed_loss(model, encoded, self.config.batch_size, self.amp.autocast)
         if self.world > 1:
             total = self.accelerator.reduce(total, "sum")
         model.train()
