@@ -72,13 +72,18 @@ GM_PROGRAMS: tuple[tuple[str, int], ...] = (
 )
 DEFAULT_PROGRAM = 0  # an unknown or missing instrument name plays as piano
 
+# A second named violin part plays General MIDI's other solo violin sound (Fiddle), so a
+# quartet's four parts have four programs: told apart by ear and in a DAW's track list.
+# Other repeated instruments (a choir's voices, two horns) keep one program each.
+SECOND_CHAIR: dict[int, int] = {40: 110}
+
 GM_NAMES = {
     0: "Acoustic Grand Piano", 6: "Harpsichord", 8: "Celesta", 9: "Glockenspiel", 11: "Vibraphone",
     12: "Marimba", 13: "Xylophone", 19: "Church Organ", 24: "Acoustic Guitar (nylon)", 40: "Violin",
     41: "Viola", 42: "Cello", 43: "Contrabass", 46: "Orchestral Harp", 47: "Timpani", 48: "String Ensemble 1",
     52: "Choir Aahs", 53: "Voice Oohs", 56: "Trumpet", 57: "Trombone", 58: "Tuba", 60: "French Horn",
     65: "Alto Sax", 68: "Oboe", 69: "English Horn", 70: "Bassoon", 71: "Clarinet", 72: "Piccolo",
-    73: "Flute", 74: "Recorder",
+    73: "Flute", 74: "Recorder", 110: "Fiddle",
 }
 # MIDI channels 1-16 as ABC numbers them; 10 is General MIDI percussion.
 MELODIC_CHANNELS = tuple(c for c in range(1, 17) if c != 10)
@@ -182,6 +187,8 @@ def assign_instruments(abc_text: str) -> tuple[str, list[Instrument]]:
             channel, program = instruments[-1].channel, instruments[-1].program
         else:
             program = choose_program(name)
+            if program in SECOND_CHAIR and any(inst.program == program for inst in instruments if inst.name):
+                program = SECOND_CHAIR[program]
             channel = _free_channel(instruments, program)
         own = _own_midi_program(lines[i + 1:])
         if own is not None:

@@ -104,10 +104,10 @@ def test_quartet_instruments_and_repeats(postprocessed):
     assert r.notes == sounding  # Verovio plays the repeats, as music21 expands them
     assert r.written_notes == written
     assert [(p.name, p.program) for p in r.parts] == [
-        ("Violin I", 40), ("Violin II", 40), ("Viola", 41), ("Cello", 42)]
+        ("Violin I", 40), ("Violin II", 110), ("Viola", 41), ("Cello", 42)]  # distinct: Violin II is GM Fiddle
     played = midi_channels_and_programs(r.midi)
     assert [channels for channels, _ in played] == [{0}, {1}, {2}, {3}]  # a channel each
-    assert [programs for _, programs in played] == [[40], [40], [41], [42]]
+    assert [programs for _, programs in played] == [[40], [110], [41], [42]]
     assert r.seconds > r.report.seconds  # repeats are played
 
 
