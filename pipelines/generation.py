@@ -174,6 +174,7 @@ class PatchDecoder:
         self.top_p = torch.ones(batch, 1, dtype=torch.float32, **z)
         self.temperature = torch.ones(batch, 1, dtype=torch.float32, **z)
         self.pos_table = torch.arange(c.patch_size, **z)
+        self.last_position = c.patch_length - 1
         self.char_fn = functools.partial(char_step, model)
         self.patch_fn = functools.partial(patch_step, model)
         self.graph = None
@@ -191,6 +192,10 @@ class PatchDecoder:
         patch = zero_after_eos(self.chars)
         self.out_chars.copy_(patch)
         self.enc.copy_(self.patch_fn(patch, self.positions))
+        # Next patch's state stays on the device; the host writes a row only when it changes.
+        self.forced.fill_(-1)
+        self.counters.add_(1)
+        self.positions.copy_((self.positions + 1).clamp(max=self.last_position))
 
     def _capture(self):
         # Warm-up compiles the steps; it writes garbage into the caches, which prefill overwrites.
@@ -336,6 +341,13 @@ class Engine:
 
         dec.enc.copy_(self._prefill(list(range(B)), contexts))
         dec.seeds.copy_(torch.tensor([r.seed for r in requests]))
+        dec.counters.zero_()
+        dec.positions.copy_(torch.tensor([min(p.context, self.config.patch_length - 1) for p in pieces]))
+        dec.in_body.copy_(torch.tensor([p.in_body for p in pieces]))
+        forced = torch.full((B, P), -1, dtype=torch.long)
+        for i, chars in enumerate(forced_rows):
+            forced[i, :len(chars)] = torch.tensor(chars, dtype=torch.long)
+        dec.forced.copy_(forced)
         dec.top_k.fill_(sampling.top_k)
         dec.top_p.fill_(sampling.top_p)
         dec.temperature.fill_(sampling.temperature)
@@ -346,13 +358,6 @@ class Engine:
                     if p.active:
                         p.status, p.reason = "cancelled", "stopped by the user"
                 break
-            forced = torch.full((B, P), -1, dtype=torch.long)
-            for i, chars in enumerate(forced_rows):
-                forced[i, :len(chars)] = torch.tensor(chars, dtype=torch.long)
-            dec.forced.copy_(forced)
-            dec.in_body.copy_(torch.tensor([p.in_body for p in pieces]))
-            dec.counters.copy_(torch.tensor([p.patches for p in pieces]))
-            dec.positions.copy_(torch.tensor([min(p.context, self.config.patch_length - 1) for p in pieces]))
             host = dec.run()  # the patch of every row, and each row's next patch state
             known = [len(f) for f in forced_rows]  # chars of an unfinished patch already in the text
             forced_rows = [[] for _ in range(B)]
@@ -368,6 +373,7 @@ class Engine:
                 chunk = self.patchilizer.decode_patch(patch)[known[b]:]
                 if not piece.in_body and chunk.startswith("[r:"):
                     piece.in_body = True
+                    dec.in_body[b] = True
                 piece.add(chunk)
                 if on_patch:
                     on_patch(b, "".join(piece.text))
@@ -381,7 +387,10 @@ class Engine:
                         continue
                     dec.enc[b] = self._prefill([b], [ctx])[0]
                     piece.context = len(ctx)
+                    dec.positions[b] = min(piece.context, self.config.patch_length - 1)
                     forced_rows[b] = open_patch
+                    if open_patch:
+                        dec.forced[b, :len(open_patch)] = torch.tensor(open_patch, device=dev)
 
         seconds = time.perf_counter() - start
         return [self._finish(p, seconds) for p in pieces]

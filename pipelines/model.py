@@ -99,6 +99,26 @@ class KVCache(nn.Module):
         return self.k[rows], self.v[rows]
 
 
+def decode_attention(q, k, v, positions):
+    """One query per row over the cache slots up to its position: q (B, H, 1, D), positions (B, 1).
+
+    Under torch.compile it is written as products and sums, which the compiler fuses
+    into a few kernels (scores, softmax, weighted sum) instead of an SDPA call and a
+    mask; eagerly it uses matmuls. Both accumulate in fp32.
+    """
+    valid = (torch.arange(k.shape[2], device=q.device) <= positions)[:, None, :]  # (B, 1, S)
+    if torch.compiler.is_compiling():
+        scores = (q.float() * k.float()).sum(-1)  # (B, H, S)
+    else:
+        scores = (q @ k.transpose(-1, -2))[:, :, 0].float()
+    weights = torch.softmax(scores.mul(q.shape[-1] ** -0.5).masked_fill(~valid, float("-inf")), dim=-1)
+    if torch.compiler.is_compiling():
+        y = (weights[..., None] * v.float()).sum(-2)  # (B, H, D)
+    else:
+        y = (weights[:, :, None, :].to(v.dtype) @ v)[:, :, 0]
+    return y[:, :, None, :].to(q.dtype)
+
+
 class Attention(nn.Module):
     def __init__(self, config: NotaGenConfig):
         super().__init__()
@@ -119,9 +139,12 @@ class Attention(nn.Module):
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p)
         else:
             k, v = self.cache.update(positions, k, v, rows)
-            slots = torch.arange(k.shape[2], device=x.device)
-            mask = positions[:, None, :, None] >= slots  # (B, 1, T, S): causal over absolute positions
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            if T == 1:
+                y = decode_attention(q, k, v, positions)
+            else:
+                slots = torch.arange(k.shape[2], device=x.device)
+                mask = positions[:, None, :, None] >= slots  # (B, 1, T, S): causal over absolute positions
+                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         y = y.transpose(1, 2).reshape(B, T, C)
         return F.dropout(self.c_proj(y), self.dropout, self.training)
 
