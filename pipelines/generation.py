@@ -156,6 +156,9 @@ class PatchDecoder:
 
     On CUDA the steps are compiled (fused kernels) and the whole patch is captured
     once as a CUDA graph, so a patch costs one replay and one read of its chars.
+    Eagerly (CPU, MPS) the char loop stops once every active row has written its
+    eos: the skipped positions would be padded anyway, and each draw is keyed by its
+    position, so the pieces are the same.
     """
 
     def __init__(self, model: NotaGen, batch: int, device: torch.device, dtype: torch.dtype, use_graph: bool):
@@ -167,6 +170,7 @@ class PatchDecoder:
         self.out_chars = torch.zeros(batch, c.patch_size, dtype=torch.long, **z)
         self.forced = torch.full((batch, c.patch_size), -1, dtype=torch.long, **z)
         self.in_body = torch.zeros(batch, dtype=torch.bool, **z)
+        self.active = torch.ones(batch, dtype=torch.bool, **z)  # rows still writing (eager early exit)
         self.seeds = torch.zeros(batch, dtype=torch.long, **z)
         self.counters = torch.zeros(batch, dtype=torch.long, **z)
         self.positions = torch.zeros(batch, dtype=torch.long, **z)
@@ -183,12 +187,14 @@ class PatchDecoder:
             self.patch_fn = torch.compile(self.patch_fn, fullgraph=True, dynamic=False)
             self._capture()
 
-    def _body(self):
+    def _body(self, early_exit: bool = False):
         self.chars.zero_()
         for i in range(self.P):
             c = self.char_fn(self.enc, self.chars, self.pos_table[i], self.forced, self.in_body, self.seeds,
                              self.counters, self.top_k, self.top_p, self.temperature)
             self.chars[:, i] = c
+            if early_exit and bool(((self.chars[:, :i + 1] == EOS_ID).any(dim=1) | ~self.active).all()):
+                break
         patch = zero_after_eos(self.chars)
         self.out_chars.copy_(patch)
         self.enc.copy_(self.patch_fn(patch, self.positions))
@@ -214,7 +220,7 @@ class PatchDecoder:
         if self.graph is not None:
             self.graph.replay()
         else:
-            self._body()
+            self._body(early_exit=True)
         return self.out_chars.cpu().tolist()
 
 
@@ -344,6 +350,7 @@ class Engine:
         dec.counters.zero_()
         dec.positions.copy_(torch.tensor([min(p.context, self.config.patch_length - 1) for p in pieces]))
         dec.in_body.copy_(torch.tensor([p.in_body for p in pieces]))
+        dec.active.fill_(True)
         forced = torch.full((B, P), -1, dtype=torch.long)
         for i, chars in enumerate(forced_rows):
             forced[i, :len(chars)] = torch.tensor(chars, dtype=torch.long)
@@ -391,6 +398,7 @@ class Engine:
                     forced_rows[b] = open_patch
                     if open_patch:
                         dec.forced[b, :len(open_patch)] = torch.tensor(open_patch, device=dev)
+            dec.active.copy_(torch.tensor([p.active for p in pieces]))
 
         seconds = time.perf_counter() - start
         return [self._finish(p, seconds) for p in pieces]
