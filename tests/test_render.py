@@ -25,14 +25,23 @@ def chorale_result(chorale):
 
 
 def music21_counts(musicxml: str, expand_repeats: bool = False) -> tuple[int, int, int]:
-    """(parts, sounding notes with ties joined, written notes) as music21 reads the MusicXML."""
+    """(parts, sounding notes, written notes) as music21 reads the MusicXML.
+
+    A note head sounds unless a tie continues it, judged per pitch: in a chord where one
+    pitch is held and the others move, only the held one is continued (music21's
+    `stripTies` treats a chord's tie as the whole chord's and counts the held pitch again).
+    """
     score = music21.converter.parse(musicxml, format="musicxml")
     played = score.expandRepeats() if expand_repeats else score
 
-    def count(stream):
+    def written(stream):
         return sum(len(n.pitches) for n in stream.recurse().notes)
 
-    return len(score.parts), count(played.stripTies()), count(score)
+    def sounding(stream):
+        heads = (head for n in stream.recurse().notes for head in (n.notes if n.isChord else [n]))
+        return sum(1 for head in heads if head.tie is None or head.tie.type == "start")
+
+    return len(score.parts), sounding(played), written(score)
 
 
 def midi_channels_and_programs(midi: bytes) -> list[tuple[set[int], list[int]]]:
@@ -109,6 +118,16 @@ def test_quartet_instruments_and_repeats(postprocessed):
     assert [channels for channels, _ in played] == [{0}, {1}, {2}, {3}]  # a channel each
     assert [programs for _, programs in played] == [[40], [110], [41], [42]]
     assert r.seconds > r.report.seconds  # repeats are played
+
+
+def test_long_quartet_counts_programs_and_held_chord_notes(postprocessed):
+    """381 bars of Beethoven: chords where the viola holds one pitch and moves the other."""
+    r = render_abc(postprocessed["beethoven_opus18no1_movement4_C"], FAST)
+    parts, sounding, written = music21_counts(r.musicxml)
+    assert parts == len(r.parts) == len(r.report.voices) == 4
+    assert (r.notes, r.written_notes) == (sounding, written)
+    assert len({p.program for p in r.parts}) == 4  # a quartet's parts get distinct programs
+    assert not r.partial and r.report.aligned
 
 
 @pytest.mark.parametrize("name, program", [
