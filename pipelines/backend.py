@@ -616,7 +616,8 @@ class Backend:
 
     def training_memory(self, base_ref: str, preset_name: str, batch_size: int, lora_rank: int) -> str:
         """A rough VRAM estimate for a training setting (weights, gradients, AdamW states, activations)."""
-        from .model import count_parameters, preset
+        from .model import preset
+        from .training.memory import estimate_step_memory
 
         if base_ref:
             config = self.model_card(base_ref)[1].config
@@ -625,21 +626,9 @@ class Backend:
                 config = preset(preset_name or "demo")
             except ValueError as e:
                 raise TrainingError(str(e)) from None
-        params = count_parameters(config)
-        if lora_rank:
-            lora = 2 * lora_rank * config.hidden_size * 4 * (config.patch_layers + config.char_layers) * 3
-            state = params * 2 + lora * 16  # bf16 frozen base; fp32 adapters, grads, AdamW moments
-        else:
-            state = params * 16  # fp32 weights and grads, two AdamW moments
-        # activations (bf16): the patch decoder keeps ~34 values per hidden unit per position per layer plus
-        # attention scores; the char decoder recomputes (checkpointing) and keeps one layer's worth.
-        s, h, heads = config.patch_length, config.hidden_size, config.num_heads
-        patch = config.patch_layers * (34 * s * h + 5 * heads * s * s)
-        char = 34 * (config.patch_size + 1) * h * s + config.char_layers * s * (config.patch_size + 1) * h * 2
-        total = state + int(batch_size) * (patch + char)
-        return (f"about {total / 2**30:.1f} GiB ({params / 1e6:.0f} M parameters; "
-                f"{'LoRA rank ' + str(lora_rank) if lora_rank else 'full fine-tuning'}, batch {batch_size}); "
-                "a rough estimate, the first steps show the real use")
+        estimate = estimate_step_memory(config, sequences=max(1, int(batch_size)), lora_rank=int(lora_rank or 0))
+        return (f"{estimate.describe()} ({'LoRA rank ' + str(lora_rank) if lora_rank else 'full fine-tuning'}, "
+                f"batch {batch_size}, full-length pieces); a rough estimate, the first steps show the real use")
 
     # ------------------------------------------------------------------ DPO
     DPO_FIELDS = ("iterations", "samples", "portion", "scorer", "beta", "lam", "steps", "lr", "top_k", "top_p",

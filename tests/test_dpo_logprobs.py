@@ -50,7 +50,7 @@ def test_logprobs_are_minus_the_training_loss_and_cut_the_same_way():
 def test_memory_estimate_of_notagen_x_fits_24_gb():
     x = estimate_dpo_memory(preset("notagen-x"))
     assert x.parameters == 515_738_880
-    assert x.policy_weights == 4 * x.parameters and x.optimizer == 8 * x.parameters
+    assert x.weights == 4 * x.parameters and x.optimizer == 8 * x.parameters
     assert x.reference_weights == 2 * x.parameters  # bf16
     assert x.total < 24 * 10 ** 9
     assert estimate_dpo_memory(preset("notagen-x"), checkpointing="none").activations > x.activations

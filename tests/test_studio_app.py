@@ -229,7 +229,7 @@ def test_a_models_card_is_read_once_and_a_foreign_file_is_a_plain_error(tmp_path
         path, card = backend.model_card(TINY)
         assert path == ws.root / TINY and backend.model_card(TINY)[1] is card  # cached while the file is unchanged
         assert f"{count_parameters(card.config) / 1e6:.0f} M parameters" in backend.training_memory(TINY, "", 1, 0)
-        assert backend.dpo_memory(TINY).startswith(f"{count_parameters(card.config) / 1e6:.0f}M parameters")
+        assert backend.dpo_memory(TINY).startswith(f"{count_parameters(card.config) / 1e6:.0f} M parameters")
         for ask in (backend.model_prompts, backend.dpo_memory, lambda ref: backend.training_memory(ref, "", 1, 0)):
             with pytest.raises(NotaGenError, match="foreign.pth: not a NotaGen checkpoint"):
                 ask("models/foreign.pth")
