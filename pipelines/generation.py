@@ -398,7 +398,8 @@ class Engine:
                     forced_rows[b] = open_patch
                     if open_patch:
                         dec.forced[b, :len(open_patch)] = torch.tensor(open_patch, device=dev)
-            dec.active.copy_(torch.tensor([p.active for p in pieces]))
+            if dec.graph is None:  # only the eager char loop reads it (early exit)
+                dec.active.copy_(torch.tensor([p.active for p in pieces]))
 
         seconds = time.perf_counter() - start
         return [self._finish(p, seconds) for p in pieces]
