@@ -203,6 +203,13 @@ class PatchDecoder:
         self.counters.add_(1)
         self.positions.copy_((self.positions + 1).clamp(max=self.last_position))
 
+    def start_row(self, row: int, position: int, forced: list[int]):
+        """Where `row`'s next patch goes in its patch cache, and the chars that patch must begin with."""
+        self.positions[row] = min(position, self.last_position)
+        self.forced[row] = -1
+        if forced:
+            self.forced[row, :len(forced)] = torch.tensor(forced, device=self.forced.device)
+
     def _capture(self):
         # Warm-up compiles the steps; it writes garbage into the caches, which prefill overwrites.
         stream = torch.cuda.Stream()
@@ -322,7 +329,7 @@ class Engine:
         if self.model is None:
             raise NotaGenError("the model was unloaded; load it again")
         start = time.perf_counter()
-        B, P, dev = len(requests), self.config.patch_size, self.runtime.device
+        B = len(requests)
         dec = self._decoder(B)
 
         pieces, contexts, forced_rows = [], [], []
@@ -348,13 +355,10 @@ class Engine:
         dec.enc.copy_(self._prefill(list(range(B)), contexts))
         dec.seeds.copy_(torch.tensor([r.seed for r in requests]))
         dec.counters.zero_()
-        dec.positions.copy_(torch.tensor([min(p.context, self.config.patch_length - 1) for p in pieces]))
         dec.in_body.copy_(torch.tensor([p.in_body for p in pieces]))
         dec.active.fill_(True)
-        forced = torch.full((B, P), -1, dtype=torch.long)
-        for i, chars in enumerate(forced_rows):
-            forced[i, :len(chars)] = torch.tensor(chars, dtype=torch.long)
-        dec.forced.copy_(forced)
+        for b, (piece, chars) in enumerate(zip(pieces, forced_rows)):
+            dec.start_row(b, piece.context, chars)
         dec.top_k.fill_(sampling.top_k)
         dec.top_p.fill_(sampling.top_p)
         dec.temperature.fill_(sampling.temperature)
@@ -394,10 +398,8 @@ class Engine:
                         continue
                     dec.enc[b] = self._prefill([b], [ctx])[0]
                     piece.context = len(ctx)
-                    dec.positions[b] = min(piece.context, self.config.patch_length - 1)
                     forced_rows[b] = open_patch
-                    if open_patch:
-                        dec.forced[b, :len(open_patch)] = torch.tensor(open_patch, device=dev)
+                    dec.start_row(b, piece.context, open_patch)
             if dec.graph is None:  # only the eager char loop reads it (early exit)
                 dec.active.copy_(torch.tensor([p.active for p in pieces]))
 

@@ -106,13 +106,14 @@ def decode_attention(q, k, v, positions):
     into a few kernels (scores, softmax, weighted sum) instead of an SDPA call and a
     mask; eagerly it uses matmuls. Both accumulate in fp32.
     """
+    compiling = torch.compiler.is_compiling()
     valid = (torch.arange(k.shape[2], device=q.device) <= positions)[:, None, :]  # (B, 1, S)
-    if torch.compiler.is_compiling():
+    if compiling:
         scores = (q.float() * k.float()).sum(-1)  # (B, H, S)
     else:
         scores = (q @ k.transpose(-1, -2))[:, :, 0].float()
     weights = torch.softmax(scores.mul(q.shape[-1] ** -0.5).masked_fill(~valid, float("-inf")), dim=-1)
-    if torch.compiler.is_compiling():
+    if compiling:
         y = (weights[..., None] * v.float()).sum(-2)  # (B, H, D)
     else:
         y = (weights[:, :, None, :].to(v.dtype) @ v)[:, :, 0]
