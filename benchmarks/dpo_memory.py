@@ -23,11 +23,10 @@ import torch
 from pipelines.checkpoint import ModelCard, save_checkpoint
 from pipelines.dpo.config import DPOConfig
 from pipelines.dpo.logprobs import sequence_logprobs
-from pipelines.dpo.loop import load_policy_and_reference
-from pipelines.dpo.loss import dpo_loss
+from pipelines.dpo.loop import dpo_step, load_policy_and_reference
 from pipelines.dpo.memory import estimate_dpo_memory
 from pipelines.model import NotaGen, preset
-from pipelines.training.recipe import Amp, build_optimizer, optimizer_step
+from pipelines.training.recipe import Amp, build_optimizer
 
 GIB = 2 ** 30
 
@@ -50,16 +49,11 @@ def dpo_step_peak(model_path: Path, config: DPOConfig, precision: str, steps: in
         if step == 1:
             torch.cuda.synchronize()
             start = time.perf_counter()
-        with amp.autocast():
-            logps = sequence_logprobs(policy, patches, masks).float()
-        losses, _, _ = dpo_loss(logps[:1], logps[1:], ref[:1], ref[1:], config.beta, config.lam)
-        loss = losses.mean()
-        (amp.scaler.scale(loss) if amp.scaler else loss).backward()
-        optimizer_step(policy, optimizer, amp, config.grad_clip)
+        dpo_step(policy, optimizer, amp, patches, masks, ref[:1], ref[1:], config)
     torch.cuda.synchronize()
     seconds = (time.perf_counter() - start) / steps
     peak = torch.cuda.max_memory_allocated() / GIB
-    del policy, reference, optimizer, patches, masks, ref, logps, loss, losses
+    del policy, reference, optimizer, patches, masks, ref
     gc.collect()
     torch.cuda.empty_cache()
     return peak, seconds

@@ -252,6 +252,24 @@ def _mean_margin(chosen: torch.Tensor, rejected: torch.Tensor) -> float:
     return float(chosen.mean() - rejected.mean())
 
 
+def dpo_step(policy: NotaGen, optimizer: torch.optim.Optimizer, amp: Amp, patches: torch.Tensor, masks: torch.Tensor,
+             ref_chosen: torch.Tensor, ref_rejected: torch.Tensor, config: DPOConfig):
+    """One DPOP optimizer step on n pairs: `patches` (2n, N, P) holds the chosen pieces, then the rejected.
+
+    Returns per-pair losses, chosen and rejected rewards (detached), whether the optimizer
+    stepped (fp16 may skip on overflow) and the gradient norm.
+    """
+    n = len(ref_chosen)
+    with amp.autocast():
+        logps = sequence_logprobs(policy, patches, masks).float()
+    losses, chosen_rewards, rejected_rewards = dpo_loss(logps[:n], logps[n:], ref_chosen, ref_rejected,
+                                                        config.beta, config.lam)
+    loss = losses.mean()
+    (amp.scaler.scale(loss) if amp.scaler else loss).backward()
+    stepped, norm = optimizer_step(policy, optimizer, amp, config.grad_clip)
+    return losses.detach(), chosen_rewards, rejected_rewards, stepped, norm
+
+
 def optimise(policy: NotaGen, reference: NotaGen, preference: Preference, config: DPOConfig, iteration: int,
              device: torch.device, on_step: Callable[[dict], None] | None = None,
              should_stop: Callable[[], bool] | None = None) -> OptimiseStats:
@@ -287,15 +305,10 @@ def optimise(policy: NotaGen, reference: NotaGen, preference: Preference, config
         drawn = [pairs[rng.randrange(len(pairs))] for _ in range(config.pairs_per_step)]
         ci, ri = [i for i, _ in drawn], [j for _, j in drawn]
         patches, masks = pad_patches([chosen[i] for i in ci] + [rejected[j] for j in ri], policy.config.patch_size)
-        with amp.autocast():
-            logps = sequence_logprobs(policy, patches.to(device), masks.to(device)).float()
-        n = len(drawn)
-        losses, chosen_rewards, rejected_rewards = dpo_loss(
-            logps[:n], logps[n:], ref_c[ci].to(device), ref_r[ri].to(device), config.beta, config.lam)
-        loss = losses.mean()
-        value = float(loss.detach())
-        (amp.scaler.scale(loss) if amp.scaler else loss).backward()
-        stepped, norm = optimizer_step(policy, optimizer, amp, config.grad_clip)
+        losses, chosen_rewards, rejected_rewards, stepped, norm = dpo_step(
+            policy, optimizer, amp, patches.to(device), masks.to(device), ref_c[ci].to(device), ref_r[ri].to(device),
+            config)
+        value = float(losses.mean())
         if stepped:
             scheduler.step()
         stats.steps = step + 1
