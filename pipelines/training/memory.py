@@ -69,7 +69,7 @@ def estimate_step_memory(config: NotaGenConfig, sequences: int = 1, precision: s
     width = 4 if precision == "fp32" else 2
     if lora_rank:
         trained = lora_parameters(config, lora_rank)
-        weights = params * (4 if precision == "fp32" else 2) + 4 * trained
+        weights = params * width + 4 * trained  # the frozen base in the autocast dtype
     else:
         trained, weights = params, 4 * params
     patches = config.patch_length
