@@ -31,13 +31,31 @@ class Runtime:
         return next(k for k, v in DTYPES.items() if v == self.dtype)
 
 
+def configure_cuda() -> None:
+    """Process-wide CUDA settings every GPU path of the studio wants.
+
+    cuDNN's attention builds an execution plan for every new shape on the host,
+    about 10 ms forward and 14 ms backward per call on an H100 machine; training
+    batches change shape every step, which made a demo-preset step take ~210 ms
+    of host time for ~45 ms of GPU work. Flash / memory-efficient SDPA kernels
+    need no plan and are as fast on the GPU.
+    """
+    torch.backends.cuda.enable_cudnn_sdp(False)
+
+
 def pick_device(name: str | None = None) -> torch.device:
     if name and name != "auto":
         device = torch.device(name)
         if device.type == "cuda" and not torch.cuda.is_available():
             raise NotaGenError("device 'cuda' asked for, but this PyTorch build sees no CUDA GPU")
+        if device.type == "cuda":
+            configure_cuda()
+            if device.index is not None:
+                # Compiled steps, CUDA graphs and their streams use the current device: make it this one.
+                torch.cuda.set_device(device)
         return device
     if torch.cuda.is_available():
+        configure_cuda()
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return torch.device("mps")
