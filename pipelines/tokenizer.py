@@ -98,9 +98,15 @@ class Patchilizer:
         ids = [ord(c) for c in patch]
         return ids + [PAD_ID] * (self.patch_size - len(ids)) if pad else ids
 
+    def ids_array(self, patches: list[str]) -> np.ndarray:
+        """(N, patch_size) code points of padded patches: `to_ids` of each, in one pass (~10x faster)."""
+        text = "".join(p.ljust(self.patch_size, chr(PAD_ID)) for p in patches)
+        return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).reshape(-1, self.patch_size).astype(np.int64)
+
     def encode_train(self, abc: str, patch_length: int, add_special_patches: bool = True,
-                     cut: bool = True, rng: random.Random | None = None) -> list[list[int]]:
-        """Training patches; pieces longer than `patch_length` are cut at a line boundary.
+                     cut: bool = True, rng: random.Random | None = None, as_array: bool = False):
+        """Training patches (lists of ids, or one (N, P) array with `as_array`); pieces longer
+        than `patch_length` are cut at a line boundary.
 
         In stream mode the cut keeps the metadata and either the head of the tune
         body, its tail, or a middle section starting at a random line (chosen
@@ -122,7 +128,8 @@ class Patchilizer:
                                             add_special_patches, rng or random.Random())
         if cut:
             patches = patches[:patch_length]
-        return [self.to_ids(p) for p in patches]
+        ids = self.ids_array(patches)
+        return ids if as_array else ids.tolist()
 
     def _cut_body(self, body_lines, body, n_meta, patch_length, add_special, rng) -> list[str]:
         # A cut may start after any patch that ends a line (index 0 = whole body).
@@ -173,8 +180,9 @@ class Patchilizer:
 
 
 
-def pad_patches(encoded: list[list[list[int]]], patch_size: int):
-    """Right-pad encoded pieces into (B, N, P) patches and (B, N) masks (1 for a real patch), as tensors."""
+def pad_patches(encoded, patch_size: int):
+    """Right-pad encoded pieces (lists of patches or (N, P) arrays) into (B, N, P) patches and
+    (B, N) masks (1 for a real patch), as tensors."""
     import torch  # here, so that reading and writing ABC never loads torch
 
     width = max(len(e) for e in encoded)

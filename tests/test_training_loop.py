@@ -174,3 +174,21 @@ def test_config_rejects_lora_from_scratch(tmp_path):
         TrainConfig(data_dir=tmp_path, out_dir=tmp_path, preset="tiny", lora_rank=4)
     with pytest.raises(TrainingError, match="exactly one"):
         TrainConfig(data_dir=tmp_path, out_dir=tmp_path)
+
+
+def test_worker_processes_encode_the_same_batches_and_run(data, tmp_path, scratch_run):
+    """Batches prepared ahead by 2 worker processes are the in-process ones; the run is identical."""
+    from pipelines.training.data import RunBatches, batch_stream
+
+    pieces = read_split(data, "train")
+    batches = RunBatches(PieceEncoder(data, Patchilizer(16), 64, 0, True), pieces, rank=0, world=1, batch_size=3)
+    start = batches.per_epoch - 1  # crosses into the next epoch
+    here = [batches[k] for k in range(start, start + 3)]
+    ahead = batch_stream(batches, start, workers=2, pin=False)
+    for mine in here:
+        theirs = next(ahead)
+        assert all(torch.equal(a, b) for a, b in zip(mine, theirs))
+    result, _ = scratch_run
+    config = TrainConfig(data_dir=data, out_dir=tmp_path / "w", preset="tiny", epochs=2, lr=2e-3, warmup_steps=2,
+                         device="cpu", patience=0, data_workers=2)
+    assert [r["loss"] for r in steps(train(config))] == [r["loss"] for r in steps(result)]

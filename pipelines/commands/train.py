@@ -49,6 +49,8 @@ def register(subparsers):
                    help="which decoder recomputes activations in backward (memory for time)")
     p.add_argument("--optimizer", choices=OPTIMIZERS, default="auto")
     p.add_argument("--compile", action="store_true", help="torch.compile the transformer blocks")
+    p.add_argument("--data-workers", type=int, default=-1,
+                   help="processes that encode batches ahead of the GPU (-1: a few on a GPU, 0 on CPU)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pth")
     p.add_argument("--merge", action="store_true", help="LoRA: also write merged.pth (base + best adapter)")
     p.add_argument("--quiet", action="store_true", help="print only evaluations and the result")
@@ -75,7 +77,8 @@ def config_from_args(args) -> TrainConfig:
         patience=args.patience, save_every=args.save_every, key_augment=not args.no_key_augment, seed=args.seed,
         lora_rank=args.lora_rank, lora_alpha=args.lora_alpha, freeze_patch_decoder=args.freeze_patch_decoder,
         dropout=args.dropout, device=args.device, precision=args.precision, checkpointing=args.checkpointing,
-        optimizer=args.optimizer, compile=args.compile, resume=args.resume)
+        optimizer=args.optimizer, compile=args.compile, data_workers=args.data_workers,
+        resume=args.resume)
 
 
 def format_record(record: dict) -> str | None:

@@ -63,6 +63,7 @@ class TrainConfig:
     checkpointing: str = "char"  # which decoder recomputes its activations in backward
     optimizer: str = "auto"  # auto: fused AdamW on GPU
     compile: bool = False  # torch.compile every transformer block
+    data_workers: int = -1  # processes encoding batches ahead; -1: a few on a GPU, none on CPU
     frozen_dtype: str = "auto"  # auto: a LoRA run keeps its frozen base in bf16 when training in bf16
     resume: bool = False
 

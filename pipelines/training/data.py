@@ -14,16 +14,19 @@ process of a multi-GPU run agrees on the order without talking to the others.
 from __future__ import annotations
 
 import json
+import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
+
+import torch
 
 from abctoolkit.transpose import Key2Mode
 
 from ..errors import AbcError, PromptError, TrainingError
 from ..evaluate import encode_for_eval, read_abc
 from ..prompts import Prompt, parse_prompt, read_prompts
-from ..tokenizer import Patchilizer
+from ..tokenizer import Patchilizer, pad_patches
 
 KEYS = ("Cb", "C", "C#", "Db", "D", "Eb", "E", "F", "F#", "Gb", "G", "Ab", "A", "Bb", "B")
 PITCH_CLASS = {"Cb": 11, "C": 0, "C#": 1, "Db": 1, "D": 2, "Eb": 3, "E": 4, "F": 5, "F#": 6, "Gb": 6,
@@ -174,7 +177,7 @@ class PieceEncoder:
             text = read_abc(path)
         except AbcError as e:
             raise TrainingError(str(e)) from None
-        return self.patchilizer.encode_train(text, self.patch_length, rng=rng)
+        return self.patchilizer.encode_train(text, self.patch_length, rng=rng, as_array=True)
 
     def encode_eval(self, piece: TrainPiece) -> list[list[int]]:
         """Original key, long pieces cut with a fixed seed (as `notagen eval` does)."""
@@ -184,3 +187,62 @@ class PieceEncoder:
         except AbcError as e:
             raise TrainingError(str(e)) from None
         return encode_for_eval(self.patchilizer, text, self.patch_length)
+
+
+def count_target_chars(patches: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Chars the loss predicts: every non-pad char of every real patch after the first."""
+    real = masks[:, 1:].bool()
+    return (patches[:, 1:][real] != 0).sum()
+
+
+class RunBatches(torch.utils.data.Dataset):
+    """Micro-batch k of one process's run, encoded and padded: (patches, masks, target chars).
+
+    Micro-batch k is batch k % per_epoch of epoch k // per_epoch of this process's shard,
+    a pure function of (seed, epoch, rank), so worker processes can prepare the next
+    batches while the GPU trains on this one, and a resumed run starts at its position.
+    """
+
+    def __init__(self, encoder: PieceEncoder, pieces: list[TrainPiece], rank: int, world: int, batch_size: int):
+        self.encoder, self.pieces = encoder, pieces
+        self.rank, self.world, self.batch_size = rank, world, batch_size
+        self.per_epoch = len(self.epoch_batches(0))
+        self._cached: tuple[int, list[list[int]]] | None = None
+
+    def epoch_shard(self, epoch: int) -> list[int]:
+        """This process's pieces of `epoch`, in order."""
+        return shard(epoch_order(len(self.pieces), self.encoder.seed, epoch), self.rank, self.world)
+
+    def epoch_batches(self, epoch: int) -> list[list[int]]:
+        return [group[0] for group in epoch_groups(self.epoch_shard(epoch), self.batch_size, 1)]
+
+    def __len__(self) -> int:  # unbounded in principle; the loop asks for what it needs
+        return 2 ** 62
+
+    def __getitem__(self, k: int):
+        epoch, i = divmod(k, self.per_epoch)
+        if self._cached is None or self._cached[0] != epoch:
+            self._cached = (epoch, self.epoch_batches(epoch))
+        batch = self._cached[1][i]
+        encoded = [self.encoder.encode(self.pieces[j], j, epoch) for j in batch]
+        patches, masks = pad_patches(encoded, self.encoder.patchilizer.patch_size)
+        return patches, masks, count_target_chars(patches, masks)
+
+
+def data_workers(requested: int, device: torch.device) -> int:
+    """Worker processes that encode batches ahead: `requested`, or (-1) a few on a GPU, none on CPU."""
+    if requested >= 0:
+        return requested
+    return 0 if device.type == "cpu" else max(0, min(4, (os.cpu_count() or 1) - 1))
+
+
+def batch_stream(dataset: RunBatches, start: int, workers: int, pin: bool):
+    """Iterator over micro-batches start, start + 1, ... (prefetched by `workers` processes).
+
+    The loader draws its worker seed from its own generator: from the global one it would
+    shift the dropout draws of a resumed run. (Encoding uses no global randomness.)
+    """
+    return iter(torch.utils.data.DataLoader(dataset, batch_size=None, sampler=range(start, 2 ** 62),
+                                            num_workers=workers, pin_memory=pin,
+                                            prefetch_factor=4 if workers else None,
+                                            generator=torch.Generator().manual_seed(0)))

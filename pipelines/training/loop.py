@@ -39,13 +39,13 @@ from ..evaluate import summed_loss
 from ..model import NotaGen, init_weights_like_gpt2, preset
 from ..models import prompt_vocabulary
 from ..prompts import Prompt, write_prompts
-from ..tokenizer import Patchilizer, pad_patches
+from ..tokenizer import Patchilizer
 from .config import TrainConfig
-from .data import (PieceEncoder, check_files, dataset_prompts, epoch_groups, epoch_order, read_split,
-                   shard, union_prompts)
+from .data import (PieceEncoder, RunBatches, batch_stream, check_files, data_workers, dataset_prompts,
+                   epoch_groups, read_split, union_prompts)
 from .lora import LoraSpec, base_record, is_adapter, load_with_adapter, save_adapter
 from .notagenx import resolve_base
-from .recipe import (Amp, build_optimizer, count_target_chars, lora_spec, optimizer_step, prepare_model,
+from .recipe import (Amp, build_optimizer, lora_spec, optimizer_step, prepare_model,
                      resolve_device, resolve_precision)
 from .runlog import LOG_NAME, RunLog
 from .schedule import WarmupDecay, build_scheduler
@@ -238,8 +238,9 @@ class Trainer:
         self.model_config = model.config
         self.encoder = PieceEncoder(c.data_dir, Patchilizer(model.config.patch_size), model.config.patch_length,
                                     c.seed, c.key_augment)
-        self.steps_per_epoch = len(epoch_groups(shard(list(range(len(self.train_pieces))), self.rank, self.world),
-                                                c.batch_size, c.grad_accum))
+        self.batches = RunBatches(self.encoder, self.train_pieces, self.rank, self.world, c.batch_size)
+        self.steps_per_epoch = math.ceil(self.batches.per_epoch / c.grad_accum)
+        self.eval_encoded: list | None = None
         total = c.epochs * self.steps_per_epoch
         self.total_steps = min(total, c.max_steps) if c.max_steps else total
         self.optimizer = build_optimizer(model, c, self.device)
@@ -274,16 +275,19 @@ class Trainer:
         weighting by this share makes N processes of batch B train on exactly the loss one
         process of batch N x B computes (the char mean over the whole global batch).
         """
-        everywhere = self.accelerator.reduce(here.to(torch.float64), "sum")
-        return (self.world * here.to(torch.float64) / everywhere.clamp(min=1)).to(torch.float32)
+        here = here.to(self.device, torch.float64)
+        everywhere = self.accelerator.reduce(here, "sum")
+        return (self.world * here / everywhere.clamp(min=1)).to(torch.float32)
 
-    def train_group(self, group: list[list[int]], epoch: int) -> tuple[float, int]:
-        """Forward/backward over the micro-batches of one optimizer step; returns (mean loss, chars)."""
+    def train_group(self, group: list[list[int]], stream) -> tuple[float, int]:
+        """Forward/backward over the micro-batches of one optimizer step; returns (mean loss, chars).
+
+        `stream` yields the encoded micro-batches in the order of the epoch's groups.
+        """
         total_loss, chars = 0.0, 0
-        for i, batch in enumerate(group):
-            encoded = [self.encoder.encode(self.train_pieces[j], j, epoch) for j in batch]
-            patches, masks = (t.to(self.device) for t in pad_patches(encoded, self.model_config.patch_size))
-            here = count_target_chars(patches, masks)
+        for i in range(len(group)):
+            patches, masks, here = next(stream)
+            patches, masks = (t.to(self.device, non_blocking=True) for t in (patches, masks))
             sync = i == len(group) - 1
             with (self.accelerator.no_sync(self.model) if not sync else contextlib.nullcontext()):
                 with self.amp.autocast():
@@ -306,8 +310,9 @@ class Trainer:
             return None
         model = self.accelerator.unwrap_model(self.model)
         model.eval()
-        encoded = [self.encoder.encode_eval(p) for p in self.eval_pieces[self.rank::self.world]]
-        total = summed_loss(model, encoded, self.config.batch_size, self.amp.autocast)
+        if self.eval_encoded is None:  # the same every epoch
+            self.eval_encoded = [self.encoder.encode_eval(p) for p in self.eval_pieces[self.rank::self.world]]
+        total = summed_loss(model, self.eval_encoded, self.config.batch_size, self.amp.autocast)
         if self.world > 1:
             total = self.accelerator.reduce(total, "sum")
         model.train()
@@ -354,14 +359,15 @@ class Trainer:
         self.model.train()
         started, steps_at_start = time.monotonic(), self.step
         epoch = self.epoch
+        stream = batch_stream(self.batches, self.epoch * self.batches.per_epoch + self.group * c.grad_accum,
+                              data_workers(c.data_workers, self.device), pin=self.device.type == "cuda")
         for epoch in range(self.epoch, c.epochs):
-            order = shard(epoch_order(len(self.train_pieces), c.seed, epoch), self.rank, self.world)
-            groups = epoch_groups(order, c.batch_size, c.grad_accum)
+            groups = epoch_groups(self.batches.epoch_shard(epoch), c.batch_size, c.grad_accum)
             first = self.group if epoch == self.epoch else 0
             epoch_loss, epoch_steps = 0.0, 0
             for g in range(first, len(groups)):
                 t0 = time.monotonic()
-                loss, chars = self.train_group(groups[g], epoch)
+                loss, chars = self.train_group(groups[g], stream)
                 lr = self.optimizer.param_groups[0]["lr"]
                 stepped, norm = optimizer_step(self.model, self.optimizer, self.amp, c.grad_clip)
                 if stepped:

@@ -139,12 +139,6 @@ def build_optimizer(model: nn.Module, config: OptimizerSettings, device: torch.d
     return torch.optim.AdamW(groups, lr=config.lr, betas=tuple(config.betas), **options)
 
 
-def count_target_chars(patches: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """Chars the loss predicts: every non-pad char of every real patch after the first."""
-    real = masks[:, 1:].bool()
-    return (patches[:, 1:][real] != 0).sum()
-
-
 def optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, amp: Amp, grad_clip: float) -> tuple[bool, float]:
     """Clip, step, zero the gradients. Returns (stepped, gradient norm); fp16 may skip a step on overflow."""
     params = [p for group in optimizer.param_groups for p in group["params"]]
