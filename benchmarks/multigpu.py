@@ -3,14 +3,16 @@
     # training: N processes of batch B against 1 process of batch N x B (the same global batch)
     python benchmarks/multigpu.py train --data DATASET --preset demo --batch-size 4 --steps 40 --nproc 2
     # DPO's sampling step: the pieces of N processes against those of 1 (same seeds), and the time
-    python benchmarks/multigpu.py sample --model MODEL.pth --data DATASET --samples 32 --max-patches 64 --nproc 2
+    python benchmarks/multigpu.py sample --model MODEL.pth --data DATASET --samples 200 --max-patches 600 \
+        --batch 50 --nproc 2
 
 Each side runs in its own launch (`python -m torch.distributed.run --standalone`), as a user
 would start it; on CPU (`--device cpu`) the processes talk through gloo, on GPUs through NCCL,
 one GPU per process. `train` prints each side's chars/s (global chars, median of the steps
 after the first `--skip`), the ratio and the largest loss difference between the curves;
-`sample` prints each side's generation seconds, the ratio and whether the two sets of pieces
-are the same. `sample-worker` is what `sample` launches in every process.
+`sample` prints each side's generation seconds (model load, compile with warm caches, generation
+and gather), the ratio and whether the two sets of pieces are the same; process r generates
+batches r, r+N, ... of the one-process cut, so give it at least N batches. `sample-worker` is what `sample` launches in every process.
 """
 from __future__ import annotations
 
@@ -69,6 +71,10 @@ def sample_args(args, nproc: int, out: Path) -> list[str]:
 
 
 def compare_sampling(args) -> dict:
+    # One short warm-up launch fills the compile caches (Inductor's, on disk) for the batch shape,
+    # so neither measured side pays a first compile the other does not.
+    warm = argparse.Namespace(**{**vars(args), "samples": args.batch, "max_patches": 4})
+    launch(1, sample_args(warm, 1, args.out / "warmup"))
     sides = {}
     for nproc in (1, args.nproc):
         out = args.out / f"{nproc}proc"

@@ -72,12 +72,13 @@ def test_two_processes_train_like_one_at_the_same_global_batch(tmp_path, bench, 
                                                      "train_log.jsonl"]
 
 
-def test_shard_requests_covers_every_sample_once():
-    shares = [shard_requests(7, rank, 2) for rank in range(2)]
-    assert shares == [[0, 2, 4, 6], [1, 3, 5]]
-    assert shard_requests(5, 0, 1) == [0, 1, 2, 3, 4]
+def test_shard_requests_deals_one_process_batches():
+    shares = [shard_requests(7, 2, rank, 2) for rank in range(2)]
+    assert shares == [[[0, 1], [4, 5]], [[2, 3], [6]]]
+    assert shard_requests(5, 5, 0, 1) == [[0, 1, 2, 3, 4]]
+    assert shard_requests(3, 4, 1, 2) == []  # fewer batches than processes: the second one idles
     with pytest.raises(DPOError, match="process 2 is not one of 2"):
-        shard_requests(5, 2, 2)
+        shard_requests(5, 2, 2, 2)
 
 
 def test_two_processes_sample_the_pieces_one_process_makes(tmp_path, bench, data):
@@ -88,7 +89,7 @@ def test_two_processes_sample_the_pieces_one_process_makes(tmp_path, bench, data
     gathered = json.loads((out / "pieces.json").read_text(encoding="utf-8"))
     assert gathered["processes"] == 2
     # each process wrote only its own share of the sample files
-    assert sorted(p.name for p in (out / "samples_rank1").glob("*.raw.abc")) == ["sample_0002.raw.abc",
+    assert sorted(p.name for p in (out / "samples_rank1").glob("*.raw.abc")) == ["sample_0003.raw.abc",
                                                                                  "sample_0004.raw.abc"]
     # one process, one batch of five: a piece does not depend on its batch or process
     config = DPOConfig(model=TINY, data_dir=data, out_dir=tmp_path / "one", samples=5, generation_batch=5,

@@ -140,12 +140,18 @@ def sample_seed(config: DPOConfig, iteration: int, index: int) -> int:
     return config.seed * 1_000_003 + iteration * max(config.samples, 1) + index
 
 
-def shard_requests(count: int, rank: int, world: int) -> list[int]:
-    """The sample indices process `rank` of `world` generates: every world-th, so each process
-    gets a mix of the cycled prompts and at most one piece more than another."""
+def shard_requests(count: int, batch: int, rank: int, world: int) -> list[list[int]]:
+    """The batches of sample indices process `rank` of `world` generates.
+
+    One process cuts 0..count-1 into batches of `batch`; process r of N takes batches r, r+N, ...
+    of that same cut, so every batch has the composition and shape it has in one process. (On a
+    GPU in fp16 a piece's draws are the same in any batch only up to rounding: matrix kernels
+    differ with the batch's shape, and a near tie can then go the other way.)
+    """
     if not 0 <= rank < world:
         raise DPOError(f"process {rank} is not one of {world} processes")
-    return list(range(rank, count, world))
+    batches = [list(range(i, min(i + batch, count))) for i in range(0, count, batch)]
+    return batches[rank::world]
 
 
 def gather_candidates(mine: list[Candidate], world: int) -> list[Candidate]:
@@ -164,22 +170,20 @@ def generate_candidates(model_path: Path, prompts: list[Prompt], config: DPOConf
     """`config.samples` pieces over the prompts (cycled), in batches; written to `samples_dir`.
 
     With `world` > 1 (processes started by accelerate / torchrun, process group set up),
-    process `rank` generates only its share (`shard_requests`) and every process returns
-    all the pieces (`gather_candidates`). A piece's draws depend only on its seed, so the set
-    is the one a single process makes.
+    process `rank` generates only its share of the batches (`shard_requests`) and every process
+    returns all the pieces (`gather_candidates`). A piece's draws depend only on its seed and its
+    batches are the ones a single process makes, so the set is the one a single process makes.
     """
     loaded = load_checkpoint(model_path, device="cpu")
     runtime = pick_runtime(config.device, None)
     engine = Engine(loaded.model, runtime, name=Path(model_path).name, card=loaded.card)
     sampling = SamplingConfig(config.top_k, config.top_p, config.temperature)
     limits = GenerationLimits(max_patches=config.max_patches, max_seconds=config.max_seconds)
-    share = shard_requests(config.samples, rank, world)
     candidates: list[Candidate] = []
     try:
-        for start in range(0, len(share), config.generation_batch):
+        for indices in shard_requests(config.samples, config.generation_batch, rank, world):
             if should_stop and should_stop():
                 break
-            indices = share[start:start + config.generation_batch]
             requests = [GenerationRequest(prompt=prompts[i % len(prompts)], seed=sample_seed(config, iteration, i))
                         for i in indices]
             for i, piece in zip(indices, engine.generate(requests, sampling, limits, should_stop=should_stop)):
