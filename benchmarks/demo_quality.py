@@ -3,6 +3,7 @@
 Two stages, so generation can run on a GPU machine and the check where the renderer is installed:
 
     python benchmarks/demo_quality.py generate --model assets/demo_model.pth --num 64 --out samples.json
+    python benchmarks/demo_quality.py generate ... --bar-retries 0   # every line as drawn (upstream)
     python benchmarks/demo_quality.py check samples.json
 
 Pieces cycle through the model's prompt list; piece i uses seed i.
@@ -13,6 +14,8 @@ import argparse
 import json
 import time
 from pathlib import Path
+
+from pipelines.generation import DEFAULT_BAR_RETRIES
 
 
 def generate(args):
@@ -29,10 +32,12 @@ def generate(args):
     start = time.perf_counter()
     pieces = []
     for i in range(0, len(requests), args.batch):
-        pieces += engine.generate(requests[i:i + args.batch], limits=GenerationLimits(max_seconds=args.max_seconds))
+        limits = GenerationLimits(max_patches=args.max_patches, max_seconds=args.max_seconds,
+                                  bar_retries=args.bar_retries)
+        pieces += engine.generate(requests[i:i + args.batch], limits=limits)
     seconds = time.perf_counter() - start
     out = [{"prompt": p.request.prompt.line, "seed": p.request.seed, "status": p.status, "reason": p.reason,
-            "raw": p.raw, "abc": p.abc, "chars": p.chars} for p in pieces]
+            "raw": p.raw, "abc": p.abc, "chars": p.chars, "redrawn_bars": p.redrawn_bars} for p in pieces]
     Path(args.out).write_text(json.dumps(out), encoding="utf-8")
     chars = sum(p.chars for p in pieces)
     print(f"{len(pieces)} pieces, {chars} chars in {seconds:.1f} s ({chars / seconds:.0f} chars/s) on "
@@ -74,6 +79,9 @@ def main():
     g.add_argument("--device", default="auto")
     g.add_argument("--dtype", default="auto")
     g.add_argument("--max-seconds", type=float, default=600)
+    g.add_argument("--max-patches", type=int, default=0)
+    g.add_argument("--bar-retries", type=int, default=DEFAULT_BAR_RETRIES,
+                   help="redraws of a bar line whose voices do not line up (0: as upstream)")
     g.add_argument("--compile", action="store_true", help="compiled CUDA-graph steps (worth it for long runs)")
     g.add_argument("--out", required=True)
     g.set_defaults(func=generate)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from .errors import AbcError, DatasetError, NotaGenError, PromptError, TrainingError, WorkspaceError
 from .jobs import Job, JobContext, JobQueue, Runner
 from .library import Generation, Library
+from .piece_report import DEFAULT_BAR_RETRIES
 from .prompts import Prompt, parse_prompt, read_prompts
 from .settings import Settings, read_settings
 from .workspace import Workspace, check_name, inside, safe_stem
@@ -58,6 +59,7 @@ class GenerationSpec:
     temperature: float = 1.2
     max_patches: int = 0
     max_seconds: float = 600.0
+    bar_retries: int = DEFAULT_BAR_RETRIES  # redraws of a bar line whose voices do not line up
     continue_abc: str = ""  # a piece to continue (standard or interleaved ABC); "" for a new piece
     continue_name: str = ""
     keep_lines: int = 0
@@ -245,6 +247,8 @@ class Backend:
             raise NotaGenError(f"the seed must be a whole number from 0 to 2**62, not {spec.seed}")
         if spec.max_patches < 0 or not 0 < spec.max_seconds <= 3600:
             raise NotaGenError("max patches must be >= 0 and the time limit 1 s to 1 hour")
+        if not 0 <= int(spec.bar_retries) <= 100:
+            raise NotaGenError(f"bar redraws must be 0 to 100, not {spec.bar_retries}")
         self.sampling(spec)
         if spec.continue_abc:
             self.continuation(spec, prompt)
@@ -311,7 +315,8 @@ class Backend:
             ctx.stream("texts", dict(texts))
 
         ctx.say(f"generating on {engine.runtime.device}")
-        limits = GenerationLimits(max_patches=int(spec.max_patches), max_seconds=float(spec.max_seconds))
+        limits = GenerationLimits(max_patches=int(spec.max_patches), max_seconds=float(spec.max_seconds),
+                                  bar_retries=int(spec.bar_retries))
         pieces = engine.generate(requests, self.sampling(spec), limits, on_patch=on_patch, should_stop=ctx.should_stop)
         results = []
         folder = self.workspace.area("exports") / ctx.job_id

@@ -29,6 +29,7 @@ import torch
 from .checkpoint import ModelCard
 from .errors import AbcError, NotaGenError
 from .model import NotaGen
+from .piece_report import DEFAULT_BAR_RETRIES, bar_line_problem  # noqa: F401 (re-exported)
 from .postprocess import postprocess
 from .prompts import Prompt
 from .runtime import Runtime, bytes_per_piece, check_fits, free_memory, max_batch, release
@@ -41,9 +42,12 @@ _ZERO, _SLASH = ord("0"), ord("/")
 
 @dataclass(frozen=True)
 class GenerationLimits:
-    max_patches: int = 0  # generated patches per piece; 0: no limit
+    max_patches: int = 0  # generated patches per piece (redrawn ones included); 0: no limit
     max_chars: int = 102_400  # upstream's limit on a piece's text
     max_seconds: float = 600.0  # wall time for the whole batch
+    # Redraws of a tune-body line (one bar of every voice) whose voices differ in length or
+    # barline; after that many the line is kept. 0: keep every line, as upstream does.
+    bar_retries: int = 0
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,7 @@ class GeneratedPiece:
     chars: int = 0  # generated chars (prompt excluded)
     seconds: float = 0.0
     reencodes: int = 0
+    redrawn_bars: int = 0  # tune-body lines drawn again because their voices did not line up
 
     @property
     def ok(self) -> bool:
@@ -81,6 +86,20 @@ class GeneratedPiece:
     @property
     def chars_per_second(self) -> float:
         return self.chars / self.seconds if self.seconds else 0.0
+
+
+@dataclass
+class _LineStart:
+    """A row's state where its current line began, to draw the line again from there."""
+
+    text: list[str]
+    chars: int
+    metadata: str
+    body_lines: list[str]
+    in_body: bool
+    context: int
+    forced: list[int]
+    enc: torch.Tensor  # the patch-level state the line's first patch starts from
 
 
 @dataclass
@@ -99,6 +118,9 @@ class _Piece:
     reencodes: int = 0  # times the context was rebuilt past the patch length
     status: str = ""
     reason: str = ""
+    line_start: _LineStart | None = None  # None where the line cannot be drawn again
+    redraws: int = 0  # of the current line
+    redrawn_bars: int = 0
 
     @property
     def active(self) -> bool:
@@ -113,6 +135,19 @@ class _Piece:
         if self.body_lines and not self.body_lines[-1].endswith("\n"):
             chunk = self.body_lines.pop() + chunk
         self.body_lines += chunk.splitlines(keepends=True)
+
+    def mark_line_start(self, context: int, forced: list[int], enc: torch.Tensor):
+        self.line_start = _LineStart(list(self.text), self.chars, self.metadata, list(self.body_lines),
+                                     self.in_body, context, list(forced), enc.clone())
+        self.redraws = 0
+
+    def back_to_line_start(self) -> _LineStart:
+        m = self.line_start
+        self.text, self.chars, self.metadata = list(m.text), m.chars, m.metadata
+        self.body_lines, self.in_body, self.context = list(m.body_lines), m.in_body, m.context
+        self.redraws += 1
+        self.redrawn_bars += 1
+        return m
 
 
 def char_step(model: NotaGen, enc, chars, pos, forced, in_body, seeds, counters, top_k, top_p, temperature):
@@ -362,6 +397,9 @@ class Engine:
         dec.top_k.fill_(sampling.top_k)
         dec.top_p.fill_(sampling.top_p)
         dec.temperature.fill_(sampling.temperature)
+        if limits.bar_retries:
+            for b, piece in enumerate(pieces):
+                piece.mark_line_start(piece.context, forced_rows[b], dec.enc[b])
 
         while any(p.active for p in pieces):
             if should_stop and should_stop():
@@ -386,6 +424,14 @@ class Engine:
                     piece.in_body = True
                     dec.in_body[b] = True
                 piece.add(chunk)
+                ends_line = chunk.endswith("\n")
+                redrawn = ends_line and self._redraw_line(piece, limits.bar_retries)
+                if redrawn:
+                    m = piece.back_to_line_start()
+                    dec.in_body[b] = m.in_body
+                    dec.enc[b] = m.enc
+                    dec.start_row(b, m.context, m.forced)  # the counters go on: new draws
+                    forced_rows[b] = list(m.forced)
                 if on_patch:
                     on_patch(b, "".join(piece.text))
                 self._check_limits(piece, limits, start)
@@ -400,11 +446,21 @@ class Engine:
                     piece.context = len(ctx)
                     forced_rows[b] = open_patch
                     dec.start_row(b, piece.context, open_patch)
+                    piece.line_start = None  # a line begun in the old context cannot be drawn again
+                if limits.bar_retries and ends_line and not redrawn and piece.active:
+                    piece.mark_line_start(piece.context, forced_rows[b], dec.enc[b])
             if dec.graph is None:  # only the eager char loop reads it (early exit)
                 dec.active.copy_(torch.tensor([p.active for p in pieces]))
 
         seconds = time.perf_counter() - start
         return [self._finish(p, seconds) for p in pieces]
+
+    @staticmethod
+    def _redraw_line(piece: _Piece, retries: int) -> bool:
+        """Whether the tune-body line `piece` just finished is drawn again: its voices do not line up."""
+        if not piece.in_body or piece.line_start is None or piece.redraws >= retries:
+            return False
+        return bar_line_problem(piece.metadata, piece.body_lines[-1]) is not None
 
     @staticmethod
     def _check_limits(piece: _Piece, limits: GenerationLimits, start: float):
@@ -419,7 +475,7 @@ class Engine:
     def _finish(piece: _Piece, seconds: float) -> GeneratedPiece:
         raw = "".join(piece.text)
         out = GeneratedPiece(piece.request, raw, None, piece.status, piece.reason, piece.patches,
-                             piece.chars, seconds, piece.reencodes)
+                             piece.chars, seconds, piece.reencodes, piece.redrawn_bars)
         if out.status == "ok":
             try:
                 out.abc = postprocess(raw)

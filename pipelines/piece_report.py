@@ -14,13 +14,14 @@ when a voice is missing and prints to stdout; here each odd bar is named instead
 """
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 from dataclasses import dataclass, field
 from fractions import Fraction
 
 from abctoolkit import duration as abc_duration
-from abctoolkit.utils import extract_barline_and_bartext_dict, extract_barline_and_bartext_dict_rotated
+from abctoolkit import utils as abc_utils
 
 from .errors import AbcError
 from .tokenizer import STREAM_PREFIX
@@ -32,10 +33,26 @@ _VOICE_DEF = re.compile(r"^V:\s*(\S+)(.*)$")
 _VOICE_NAME = re.compile(r'\bnm\s*=\s*"([^"]*)"')
 _FRACTION = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 
-# calculate_bartext_duration prints (to stdout) the bars it cannot time. We take those
-# lines by rebinding `print` in that module only, for the length of one call, under a
-# lock; sys.stdout itself is never swapped, so other threads' output is untouched.
-_DURATION_LOCK = threading.Lock()
+# abctoolkit prints (to stdout) the bars it cannot time or split. We take those lines by
+# rebinding `print` in its modules only, for the length of one call, under a lock;
+# sys.stdout itself is never swapped, so other threads' output is untouched.
+_QUIET_LOCK = threading.RLock()
+
+# Redraws of a generated tune-body line whose voices do not line up (`bar_line_problem`) that
+# the studio and `notagen generate` allow unless told otherwise; the engine's own default is 0.
+DEFAULT_BAR_RETRIES = 8
+
+
+@contextlib.contextmanager
+def _quiet_abctoolkit():
+    with _QUIET_LOCK:
+        for module in (abc_duration, abc_utils):
+            module.print = lambda *args, **kwargs: None
+        try:
+            yield
+        finally:
+            for module in (abc_duration, abc_utils):
+                del module.print
 
 
 @dataclass
@@ -79,26 +96,13 @@ def report_piece(abc_text: str) -> PieceReport:
         bars = _standard_bars(lines, voices)
 
     findings = list(bars.findings)
-    durations_known = True
-    bar_whole_notes: list[Fraction] = []
     unit_fraction = _parse_fraction(unit) or Fraction(1, 8)
     if unit != "1/8" and _parse_fraction(unit) is None:
         findings.append(f"L:{unit} is not a note length; timing bars as 1/8")
-    for index, row in enumerate(bars.durations):
-        timed = [d for d in row.values() if d is not None]
-        if len(timed) < len(row):
-            durations_known = False
-        if timed:
-            bar_whole_notes.append(max(timed) * unit_fraction)
-        untimed = [v for v, d in row.items() if d is None]
-        if untimed:
-            findings.append(f"bar {index + 1}: cannot time voice {', '.join(untimed)} "
-                            f"({bars.texts[index][untimed[0]].strip()[:40]!r})")
-        distinct = set(timed)
-        if len(distinct) > 1:
-            parts = ", ".join(f"voice {v} lasts {_whole_notes(d * unit_fraction)}"
-                              for v, d in row.items() if d is not None)
-            findings.append(f"bar {index + 1}: voices differ in length ({parts})")
+    findings += _duration_findings(bars, unit_fraction)
+    durations_known = all(d is not None for row in bars.durations for d in row.values())
+    bar_whole_notes = [max(timed) * unit_fraction for row in bars.durations
+                       if (timed := [d for d in row.values() if d is not None])]
 
     per_voice = [bars.counts.get(v, 0) for v in voices]
     if len(set(per_voice)) > 1:
@@ -119,6 +123,21 @@ def report_piece(abc_text: str) -> PieceReport:
         seconds=seconds, aligned=aligned, findings=findings,
         layout="interleaved" if interleaved else "standard",
     )
+
+
+def _duration_findings(bars: "_Bars", unit_fraction: Fraction) -> list[str]:
+    """Bars with a voice that cannot be timed or voices of different lengths."""
+    findings = []
+    for index, row in enumerate(bars.durations):
+        untimed = [v for v, d in row.items() if d is None]
+        if untimed:
+            findings.append(f"bar {index + 1}: cannot time voice {', '.join(untimed)} "
+                            f"({bars.texts[index][untimed[0]].strip()[:40]!r})")
+        if len({d for d in row.values() if d is not None}) > 1:
+            parts = ", ".join(f"voice {v} lasts {_whole_notes(d * unit_fraction)}"
+                              for v, d in row.items() if d is not None)
+            findings.append(f"bar {index + 1}: voices differ in length ({parts})")
+    return findings
 
 
 @dataclass
@@ -180,7 +199,8 @@ def clean_voice_names(line: str) -> str:
     return _NAME_FIELD.sub(lambda f: f'{f.group(1)}"{clean_part_name(f.group(2))}"', line)
 
 
-def _interleaved_bars(lines: list[str], header: list[str], voices: list[str]) -> _Bars:
+def _interleaved_bars(lines: list[str], header: list[str], voices: list[str], whole_piece: bool = True) -> _Bars:
+    """Bars of an interleaved piece; `whole_piece` also says when its last line looks cut off."""
     findings: list[str] = []
     body = [line for line in lines[len(header):] if line.startswith("[V:")]
     complete, complete_index = [], []
@@ -200,7 +220,7 @@ def _interleaved_bars(lines: list[str], header: list[str], voices: list[str]) ->
             complete.append(line)
             complete_index.append(index)
 
-    if body:
+    if body and whole_piece:
         last = body[-1]
         segments = re.split(r"\[V:\s*[^\]\s]+\s*\]", last)[1:]
         cut = [v for v, seg in zip(_INLINE_VOICE.findall(last), segments) if not seg.rstrip().endswith(("|", "]", ":"))]
@@ -211,8 +231,8 @@ def _interleaved_bars(lines: list[str], header: list[str], voices: list[str]) ->
     texts: list[dict[str, str]] = [{} for _ in body]
     if complete and all(v.isdigit() for v in voices):
         try:
-            _, _, left, bar_texts, right = extract_barline_and_bartext_dict_rotated(
-                header + complete)
+            with _quiet_abctoolkit():
+                _, _, left, bar_texts, right = abc_utils.extract_barline_and_bartext_dict_rotated(header + complete)
         except Exception as e:  # abctoolkit raises bare Exceptions on bars it cannot split
             findings.append(f"abctoolkit cannot split the bars into voices ({e})")
         else:
@@ -231,7 +251,8 @@ def _standard_bars(lines: list[str], voices: list[str]) -> _Bars:
     # bar-number comments (" %5") at line ends would be read as bar text
     cleaned = [re.sub(r"\s*%\d+\s*$", "", line) + "\n" for line in lines if not line.startswith("%")]
     try:
-        _, _, left, bar_texts, right = extract_barline_and_bartext_dict(cleaned)
+        with _quiet_abctoolkit():
+            _, _, left, bar_texts, right = abc_utils.extract_barline_and_bartext_dict(cleaned)
     except Exception as e:  # abctoolkit raises bare Exceptions on text it cannot split
         return _Bars([], [], {}, [f"abctoolkit cannot split the voices into bars ({e})"])
     counts = {symbol[2:]: len(b) for symbol, b in bar_texts.items()}
@@ -268,14 +289,11 @@ def _barline_findings(left: dict, right: dict, bar_numbers: list[int] | None) ->
 
 def bar_duration(bar_text: str) -> Fraction | None:
     """A bar's duration in L: units, by abctoolkit's `calculate_bartext_duration`; None where it cannot time it."""
-    with _DURATION_LOCK:
-        abc_duration.print = lambda *args, **kwargs: None  # see _DURATION_LOCK
+    with _quiet_abctoolkit():
         try:
             value = abc_duration.calculate_bartext_duration(bar_text)
         except Exception:  # its parser raises bare Exceptions (IndexError...) on odd text: untimeable
             value = None
-        finally:
-            del abc_duration.print
     return Fraction(value) if value is not None else None
 
 
@@ -299,3 +317,33 @@ def _seconds_per_whole_note(tempo: str | None) -> float:
 
 def _whole_notes(value: Fraction) -> str:
     return f"{value.numerator}/{value.denominator}"
+
+
+def bar_line_problem(metadata: str, line: str) -> str | None:
+    """Why one interleaved tune-body line (one bar of each voice it names) does not line up, or None.
+
+    `metadata` is the piece's text before its tune body (its `V:` definitions among it). Voices
+    the line leaves out (whole-bar rests that preprocessing removed, restored after generation)
+    are not counted; the others must be timeable, of one duration and end with one barline.
+    """
+    body = STREAM_PREFIX.sub("", line.rstrip("\r\n"))
+    present = list(dict.fromkeys(_INLINE_VOICE.findall(body)))
+    if not present:
+        return "the line names no voice"
+    # abctoolkit splits a line only when its voices are 1..k: number the present ones so.
+    number = {v: str(i + 1) for i, v in enumerate(present)}
+    original = {n: v for v, n in number.items()}
+    header = []
+    for text in metadata.split("\n"):
+        found = voice_definition(text)
+        if not text or text.startswith("%%score") or (found and found[0] not in number):
+            continue
+        header.append(_VOICE_DEF.sub(lambda m: f"V:{number[m.group(1)]}{m.group(2)}", text) if found else text)
+    body = _INLINE_VOICE.sub(lambda m: f"[V:{number.get(m.group(1), m.group(1))}]", body)
+    voices, _ = _voice_definitions(header)
+    bars = _interleaved_bars(header + [body], header, voices, whole_piece=False)
+    unit = _parse_fraction(_header_fields(header).get("L")) or Fraction(1, 8)
+    findings = bars.findings + _duration_findings(bars, unit)
+    if not findings:
+        return None
+    return re.sub(r"\bvoice (\d+)\b", lambda m: f"voice {original.get(m.group(1), m.group(1))}", findings[0])

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -7,6 +8,7 @@ from pipelines.checkpoint import load_checkpoint
 from pipelines.errors import NotaGenError
 from pipelines.generation import (Engine, GeneratedPiece, GenerationLimits, GenerationRequest, _Piece,
                                   char_step, continuation_prefix, zero_after_eos)
+from pipelines.piece_report import bar_line_problem
 from pipelines.tokenizer import EOS_ID
 from pipelines.postprocess import close_score_brackets, postprocess
 from pipelines.prompts import Prompt
@@ -151,3 +153,59 @@ def test_continuation_prefix_is_in_training_format(fixtures):
 def test_zero_after_eos():
     chars = torch.tensor([[65, 66, EOS_ID, 67, 68], [65, 66, 67, 68, 69]])
     assert zero_after_eos(chars).tolist() == [[65, 66, EOS_ID, 0, 0], [65, 66, 67, 68, 69]]
+
+
+@torch.no_grad()
+def reference_with_redraws(model, start: str, seed: int, patches: int, retries: int) -> tuple[str, int]:
+    """No caches, and a redraw done on the text: a finished tune-body line whose voices do not
+    line up is cut off again (up to `retries` times per line); the draws' counter goes on."""
+    P, sampling = model.config.patch_size, SamplingConfig()
+    lines = start.splitlines(keepends=True)
+    metadata = "".join(lines[:next(i for i, line in enumerate(lines) if line.startswith("[r:"))])
+    text, context = start, Patchilizer().encode_generate(start, model.config.patch_length)
+    forced = context.pop() if len(context[-1]) < P else []  # an unfinished last patch goes on
+    mark, redraws, redrawn = (text, list(context), forced), 0, 0
+    for n in range(patches):
+        state = model.patch_level_decoder(torch.tensor([context]))[:, -1]
+        chars = []
+        for pos in range(P):
+            logits = model.char_level_decoder(state, torch.tensor([chars], dtype=torch.long))[:, -1]
+            dist = sampling_distribution(torch.softmax(logits, -1), sampling.top_k, sampling.top_p,
+                                         sampling.temperature)
+            drawn = int(draw(dist, torch.tensor([seed]), torch.tensor([n * P + pos]))[0])
+            chars.append(forced[pos] if pos < len(forced) else drawn)
+        patch = zero_after_eos(torch.tensor([chars]))[0].tolist()
+        if patch[0] == 1 and patch[1] == EOS_ID:
+            break
+        new = Patchilizer.decode_patch(patch)[len(forced):]
+        text += new
+        context.append(patch)
+        forced = []
+        if new.endswith("\n"):  # a line the model finished
+            if redraws < retries and bar_line_problem(metadata, text.splitlines()[-1]):
+                text, context, forced = mark[0], list(mark[1]), mark[2]
+                redraws, redrawn = redraws + 1, redrawn + 1
+            else:
+                mark, redraws = (text, list(context), []), 0
+    return text, redrawn
+
+
+def test_misaligned_bars_are_redrawn_as_a_reference_does(fixtures):
+    """The demo model continues a Haydn quartet; lines whose voices differ are drawn again from
+    the line's start. The cached engine (rolled back rows, a batch of two) writes what a
+    reference that re-encodes the cut text writes, char for char."""
+    demo = load_checkpoint(Path(__file__).resolve().parents[1] / "assets" / "demo_model.pth", device="cpu")
+    model = demo.model.float().eval()
+    source = (fixtures / "preprocess" / "haydn_opus74no1_movement3.xml2abc.abc").read_text(encoding="utf-8")
+    haydn = Prompt("Classical", "Haydn, Joseph", "Chamber")
+    prefix = continuation_prefix(source, haydn, keep_lines=2)
+    engine = Engine(model, pick_runtime("cpu"))
+    seeds = (0, 4)
+    pieces = engine.generate([GenerationRequest(haydn, seed=s, prefix=prefix) for s in seeds],
+                             limits=GenerationLimits(max_patches=40, bar_retries=3))
+    assert all(p.redrawn_bars > 0 for p in pieces)  # the comparison covers real redraws
+    for seed, piece in zip(seeds, pieces):
+        text, redrawn = reference_with_redraws(model, prefix, seed, piece.patches, retries=3)
+        assert piece.raw == text and piece.redrawn_bars == redrawn
+    plain = engine.generate([GenerationRequest(haydn, seed=0, prefix=prefix)], limits=GenerationLimits(max_patches=40))
+    assert plain[0].redrawn_bars == 0 and plain[0].raw != pieces[0].raw

@@ -90,3 +90,18 @@ def test_generated_line_prefixes_are_ignored(chorale):
 def test_clean_part_name():
     assert clean_part_name("\\n\t\t\t:Violin 1") == "Violin 1"
     assert clean_part_name("  Viola ") == "Viola"
+
+
+def test_bar_line_problem_checks_one_generated_line():
+    from pipelines.piece_report import bar_line_problem
+
+    metadata = ('%Baroque\n%Bach, Johann Sebastian\n%Choral\n%end\n%%score [ 1 | 2 ] 3 [ 5 | 6 ]\nL:1/8\nM:3/4\n'
+                'K:C\nV:1 treble nm="Horn 1"\nV:2 treble nm="Horn 2"\nV:3 bass\nV:5 treble nm="Soprano"\nV:6 bass\n')
+    assert bar_line_problem(metadata, "[r:3/9][V:1]c4 B2|[V:2]G4 GF|[V:3]E4 D2|[V:5]c6|[V:6]C,D, E,F, G,2|\n") is None
+    # Voices left out (whole-bar rests) are not counted, whatever their numbers.
+    assert bar_line_problem(metadata, "[r:0/9][V:5]c2|[V:6]G2|\n") is None
+    short = bar_line_problem(metadata, "[r:4/8][V:5]c4 B2|[V:6]G4 G|\n")
+    assert short == "bar 1: voices differ in length (voice 5 lasts 3/4, voice 6 lasts 5/8)"
+    assert "ends with" in bar_line_problem(metadata, "[V:5]c6:|[V:6]C6|\n")
+    assert "not defined" in bar_line_problem(metadata, "[V:5]c6|[V:7]C6|\n")
+    assert bar_line_problem(metadata, "[r:4/8]c6|\n") == "the line names no voice"

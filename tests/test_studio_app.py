@@ -25,8 +25,8 @@ BAD_PATHS = ["../outside", "/etc/passwd", "C:\\Windows\\win.ini", "\\\\server\\s
 BACH = ("Baroque", "Bach, Johann Sebastian", "Choral")
 
 
-def generate_args(model=TINY, count=1, seed=0, max_patches=12, max_seconds=60.0, upload=None):
-    return (model, *BACH, count, seed, 9, 0.9, 1.2, max_patches, max_seconds, upload, 0, 8)
+def generate_args(model=TINY, count=1, seed=0, max_patches=12, max_seconds=60.0, upload=None, bar_retries=8):
+    return (model, *BACH, count, seed, 9, 0.9, 1.2, max_patches, max_seconds, upload, 0, 8, bar_retries)
 
 
 @pytest.fixture(scope="module")
@@ -208,9 +208,9 @@ def test_continue_preview_and_errors_are_plain_messages(client, fixtures, tmp_pa
     with pytest.raises(AppError, match="not UTF-8"):
         client.predict(handle_file(str(garbled)), api_name="/generate_preview")
     with pytest.raises(AppError, match="greater than maximum"):  # Gradio checks ranges ...
-        client.predict(TINY, *BACH, 1, 0, 9, 1.5, 1.2, 5, 60, None, 0, 8, api_name="/generate")
+        client.predict(TINY, *BACH, 1, 0, 9, 1.5, 1.2, 5, 60, None, 0, 8, 8, api_name="/generate")
     with pytest.raises(AppError, match="without '_'"):  # ... the studio checks what Gradio cannot
-        client.predict(TINY, "Bar_oque", *BACH[1:], 1, 0, 9, 0.9, 1.2, 5, 60, None, 0, 8, api_name="/generate")
+        client.predict(TINY, "Bar_oque", *BACH[1:], 1, 0, 9, 0.9, 1.2, 5, 60, None, 0, 8, 8, api_name="/generate")
 
 
 def test_a_models_card_is_read_once_and_a_foreign_file_is_a_plain_error(tmp_path, fixtures):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..atomic import atomic_write_text
 from ..errors import NotaGenError
-from ..generation import GenerationLimits, GenerationRequest
+from ..generation import DEFAULT_BAR_RETRIES, GenerationLimits, GenerationRequest
 from ..models import default_model_path, load_engine, validate_prompt
 from ..prompts import Prompt
 from ..sampling import SamplingConfig
@@ -27,6 +27,9 @@ def register(subparsers):
     p.add_argument("--max-patches", type=int, default=0, help="patches per piece (0: no limit)")
     p.add_argument("--max-chars", type=int, default=102_400)
     p.add_argument("--max-seconds", type=float, default=600.0)
+    p.add_argument("--bar-retries", type=int, default=DEFAULT_BAR_RETRIES,
+                   help="redraws of a bar line whose voices differ in length or barline (0: keep every line, "
+                        "as upstream)")
     p.add_argument("--prefix", type=Path, help="an ABC piece (e.g. from `notagen dataset build`) to continue")
     p.add_argument("--prefix-lines", type=int, default=0, help="tune-body lines of --prefix to keep (0: all)")
     p.add_argument("--continue-lines", type=int, default=8, help="lines to add after --prefix (a target)")
@@ -58,7 +61,9 @@ def run_generate(args) -> int:
             raise NotaGenError(f"{args.prefix}: cannot be read ({e})") from None
         prefix = continuation_prefix(source, prompt, keep_lines=args.prefix_lines, add_lines=args.continue_lines)
     sampling = SamplingConfig(args.top_k, args.top_p, args.temperature)
-    limits = GenerationLimits(args.max_patches, args.max_chars, args.max_seconds)
+    if args.bar_retries < 0:
+        raise NotaGenError(f"--bar-retries must be 0 or more, not {args.bar_retries}")
+    limits = GenerationLimits(args.max_patches, args.max_chars, args.max_seconds, args.bar_retries)
     requests = [GenerationRequest(prompt=prompt, seed=args.seed + i, prefix=prefix) for i in range(args.num)]
 
     def show(row, text):
@@ -78,9 +83,11 @@ def run_generate(args) -> int:
             "instrumentation": prompt.instrumentation, "seed": piece.request.seed,
             "parameters": {"top_k": args.top_k, "top_p": args.top_p, "temperature": args.temperature,
                            "max_patches": args.max_patches, "max_chars": args.max_chars,
-                           "max_seconds": args.max_seconds, "continued_from": str(args.prefix or "")},
+                           "max_seconds": args.max_seconds, "bar_retries": args.bar_retries,
+                           "continued_from": str(args.prefix or "")},
             "model": str(model_path), "device": str(engine.runtime.device), "dtype": engine.runtime.dtype_name,
             "status": piece.status, "reason": piece.reason, "chars": piece.chars, "patches": piece.patches,
+            "redrawn_bars": piece.redrawn_bars,
             "seconds": round(piece.seconds, 3), "chars_per_second": round(piece.chars_per_second, 1),
         }
         atomic_write_text(args.out / f"{stem}.json", json.dumps(meta, indent=2) + "\n")

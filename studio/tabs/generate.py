@@ -12,6 +12,7 @@ import gradio as gr
 
 from pipelines.backend import Backend, GenerationSpec, job_line
 from pipelines.errors import JobError, NotaGenError
+from pipelines.piece_report import DEFAULT_BAR_RETRIES
 from pipelines.prompts import composers, instrumentations, periods
 
 from ..guard import bind, guarded
@@ -50,6 +51,8 @@ def render(backend: Backend) -> None:
             ui["max_patches"] = gr.Number(0, precision=0, minimum=0, label="Max patches per piece (0: no limit)",
                                           elem_id="gen-max-patches")
             ui["max_seconds"] = gr.Number(600, minimum=1, maximum=3600, label="Time limit (s)")
+            ui["bar_retries"] = gr.Number(DEFAULT_BAR_RETRIES, precision=0, minimum=0, maximum=100,
+                                          label="Redraws of a bar whose voices don't line up (0: off)")
     with gr.Accordion("Continue a score", open=False, elem_id="gen-continue"):
         ui["upload"] = gr.File(label="Score to continue (.abc, .musicxml, .xml, .mxl)",
                                file_types=[".abc", ".musicxml", ".xml", ".mxl"], elem_id="gen-upload")
@@ -95,7 +98,7 @@ def watch_outputs() -> list:
 def replay_outputs() -> list:
     """The controls the Library's "replay" fills."""
     return [ui[k] for k in ("model", "period", "composer", "instrumentation", "count", "seed", "top_k", "top_p",
-                            "temperature", "max_patches", "max_seconds")]
+                            "temperature", "max_patches", "max_seconds", "bar_retries")]
 
 
 def listen(backend: Backend) -> None:
@@ -109,7 +112,8 @@ def listen(backend: Backend) -> None:
     ui["upload"].upload(bind(preview_upload, backend), ui["upload"], [ui["preview_score"], ui["preview_audio"]],
                         api_name="generate_preview")
     inputs = [ui[k] for k in ("model", "period", "composer", "instrumentation", "count", "seed", "top_k", "top_p",
-                              "temperature", "max_patches", "max_seconds", "upload", "keep_lines", "add_lines")]
+                              "temperature", "max_patches", "max_seconds", "upload", "keep_lines", "add_lines",
+                              "bar_retries")]
     # Many visitors may wait at once: the job queue, not Gradio's, decides who runs.
     ui["generate"].click(bind(generate, backend), inputs, watch_outputs(), api_name="generate",
                          concurrency_limit=None, show_progress="hidden")
@@ -173,13 +177,13 @@ def preview_upload(backend: Backend, upload: str | None):
 
 
 def generate(backend: Backend, model, period, composer, instrumentation, count, seed, top_k, top_p, temperature,
-             max_patches, max_seconds, upload, keep_lines, add_lines):
+             max_patches, max_seconds, upload, keep_lines, add_lines, bar_retries=DEFAULT_BAR_RETRIES):
     spec = GenerationSpec(
         model=model or "", period=period or "", composer=composer or "", instrumentation=instrumentation or "",
         count=int(count or 1), seed=int(seed or 0), top_k=int(top_k), top_p=float(top_p),
         temperature=float(temperature), max_patches=int(max_patches or 0), max_seconds=float(max_seconds or 600),
         continue_abc=backend.read_score(upload) if upload else "", keep_lines=int(keep_lines or 0),
-        add_lines=int(add_lines or 8))
+        add_lines=int(add_lines or 8), bar_retries=int(DEFAULT_BAR_RETRIES if bar_retries is None else bar_retries))
     job = backend.submit_generation(spec)
     yield from watch(backend, job.id)
 

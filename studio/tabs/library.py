@@ -119,4 +119,5 @@ def replay(backend: Backend, entry_id):
             gr.update(choices=composers(prompts, spec.period), value=spec.composer),
             gr.update(choices=instrumentations(prompts, spec.period, spec.composer), value=spec.instrumentation),
             1, spec.seed, spec.top_k,
-            spec.top_p, spec.temperature, spec.max_patches, spec.max_seconds, gr.Tabs(selected="generate"))
+            spec.top_p, spec.temperature, spec.max_patches, spec.max_seconds, spec.bar_retries,
+            gr.Tabs(selected="generate"))
