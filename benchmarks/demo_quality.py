@@ -28,7 +28,7 @@ def generate(args):
     prompts = [parse_prompt(line) for line in engine.card.prompts]
     if not prompts:
         raise SystemExit("the model records no prompts")
-    requests = [GenerationRequest(prompts[i % len(prompts)], seed=i) for i in range(args.num)]
+    requests = [GenerationRequest(prompts[i % len(prompts)], seed=i) for i in range(args.first, args.first + args.num)]
     start = time.perf_counter()
     pieces = []
     for i in range(0, len(requests), args.batch):
@@ -50,7 +50,7 @@ def check(args):
     from pipelines.piece_report import report_piece
     from pipelines.render import abc_to_musicxml
 
-    samples = json.loads(Path(args.samples).read_text(encoding="utf-8"))
+    samples = [s for path in args.samples for s in json.loads(Path(path).read_text(encoding="utf-8"))]
     usable, reasons = 0, {}
     for s in samples:
         if s["status"] != "ok":
@@ -75,6 +75,7 @@ def main():
     g = sub.add_parser("generate")
     g.add_argument("--model", required=True)
     g.add_argument("--num", type=int, default=64)
+    g.add_argument("--first", type=int, default=0, help="index of the first piece (to split a run in parts)")
     g.add_argument("--batch", type=int, default=64)
     g.add_argument("--device", default="auto")
     g.add_argument("--dtype", default="auto")
@@ -86,7 +87,7 @@ def main():
     g.add_argument("--out", required=True)
     g.set_defaults(func=generate)
     c = sub.add_parser("check")
-    c.add_argument("samples")
+    c.add_argument("samples", nargs="+", help="one or more files of `generate` (parts of one run)")
     c.set_defaults(func=check)
     args = ap.parse_args()
     args.func(args)
