@@ -50,6 +50,9 @@ class GenerationLimits:
     bar_retries: int = 0
 
 
+REDRAWS_PER_LINE = 4  # a piece's redraw budget per tune-body line (see Engine._redraw_line)
+
+
 @dataclass(frozen=True)
 class GenerationRequest:
     """One piece to write: a prompt, or a piece to continue (`prefix`), and its seed."""
@@ -457,8 +460,15 @@ class Engine:
 
     @staticmethod
     def _redraw_line(piece: _Piece, retries: int) -> bool:
-        """Whether the tune-body line `piece` just finished is drawn again: its voices do not line up."""
+        """Whether the tune-body line `piece` just finished is drawn again: its voices do not line up.
+
+        Besides `retries` per line, a piece redraws at most REDRAWS_PER_LINE times the lines it
+        has, plus `retries`: a piece whose every line fails (a voice lost its meter) goes on
+        instead of spending the time limit on redraws.
+        """
         if not piece.in_body or piece.line_start is None or piece.redraws >= retries:
+            return False
+        if piece.redrawn_bars >= retries + REDRAWS_PER_LINE * len(piece.body_lines):
             return False
         return bar_line_problem(piece.metadata, piece.body_lines[-1]) is not None
 

@@ -6,8 +6,8 @@ import torch
 
 from pipelines.checkpoint import load_checkpoint
 from pipelines.errors import NotaGenError
-from pipelines.generation import (Engine, GeneratedPiece, GenerationLimits, GenerationRequest, _Piece,
-                                  char_step, continuation_prefix, zero_after_eos)
+from pipelines.generation import (REDRAWS_PER_LINE, Engine, GeneratedPiece, GenerationLimits, GenerationRequest,
+                                  _Piece, char_step, continuation_prefix, zero_after_eos)
 from pipelines.piece_report import bar_line_problem
 from pipelines.tokenizer import EOS_ID
 from pipelines.postprocess import close_score_brackets, postprocess
@@ -158,7 +158,8 @@ def test_zero_after_eos():
 @torch.no_grad()
 def reference_with_redraws(model, start: str, seed: int, patches: int, retries: int) -> tuple[str, int]:
     """No caches, and a redraw done on the text: a finished tune-body line whose voices do not
-    line up is cut off again (up to `retries` times per line); the draws' counter goes on."""
+    line up is cut off again (up to `retries` times per line, within the piece's budget); the
+    draws' counter goes on."""
     P, sampling = model.config.patch_size, SamplingConfig()
     lines = start.splitlines(keepends=True)
     metadata = "".join(lines[:next(i for i, line in enumerate(lines) if line.startswith("[r:"))])
@@ -182,7 +183,8 @@ def reference_with_redraws(model, start: str, seed: int, patches: int, retries: 
         context.append(patch)
         forced = []
         if new.endswith("\n"):  # a line the model finished
-            if redraws < retries and bar_line_problem(metadata, text.splitlines()[-1]):
+            budget = retries + REDRAWS_PER_LINE * len(text[len(metadata):].splitlines())
+            if redraws < retries and redrawn < budget and bar_line_problem(metadata, text.splitlines()[-1]):
                 text, context, forced = mark[0], list(mark[1]), mark[2]
                 redraws, redrawn = redraws + 1, redrawn + 1
             else:
@@ -209,3 +211,18 @@ def test_misaligned_bars_are_redrawn_as_a_reference_does(fixtures):
         assert piece.raw == text and piece.redrawn_bars == redrawn
     plain = engine.generate([GenerationRequest(haydn, seed=0, prefix=prefix)], limits=GenerationLimits(max_patches=40))
     assert plain[0].redrawn_bars == 0 and plain[0].raw != pieces[0].raw
+
+
+def test_a_piece_stops_redrawing_past_its_budget():
+    """A piece whose lines keep failing goes on: at most `retries` + 4 redraws per line it has."""
+    bad = "[r:1/5][V:1]c6|[V:2]C4|\n"
+    piece = _Piece(GenerationRequest(BACH), [], metadata="L:1/8\nM:3/4\nK:C\nV:1\nV:2\n", in_body=True,
+                   body_lines=["[r:0/6][V:1]c6|[V:2]C6|\n", bad])
+    piece.line_start = object()  # a line start is known
+    piece.redrawn_bars = 3 + REDRAWS_PER_LINE * 2 - 1
+    assert Engine._redraw_line(piece, retries=3)
+    piece.redrawn_bars += 1
+    assert not Engine._redraw_line(piece, retries=3)
+    piece.body_lines[-1] = "[r:1/5][V:1]c6|[V:2]C6|\n"
+    piece.redrawn_bars = 0
+    assert not Engine._redraw_line(piece, retries=3)  # aligned: kept
