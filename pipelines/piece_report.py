@@ -40,7 +40,7 @@ _QUIET_LOCK = threading.RLock()
 
 # Redraws of a generated tune-body line whose voices do not line up (`bar_line_problem`) that
 # the studio and `notagen generate` allow unless told otherwise; the engine's own default is 0.
-DEFAULT_BAR_RETRIES = 8
+DEFAULT_BAR_RETRIES = 32
 
 
 @contextlib.contextmanager

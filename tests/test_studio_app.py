@@ -25,7 +25,7 @@ BAD_PATHS = ["../outside", "/etc/passwd", "C:\\Windows\\win.ini", "\\\\server\\s
 BACH = ("Baroque", "Bach, Johann Sebastian", "Choral")
 
 
-def generate_args(model=TINY, count=1, seed=0, max_patches=12, max_seconds=60.0, upload=None, bar_retries=8):
+def generate_args(model=TINY, count=1, seed=0, max_patches=12, max_seconds=60.0, upload=None, bar_retries=32):
     return (model, *BACH, count, seed, 9, 0.9, 1.2, max_patches, max_seconds, upload, 0, 8, bar_retries)
 
 
