@@ -27,20 +27,27 @@ def engine(fixtures):
 
 
 @torch.no_grad()
+def reference_patch(model, context: list[list[int]], seed: int, n: int, sampling: SamplingConfig,
+                    forced: list[int] = ()) -> list[int]:
+    """Patch number `n` after `context`, uncached: the whole context re-encoded, the char decoder
+    re-run per char; the first chars are `forced` where given (still drawn, then replaced)."""
+    P = model.config.patch_size
+    state = model.patch_level_decoder(torch.tensor([context]))[:, -1]
+    chars = []
+    for pos in range(P):
+        logits = model.char_level_decoder(state, torch.tensor([chars], dtype=torch.long))[:, -1]
+        dist = sampling_distribution(torch.softmax(logits, -1), sampling.top_k, sampling.top_p, sampling.temperature)
+        drawn = int(draw(dist, torch.tensor([seed]), torch.tensor([n * P + pos]))[0])
+        chars.append(forced[pos] if pos < len(forced) else drawn)
+    return zero_after_eos(torch.tensor([chars]))[0].tolist()
+
+
 def reference_generate(model, prompt: Prompt, seed: int, patches: int, sampling: SamplingConfig) -> str:
     """No caches: the whole context re-encoded per patch, the char decoder re-run per char."""
-    P = model.config.patch_size
     text = "".join(line + "\n" for line in prompt.header_lines(with_end=False))
     context = Patchilizer().encode_generate(text, model.config.patch_length)
     for n in range(patches):
-        state = model.patch_level_decoder(torch.tensor([context]))[:, -1]
-        chars = []
-        for pos in range(P):
-            logits = model.char_level_decoder(state, torch.tensor([chars], dtype=torch.long))[:, -1]
-            dist = sampling_distribution(torch.softmax(logits, -1), sampling.top_k, sampling.top_p,
-                                         sampling.temperature)
-            chars.append(int(draw(dist, torch.tensor([seed]), torch.tensor([n * P + pos]))[0]))
-        patch = zero_after_eos(torch.tensor([chars]))[0].tolist()
+        patch = reference_patch(model, context, seed, n, sampling)
         if patch[0] == 1 and patch[1] == EOS_ID:
             break
         text += Patchilizer.decode_patch(patch)
@@ -155,27 +162,18 @@ def test_zero_after_eos():
     assert zero_after_eos(chars).tolist() == [[65, 66, EOS_ID, 0, 0], [65, 66, 67, 68, 69]]
 
 
-@torch.no_grad()
 def reference_with_redraws(model, start: str, seed: int, patches: int, retries: int) -> tuple[str, int]:
     """No caches, and a redraw done on the text: a finished tune-body line whose voices do not
     line up is cut off again (up to `retries` times per line, within the piece's budget); the
     draws' counter goes on."""
-    P, sampling = model.config.patch_size, SamplingConfig()
+    P = model.config.patch_size
     lines = start.splitlines(keepends=True)
     metadata = "".join(lines[:next(i for i, line in enumerate(lines) if line.startswith("[r:"))])
     text, context = start, Patchilizer().encode_generate(start, model.config.patch_length)
     forced = context.pop() if len(context[-1]) < P else []  # an unfinished last patch goes on
     mark, redraws, redrawn = (text, list(context), forced), 0, 0
     for n in range(patches):
-        state = model.patch_level_decoder(torch.tensor([context]))[:, -1]
-        chars = []
-        for pos in range(P):
-            logits = model.char_level_decoder(state, torch.tensor([chars], dtype=torch.long))[:, -1]
-            dist = sampling_distribution(torch.softmax(logits, -1), sampling.top_k, sampling.top_p,
-                                         sampling.temperature)
-            drawn = int(draw(dist, torch.tensor([seed]), torch.tensor([n * P + pos]))[0])
-            chars.append(forced[pos] if pos < len(forced) else drawn)
-        patch = zero_after_eos(torch.tensor([chars]))[0].tolist()
+        patch = reference_patch(model, context, seed, n, SamplingConfig(), forced)
         if patch[0] == 1 and patch[1] == EOS_ID:
             break
         new = Patchilizer.decode_patch(patch)[len(forced):]
