@@ -12,7 +12,8 @@ one GPU per process. `train` prints each side's chars/s (global chars, median of
 after the first `--skip`), the ratio and the largest loss difference between the curves;
 `sample` prints each side's generation seconds (model load, compile with warm caches, generation
 and gather), the ratio and whether the two sets of pieces are the same; process r generates
-batches r, r+N, ... of the one-process cut, so give it at least N batches. `sample-worker` is what `sample` launches in every process.
+batches r, r+N, ... of the one-process cut, so give it at least N batches. `sample-worker` is
+what `sample` launches in every process.
 """
 from __future__ import annotations
 

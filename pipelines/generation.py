@@ -93,12 +93,18 @@ class GeneratedPiece:
 
 @dataclass
 class _LineStart:
-    """A row's state where its current line began, to draw the line again from there."""
+    """A row's state where its current line began, to draw the line again from there.
 
-    text: list[str]
+    The text only grows between marks, so lengths say where to cut it back; the last body
+    line is kept whole because it may have been unfinished (a prefix ending mid-line) and
+    then merged with what followed.
+    """
+
+    text_items: int
     chars: int
     metadata: str
-    body_lines: list[str]
+    body_count: int
+    body_tail: str
     in_body: bool
     context: int
     forced: list[int]
@@ -140,14 +146,18 @@ class _Piece:
         self.body_lines += chunk.splitlines(keepends=True)
 
     def mark_line_start(self, context: int, forced: list[int], enc: torch.Tensor):
-        self.line_start = _LineStart(list(self.text), self.chars, self.metadata, list(self.body_lines),
+        tail = self.body_lines[-1] if self.body_lines else ""
+        self.line_start = _LineStart(len(self.text), self.chars, self.metadata, len(self.body_lines), tail,
                                      self.in_body, context, list(forced), enc.clone())
         self.redraws = 0
 
     def back_to_line_start(self) -> _LineStart:
         m = self.line_start
-        self.text, self.chars, self.metadata = list(m.text), m.chars, m.metadata
-        self.body_lines, self.in_body, self.context = list(m.body_lines), m.in_body, m.context
+        del self.text[m.text_items:]
+        del self.body_lines[m.body_count:]
+        if m.body_count:
+            self.body_lines[-1] = m.body_tail
+        self.chars, self.metadata, self.in_body, self.context = m.chars, m.metadata, m.in_body, m.context
         self.redraws += 1
         self.redrawn_bars += 1
         return m
