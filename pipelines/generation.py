@@ -32,7 +32,7 @@ from .model import NotaGen
 from .piece_report import DEFAULT_BAR_RETRIES, bar_line_problem  # noqa: F401 (re-exported)
 from .postprocess import postprocess
 from .prompts import Prompt
-from .runtime import Runtime, bytes_per_piece, check_fits, free_memory, max_batch, release
+from .runtime import Runtime, bytes_per_piece, check_fits, free_memory, max_batch, release, triton_available
 from .sampling import SamplingConfig, draw, sorted_distribution
 from .tokenizer import BOS_ID, EOS_ID, STREAM_PREFIX, Patchilizer, pad_patches, stream_prefix
 
@@ -50,6 +50,9 @@ class GenerationLimits:
     bar_retries: int = 0
 
 
+# Rows share each weight tile in decode_kernels; on an H100 (NotaGen-X) it won at batches 1 and 2
+# and lost at 4 (8,836 against 10,250 chars/s), where batched products do better.
+FUSED_MAX_BATCH = 2
 REDRAWS_PER_LINE = 4  # a piece's redraw budget per tune-body line (see Engine._redraw_line)
 
 
@@ -163,20 +166,23 @@ class _Piece:
         return m
 
 
-def char_step(model: NotaGen, enc, chars, pos, forced, in_body, seeds, counters, top_k, top_p, temperature):
-    """One char for every row: the chars at position `pos` (B,).
+def char_embeds(model: NotaGen, enc, chars, pos):
+    """(B, C) char-decoder input at position `pos` (before the position table): the patch state
+    at 0, then the embedding of the previous char."""
+    B = chars.shape[0]
+    prev = chars.gather(1, (pos - 1).clamp(min=0).expand(B, 1))[:, 0]  # (B,)
+    return torch.where(pos == 0, enc, model.char_level_decoder.base.transformer.wte(prev))
 
-    enc (B, C) patch states; chars (B, P) the patch so far; pos () the char position;
-    forced (B, P) chars to take instead of sampling (-1: sample); seeds and counters (B,)
-    key each row's random draw (counter = patches the row has generated); top_k, top_p,
-    temperature (B, 1) per-row sampling settings.
+
+def pick_char(logits, chars, pos, forced, in_body, seeds, counters, top_k, top_p, temperature):
+    """The char each row takes at position `pos` (B,), from the char decoder's logits (B, 128).
+
+    chars (B, P) the patch so far; forced (B, P) chars to take instead of sampling (-1:
+    sample); seeds and counters (B,) key each row's random draw (counter = patches the row
+    has generated); top_k, top_p, temperature (B, 1) per-row sampling settings.
     """
     B = chars.shape[0]
-    head = model.char_level_decoder.base
-    prev = chars.gather(1, (pos - 1).clamp(min=0).expand(B, 1))  # (B, 1)
-    x = torch.where(pos == 0, enc[:, None, :], head.transformer.wte(prev))  # (B, 1, C)
-    h = head.transformer(x, pos.expand(B, 1), use_cache=True)
-    probs = torch.softmax(head.lm_head(h[:, -1]).float(), dim=-1)  # (B, 128)
+    probs = torch.softmax(logits.float(), dim=-1)  # (B, 128)
     sorted_p, order = sorted_distribution(probs, top_k, top_p, temperature)
     c = draw(sorted_p, seeds, counters * chars.shape[1] + pos, order)
     f = forced.gather(1, pos.expand(B, 1))[:, 0]
@@ -187,9 +193,29 @@ def char_step(model: NotaGen, enc, chars, pos, forced, in_body, seeds, counters,
     return torch.where(starts_r & (pos == 4), _SLASH, c)
 
 
+def char_step(model: NotaGen, enc, chars, pos, *picking):
+    """One char for every row at position `pos` () through the model's modules; enc (B, C) patch
+    states; `picking` as `pick_char` takes it after `pos`."""
+    head = model.char_level_decoder.base
+    x = char_embeds(model, enc, chars, pos)[:, None]  # (B, 1, C)
+    h = head.transformer(x, pos.expand(chars.shape[0], 1), use_cache=True)
+    return pick_char(head.lm_head(h[:, -1]), chars, pos, *picking)
+
+
 def patch_step(model: NotaGen, patch, positions):
     """Append one patch per row at `positions` (B,); returns the new patch states (B, C)."""
     return model.patch_level_decoder(patch[:, None, :], positions[:, None])[:, -1]
+
+
+def fused_char_input(model: NotaGen, enc, chars, pos):
+    """The char decoder's first-layer input (B, C) for `decode_kernels`: embeddings plus the position table."""
+    return char_embeds(model, enc, chars, pos) + model.char_level_decoder.base.transformer.wpe(pos)
+
+
+def fused_patch_input(model: NotaGen, patch, positions):
+    """The patch decoder's first-layer input (B, C) for `decode_kernels`."""
+    decoder = model.patch_level_decoder
+    return decoder.embed(patch[:, None, :])[:, 0] + decoder.base.wpe(positions)
 
 
 def zero_after_eos(chars: torch.Tensor) -> torch.Tensor:
@@ -202,14 +228,17 @@ def zero_after_eos(chars: torch.Tensor) -> torch.Tensor:
 class PatchDecoder:
     """Static buffers and one patch of decoding: 16 char steps, then the patch-level step.
 
-    On CUDA the steps are compiled (fused kernels) and the whole patch is captured
-    once as a CUDA graph, so a patch costs one replay and one read of its chars.
-    Eagerly (CPU, MPS) the char loop stops once every active row has written its
-    eos: the skipped positions would be padded anyway, and each draw is keyed by its
-    position, so the pieces are the same.
+    On CUDA the whole patch is captured once as a CUDA graph and replayed, so a patch
+    costs one replay and one read of its chars. Its steps run either through the
+    model's modules, compiled where Triton is installed, or (`fused`, small batches)
+    through `decode_kernels`: five Triton kernels per block, with the embeddings and
+    the sampling around them compiled. Eagerly (CPU, MPS) the char loop stops once
+    every active row has written its eos: the skipped positions would be padded
+    anyway, and each draw is keyed by its position, so the pieces are the same.
     """
 
-    def __init__(self, model: NotaGen, batch: int, device: torch.device, dtype: torch.dtype, use_graph: bool):
+    def __init__(self, model: NotaGen, batch: int, device: torch.device, dtype: torch.dtype, use_graph: bool,
+                 compile: bool = False, fused: bool = False):
         c = model.config
         self.model, self.P = model, c.patch_size
         z = dict(device=device)
@@ -227,13 +256,32 @@ class PatchDecoder:
         self.temperature = torch.ones(batch, 1, dtype=torch.float32, **z)
         self.pos_table = torch.arange(c.patch_size, **z)
         self.last_position = c.patch_length - 1
-        self.char_fn = functools.partial(char_step, model)
-        self.patch_fn = functools.partial(patch_step, model)
+        # Compiled functions take the model as an argument: a compiled functools.partial would
+        # share one code object (and one recompile budget) with every other partial.
+        step = (lambda fn: torch.compile(fn, fullgraph=True, dynamic=False)) if compile else (lambda fn: fn)
+        if fused:
+            from .decode_kernels import FusedStack
+
+            head = model.char_level_decoder.base
+            self.char_stack = FusedStack(head.transformer, batch, head=head.lm_head.weight)
+            self.patch_stack = FusedStack(model.patch_level_decoder.base, batch)
+            self.char_input = functools.partial(step(fused_char_input), model)
+            self.patch_input = functools.partial(step(fused_patch_input), model)
+            self.pick = step(pick_char)
+            self.char_fn, self.patch_fn = self._fused_char_step, self._fused_patch_step
+        else:
+            self.char_fn = functools.partial(step(char_step), model)
+            self.patch_fn = functools.partial(step(patch_step), model)
         self.graph = None
         if use_graph:
-            self.char_fn = torch.compile(self.char_fn, fullgraph=True, dynamic=False)
-            self.patch_fn = torch.compile(self.patch_fn, fullgraph=True, dynamic=False)
             self._capture()
+
+    def _fused_char_step(self, enc, chars, pos, *picking):
+        logits = self.char_stack(self.char_input(enc, chars, pos), pos.expand(chars.shape[0]))
+        return self.pick(logits, chars, pos, *picking)
+
+    def _fused_patch_step(self, patch, positions):
+        return self.patch_stack(self.patch_input(patch, positions), positions)
 
     def _body(self, early_exit: bool = False):
         self.chars.zero_()
@@ -260,9 +308,11 @@ class PatchDecoder:
 
     def _capture(self):
         # Warm-up compiles the steps; it writes garbage into the caches, which prefill overwrites.
+        # Each batch size compiles its own step (static shapes); a session sees many, so the
+        # recompile limit (8 per function by default, then a hard failure) is raised here.
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):
+        with torch.cuda.stream(stream), torch._dynamo.config.patch(cache_size_limit=256):
             for _ in range(2):
                 self._body()
         torch.cuda.current_stream().wait_stream(stream)
@@ -280,10 +330,15 @@ class PatchDecoder:
 
 
 class Engine:
-    """A loaded model on a device, reused across calls; `generate` writes a batch of pieces."""
+    """A loaded model on a device, reused across calls; `generate` writes a batch of pieces.
+
+    On CUDA a patch is a CUDA-graph replay. `compile` (default: on CUDA where Triton is
+    installed) compiles its steps; `fused` (default: the same, for batches of up to
+    `decode_kernels.MAX_BATCH`) runs the blocks through the Triton decode kernels.
+    """
 
     def __init__(self, model: NotaGen, runtime: Runtime, compile: bool | None = None, name: str = "",
-                 card: ModelCard | None = None):
+                 card: ModelCard | None = None, fused: bool | None = None):
         check_fits(model.config, runtime, batch=1)
         self.runtime = runtime
         self.name = name
@@ -291,7 +346,9 @@ class Engine:
         self.model = model.to(device=runtime.device, dtype=runtime.dtype).eval()
         self.model.tie_weights()
         self.patchilizer = Patchilizer(patch_size=model.config.patch_size)
-        self.compile = runtime.device.type == "cuda" if compile is None else compile
+        kernels = runtime.device.type == "cuda" and triton_available()
+        self.compile = kernels if compile is None else compile
+        self.fused = fused if fused is not None else (kernels if compile is None else compile)
         self._capacity = 0
         self._decoders: PatchDecoder | None = None
 
@@ -324,7 +381,9 @@ class Engine:
             release(self.runtime.device)
             check_fits(self.config, self.runtime, batch=batch, weights_loaded=True)
             self.model.setup_caches(batch, dtype=self.runtime.dtype, device=self.runtime.device)
-            self._decoders = PatchDecoder(self.model, batch, self.runtime.device, self.runtime.dtype, self.compile)
+            self._decoders = PatchDecoder(self.model, batch, self.runtime.device, self.runtime.dtype,
+                                          use_graph=self.runtime.device.type == "cuda", compile=self.compile,
+                                          fused=self.fused and batch <= FUSED_MAX_BATCH)
             self._capacity = batch
         return self._decoders
 

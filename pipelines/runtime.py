@@ -7,6 +7,7 @@ CPU runs fp32.
 from __future__ import annotations
 
 import gc
+import importlib.util
 from dataclasses import dataclass
 
 import torch
@@ -41,6 +42,12 @@ def configure_cuda() -> None:
     need no plan and are as fast on the GPU.
     """
     torch.backends.cuda.enable_cudnn_sdp(False)
+
+
+def triton_available() -> bool:
+    """Whether Triton is installed: torch.compile's GPU code and the fused decode kernels need it
+    (Linux CUDA builds of PyTorch bring it; on Windows it is a separate package)."""
+    return importlib.util.find_spec("triton") is not None
 
 
 def pick_device(name: str | None = None) -> torch.device:

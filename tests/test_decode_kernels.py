@@ -1,0 +1,26 @@
+"""The Triton decode kernels, run by Triton's interpreter on the CPU (see decode_kernel_checks)."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("triton")
+CHECKS = Path(__file__).with_name("decode_kernel_checks.py")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_check(name: str) -> str:
+    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, str(CHECKS), name], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_fused_stacks_equal_the_modules():
+    assert "stacks equal the modules" in run_check("stacks_equal_the_modules")
+
+
+def test_engine_with_fused_kernels_writes_the_same_pieces():
+    assert "engine pieces equal" in run_check("engine_pieces_equal")
