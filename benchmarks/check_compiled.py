@@ -1,7 +1,9 @@
-"""Check on a GPU that the compiled, graph-captured engine writes the same pieces as the eager one.
+"""Check on a GPU that every decode path of the engine writes the same pieces.
 
-fp32, a tiny random model: the same seeds must give the same text. Also compares the
-noise and the sampling distribution computed eagerly and compiled.
+fp32, a tiny random model, the same seeds: the modules' operations captured in a CUDA
+graph as they are, compiled, and the fused Triton kernels must give the same text, as
+must the CPU. Also compares the noise and the sampling distribution computed eagerly
+and compiled.
 """
 import torch
 
@@ -28,10 +30,13 @@ runtime = pick_runtime("cuda", "fp32")
 prompts = [Prompt("Baroque", "Bach, Johann Sebastian", "Choral"), Prompt("Classical", "Mozart, Wolfgang Amadeus", "Chamber")]
 requests = [GenerationRequest(p, seed=i) for i, p in enumerate(prompts * 2)]
 limits = GenerationLimits(max_patches=40)
-eager = Engine(model, runtime, compile=False).generate(requests, limits=limits)
-compiled = Engine(model, runtime, compile=True).generate(requests, limits=limits)
-print("compiled == eager per piece:", [a.raw == b.raw for a, b in zip(eager, compiled)])
-for a, b in zip(eager, compiled):
-    if a.raw != b.raw:
-        n = next(i for i, (x, y) in enumerate(zip(a.raw, b.raw)) if x != y)
-        print("first difference at char", n, "of", len(a.raw), repr(a.raw[n - 5:n + 5]), repr(b.raw[n - 5:n + 5]))
+cpu = Engine(model, pick_runtime("cpu", "fp32")).generate(requests, limits=limits)
+paths = {"graph of the modules": dict(compile=False, fused=False), "compiled": dict(compile=True, fused=False),
+         "fused kernels": dict(compile=True, fused=True)}
+for name, options in paths.items():
+    pieces = Engine(model, runtime, **options).generate(requests, limits=limits)
+    print(f"{name} == cpu per piece:", [a.raw == b.raw for a, b in zip(cpu, pieces)])
+    for a, b in zip(cpu, pieces):
+        if a.raw != b.raw:
+            n = next(i for i, (x, y) in enumerate(zip(a.raw, b.raw)) if x != y)
+            print("  first difference at char", n, "of", len(a.raw), repr(a.raw[n - 5:n + 5]), repr(b.raw[n - 5:n + 5]))

@@ -4,8 +4,9 @@ The reference (upstream's gradio/inference.py): per patch, the whole context is
 re-encoded by the patch-level decoder; per char, the char-level decoder re-runs
 over the patch so far, and the probabilities go to the host for numpy top-k /
 top-p / temperature sampling. The engine: KV caches, sampling on the device,
-compiled CUDA-graph steps. Prints chars/s of the reference, the engine at
-batch 1 and at larger batches, the ratios to the reference, and peak GPU memory.
+compiled CUDA-graph steps, at batches of up to 2 the fused decode kernels. Prints
+chars/s of the reference, the engine at batch 1 and at larger batches, the ratios to the
+reference (as upstream runs it: PyTorch's defaults), and peak GPU memory.
 
     python benchmarks/generation.py                      # random NotaGen-X-shaped weights, fp16
     python benchmarks/generation.py --model CKPT --dtype bf16 --batches 1 8 32
@@ -19,10 +20,10 @@ import numpy as np
 import torch
 
 from pipelines.checkpoint import load_checkpoint
-from pipelines.generation import Engine, GenerationLimits, GenerationRequest
+from pipelines.generation import FUSED_MAX_BATCH, Engine, GenerationLimits, GenerationRequest
 from pipelines.model import NotaGen, preset
 from pipelines.prompts import Prompt
-from pipelines.runtime import pick_runtime
+from pipelines.runtime import configure_cuda, pick_runtime
 from pipelines.sampling import SamplingConfig
 from pipelines.tokenizer import Patchilizer
 
@@ -97,6 +98,9 @@ def main():
     ap.add_argument("--patches", type=int, default=256, help="patches per piece for the engine")
     ap.add_argument("--reference-patches", type=int, default=24)
     ap.add_argument("--no-compile", action="store_true")
+    ap.add_argument("--no-fused", action="store_true", help="no fused decode kernels: every batch through the modules")
+    ap.add_argument("--unfused-too", action="store_true",
+                    help="first run the batches of up to 4 through the modules (not the fused kernels) as well")
     args = ap.parse_args()
 
     runtime = pick_runtime(args.device, args.dtype)
@@ -112,32 +116,57 @@ def main():
           f"({model.num_parameters():,} parameters), sampling {sampling}")
 
     # Upstream's model runs in fp32 weights under autocast; the engine casts the weights.
+    # Upstream runs with PyTorch's defaults, cuDNN attention included; the studio turns that off
+    # (runtime.configure_cuda), which also speeds the reference loop up, so it is timed both ways.
     ref_model = model.to(runtime.device)
-    chars, secs = reference_loop(ref_model, 2, sampling, runtime.dtype)  # warm-up
-    chars, secs = reference_loop(ref_model, args.reference_patches, sampling, runtime.dtype)
-    ref_rate = chars / secs
-    rows = [("reference (upstream loop), batch 1", chars, secs, ref_rate, None)]
-    print(f"reference: {chars} chars in {secs:.2f} s = {ref_rate:.0f} chars/s "
-          f"({1000 * secs / args.reference_patches:.1f} ms per patch)", flush=True)
+    rows = []
+    for cudnn in ([True, False] if cuda else [False]):
+        torch.backends.cuda.enable_cudnn_sdp(cudnn)
+        reference_loop(ref_model, 2, sampling, runtime.dtype)  # warm-up
+        chars, secs = reference_loop(ref_model, args.reference_patches, sampling, runtime.dtype)
+        how = "cuDNN attention off" if cuda and not cudnn else "PyTorch defaults"
+        rows.append((f"reference (upstream loop), batch 1, {how}", chars, secs, chars / secs, None))
+        print(f"reference, {how}: {chars} chars in {secs:.2f} s = {chars / secs:.0f} chars/s "
+              f"({1000 * secs / args.reference_patches:.1f} ms per patch)", flush=True)
+    if cuda:
+        configure_cuda()
+    ref_rate = rows[0][3]
 
-    engine = Engine(model, runtime, compile=not args.no_compile and cuda)
-    for batch in args.batches:
-        t0 = time.perf_counter()
-        chars, secs, pieces = engine_run(engine, batch, args.patches, sampling)
-        peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
-        rate = chars / secs
-        statuses = {p.status for p in pieces}
-        rows.append((f"engine, batch {batch}", chars, secs, rate, peak))
-        print(f"engine batch {batch}: {chars} chars in {secs:.2f} s = {rate:.0f} chars/s, "
-              f"{1000 * secs / args.patches:.2f} ms per patch step, x{rate / ref_rate:.1f} the reference, "
-              f"peak {peak or 0:.2f} GiB, statuses {statuses} (setup+warm-up {time.perf_counter() - t0 - secs:.0f} s)",
-              flush=True)
+    runs = []
+    if args.unfused_too:  # first: the fused path re-lays the weights in memory
+        runs.append((Engine(model, runtime, compile=not args.no_compile and cuda, fused=False), " (modules)",
+                     [b for b in args.batches if b <= FUSED_MAX_BATCH]))
+    fused = False if args.no_fused else None
+    runs.append((Engine(model, runtime, compile=not args.no_compile and cuda, fused=fused), "", args.batches))
+    for engine, how, batches in runs:
+        rows += engine_rows(engine, how, batches, args.patches, sampling, ref_rate)
+        if how:
+            engine.unload()
 
     print("\n| run | chars | seconds | chars/s | x reference | peak GiB |")
     print("| --- | --- | --- | --- | --- | --- |")
     for label, chars, secs, rate, peak in rows:
         print(f"| {label} | {chars} | {secs:.2f} | {rate:.0f} | {rate / ref_rate:.1f} | "
               f"{'' if peak is None else f'{peak:.2f}'} |")
+
+
+def engine_rows(engine: Engine, how: str, batches: list[int], patches: int, sampling: SamplingConfig,
+                ref_rate: float) -> list[tuple]:
+    rows = []
+    cuda = engine.runtime.device.type == "cuda"
+    for batch in batches:
+        path = " (modules)" if how or not (engine.fused and batch <= FUSED_MAX_BATCH) else " (fused kernels)"
+        t0 = time.perf_counter()
+        chars, secs, pieces = engine_run(engine, batch, patches, sampling)
+        peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
+        rate = chars / secs
+        statuses = {p.status for p in pieces}
+        rows.append((f"engine, batch {batch}{path}", chars, secs, rate, peak))
+        print(f"engine batch {batch}{path}: {chars} chars in {secs:.2f} s = {rate:.0f} chars/s, "
+              f"{1000 * secs / patches:.2f} ms per patch step, x{rate / ref_rate:.1f} the reference, "
+              f"peak {peak or 0:.2f} GiB, statuses {statuses} (setup+warm-up {time.perf_counter() - t0 - secs:.0f} s)",
+              flush=True)
+    return rows
 
 
 if __name__ == "__main__":
