@@ -37,7 +37,8 @@ def generate(args):
         pieces += engine.generate(requests[i:i + args.batch], limits=limits)
     seconds = time.perf_counter() - start
     out = [{"prompt": p.request.prompt.line, "seed": p.request.seed, "status": p.status, "reason": p.reason,
-            "raw": p.raw, "abc": p.abc, "chars": p.chars, "redrawn_bars": p.redrawn_bars} for p in pieces]
+            "raw": p.raw, "abc": p.abc, "chars": p.chars, "redrawn_bars": p.redrawn_bars,
+            "restarts": p.restarts} for p in pieces]
     Path(args.out).write_text(json.dumps(out), encoding="utf-8")
     chars = sum(p.chars for p in pieces)
     print(f"{len(pieces)} pieces, {chars} chars in {seconds:.1f} s ({chars / seconds:.0f} chars/s) on "

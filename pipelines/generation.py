@@ -53,7 +53,11 @@ class GenerationLimits:
 # Rows share each weight tile in decode_kernels; on an H100 (NotaGen-X) it won at batches 1 and 2
 # and lost at 4 (8,836 against 10,250 chars/s), where batched products do better.
 FUSED_MAX_BATCH = 2
-REDRAWS_PER_LINE = 4  # a piece's redraw budget per tune-body line (see Engine._redraw_line)
+REDRAWS_PER_LINE = 4  # a piece's redraw budget per tune-body line (see Engine._go_back_to)
+# A line among a piece's first RESTART_WITHIN_LINES that fails all its redraws sends the piece back
+# to its start, at most MAX_RESTARTS times: its metadata or voice layout is then most likely broken.
+RESTART_WITHIN_LINES = 8
+MAX_RESTARTS = 2
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,7 @@ class GeneratedPiece:
     seconds: float = 0.0
     reencodes: int = 0
     redrawn_bars: int = 0  # tune-body lines drawn again because their voices did not line up
+    restarts: int = 0  # times the piece began again from its prompt (an early line kept failing)
 
     @property
     def ok(self) -> bool:
@@ -131,8 +136,14 @@ class _Piece:
     status: str = ""
     reason: str = ""
     line_start: _LineStart | None = None  # None where the line cannot be drawn again
+    prev_line_start: _LineStart | None = None  # the line before's, while it can be gone back to
+    start: _LineStart | None = None  # where the piece began; None once that context is gone
     redraws: int = 0  # of the current line
     redrawn_bars: int = 0
+    attempt_redraws: int = 0  # since the piece (re)started
+    restarts: int = 0
+    backed_at: int = -1  # the line count where the piece last went back a line
+    end_redraws: int = 0
 
     @property
     def active(self) -> bool:
@@ -150,20 +161,29 @@ class _Piece:
 
     def mark_line_start(self, context: int, forced: list[int], enc: torch.Tensor):
         tail = self.body_lines[-1] if self.body_lines else ""
+        self.prev_line_start = self.line_start
         self.line_start = _LineStart(len(self.text), self.chars, self.metadata, len(self.body_lines), tail,
                                      self.in_body, context, list(forced), enc.clone())
         self.redraws = 0
 
-    def back_to_line_start(self) -> _LineStart:
-        m = self.line_start
+    def back_to(self, m: _LineStart, how: str):
+        """Cut the text back to mark `m`: to draw the current line again (`line`), from the line
+        before's start (`back`, that line with its own redraws) or from the piece's (`restart`)."""
         del self.text[m.text_items:]
         del self.body_lines[m.body_count:]
         if m.body_count:
             self.body_lines[-1] = m.body_tail
         self.chars, self.metadata, self.in_body, self.context = m.chars, m.metadata, m.in_body, m.context
-        self.redraws += 1
+        if how == "restart":
+            self.restarts += 1
+            self.line_start, self.prev_line_start, self.redraws, self.attempt_redraws = m, None, 0, 0
+            return
         self.redrawn_bars += 1
-        return m
+        self.attempt_redraws += 1
+        if how == "line":
+            self.redraws += 1
+        else:
+            self.line_start, self.prev_line_start, self.redraws = m, None, 0
 
 
 def char_embeds(model: NotaGen, enc, chars, pos):
@@ -472,6 +492,7 @@ class Engine:
         if limits.bar_retries:
             for b, piece in enumerate(pieces):
                 piece.mark_line_start(piece.context, forced_rows[b], dec.enc[b])
+                piece.start = piece.line_start
 
         while any(p.active for p in pieces):
             if should_stop and should_stop():
@@ -488,18 +509,26 @@ class Engine:
                 patch = host[b]
                 piece.patches += 1
                 piece.context += 1
-                if patch[0] == BOS_ID and patch[1] == EOS_ID:
-                    piece.status = "ok"
-                    continue
-                chunk = self.patchilizer.decode_patch(patch)[known[b]:]
-                if not piece.in_body and chunk.startswith("[r:"):
-                    piece.in_body = True
-                    dec.in_body[b] = True
-                piece.add(chunk)
-                ends_line = chunk.endswith("\n")
-                redrawn = ends_line and self._redraw_line(piece, limits.bar_retries)
+                ends = patch[0] == BOS_ID and patch[1] == EOS_ID
+                if ends:
+                    back = self._end_back_to(piece, limits.bar_retries)
+                    if back is None:
+                        piece.status = "ok"
+                        continue
+                    piece.end_redraws += 1
+                    ends_line = False
+                else:
+                    chunk = self.patchilizer.decode_patch(patch)[known[b]:]
+                    if not piece.in_body and chunk.startswith("[r:"):
+                        piece.in_body = True
+                        dec.in_body[b] = True
+                    piece.add(chunk)
+                    ends_line = chunk.endswith("\n")
+                    back = self._go_back_to(piece, limits.bar_retries) if ends_line else None
+                redrawn = back is not None
                 if redrawn:
-                    m = piece.back_to_line_start()
+                    m = back[0]
+                    piece.back_to(*back)
                     dec.in_body[b] = m.in_body
                     dec.enc[b] = m.enc
                     dec.start_row(b, m.context, m.forced)  # the counters go on: new draws
@@ -518,7 +547,12 @@ class Engine:
                     piece.context = len(ctx)
                     forced_rows[b] = open_patch
                     dec.start_row(b, piece.context, open_patch)
-                    piece.line_start = None  # a line begun in the old context cannot be drawn again
+                    # Marks in the old context cannot be gone back to; the rest of the current line
+                    # can be drawn again from here, in the new one.
+                    piece.line_start = piece.start = None
+                    if limits.bar_retries:
+                        piece.mark_line_start(piece.context, open_patch, dec.enc[b])
+                    piece.prev_line_start = None
                 if limits.bar_retries and ends_line and not redrawn and piece.active:
                     piece.mark_line_start(piece.context, forced_rows[b], dec.enc[b])
             if dec.graph is None:  # only the eager char loop reads it (early exit)
@@ -528,18 +562,50 @@ class Engine:
         return [self._finish(p, seconds) for p in pieces]
 
     @staticmethod
-    def _redraw_line(piece: _Piece, retries: int) -> bool:
-        """Whether the tune-body line `piece` just finished is drawn again: its voices do not line up.
+    def _go_back_to(piece: _Piece, retries: int) -> tuple[_LineStart, str] | None:
+        """Where `piece` goes back to after finishing a tune-body line whose voices do not line up
+        (differ in length or barline), and how (`_Piece.back_to`); None keeps the line.
 
-        Besides `retries` per line, a piece redraws at most REDRAWS_PER_LINE times the lines it
-        has, plus `retries`: a piece whose every line fails (a voice lost its meter) goes on
-        instead of spending the time limit on redraws.
+        - The line's start, to draw it again, up to `retries` times. A piece redraws at most
+          REDRAWS_PER_LINE times the lines it has, plus `retries`, in all: a piece whose every
+          line fails (a voice lost its meter) goes on instead of spending its time limit.
+        - Past those, a line among the piece's first RESTART_WITHIN_LINES sends the piece back
+          to its start (up to MAX_RESTARTS times): its metadata or voice layout is then most
+          likely what makes the line fail.
+        - Later, the piece goes back to the line before's start, once per place, so the line
+          gets its redraws again after a different line before it.
         """
-        if not piece.in_body or piece.line_start is None or piece.redraws >= retries:
-            return False
-        if piece.redrawn_bars >= retries + REDRAWS_PER_LINE * len(piece.body_lines):
-            return False
-        return bar_line_problem(piece.metadata, piece.body_lines[-1]) is not None
+        if not retries or not piece.in_body or piece.line_start is None:
+            return None
+        budget_left = piece.attempt_redraws < retries + REDRAWS_PER_LINE * len(piece.body_lines)
+        line = budget_left and piece.redraws < retries
+        start = piece.start
+        restart = (start is not None and piece.restarts < MAX_RESTARTS
+                   and len(piece.body_lines) - start.body_count <= RESTART_WITHIN_LINES)
+        back = budget_left and piece.prev_line_start is not None and piece.backed_at != len(piece.body_lines)
+        if not (line or restart or back) or bar_line_problem(piece.metadata, piece.body_lines[-1]) is None:
+            return None
+        if line:
+            return piece.line_start, "line"
+        if restart:
+            return start, "restart"
+        piece.backed_at = len(piece.body_lines)
+        return piece.prev_line_start, "back"
+
+    @staticmethod
+    def _end_back_to(piece: _Piece, retries: int) -> tuple[_LineStart, str] | None:
+        """Where `piece` goes back to when the model ends it on a last line that does not close
+        (an ending opened with `|1`, voices of different lengths): that line's start, up to
+        `retries` times; None ends the piece."""
+        if not retries or not piece.in_body or not piece.body_lines or piece.end_redraws >= retries:
+            return None
+        if piece.attempt_redraws >= retries + REDRAWS_PER_LINE * len(piece.body_lines):
+            return None
+        # the last line's start: the current mark while it is unfinished, else the one before
+        mark = piece.line_start if not piece.body_lines[-1].endswith("\n") else piece.prev_line_start
+        if mark is None or bar_line_problem(piece.metadata, piece.body_lines[-1], last=True) is None:
+            return None
+        return mark, "back"
 
     @staticmethod
     def _check_limits(piece: _Piece, limits: GenerationLimits, start: float):
@@ -554,7 +620,7 @@ class Engine:
     def _finish(piece: _Piece, seconds: float) -> GeneratedPiece:
         raw = "".join(piece.text)
         out = GeneratedPiece(piece.request, raw, None, piece.status, piece.reason, piece.patches,
-                             piece.chars, seconds, piece.reencodes, piece.redrawn_bars)
+                             piece.chars, seconds, piece.reencodes, piece.redrawn_bars, piece.restarts)
         if out.status == "ok":
             try:
                 out.abc = postprocess(raw)

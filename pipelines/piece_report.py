@@ -319,12 +319,13 @@ def _whole_notes(value: Fraction) -> str:
     return f"{value.numerator}/{value.denominator}"
 
 
-def bar_line_problem(metadata: str, line: str) -> str | None:
+def bar_line_problem(metadata: str, line: str, last: bool = False) -> str | None:
     """Why one interleaved tune-body line (one bar of each voice it names) does not line up, or None.
 
     `metadata` is the piece's text before its tune body (its `V:` definitions among it). Voices
     the line leaves out (whole-bar rests that preprocessing removed, restored after generation)
     are not counted; the others must be timeable, of one duration and end with one barline.
+    The `last` line of a piece must also close every voice (not end on an opened ending, `|1`).
     """
     body = STREAM_PREFIX.sub("", line.rstrip("\r\n"))
     present = list(dict.fromkeys(_INLINE_VOICE.findall(body)))
@@ -341,7 +342,7 @@ def bar_line_problem(metadata: str, line: str) -> str | None:
         header.append(_VOICE_DEF.sub(lambda m: f"V:{number[m.group(1)]}{m.group(2)}", text) if found else text)
     body = _INLINE_VOICE.sub(lambda m: f"[V:{number.get(m.group(1), m.group(1))}]", body)
     voices, _ = _voice_definitions(header)
-    bars = _interleaved_bars(header + [body], header, voices, whole_piece=False)
+    bars = _interleaved_bars(header + [body], header, voices, whole_piece=last)
     unit = _parse_fraction(_header_fields(header).get("L")) or Fraction(1, 8)
     findings = bars.findings + _duration_findings(bars, unit)
     if not findings:

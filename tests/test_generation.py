@@ -1,12 +1,13 @@
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from pipelines.checkpoint import load_checkpoint
 from pipelines.errors import NotaGenError
-from pipelines.generation import (REDRAWS_PER_LINE, Engine, GeneratedPiece, GenerationLimits, GenerationRequest,
+from pipelines.generation import (MAX_RESTARTS, REDRAWS_PER_LINE, RESTART_WITHIN_LINES, Engine, GeneratedPiece, GenerationLimits, GenerationRequest,
                                   _Piece, char_step, continuation_prefix, zero_after_eos)
 from pipelines.piece_report import bar_line_problem
 from pipelines.tokenizer import EOS_ID
@@ -83,6 +84,25 @@ def test_generation_continues_past_the_patch_length(engine, fixtures):
     assert piece.raw.startswith(prefix)
     assert piece.patches == 90 and piece.status == "limit"
     assert piece.reencodes >= 2  # once for the prefix, again while generating
+
+
+def test_the_line_under_way_at_a_reencode_can_still_be_redrawn(engine, fixtures, monkeypatch):
+    """Past the patch length the old marks are gone; the line being written gets a mark in the new
+    context, so the first line to end after a re-encode is checked (and redrawn) like the others."""
+    source = (fixtures / "preprocess" / "bach_bwv7.7.xml2abc.abc").read_text(encoding="utf-8")
+    prefix = continuation_prefix(source, BACH, add_lines=4)
+    unmarked, checked = [], []
+    go_back_to = Engine._go_back_to
+
+    def spy(piece, retries):
+        (unmarked if piece.line_start is None else checked).append(piece.reencodes)
+        return go_back_to(piece, retries)
+
+    monkeypatch.setattr(Engine, "_go_back_to", staticmethod(spy))
+    piece = engine.generate([GenerationRequest(BACH, seed=5, prefix=prefix)],
+                            limits=GenerationLimits(max_patches=150, bar_retries=2))[0]
+    assert piece.reencodes >= 2 and piece.redrawn_bars > 0
+    assert max(checked) >= 2 and not unmarked  # lines ended after re-encodes, each with a mark
 
 
 def test_metadata_only_context_is_refused_not_crashed(engine):
@@ -162,65 +182,135 @@ def test_zero_after_eos():
     assert zero_after_eos(chars).tolist() == [[65, 66, EOS_ID, 0, 0], [65, 66, 67, 68, 69]]
 
 
-def reference_with_redraws(model, start: str, seed: int, patches: int, retries: int) -> tuple[str, int]:
-    """No caches, and a redraw done on the text: a finished tune-body line whose voices do not
-    line up is cut off again (up to `retries` times per line, within the piece's budget); the
-    draws' counter goes on."""
+def reference_with_redraws(model, start: str, seed: int, patches: int, retries: int) -> tuple[str, int, int, int]:
+    """No caches, and redraws done on the text, as Engine._go_back_to and _end_back_to say: a
+    finished tune-body line whose voices do not line up is cut off again (up to `retries` times per
+    line, within the piece's budget); past that, one among the first RESTART_WITHIN_LINES cuts the
+    piece back to `start` (up to MAX_RESTARTS times), a later one back to the line before's start
+    (once per place); an end on a last line that does not close cuts that line off. The draws'
+    counter goes on. Returns the text, lines redrawn, restarts and ends refused."""
     P = model.config.patch_size
     lines = start.splitlines(keepends=True)
     metadata = "".join(lines[:next(i for i, line in enumerate(lines) if line.startswith("[r:"))])
+    start_lines = len(start[len(metadata):].splitlines())
     text, context = start, Patchilizer().encode_generate(start, model.config.patch_length)
     forced = context.pop() if len(context[-1]) < P else []  # an unfinished last patch goes on
-    mark, redraws, redrawn = (text, list(context), forced), 0, 0
+    first = mark = (text, list(context), forced)
+    prev = None
+    redraws = redrawn = attempt = restarts = end_redraws = 0
+    backed_at = -1
     for n in range(patches):
         patch = reference_patch(model, context, seed, n, SamplingConfig(), forced)
+        body_lines = len(text[len(metadata):].splitlines())
+        budget_left = attempt < retries + REDRAWS_PER_LINE * body_lines
         if patch[0] == 1 and patch[1] == EOS_ID:
+            last = mark if not text.endswith("\n") else prev
+            if end_redraws < retries and budget_left and last is not None \
+                    and bar_line_problem(metadata, text.splitlines()[-1], last=True):
+                end_redraws, redrawn, attempt = end_redraws + 1, redrawn + 1, attempt + 1
+                (text, context, forced), mark, prev, redraws = (last[0], list(last[1]), last[2]), last, None, 0
+                continue
             break
         new = Patchilizer.decode_patch(patch)[len(forced):]
         text += new
         context.append(patch)
         forced = []
-        if new.endswith("\n"):  # a line the model finished
-            budget = retries + REDRAWS_PER_LINE * len(text[len(metadata):].splitlines())
-            if redraws < retries and redrawn < budget and bar_line_problem(metadata, text.splitlines()[-1]):
+        if not new.endswith("\n"):
+            continue
+        # a line the model finished
+        body_lines = len(text[len(metadata):].splitlines())
+        budget_left = attempt < retries + REDRAWS_PER_LINE * body_lines
+        line = budget_left and redraws < retries
+        restart = restarts < MAX_RESTARTS and body_lines - start_lines <= RESTART_WITHIN_LINES
+        back = budget_left and prev is not None and backed_at != body_lines
+        if (line or restart or back) and bar_line_problem(metadata, text.splitlines()[-1]):
+            if line:
                 text, context, forced = mark[0], list(mark[1]), mark[2]
-                redraws, redrawn = redraws + 1, redrawn + 1
+                redraws, redrawn, attempt = redraws + 1, redrawn + 1, attempt + 1
+            elif restart:
+                (text, context, forced), mark, prev = (first[0], list(first[1]), first[2]), first, None
+                redraws, attempt, restarts = 0, 0, restarts + 1
             else:
-                mark, redraws = (text, list(context), []), 0
-    return text, redrawn
+                backed_at, redrawn, attempt = body_lines, redrawn + 1, attempt + 1
+                (text, context, forced), mark, prev, redraws = (prev[0], list(prev[1]), prev[2]), prev, None, 0
+        else:
+            prev, mark, redraws = mark, (text, list(context), []), 0
+    return text, redrawn, restarts, end_redraws
 
 
-def test_misaligned_bars_are_redrawn_as_a_reference_does(fixtures):
+def test_misaligned_bars_are_redrawn_as_a_reference_does(fixtures, monkeypatch):
     """The demo model continues a Haydn quartet; lines whose voices differ are drawn again from
-    the line's start. The cached engine (rolled back rows, a batch of two) writes what a
-    reference that re-encodes the cut text writes, char for char."""
+    the line's start, one that keeps failing early restarts the piece and a later one goes back a
+    line. The cached engine (rolled back rows, a batch of two) writes what a reference that
+    re-encodes the cut text writes, char for char."""
     demo = load_checkpoint(Path(__file__).resolve().parents[1] / "assets" / "demo_model.pth", device="cpu")
     model = demo.model.float().eval()
     source = (fixtures / "preprocess" / "haydn_opus74no1_movement3.xml2abc.abc").read_text(encoding="utf-8")
     haydn = Prompt("Classical", "Haydn, Joseph", "Chamber")
     prefix = continuation_prefix(source, haydn, keep_lines=2)
     engine = Engine(model, pick_runtime("cpu"))
-    seeds = (0, 4)
+    hows = []
+    back_to = _Piece.back_to
+    monkeypatch.setattr(_Piece, "back_to", lambda piece, mark, how: hows.append(how) or back_to(piece, mark, how))
+    seeds = (0, 7)
     pieces = engine.generate([GenerationRequest(haydn, seed=s, prefix=prefix) for s in seeds],
-                             limits=GenerationLimits(max_patches=40, bar_retries=3))
-    assert all(p.redrawn_bars > 0 for p in pieces)  # the comparison covers real redraws
+                             limits=GenerationLimits(max_patches=60, bar_retries=1))
+    assert set(hows) == {"line", "restart", "back"}  # the comparison covers every way back
     for seed, piece in zip(seeds, pieces):
-        text, redrawn = reference_with_redraws(model, prefix, seed, piece.patches, retries=3)
-        assert piece.raw == text and piece.redrawn_bars == redrawn
+        text, redrawn, restarts, _ = reference_with_redraws(model, prefix, seed, piece.patches, retries=1)
+        assert piece.raw == text and piece.redrawn_bars == redrawn and piece.restarts == restarts
     plain = engine.generate([GenerationRequest(haydn, seed=0, prefix=prefix)], limits=GenerationLimits(max_patches=40))
     assert plain[0].redrawn_bars == 0 and plain[0].raw != pieces[0].raw
 
 
+def _piece(*lines: str) -> _Piece:
+    piece = _Piece(GenerationRequest(BACH), [], metadata="L:1/8\nM:3/4\nK:C\nV:1\nV:2\n", in_body=True,
+                   body_lines=list(lines))
+    piece.line_start = object()  # the current line's start is known; the piece's start is not
+    return piece
+
+
+GOOD, BAD = "[r:0/6][V:1]c6|[V:2]C6|\n", "[r:1/5][V:1]c6|[V:2]C4|\n"
+
+
 def test_a_piece_stops_redrawing_past_its_budget():
     """A piece whose lines keep failing goes on: at most `retries` + 4 redraws per line it has."""
-    bad = "[r:1/5][V:1]c6|[V:2]C4|\n"
-    piece = _Piece(GenerationRequest(BACH), [], metadata="L:1/8\nM:3/4\nK:C\nV:1\nV:2\n", in_body=True,
-                   body_lines=["[r:0/6][V:1]c6|[V:2]C6|\n", bad])
-    piece.line_start = object()  # a line start is known
-    piece.redrawn_bars = 3 + REDRAWS_PER_LINE * 2 - 1
-    assert Engine._redraw_line(piece, retries=3)
-    piece.redrawn_bars += 1
-    assert not Engine._redraw_line(piece, retries=3)
-    piece.body_lines[-1] = "[r:1/5][V:1]c6|[V:2]C6|\n"
-    piece.redrawn_bars = 0
-    assert not Engine._redraw_line(piece, retries=3)  # aligned: kept
+    piece = _piece(GOOD, BAD)
+    piece.attempt_redraws = 3 + REDRAWS_PER_LINE * 2 - 1
+    assert Engine._go_back_to(piece, retries=3) == (piece.line_start, "line")
+    piece.attempt_redraws += 1
+    assert Engine._go_back_to(piece, retries=3) is None
+    piece.body_lines[-1] = GOOD
+    piece.attempt_redraws = 0
+    assert Engine._go_back_to(piece, retries=3) is None  # aligned: kept
+
+
+def test_a_line_past_its_redraws_restarts_the_piece_early_and_goes_back_a_line_later():
+    """Past its redraws, a failing line among the first RESTART_WITHIN_LINES sends the piece back
+    to its start (at most MAX_RESTARTS times); a later one goes back to the line before's start,
+    once per place."""
+    piece = _piece(GOOD, BAD)
+    piece.start = SimpleNamespace(body_count=0)
+    piece.redraws = 3  # the line's redraws are spent
+    assert Engine._go_back_to(piece, retries=3) == (piece.start, "restart")
+    piece.restarts = MAX_RESTARTS
+    assert Engine._go_back_to(piece, retries=3) is None  # no line before to go back to
+    piece.prev_line_start = object()
+    assert Engine._go_back_to(piece, retries=3) == (piece.prev_line_start, "back")
+    assert Engine._go_back_to(piece, retries=3) is None  # not twice at one place
+    piece = _piece(*[GOOD] * RESTART_WITHIN_LINES, BAD)  # too late to restart
+    piece.start, piece.prev_line_start, piece.redraws = SimpleNamespace(body_count=0), object(), 3
+    assert Engine._go_back_to(piece, retries=3) == (piece.prev_line_start, "back")
+
+
+def test_a_piece_that_ends_on_an_open_ending_draws_its_last_line_again():
+    piece = _piece(GOOD, "[r:1/0][V:1]c6:|2[V:2]C6:|2\n")
+    piece.prev_line_start = object()  # the last line's start (the current mark follows it)
+    assert Engine._end_back_to(piece, retries=3) == (piece.prev_line_start, "back")
+    piece.end_redraws = 3
+    assert Engine._end_back_to(piece, retries=3) is None  # the piece ends as it is
+    closed = _piece(GOOD, "[r:1/0][V:1]c6|][V:2]C6|]\n")
+    closed.prev_line_start = object()
+    assert Engine._end_back_to(closed, retries=3) is None
+    unfinished = _piece(GOOD, "[r:1/0][V:1]c6|[V:2]C")  # ended mid-line: back to that line's start
+    assert Engine._end_back_to(unfinished, retries=3) == (unfinished.line_start, "back")

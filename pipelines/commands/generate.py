@@ -87,7 +87,7 @@ def run_generate(args) -> int:
                            "continued_from": str(args.prefix or "")},
             "model": str(model_path), "device": str(engine.runtime.device), "dtype": engine.runtime.dtype_name,
             "status": piece.status, "reason": piece.reason, "chars": piece.chars, "patches": piece.patches,
-            "redrawn_bars": piece.redrawn_bars,
+            "redrawn_bars": piece.redrawn_bars, "restarts": piece.restarts,
             "seconds": round(piece.seconds, 3), "chars_per_second": round(piece.chars_per_second, 1),
         }
         atomic_write_text(args.out / f"{stem}.json", json.dumps(meta, indent=2) + "\n")
