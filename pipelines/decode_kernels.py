@@ -1,5 +1,7 @@
 """One-position decode through a GPT-2 stack in Triton kernels: five launches per block.
 
+The generation engine runs its batches of up to FUSED_MAX_BATCH rows through these on CUDA.
+
 At small batches a decode step is a chain of matrix-vector products over weight
 matrices of 3-13 MB (NotaGen-X). Through PyTorch each block is about fifteen
 kernels on an H100 (cuBLAS splits every product in two, then come the norms,
@@ -8,7 +10,8 @@ microseconds for about a microsecond of weight traffic. Here a block is five:
 
 1. layer norm, QKV product and bias                      -> qkv (B, 3C)
 2. the new key and value into the cache at each row's position, attention over
-   the cache up to it                                   -> y (B, C)
+   the cache up to it (a long cache is split over several programs per head and
+   merged by one more small kernel)                     -> y (B, C)
 3. output projection, bias and residual                 -> x, in place
 4. layer norm, MLP up-projection, bias and GELU (tanh)  -> h (B, 4C)
 5. MLP down-projection, bias and residual               -> x, in place
@@ -32,6 +35,15 @@ import triton
 import triton.language as tl
 
 from .model import GPT2Stack
+
+ATTENTION_SLOTS = 128  # cache slots per attention program: the patch decoder's 1024 make 8 programs a head
+# (BLOCK_N, BLOCK_K, warps per row) of each product, the fastest measured on an H100 at batch 1
+# (NotaGen-X: 5.0, 2.8, 5.6, 5.5 and 3.0 us per call with the weights in L2; the weight traffic
+# alone is 2.9, 1.0, 3.9, 3.9 and 0.1 us). Many small programs keep the most loads in flight. In a
+# whole patch (weights from memory) seven variants measured 4.02-6.02 ms; this one 4.04.
+LINEAR_BLOCKS = {"qkv": (4, 1024, 1), "out": (2, 1024, 1), "up": (4, 512, 1), "down": (2, 1024, 1),
+                 "head": (1, 1024, 1)}
+
 
 @triton.jit
 def _linear_kernel(x_ptr, stride_x, ln_w_ptr, ln_b_ptr, eps, w_ptr, bias_ptr, out_ptr, stride_out, B, N,
@@ -167,13 +179,6 @@ def row_major(weight: torch.nn.Parameter) -> torch.Tensor:
     return weight.t()
 
 
-ATTENTION_SLOTS = 128  # cache slots per attention program
-# (BLOCK_N, BLOCK_K, warps per row) of each product, the fastest measured on an H100 at batch 1
-# (NotaGen-X: 5.0, 2.8, 5.6, 5.5 and 3.0 us per call with the weights in L2; the weight traffic
-# alone is 2.9, 1.0, 3.9, 3.9 and 0.1 us). Many small programs keep the most loads in flight.
-LINEAR_BLOCKS = {"qkv": (4, 1024, 1), "out": (2, 1024, 1), "up": (4, 512, 1), "down": (2, 1024, 1),
-                 "head": (1, 1024, 1)}
-
 class FusedStack:
     """One decode position through a GPT2Stack's blocks (and its final norm) for every row.
 
@@ -219,7 +224,8 @@ class FusedStack:
         _attention_kernel[(self.batch, self.heads, splits)](
             self.qkv, self.qkv.stride(0), cache.k, cache.v, positions, positions.stride(0), self.y, self.y.stride(0),
             self.part, self.heads, self.head_dim ** -0.5, S=S, C=self.heads * self.head_dim, D=self.head_dim,
-            BLOCK_S=min(self.slots_per_program, triton.next_power_of_2(S)), SPLITS=splits, num_warps=1 if S <= 32 else 4)
+            BLOCK_S=min(self.slots_per_program, triton.next_power_of_2(S)), SPLITS=splits,
+            num_warps=1 if S <= 32 else 4)
         if splits > 1:
             _attention_merge_kernel[(self.batch, self.heads)](self.part, self.y, self.y.stride(0), self.heads,
                                                               D=self.head_dim, SPLITS=splits, num_warps=1)

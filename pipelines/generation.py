@@ -547,12 +547,11 @@ class Engine:
                     piece.context = len(ctx)
                     forced_rows[b] = open_patch
                     dec.start_row(b, piece.context, open_patch)
-                    # Marks in the old context cannot be gone back to; the rest of the current line
-                    # can be drawn again from here, in the new one.
-                    piece.line_start = piece.start = None
-                    if limits.bar_retries:
+                    # Marks in the old context cannot be gone back to; a line under way can be
+                    # drawn again from here, in the new one (a finished line is marked below).
+                    piece.line_start = piece.prev_line_start = piece.start = None
+                    if limits.bar_retries and not ends_line:
                         piece.mark_line_start(piece.context, open_patch, dec.enc[b])
-                    piece.prev_line_start = None
                 if limits.bar_retries and ends_line and not redrawn and piece.active:
                     piece.mark_line_start(piece.context, forced_rows[b], dec.enc[b])
             if dec.graph is None:  # only the eager char loop reads it (early exit)

@@ -7,8 +7,9 @@ import torch
 
 from pipelines.checkpoint import load_checkpoint
 from pipelines.errors import NotaGenError
-from pipelines.generation import (MAX_RESTARTS, REDRAWS_PER_LINE, RESTART_WITHIN_LINES, Engine, GeneratedPiece, GenerationLimits, GenerationRequest,
-                                  _Piece, char_step, continuation_prefix, zero_after_eos)
+from pipelines.generation import (MAX_RESTARTS, REDRAWS_PER_LINE, RESTART_WITHIN_LINES, Engine, GeneratedPiece,
+                                  GenerationLimits, GenerationRequest, _Piece, char_step, continuation_prefix,
+                                  zero_after_eos)
 from pipelines.piece_report import bar_line_problem
 from pipelines.tokenizer import EOS_ID
 from pipelines.postprocess import close_score_brackets, postprocess
