@@ -29,7 +29,7 @@ import torch
 from .checkpoint import ModelCard
 from .errors import AbcError, NotaGenError
 from .model import NotaGen
-from .piece_report import DEFAULT_BAR_RETRIES, bar_line_problem  # noqa: F401 (re-exported)
+from .piece_report import DEFAULT_BAR_RETRIES, bar_line_problem, header_problem  # noqa: F401 (re-exported)
 from .postprocess import postprocess
 from .prompts import Prompt
 from .runtime import Runtime, bytes_per_piece, check_fits, free_memory, max_batch, release, triton_available
@@ -570,7 +570,7 @@ class Engine:
           line fails (a voice lost its meter) goes on instead of spending its time limit.
         - Past those, a line among the piece's first RESTART_WITHIN_LINES sends the piece back
           to its start (up to MAX_RESTARTS times): its metadata or voice layout is then most
-          likely what makes the line fail.
+          likely what makes the line fail. A header that defines a voice twice does so at once.
         - Later, the piece goes back to the line before's start, once per place, so the line
           gets its redraws again after a different line before it.
         """
@@ -581,6 +581,8 @@ class Engine:
         start = piece.start
         restart = (start is not None and piece.restarts < MAX_RESTARTS
                    and len(piece.body_lines) - start.body_count <= RESTART_WITHIN_LINES)
+        if restart and header_problem(piece.metadata):  # no line can mend the header
+            return start, "restart"
         back = budget_left and piece.prev_line_start is not None and piece.backed_at != len(piece.body_lines)
         if not (line or restart or back) or bar_line_problem(piece.metadata, piece.body_lines[-1]) is None:
             return None

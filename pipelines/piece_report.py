@@ -176,6 +176,19 @@ def _voice_definitions(lines: list[str]) -> tuple[list[str], list[str]]:
     return voices, names
 
 
+def header_problem(metadata: str) -> str | None:
+    """Why a piece's text before its tune body cannot make a readable score, or None: a voice
+    defined twice (abctoolkit then reads that voice's bars once per definition)."""
+    seen = set()
+    for line in metadata.split("\n"):
+        found = voice_definition(line)
+        if found and found[0] in seen:
+            return f"voice {found[0]} is defined twice in the header"
+        if found:
+            seen.add(found[0])
+    return None
+
+
 def voice_definition(line: str) -> tuple[str, str] | None:
     """(voice id, cleaned nm="..." name or "") of a `V:` line; None for any other line."""
     m = _VOICE_DEF.match(line)

@@ -10,7 +10,7 @@ from pipelines.errors import NotaGenError
 from pipelines.generation import (MAX_RESTARTS, REDRAWS_PER_LINE, RESTART_WITHIN_LINES, Engine, GeneratedPiece,
                                   GenerationLimits, GenerationRequest, _Piece, char_step, continuation_prefix,
                                   zero_after_eos)
-from pipelines.piece_report import bar_line_problem
+from pipelines.piece_report import bar_line_problem, header_problem
 from pipelines.tokenizer import EOS_ID
 from pipelines.postprocess import close_score_brackets, postprocess
 from pipelines.prompts import Prompt
@@ -224,16 +224,16 @@ def reference_with_redraws(model, start: str, seed: int, patches: int, retries: 
         line = budget_left and redraws < retries
         restart = restarts < MAX_RESTARTS and body_lines - start_lines <= RESTART_WITHIN_LINES
         back = budget_left and prev is not None and backed_at != body_lines
-        if (line or restart or back) and bar_line_problem(metadata, text.splitlines()[-1]):
-            if line:
-                text, context, forced = mark[0], list(mark[1]), mark[2]
-                redraws, redrawn, attempt = redraws + 1, redrawn + 1, attempt + 1
-            elif restart:
-                (text, context, forced), mark, prev = (first[0], list(first[1]), first[2]), first, None
-                redraws, attempt, restarts = 0, 0, restarts + 1
-            else:
-                backed_at, redrawn, attempt = body_lines, redrawn + 1, attempt + 1
-                (text, context, forced), mark, prev, redraws = (prev[0], list(prev[1]), prev[2]), prev, None, 0
+        fails = (line or restart or back) and bar_line_problem(metadata, text.splitlines()[-1])
+        if restart and header_problem(metadata) or fails and not line and restart:
+            (text, context, forced), mark, prev = (first[0], list(first[1]), first[2]), first, None
+            redraws, attempt, restarts = 0, 0, restarts + 1
+        elif fails and line:
+            text, context, forced = mark[0], list(mark[1]), mark[2]
+            redraws, redrawn, attempt = redraws + 1, redrawn + 1, attempt + 1
+        elif fails:
+            backed_at, redrawn, attempt = body_lines, redrawn + 1, attempt + 1
+            (text, context, forced), mark, prev, redraws = (prev[0], list(prev[1]), prev[2]), prev, None, 0
         else:
             prev, mark, redraws = mark, (text, list(context), []), 0
     return text, redrawn, restarts, end_redraws
@@ -302,6 +302,16 @@ def test_a_line_past_its_redraws_restarts_the_piece_early_and_goes_back_a_line_l
     piece = _piece(*[GOOD] * RESTART_WITHIN_LINES, BAD)  # too late to restart
     piece.start, piece.prev_line_start, piece.redraws = SimpleNamespace(body_count=0), object(), 3
     assert Engine._go_back_to(piece, retries=3) == (piece.prev_line_start, "back")
+
+
+def test_a_header_that_defines_a_voice_twice_restarts_the_piece_at_once():
+    piece = _piece(GOOD)
+    piece.metadata += "V:2\n"
+    piece.start = SimpleNamespace(body_count=0)
+    assert header_problem(piece.metadata) == "voice 2 is defined twice in the header"
+    assert Engine._go_back_to(piece, retries=3) == (piece.start, "restart")  # though the line is aligned
+    piece.restarts = MAX_RESTARTS
+    assert Engine._go_back_to(piece, retries=3) != (piece.start, "restart")
 
 
 def test_a_piece_that_ends_on_an_open_ending_draws_its_last_line_again():
