@@ -166,6 +166,10 @@ class _Piece:
                                      self.in_body, context, list(forced), enc.clone())
         self.redraws = 0
 
+    def redraw_budget_left(self, retries: int) -> bool:
+        """At most `retries` + REDRAWS_PER_LINE redraws per line it has, since the piece (re)started."""
+        return self.attempt_redraws < retries + REDRAWS_PER_LINE * len(self.body_lines)
+
     def back_to(self, m: _LineStart, how: str):
         """Cut the text back to mark `m`: to draw the current line again (`line`), from the line
         before's start (`back`, that line with its own redraws) or from the piece's (`restart`)."""
@@ -576,7 +580,7 @@ class Engine:
         """
         if not retries or not piece.in_body or piece.line_start is None:
             return None
-        budget_left = piece.attempt_redraws < retries + REDRAWS_PER_LINE * len(piece.body_lines)
+        budget_left = piece.redraw_budget_left(retries)
         line = budget_left and piece.redraws < retries
         start = piece.start
         restart = (start is not None and piece.restarts < MAX_RESTARTS
@@ -600,7 +604,7 @@ class Engine:
         `retries` times; None ends the piece."""
         if not retries or not piece.in_body or not piece.body_lines or piece.end_redraws >= retries:
             return None
-        if piece.attempt_redraws >= retries + REDRAWS_PER_LINE * len(piece.body_lines):
+        if not piece.redraw_budget_left(retries):
             return None
         # the last line's start: the current mark while it is unfinished, else the one before
         mark = piece.line_start if not piece.body_lines[-1].endswith("\n") else piece.prev_line_start
