@@ -443,7 +443,8 @@ class Backend:
         return f"{UPLOAD_FOLDER}/{name}"
 
     def submit_dataset(self, name: str, source: str, corpus_limit: int | None = None, period: str = "",
-                       composer: str = "", instrumentation: str = "", eval_split: float = 0.1) -> Job:
+                       composer: str = "", instrumentation: str = "", eval_split: float = 0.1,
+                       max_unaligned_share: float = 1.0) -> Job:
         """Build datasets/<name> from a folder in imports/ (or music21's corpus when source is 'corpus')."""
         self.dataset_dir(name, must_exist=False)
         if source != "corpus":
@@ -452,10 +453,10 @@ class Backend:
             raise DatasetError("the corpus limit must be at least 1")
         from .dataset import DatasetConfig
 
-        DatasetConfig(eval_split=float(eval_split))  # checks the split
+        DatasetConfig(eval_split=float(eval_split), max_unaligned_share=float(max_unaligned_share))  # checks them
         params = {"name": name, "source": source, "corpus_limit": corpus_limit, "period": period or None,
                   "composer": composer or None, "instrumentation": instrumentation or None,
-                  "eval_split": float(eval_split)}
+                  "eval_split": float(eval_split), "max_unaligned_share": float(max_unaligned_share)}
         return self.jobs.submit("dataset", params, f"build dataset {name}")
 
     def run_dataset_build(self, ctx: JobContext) -> dict:
@@ -464,7 +465,8 @@ class Backend:
         p = ctx.params
         out = self.dataset_dir(p["name"], must_exist=False)
         labels = Labels(p.get("period"), p.get("composer"), p.get("instrumentation"))
-        config = DatasetConfig(labels=labels, eval_split=p["eval_split"])
+        config = DatasetConfig(labels=labels, eval_split=p["eval_split"],
+                               max_unaligned_share=p.get("max_unaligned_share", 1.0))
         ctx.say("converting scores")
         if p["source"] == "corpus":
             report = build_corpus_dataset(out, limit=p.get("corpus_limit"), config=config,

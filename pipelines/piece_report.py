@@ -41,6 +41,7 @@ _QUIET_LOCK = threading.RLock()
 # Redraws of a generated tune-body line whose voices do not line up (`bar_line_problem`) that
 # the studio and `notagen generate` allow unless told otherwise; the engine's own default is 0.
 DEFAULT_BAR_RETRIES = 32
+_FINDING_BAR = re.compile(r"bar (\d+):")
 
 
 @contextlib.contextmanager
@@ -69,6 +70,14 @@ class PieceReport:
     aligned: bool  # every voice has the same barlines, bar count and bar durations
     findings: list[str] = field(default_factory=list)  # each fault, naming bar and voice
     layout: str = "interleaved"  # "interleaved" ([V:n] bar lines) or "standard" (V:n blocks)
+
+    @property
+    def faulty_share(self) -> float:
+        """Share of the bars that a finding names (1.0 when a finding is about the whole piece)."""
+        matches = [_FINDING_BAR.match(f) for f in self.findings]
+        if not self.bars or not all(matches):
+            return 1.0
+        return len({m.group(1) for m in matches}) / self.bars
 
     def to_dict(self) -> dict:
         return {

@@ -144,6 +144,29 @@ def test_rebuild_converts_only_new_or_changed_files(tmp_path, fixtures):
     assert not (out / "interleaved" / "mozart_k155_movement2.abc").exists()
 
 
+def test_pieces_with_too_many_unaligned_bars_are_left_out_until_allowed(tmp_path, fixtures):
+    # haydn_opus74no1_movement3 has one bar of 113 whose voices differ in length (bar 58: 13/16 against 3/4)
+    source = fixtures / "preprocess"
+    inputs = [source / f"{p}.musicxml" for p in ("bach_bwv66.6", "haydn_opus74no1_movement3")]
+    out = tmp_path / "out"
+    strict = build_dataset(inputs, out, DatasetConfig(workers=0, eval_split=0, max_unaligned_share=0.005))
+    haydn = strict.files[1]
+    assert [f.status for f in strict.files] == ["ok", "excluded"] and strict.train == ["bach_bwv66.6"]
+    assert haydn.stage == "align" and haydn.reason == (
+        "voices differ in 0.9% of the bars, over the 0.5% allowed (first: bar 58: voices differ in length "
+        "(voice 1 lasts 13/16, voice 2 lasts 3/4, voice 3 lasts 3/4, voice 4 lasts 3/4))")
+    assert "1 left out (voices misaligned)" in strict.summary()
+    assert len(load_manifest(out)["pieces"]) == 1 and "haydn" not in _text(out / "train.jsonl")
+    saved = json.loads(_text(out / "report.json"))["files"][1]
+    assert saved["status"] == "excluded" and saved["reason"] == haydn.reason
+    # converted all the same: allowing it again indexes it from the cache, without converting
+    allowed = build_dataset(inputs, out, DatasetConfig(workers=0, eval_split=0, max_unaligned_share=0.01))
+    assert [f.status for f in allowed.files] == ["cached", "cached"]
+    assert allowed.train == ["bach_bwv66.6", "haydn_opus74no1_movement3"]
+    with pytest.raises(DatasetError, match="largest unaligned share 1.5 must be between 0 and 1"):
+        DatasetConfig(max_unaligned_share=1.5)
+
+
 def test_reannotation_rewrites_headers_only(tmp_path, fixtures):
     out = tmp_path / "out"
     source = fixtures / "preprocess"

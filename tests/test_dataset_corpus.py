@@ -50,3 +50,13 @@ def test_cli_corpus_build_and_annotate(tmp_path, capsys):
     report = json.loads((tmp_path / "b" / "report.json").read_text(encoding="utf-8"))
     assert report["files"][0]["stage"] == "xml2abc"
     assert main(["dataset", "build", str(tmp_path / "missing"), "--out", str(tmp_path / "c")]) == 2
+
+
+def test_cli_build_leaves_out_unaligned_pieces_on_request(tmp_path, capsys, fixtures):
+    haydn = fixtures / "preprocess" / "haydn_opus74no1_movement3.musicxml"
+    bach = fixtures / "preprocess" / "bach_bwv66.6.musicxml"
+    assert main(["dataset", "build", str(bach), str(haydn), "--out", str(tmp_path / "ds"), "--workers", "0",
+                 "--max-unaligned-share", "0"]) == 0
+    captured = capsys.readouterr()
+    assert "1 left out (voices misaligned)" in captured.out
+    assert "left out " + str(haydn) + ": voices differ in 0.9% of the bars" in captured.err

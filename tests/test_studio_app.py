@@ -134,6 +134,22 @@ def test_a_second_gpu_job_waits_for_the_first(studio):
     assert first_job.finished <= second_job.started  # never two at once
 
 
+def test_dataset_tab_builds_from_an_import_folder_and_leaves_out_unaligned_pieces(studio, client, fixtures):
+    _, backend = studio
+    folder = backend.workspace.root / "imports" / "mixed"
+    folder.mkdir(parents=True)
+    for piece in ("bach_bwv66.6", "haydn_opus74no1_movement3"):  # haydn: 1 of 113 bars misaligned
+        shutil.copy(fixtures / "preprocess" / f"{piece}.musicxml", folder)
+    _, status, rows, datasets = client.predict("folder", None, "mixed", 1, "mixed", "", "", "", 0.0, 0.005,
+                                               api_name="/dataset_build")
+    assert "1 converted" in status and "1 left out (voices misaligned)" in status, status
+    by_piece = {row[1]: row for row in rows["data"]}
+    assert by_piece["bach_bwv66.6"][2] == "ok"
+    assert by_piece["haydn_opus74no1_movement3"][2:4] == ["excluded", "align"]
+    assert "over the 0.5% allowed" in by_piece["haydn_opus74no1_movement3"][4]
+    assert ["mixed", 1] == next(row[:2] for row in datasets["data"] if row[0] == "mixed")
+
+
 @pytest.mark.parametrize("bad", BAD_PATHS)
 def test_path_traversal_refused_by_every_path_handler(client, bad):
     calls = [

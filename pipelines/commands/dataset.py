@@ -43,6 +43,9 @@ def _add_build_options(p):
     p.add_argument("--workers", type=int, help="worker processes (default: all cores; 0 = in this process)")
     p.add_argument("--time-limit", type=float, default=60.0, metavar="S", help="seconds per file (default 60)")
     p.add_argument("--no-cache", action="store_true", help="convert every file again")
+    p.add_argument("--max-unaligned-share", type=float, default=1.0, metavar="SHARE",
+                   help="leave out pieces whose voices differ in length or barline in more than this share "
+                        "of their bars (default 1.0: keep all, as upstream; 0: only fully aligned pieces)")
 
 
 def _add_label_options(p):
@@ -55,7 +58,7 @@ def _config(args, **extra):
     from ..dataset import DatasetConfig
 
     config = DatasetConfig(eval_split=args.eval_split, seed=args.seed, time_limit_s=args.time_limit,
-                           use_cache=not args.no_cache, **extra)
+                           use_cache=not args.no_cache, max_unaligned_share=args.max_unaligned_share, **extra)
     if args.workers is not None:
         config.workers = args.workers
     return config
@@ -78,6 +81,9 @@ class _Progress:
 def _print_report(report) -> int:
     for f in report.failed:
         print(f"  failed {f.source}: {f.stage}: {f.reason}", file=sys.stderr)
+    for f in report.files:
+        if f.status == "excluded":
+            print(f"  left out {f.source}: {f.reason}", file=sys.stderr)
     lossy = [f for f in report.files if f.lossy and f.indexed]
     if lossy:
         print(f"  {len(lossy)} file(s) converted through music21 (lossy: spelling, voices or layout may differ)",

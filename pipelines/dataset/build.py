@@ -30,6 +30,7 @@ from unidecode import unidecode
 
 from ..atomic import atomic_write_text
 from ..errors import DatasetError
+from ..piece_report import report_piece
 from ..prompts import Prompt, write_prompts
 from .annotate import (Labels, annotate, clean_labels, header_text, labels_for, notagenx_vocabulary, read_score_info,
                        replace_header, vocabulary_warnings)
@@ -38,7 +39,7 @@ from .preprocess import KEYS, preprocess_abc
 from .workers import TaskFailure, run_tasks
 
 # Bump when the converted text for the same input would change; older stamps are then converted again.
-PIPELINE_VERSION = 1
+PIPELINE_VERSION = 2  # 2: stamps record the share of unaligned bars
 
 
 @dataclass
@@ -50,6 +51,10 @@ class DatasetConfig:
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)  # 0: convert in this process, no time limit
     time_limit_s: float | None = 60.0  # per file
     use_cache: bool = True  # reuse pieces whose source is unchanged since the last build into this folder
+    # A piece whose voices differ in length or barline in more than this share of its bars is
+    # converted but left out of the index (1.0 keeps every piece, as upstream does; 0 keeps only
+    # pieces with no such bar). A model learns misalignment from such pieces.
+    max_unaligned_share: float = 1.0
 
     def __post_init__(self):
         if not 0 <= self.eval_split < 1:
@@ -58,13 +63,17 @@ class DatasetConfig:
             raise DatasetError(f"workers {self.workers} must be 0 (in this process) or more")
         if self.time_limit_s is not None and self.time_limit_s <= 0:
             raise DatasetError(f"time limit {self.time_limit_s} s must be positive")
+        if not 0 <= self.max_unaligned_share <= 1:
+            raise DatasetError(f"largest unaligned share {self.max_unaligned_share} must be between 0 and 1")
 
 
 @dataclass
 class FileResult:
     source: str
     piece: str
-    status: str  # "ok" (converted now), "cached" (unchanged since the last build), "failed", "cancelled"
+    # "ok" (converted now), "cached" (unchanged since the last build), "excluded" (converted, left out
+    # of the index: see DatasetConfig.max_unaligned_share), "failed", "cancelled"
+    status: str
     stage: str | None = None  # where it failed: read, import, xml2abc, clean, check, key, interleave, transpose, ...
     reason: str | None = None
     voices: int | None = None
@@ -98,6 +107,7 @@ class BuildReport:
         done = "cancelled" if self.cancelled else "built"
         return (f"{self.out_dir}: {done} in {self.seconds:.1f} s: {self.count('ok')} converted, "
                 f"{self.count('cached')} unchanged, {self.count('failed')} failed"
+                + (f", {self.count('excluded')} left out (voices misaligned)" if self.count("excluded") else "")
                 + (f", {self.count('cancelled')} not reached" if self.cancelled else "")
                 + f"; {len(self.train)} train / {len(self.eval)} eval pieces")
 
@@ -202,11 +212,13 @@ def convert_piece(task: PieceTask) -> dict:
         return result
     out_dir = Path(task.out_dir)
     header = header_text(annotation.prompt)
+    alignment = report_piece(piece.interleaved)
     atomic_write_text(interleaved_path(out_dir, task.piece), piece.interleaved)
     for key, text in piece.augmented.items():
         atomic_write_text(augmented_path(out_dir, task.piece, key), header + text)
     result.update(status="ok", version=PIPELINE_VERSION, key=piece.key, key_signature=piece.key_signature,
-                  voices=piece.voices, bars=piece.bars, prompt=asdict(annotation.prompt),
+                  voices=piece.voices, bars=piece.bars, unaligned_share=round(alignment.faulty_share, 4),
+                  first_fault=alignment.findings[0] if alignment.findings else None, prompt=asdict(annotation.prompt),
                   suggested=asdict(annotation.suggested), seconds=round(time.perf_counter() - started, 3))
     _write_json(stamp_path(out_dir, task.piece), result)
     return result
@@ -323,7 +335,16 @@ def build_named(inputs: list[tuple[Path, str]], out_dir: str | os.PathLike, conf
             records[task.piece] = {"source": task.source, "piece": task.piece}
             statuses[task.piece] = "cancelled"
 
+    for piece, record in records.items():
+        if statuses[piece] in ("ok", "cached") and record.get("unaligned_share", 0) > config.max_unaligned_share:
+            statuses[piece] = "excluded"
     files = [_result_from(records[piece], statuses[piece]) for _, piece in inputs]
+    for result in files:
+        if result.status == "excluded":
+            record = records[result.piece]
+            result.stage = "align"
+            result.reason = (f"voices differ in {record['unaligned_share']:.1%} of the bars, over the "
+                             f"{config.max_unaligned_share:.1%} allowed (first: {record['first_fault']})")
     for result in files:
         if result.status == "failed":  # nothing partial stays behind
             for path in piece_paths(out_dir, result.piece) + [stamp_path(out_dir, result.piece)]:

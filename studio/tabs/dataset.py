@@ -30,12 +30,15 @@ def render(backend: Backend) -> None:
             ui["refresh_folders"] = gr.Button("Refresh", size="sm", scale=1)
         ui["limit"] = gr.Number(40, precision=0, minimum=1, label="Corpus pieces (first N; chorales come first)")
     ui["name"] = gr.Textbox(label="Dataset name", value="corpus", elem_id="dataset-name")
-    with gr.Accordion("Labels for every piece (empty: suggested from each score)", open=False):
+    with gr.Accordion("Labels for every piece (empty: suggested from each score) and options", open=False):
         with gr.Row():
             ui["period"] = gr.Textbox(label="Period")
             ui["composer"] = gr.Textbox(label="Composer (Last, First)")
             ui["instrumentation"] = gr.Textbox(label="Instrumentation")
         ui["eval_split"] = gr.Slider(0.0, 0.5, value=0.1, step=0.05, label="Share held out for evaluation")
+        ui["max_unaligned"] = gr.Slider(
+            0.0, 1.0, value=1.0, step=0.01, label="Leave out pieces whose voices misalign in more than this share "
+            "of their bars (1: keep all)", elem_id="dataset-max-unaligned")
     with gr.Row():
         ui["build"] = gr.Button("Build dataset", variant="primary")
         ui["cancel"] = gr.Button("Cancel", variant="stop")
@@ -51,7 +54,7 @@ def render(backend: Backend) -> None:
 
 def listen(backend: Backend) -> None:
     inputs = [ui[k] for k in ("source", "upload", "folder", "limit", "name", "period", "composer",
-                              "instrumentation", "eval_split")]
+                              "instrumentation", "eval_split", "max_unaligned")]
     outputs = [ui["job"], ui["status"], ui["files"], ui["datasets"]]
     ui["build"].click(bind(build, backend), inputs, outputs, api_name="dataset_build", concurrency_limit=None)
     ui["cancel"].click(bind(cancel, backend), ui["job"], ui["status"], api_name="dataset_cancel")
@@ -74,7 +77,8 @@ def list_folders(backend: Backend):
     return gr.update(choices=folders, value=folders[0] if folders else None)
 
 
-def build(backend: Backend, source, upload, folder, limit, name, period, composer, instrumentation, eval_split):
+def build(backend: Backend, source, upload, folder, limit, name, period, composer, instrumentation, eval_split,
+          max_unaligned=1.0):
     if source == "upload":
         files = upload if isinstance(upload, list) else [upload] if upload else []
         folder = backend.store_uploads([(f, f) for f in files], name)
@@ -85,7 +89,8 @@ def build(backend: Backend, source, upload, folder, limit, name, period, compose
         raise gr.Error(f"unknown source {source!r}")
     job = backend.submit_dataset(name, "corpus" if source == "corpus" else folder,
                                  int(limit) if source == "corpus" and limit else None,
-                                 period or "", composer or "", instrumentation or "", float(eval_split))
+                                 period or "", composer or "", instrumentation or "", float(eval_split),
+                                 float(max_unaligned))
     yield from watch(backend, job.id)
 
 
