@@ -58,6 +58,12 @@ REDRAWS_PER_LINE = 4  # a piece's redraw budget per tune-body line (see Engine._
 # to its start, at most MAX_RESTARTS times: its metadata or voice layout is then most likely broken.
 RESTART_WITHIN_LINES = 8
 MAX_RESTARTS = 2
+# A header that defines a voice twice sends the piece back to its start at once, up to this many
+# times (on top of MAX_RESTARTS): only the metadata and one line are drawn again.
+MAX_HEADER_RESTARTS = 8
+# A later line past its redraws goes back to the line before's start; failing again at the same
+# place, 2 lines back, and so on up to MAX_BACK_LINES.
+MAX_BACK_LINES = 3
 
 
 @dataclass(frozen=True)
@@ -88,7 +94,7 @@ class GeneratedPiece:
     seconds: float = 0.0
     reencodes: int = 0
     redrawn_bars: int = 0  # tune-body lines drawn again because their voices did not line up
-    restarts: int = 0  # times the piece began again from its prompt (an early line kept failing)
+    restarts: int = 0  # times the piece began again from its prompt (an early line or the header kept failing)
 
     @property
     def ok(self) -> bool:
@@ -135,14 +141,17 @@ class _Piece:
     reencodes: int = 0  # times the context was rebuilt past the patch length
     status: str = ""
     reason: str = ""
-    line_start: _LineStart | None = None  # None where the line cannot be drawn again
-    prev_line_start: _LineStart | None = None  # the line before's, while it can be gone back to
+    # Starts of the current line (last) and of up to MAX_BACK_LINES lines before it, in the
+    # current context; empty where the line cannot be drawn again.
+    marks: list[_LineStart] = field(default_factory=list)
     start: _LineStart | None = None  # where the piece began; None once that context is gone
     redraws: int = 0  # of the current line
     redrawn_bars: int = 0
     attempt_redraws: int = 0  # since the piece (re)started
     restarts: int = 0
-    backed_at: int = -1  # the line count where the piece last went back a line
+    header_restarts: int = 0
+    backed_at: int = -1  # the line count where the piece last went back
+    back_depth: int = 0  # lines it went back there
     end_redraws: int = 0
 
     @property
@@ -159,11 +168,15 @@ class _Piece:
             chunk = self.body_lines.pop() + chunk
         self.body_lines += chunk.splitlines(keepends=True)
 
+    @property
+    def line_start(self) -> _LineStart | None:
+        return self.marks[-1] if self.marks else None
+
     def mark_line_start(self, context: int, forced: list[int], enc: torch.Tensor):
         tail = self.body_lines[-1] if self.body_lines else ""
-        self.prev_line_start = self.line_start
-        self.line_start = _LineStart(len(self.text), self.chars, self.metadata, len(self.body_lines), tail,
-                                     self.in_body, context, list(forced), enc.clone())
+        self.marks.append(_LineStart(len(self.text), self.chars, self.metadata, len(self.body_lines), tail,
+                                     self.in_body, context, list(forced), enc.clone()))
+        del self.marks[:-(MAX_BACK_LINES + 1)]
         self.redraws = 0
 
     def redraw_budget_left(self, retries: int) -> bool:
@@ -171,23 +184,29 @@ class _Piece:
         return self.attempt_redraws < retries + REDRAWS_PER_LINE * len(self.body_lines)
 
     def back_to(self, m: _LineStart, how: str):
-        """Cut the text back to mark `m`: to draw the current line again (`line`), from the line
-        before's start (`back`, that line with its own redraws) or from the piece's (`restart`)."""
+        """Cut the text back to mark `m`: to draw the current line again (`line`), from an earlier
+        line's start (`back`, those lines with their own redraws) or from the piece's (`restart`,
+        `header`)."""
         del self.text[m.text_items:]
         del self.body_lines[m.body_count:]
         if m.body_count:
             self.body_lines[-1] = m.body_tail
         self.chars, self.metadata, self.in_body, self.context = m.chars, m.metadata, m.in_body, m.context
-        if how == "restart":
-            self.restarts += 1
-            self.line_start, self.prev_line_start, self.redraws, self.attempt_redraws = m, None, 0, 0
+        if how in ("restart", "header"):
+            if how == "restart":
+                self.restarts += 1
+            else:
+                self.header_restarts += 1
+            self.marks, self.redraws, self.attempt_redraws = [m], 0, 0
             return
         self.redrawn_bars += 1
         self.attempt_redraws += 1
         if how == "line":
             self.redraws += 1
         else:
-            self.line_start, self.prev_line_start, self.redraws = m, None, 0
+            while self.marks[-1] is not m:
+                self.marks.pop()
+            self.redraws = 0
 
 
 def char_embeds(model: NotaGen, enc, chars, pos):
@@ -553,7 +572,7 @@ class Engine:
                     dec.start_row(b, piece.context, open_patch)
                     # Marks in the old context cannot be gone back to; a line under way can be
                     # drawn again from here, in the new one (a finished line is marked below).
-                    piece.line_start = piece.prev_line_start = piece.start = None
+                    piece.marks, piece.start = [], None
                     if limits.bar_retries and not ends_line:
                         piece.mark_line_start(piece.context, open_patch, dec.enc[b])
                 if limits.bar_retries and ends_line and not redrawn and piece.active:
@@ -575,27 +594,31 @@ class Engine:
         - Past those, a line among the piece's first RESTART_WITHIN_LINES sends the piece back
           to its start (up to MAX_RESTARTS times): its metadata or voice layout is then most
           likely what makes the line fail. A header that defines a voice twice does so at once.
-        - Later, the piece goes back to the line before's start, once per place, so the line
-          gets its redraws again after a different line before it.
+          A header that defines a voice twice sends it back at once (up to MAX_HEADER_RESTARTS
+          more times): no line can mend the header.
+        - Later, the piece goes back to the line before's start, so the line gets its redraws
+          again after a different line before it; failing again at the same place, 2 lines
+          back, and so on up to MAX_BACK_LINES.
         """
-        if not retries or not piece.in_body or piece.line_start is None:
+        if not retries or not piece.in_body or not piece.marks:
             return None
         budget_left = piece.redraw_budget_left(retries)
         line = budget_left and piece.redraws < retries
         start = piece.start
-        restart = (start is not None and piece.restarts < MAX_RESTARTS
-                   and len(piece.body_lines) - start.body_count <= RESTART_WITHIN_LINES)
-        if restart and header_problem(piece.metadata):  # no line can mend the header
-            return start, "restart"
-        back = budget_left and piece.prev_line_start is not None and piece.backed_at != len(piece.body_lines)
+        early = start is not None and len(piece.body_lines) - start.body_count <= RESTART_WITHIN_LINES
+        if early and piece.header_restarts < MAX_HEADER_RESTARTS and header_problem(piece.metadata):
+            return start, "header"
+        restart = early and piece.restarts < MAX_RESTARTS
+        depth = piece.back_depth + 1 if piece.backed_at == len(piece.body_lines) else 1
+        back = budget_left and depth <= MAX_BACK_LINES and len(piece.marks) > depth
         if not (line or restart or back) or bar_line_problem(piece.metadata, piece.body_lines[-1]) is None:
             return None
         if line:
-            return piece.line_start, "line"
+            return piece.marks[-1], "line"
         if restart:
             return start, "restart"
-        piece.backed_at = len(piece.body_lines)
-        return piece.prev_line_start, "back"
+        piece.backed_at, piece.back_depth = len(piece.body_lines), depth
+        return piece.marks[-1 - depth], "back"
 
     @staticmethod
     def _end_back_to(piece: _Piece, retries: int) -> tuple[_LineStart, str] | None:
@@ -607,7 +630,8 @@ class Engine:
         if not piece.redraw_budget_left(retries):
             return None
         # the last line's start: the current mark while it is unfinished, else the one before
-        mark = piece.line_start if not piece.body_lines[-1].endswith("\n") else piece.prev_line_start
+        finished = piece.body_lines[-1].endswith("\n")
+        mark = piece.marks[-1 - finished] if len(piece.marks) > finished else None
         if mark is None or bar_line_problem(piece.metadata, piece.body_lines[-1], last=True) is None:
             return None
         return mark, "back"
@@ -625,7 +649,8 @@ class Engine:
     def _finish(piece: _Piece, seconds: float) -> GeneratedPiece:
         raw = "".join(piece.text)
         out = GeneratedPiece(piece.request, raw, None, piece.status, piece.reason, piece.patches,
-                             piece.chars, seconds, piece.reencodes, piece.redrawn_bars, piece.restarts)
+                             piece.chars, seconds, piece.reencodes, piece.redrawn_bars,
+                             piece.restarts + piece.header_restarts)
         if out.status == "ok":
             try:
                 out.abc = postprocess(raw)

@@ -7,9 +7,9 @@ import torch
 
 from pipelines.checkpoint import load_checkpoint
 from pipelines.errors import NotaGenError
-from pipelines.generation import (MAX_RESTARTS, REDRAWS_PER_LINE, RESTART_WITHIN_LINES, Engine, GeneratedPiece,
-                                  GenerationLimits, GenerationRequest, _Piece, char_step, continuation_prefix,
-                                  zero_after_eos)
+from pipelines.generation import (MAX_BACK_LINES, MAX_HEADER_RESTARTS, MAX_RESTARTS, REDRAWS_PER_LINE,
+                                  RESTART_WITHIN_LINES, Engine, GeneratedPiece, GenerationLimits, GenerationRequest,
+                                  _Piece, char_step, continuation_prefix, zero_after_eos)
 from pipelines.piece_report import bar_line_problem, header_problem
 from pipelines.tokenizer import EOS_ID
 from pipelines.postprocess import close_score_brackets, postprocess
@@ -183,33 +183,36 @@ def test_zero_after_eos():
     assert zero_after_eos(chars).tolist() == [[65, 66, EOS_ID, 0, 0], [65, 66, 67, 68, 69]]
 
 
-def reference_with_redraws(model, start: str, seed: int, patches: int, retries: int) -> tuple[str, int, int, int]:
+def reference_with_redraws(model, start: str, seed: int, patches: int, retries: int) -> tuple[str, int, int, int, int]:
     """No caches, and redraws done on the text, as Engine._go_back_to and _end_back_to say: a
     finished tune-body line whose voices do not line up is cut off again (up to `retries` times per
     line, within the piece's budget); past that, one among the first RESTART_WITHIN_LINES cuts the
-    piece back to `start` (up to MAX_RESTARTS times), a later one back to the line before's start
-    (once per place); an end on a last line that does not close cuts that line off. The draws'
-    counter goes on. Returns the text, lines redrawn, restarts and ends refused."""
+    piece back to `start` (up to MAX_RESTARTS times; a header that defines a voice twice at once,
+    up to MAX_HEADER_RESTARTS times), a later one back to the line before's start, and failing
+    again at that place 2, 3 ... lines back (up to MAX_BACK_LINES); an end on a last line that does
+    not close cuts that line off. The draws' counter goes on. Returns the text, lines redrawn,
+    restarts (both kinds), ends refused and the deepest way back."""
     P = model.config.patch_size
     lines = start.splitlines(keepends=True)
     metadata = "".join(lines[:next(i for i, line in enumerate(lines) if line.startswith("[r:"))])
     start_lines = len(start[len(metadata):].splitlines())
     text, context = start, Patchilizer().encode_generate(start, model.config.patch_length)
     forced = context.pop() if len(context[-1]) < P else []  # an unfinished last patch goes on
-    first = mark = (text, list(context), forced)
-    prev = None
-    redraws = redrawn = attempt = restarts = end_redraws = 0
-    backed_at = -1
+    first = (text, list(context), forced)
+    marks = [first]  # line starts, the current line's last
+    redraws = redrawn = attempt = restarts = header_restarts = end_redraws = deepest = 0
+    backed_at, back_depth = -1, 0
     for n in range(patches):
         patch = reference_patch(model, context, seed, n, SamplingConfig(), forced)
         body_lines = len(text[len(metadata):].splitlines())
         budget_left = attempt < retries + REDRAWS_PER_LINE * body_lines
         if patch[0] == 1 and patch[1] == EOS_ID:
-            last = mark if not text.endswith("\n") else prev
-            if end_redraws < retries and budget_left and last is not None \
+            finished = text.endswith("\n")
+            if end_redraws < retries and budget_left and len(marks) > finished \
                     and bar_line_problem(metadata, text.splitlines()[-1], last=True):
-                end_redraws, redrawn, attempt = end_redraws + 1, redrawn + 1, attempt + 1
-                (text, context, forced), mark, prev, redraws = (last[0], list(last[1]), last[2]), last, None, 0
+                end_redraws, redrawn, attempt, redraws = end_redraws + 1, redrawn + 1, attempt + 1, 0
+                del marks[len(marks) - finished:]
+                text, context, forced = marks[-1][0], list(marks[-1][1]), marks[-1][2]
                 continue
             break
         new = Patchilizer.decode_patch(patch)[len(forced):]
@@ -222,21 +225,27 @@ def reference_with_redraws(model, start: str, seed: int, patches: int, retries: 
         body_lines = len(text[len(metadata):].splitlines())
         budget_left = attempt < retries + REDRAWS_PER_LINE * body_lines
         line = budget_left and redraws < retries
-        restart = restarts < MAX_RESTARTS and body_lines - start_lines <= RESTART_WITHIN_LINES
-        back = budget_left and prev is not None and backed_at != body_lines
+        early = body_lines - start_lines <= RESTART_WITHIN_LINES
+        restart = early and restarts < MAX_RESTARTS
+        depth = back_depth + 1 if backed_at == body_lines else 1
+        back = budget_left and depth <= MAX_BACK_LINES and len(marks) > depth
         fails = (line or restart or back) and bar_line_problem(metadata, text.splitlines()[-1])
-        if restart and header_problem(metadata) or fails and not line and restart:
-            (text, context, forced), mark, prev = (first[0], list(first[1]), first[2]), first, None
-            redraws, attempt, restarts = 0, 0, restarts + 1
+        header = bool(early and header_restarts < MAX_HEADER_RESTARTS and header_problem(metadata))
+        if header or fails and not line and restart:
+            text, context, forced = first[0], list(first[1]), first[2]
+            marks, redraws, attempt = [first], 0, 0
+            header_restarts, restarts = header_restarts + header, restarts + (not header)
         elif fails and line:
-            text, context, forced = mark[0], list(mark[1]), mark[2]
+            text, context, forced = marks[-1][0], list(marks[-1][1]), marks[-1][2]
             redraws, redrawn, attempt = redraws + 1, redrawn + 1, attempt + 1
         elif fails:
-            backed_at, redrawn, attempt = body_lines, redrawn + 1, attempt + 1
-            (text, context, forced), mark, prev, redraws = (prev[0], list(prev[1]), prev[2]), prev, None, 0
+            backed_at, back_depth, deepest = body_lines, depth, max(deepest, depth)
+            redrawn, attempt, redraws = redrawn + 1, attempt + 1, 0
+            del marks[len(marks) - depth:]
+            text, context, forced = marks[-1][0], list(marks[-1][1]), marks[-1][2]
         else:
-            prev, mark, redraws = mark, (text, list(context), []), 0
-    return text, redrawn, restarts, end_redraws
+            marks, redraws = (marks + [(text, list(context), [])])[-(MAX_BACK_LINES + 1):], 0
+    return text, redrawn, restarts + header_restarts, end_redraws, deepest
 
 
 def test_misaligned_bars_are_redrawn_as_a_reference_does(fixtures, monkeypatch):
@@ -256,18 +265,20 @@ def test_misaligned_bars_are_redrawn_as_a_reference_does(fixtures, monkeypatch):
     seeds = (0, 7)
     pieces = engine.generate([GenerationRequest(haydn, seed=s, prefix=prefix) for s in seeds],
                              limits=GenerationLimits(max_patches=60, bar_retries=1))
-    assert set(hows) == {"line", "restart", "back"}  # the comparison covers every way back
+    assert set(hows) == {"line", "restart", "back"}  # the comparison covers every way back but a header's
     for seed, piece in zip(seeds, pieces):
-        text, redrawn, restarts, _ = reference_with_redraws(model, prefix, seed, piece.patches, retries=1)
+        text, redrawn, restarts, _, _ = reference_with_redraws(model, prefix, seed, piece.patches, retries=1)
         assert piece.raw == text and piece.redrawn_bars == redrawn and piece.restarts == restarts
     plain = engine.generate([GenerationRequest(haydn, seed=0, prefix=prefix)], limits=GenerationLimits(max_patches=40))
     assert plain[0].redrawn_bars == 0 and plain[0].raw != pieces[0].raw
 
 
-def _piece(*lines: str) -> _Piece:
+def _piece(*lines: str, marks: int = 1) -> _Piece:
+    """A piece at the end of `lines` whose last `marks` line starts are known (the current line's
+    last); its start is not."""
     piece = _Piece(GenerationRequest(BACH), [], metadata="L:1/8\nM:3/4\nK:C\nV:1\nV:2\n", in_body=True,
                    body_lines=list(lines))
-    piece.line_start = object()  # the current line's start is known; the piece's start is not
+    piece.marks = [SimpleNamespace(line=len(lines) - marks + i) for i in range(marks)]
     return piece
 
 
@@ -296,12 +307,41 @@ def test_a_line_past_its_redraws_restarts_the_piece_early_and_goes_back_a_line_l
     assert Engine._go_back_to(piece, retries=3) == (piece.start, "restart")
     piece.restarts = MAX_RESTARTS
     assert Engine._go_back_to(piece, retries=3) is None  # no line before to go back to
-    piece.prev_line_start = object()
-    assert Engine._go_back_to(piece, retries=3) == (piece.prev_line_start, "back")
-    assert Engine._go_back_to(piece, retries=3) is None  # not twice at one place
-    piece = _piece(*[GOOD] * RESTART_WITHIN_LINES, BAD)  # too late to restart
-    piece.start, piece.prev_line_start, piece.redraws = SimpleNamespace(body_count=0), object(), 3
-    assert Engine._go_back_to(piece, retries=3) == (piece.prev_line_start, "back")
+    piece.marks.insert(0, SimpleNamespace(line=0))
+    assert Engine._go_back_to(piece, retries=3) == (piece.marks[-2], "back")
+    piece = _piece(*[GOOD] * RESTART_WITHIN_LINES, BAD, marks=2)  # too late to restart
+    piece.start, piece.redraws = SimpleNamespace(body_count=0), 3
+    assert Engine._go_back_to(piece, retries=3) == (piece.marks[-2], "back")
+
+
+def test_failing_again_at_one_place_goes_back_further_each_time():
+    """At one place, 1, 2, ... MAX_BACK_LINES lines back, as far as the marks reach; elsewhere 1 again."""
+    lines = [GOOD] * 12 + [BAD]
+    piece = _piece(*lines, marks=MAX_BACK_LINES + 1)
+    piece.start, piece.redraws = SimpleNamespace(body_count=0), 3
+    for depth in range(1, MAX_BACK_LINES + 1):
+        assert Engine._go_back_to(piece, retries=3) == (piece.marks[-1 - depth], "back")
+        piece.redraws = 3  # the lines in between were drawn again and this one failed its redraws again
+    assert Engine._go_back_to(piece, retries=3) is None  # kept
+    piece.body_lines.insert(0, GOOD)  # another place: 1 line back again
+    assert Engine._go_back_to(piece, retries=3) == (piece.marks[-2], "back")
+    short = _piece(*lines, marks=2)  # a re-encode left only the line before's start
+    short.start, short.redraws = None, 3
+    assert Engine._go_back_to(short, retries=3) == (short.marks[0], "back")
+    assert Engine._go_back_to(short, retries=3) is None
+
+
+def test_going_back_drops_the_later_marks_and_keeps_the_earlier():
+    piece = _piece(GOOD, GOOD, GOOD, BAD, marks=0)
+    for n in range(MAX_BACK_LINES + 3):
+        piece.mark_line_start(n, [], torch.zeros(4))
+    assert [m.context for m in piece.marks] == list(range(2, MAX_BACK_LINES + 3))  # the last MAX_BACK_LINES + 1
+    target = piece.marks[-3]
+    piece.text, piece.chars = ["x"] * 10, 10
+    piece.back_to(target, "back")
+    assert piece.marks[-1] is target and len(piece.marks) == MAX_BACK_LINES - 1 and piece.redraws == 0
+    piece.back_to(piece.marks[0], "header")
+    assert piece.header_restarts == 1 and piece.restarts == 0 and len(piece.marks) == 1
 
 
 def test_a_header_that_defines_a_voice_twice_restarts_the_piece_at_once():
@@ -309,19 +349,19 @@ def test_a_header_that_defines_a_voice_twice_restarts_the_piece_at_once():
     piece.metadata += "V:2\n"
     piece.start = SimpleNamespace(body_count=0)
     assert header_problem(piece.metadata) == "voice 2 is defined twice in the header"
-    assert Engine._go_back_to(piece, retries=3) == (piece.start, "restart")  # though the line is aligned
-    piece.restarts = MAX_RESTARTS
-    assert Engine._go_back_to(piece, retries=3) != (piece.start, "restart")
+    assert Engine._go_back_to(piece, retries=3) == (piece.start, "header")  # though the line is aligned
+    piece.restarts = MAX_RESTARTS  # line restarts spent: a header's go on
+    assert Engine._go_back_to(piece, retries=3) == (piece.start, "header")
+    piece.header_restarts = MAX_HEADER_RESTARTS  # spent too: only the line's own check is left
+    assert Engine._go_back_to(piece, retries=3) == (piece.marks[-1], "line")
 
 
 def test_a_piece_that_ends_on_an_open_ending_draws_its_last_line_again():
-    piece = _piece(GOOD, "[r:1/0][V:1]c6:|2[V:2]C6:|2\n")
-    piece.prev_line_start = object()  # the last line's start (the current mark follows it)
-    assert Engine._end_back_to(piece, retries=3) == (piece.prev_line_start, "back")
+    piece = _piece(GOOD, "[r:1/0][V:1]c6:|2[V:2]C6:|2\n", marks=2)  # the current mark follows the last line
+    assert Engine._end_back_to(piece, retries=3) == (piece.marks[-2], "back")
     piece.end_redraws = 3
     assert Engine._end_back_to(piece, retries=3) is None  # the piece ends as it is
-    closed = _piece(GOOD, "[r:1/0][V:1]c6|][V:2]C6|]\n")
-    closed.prev_line_start = object()
+    closed = _piece(GOOD, "[r:1/0][V:1]c6|][V:2]C6|]\n", marks=2)
     assert Engine._end_back_to(closed, retries=3) is None
     unfinished = _piece(GOOD, "[r:1/0][V:1]c6|[V:2]C")  # ended mid-line: back to that line's start
     assert Engine._end_back_to(unfinished, retries=3) == (unfinished.line_start, "back")
