@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -111,7 +111,8 @@ class _LineStart:
 
     The text only grows between marks, so lengths say where to cut it back; the last body
     line is kept whole because it may have been unfinished (a prefix ending mid-line) and
-    then merged with what followed.
+    then merged with what followed. A mark from before a re-encode keeps only the text
+    (`enc` None): going back there rebuilds the context from the text, as a re-encode does.
     """
 
     text_items: int
@@ -122,7 +123,14 @@ class _LineStart:
     in_body: bool
     context: int
     forced: list[int]
-    enc: torch.Tensor  # the patch-level state the line's first patch starts from
+    enc: torch.Tensor | None  # the patch-level state the line's first patch starts from
+
+    def text_only(self) -> _LineStart:
+        return replace(self, context=-1, forced=[], enc=None)
+
+    def body_at(self, body_lines: list[str]) -> list[str]:
+        """The tune-body lines as they were at this mark, from the lines now (which only grew since)."""
+        return body_lines[:self.body_count - 1] + [self.body_tail] if self.body_count else []
 
 
 @dataclass
@@ -457,13 +465,17 @@ class Engine:
         Returns no patches when the piece cannot go on (no tune body yet, or the
         metadata and one line fill the context).
         """
-        lines = piece.body_lines
-        if not piece.in_body or not lines:
+        if not piece.in_body or not piece.body_lines:
             return [], []
+        ctx, open_patch = self._context_of(piece.metadata, piece.body_lines)
+        piece.reencodes += bool(ctx)
+        return ctx, open_patch
+
+    def _context_of(self, metadata: str, lines: list[str]) -> tuple[list[list[int]], list[int]]:
+        """Metadata plus the last half of `lines` (fewer where that overflows), encoded; ([], []) where nothing fits."""
         for keep in range(max(len(lines) // 2, 1), 0, -1):
-            ctx, open_patch = self._encode_context(piece.metadata + "".join(lines[-keep:]))
+            ctx, open_patch = self._encode_context(metadata + "".join(lines[-keep:]))
             if len(ctx) < self.config.patch_length - 1:
-                piece.reencodes += 1
                 return ctx, open_patch
         return [], []
 
@@ -548,12 +560,25 @@ class Engine:
                     piece.add(chunk)
                     ends_line = chunk.endswith("\n")
                     back = self._go_back_to(piece, limits.bar_retries) if ends_line else None
+                rebuilt = None
+                if back is not None and back[0].enc is None:  # a mark from before the last re-encode
+                    rebuilt = self._context_of(back[0].metadata, back[0].body_at(piece.body_lines))
+                    back = back if rebuilt[0] else None  # nothing fits: keep the line
                 redrawn = back is not None
                 if redrawn:
                     m = back[0]
                     piece.back_to(*back)
                     dec.in_body[b] = m.in_body
-                    dec.enc[b] = m.enc
+                    if rebuilt:  # the context again from the text, and a mark in it
+                        ctx, open_patch = rebuilt
+                        piece.reencodes += 1
+                        dec.enc[b] = self._prefill([b], [ctx])[0]
+                        piece.context = len(ctx)
+                        piece.marks.pop()
+                        piece.mark_line_start(piece.context, open_patch, dec.enc[b])
+                        m = piece.marks[-1]
+                    else:
+                        dec.enc[b] = m.enc
                     dec.start_row(b, m.context, m.forced)  # the counters go on: new draws
                     forced_rows[b] = list(m.forced)
                 if on_patch:
@@ -570,9 +595,10 @@ class Engine:
                     piece.context = len(ctx)
                     forced_rows[b] = open_patch
                     dec.start_row(b, piece.context, open_patch)
-                    # Marks in the old context cannot be gone back to; a line under way can be
-                    # drawn again from here, in the new one (a finished line is marked below).
-                    piece.marks, piece.start = [], None
+                    # Marks in the old context keep only their text (going back there rebuilds the
+                    # context); a line under way can be drawn again from here, in the new one (a
+                    # finished line is marked below).
+                    piece.marks, piece.start = [m.text_only() for m in piece.marks], None
                     if limits.bar_retries and not ends_line:
                         piece.mark_line_start(piece.context, open_patch, dec.enc[b])
                 if limits.bar_retries and ends_line and not redrawn and piece.active:

@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -190,18 +191,42 @@ def reference_with_redraws(model, start: str, seed: int, patches: int, retries: 
     piece back to `start` (up to MAX_RESTARTS times; a header that defines a voice twice at once,
     up to MAX_HEADER_RESTARTS times), a later one back to the line before's start, and failing
     again at that place 2, 3 ... lines back (up to MAX_BACK_LINES); an end on a last line that does
-    not close cuts that line off. The draws' counter goes on. Returns the text, lines redrawn,
-    restarts (both kinds), ends refused and the deepest way back."""
-    P = model.config.patch_size
+    not close cuts that line off. Past the patch length the context becomes the metadata and the
+    last half of the lines; a mark from before that keeps its text only, and going back there
+    encodes the context again from the text. The draws' counter goes on. Returns the text, lines
+    redrawn, restarts (both kinds), ends refused and the deepest way back."""
+    P, L = model.config.patch_size, model.config.patch_length
     lines = start.splitlines(keepends=True)
     metadata = "".join(lines[:next(i for i, line in enumerate(lines) if line.startswith("[r:"))])
     start_lines = len(start[len(metadata):].splitlines())
-    text, context = start, Patchilizer().encode_generate(start, model.config.patch_length)
-    forced = context.pop() if len(context[-1]) < P else []  # an unfinished last patch goes on
+
+    def encoded(text):  # (full patches, chars of an unfinished last patch)
+        ids = Patchilizer().encode_generate(text, L)
+        return (ids[:-1], ids[-1]) if ids and len(ids[-1]) < P else (ids, [])
+
+    def reencoded(text):  # metadata + the last half of the lines (fewer where that overflows)
+        body = text[len(metadata):].splitlines(keepends=True)
+        for keep in range(max(len(body) // 2, 1), 0, -1):
+            ids, open_patch = encoded(metadata + "".join(body[-keep:]))
+            if len(ids) < L - 1:
+                return ids, open_patch
+        return None
+
+    text = start
+    context, forced = encoded(start)
     first = (text, list(context), forced)
-    marks = [first]  # line starts, the current line's last
+    marks = [first]  # line starts (text, context, forced), the current line's last; context None: text only
     redraws = redrawn = attempt = restarts = header_restarts = end_redraws = deepest = 0
     backed_at, back_depth = -1, 0
+
+    def go_back(depth):  # to marks[-1 - depth], dropping the later ones
+        del marks[len(marks) - depth:]
+        mark_text, mark_context, mark_forced = marks[-1]
+        if mark_context is None:
+            mark_context, mark_forced = reencoded(mark_text)
+            marks[-1] = (mark_text, mark_context, mark_forced)
+        return mark_text, list(mark_context), mark_forced
+
     for n in range(patches):
         patch = reference_patch(model, context, seed, n, SamplingConfig(), forced)
         body_lines = len(text[len(metadata):].splitlines())
@@ -211,40 +236,44 @@ def reference_with_redraws(model, start: str, seed: int, patches: int, retries: 
             if end_redraws < retries and budget_left and len(marks) > finished \
                     and bar_line_problem(metadata, text.splitlines()[-1], last=True):
                 end_redraws, redrawn, attempt, redraws = end_redraws + 1, redrawn + 1, attempt + 1, 0
-                del marks[len(marks) - finished:]
-                text, context, forced = marks[-1][0], list(marks[-1][1]), marks[-1][2]
+                text, context, forced = go_back(int(finished))
                 continue
             break
         new = Patchilizer.decode_patch(patch)[len(forced):]
         text += new
         context.append(patch)
         forced = []
-        if not new.endswith("\n"):
-            continue
-        # a line the model finished
-        body_lines = len(text[len(metadata):].splitlines())
-        budget_left = attempt < retries + REDRAWS_PER_LINE * body_lines
-        line = budget_left and redraws < retries
-        early = body_lines - start_lines <= RESTART_WITHIN_LINES
-        restart = early and restarts < MAX_RESTARTS
-        depth = back_depth + 1 if backed_at == body_lines else 1
-        back = budget_left and depth <= MAX_BACK_LINES and len(marks) > depth
-        fails = (line or restart or back) and bar_line_problem(metadata, text.splitlines()[-1])
-        header = bool(early and header_restarts < MAX_HEADER_RESTARTS and header_problem(metadata))
-        if header or fails and not line and restart:
-            text, context, forced = first[0], list(first[1]), first[2]
-            marks, redraws, attempt = [first], 0, 0
-            header_restarts, restarts = header_restarts + header, restarts + (not header)
-        elif fails and line:
-            text, context, forced = marks[-1][0], list(marks[-1][1]), marks[-1][2]
-            redraws, redrawn, attempt = redraws + 1, redrawn + 1, attempt + 1
-        elif fails:
-            backed_at, back_depth, deepest = body_lines, depth, max(deepest, depth)
-            redrawn, attempt, redraws = redrawn + 1, attempt + 1, 0
-            del marks[len(marks) - depth:]
-            text, context, forced = marks[-1][0], list(marks[-1][1]), marks[-1][2]
-        else:
-            marks, redraws = (marks + [(text, list(context), [])])[-(MAX_BACK_LINES + 1):], 0
+        ends_line, mark_after = new.endswith("\n"), False
+        if ends_line:  # a line the model finished
+            body_lines = len(text[len(metadata):].splitlines())
+            budget_left = attempt < retries + REDRAWS_PER_LINE * body_lines
+            line = budget_left and redraws < retries
+            early = first is not None and body_lines - start_lines <= RESTART_WITHIN_LINES
+            restart = early and restarts < MAX_RESTARTS
+            depth = back_depth + 1 if backed_at == body_lines else 1
+            back = budget_left and depth <= MAX_BACK_LINES and len(marks) > depth
+            fails = (line or restart or back) and bar_line_problem(metadata, text.splitlines()[-1])
+            header = bool(early and header_restarts < MAX_HEADER_RESTARTS and header_problem(metadata))
+            if header or fails and not line and restart:
+                text, context, forced = first[0], list(first[1]), first[2]
+                marks, redraws, attempt = [first], 0, 0
+                header_restarts, restarts = header_restarts + header, restarts + (not header)
+            elif fails and line:
+                text, context, forced = go_back(0)
+                redraws, redrawn, attempt = redraws + 1, redrawn + 1, attempt + 1
+            elif fails:
+                backed_at, back_depth, deepest = body_lines, depth, max(deepest, depth)
+                redrawn, attempt, redraws = redrawn + 1, attempt + 1, 0
+                text, context, forced = go_back(depth)
+            else:
+                mark_after = True
+        if len(context) >= L:  # past the patch length
+            context, forced = reencoded(text)
+            marks, first = [(mark_text, None, None) for mark_text, _, _ in marks], None
+            if not ends_line:
+                marks = (marks + [(text, list(context), forced)])[-(MAX_BACK_LINES + 1):]
+        if mark_after:
+            marks, redraws = (marks + [(text, list(context), forced)])[-(MAX_BACK_LINES + 1):], 0
     return text, redrawn, restarts + header_restarts, end_redraws, deepest
 
 
@@ -271,6 +300,30 @@ def test_misaligned_bars_are_redrawn_as_a_reference_does(fixtures, monkeypatch):
         assert piece.raw == text and piece.redrawn_bars == redrawn and piece.restarts == restarts
     plain = engine.generate([GenerationRequest(haydn, seed=0, prefix=prefix)], limits=GenerationLimits(max_patches=40))
     assert plain[0].redrawn_bars == 0 and plain[0].raw != pieces[0].raw
+
+
+def test_redraws_go_back_across_a_reencode_as_a_reference_does(fixtures, monkeypatch):
+    """With a 40-patch context the demo model's Haydn continuation is re-encoded every few lines;
+    steps back to a line from before a re-encode encode the context again from the text. The
+    engine still writes what the uncached reference writes, char for char."""
+    demo = load_checkpoint(Path(__file__).resolve().parents[1] / "assets" / "demo_model.pth", device="cpu")
+    model = demo.model.float().eval()
+    model.config = replace(model.config, patch_length=40)
+    source = (fixtures / "preprocess" / "haydn_opus74no1_movement3.xml2abc.abc").read_text(encoding="utf-8")
+    haydn = Prompt("Classical", "Haydn, Joseph", "Chamber")
+    prefix = continuation_prefix(source, haydn, keep_lines=2)
+    across = []
+    back_to = _Piece.back_to
+    monkeypatch.setattr(_Piece, "back_to",
+                        lambda piece, mark, how: across.append(mark.enc is None) or back_to(piece, mark, how))
+    seeds = (0, 7)
+    pieces = Engine(model, pick_runtime("cpu")).generate(
+        [GenerationRequest(haydn, seed=s, prefix=prefix) for s in seeds],
+        limits=GenerationLimits(max_patches=45, bar_retries=1))
+    assert any(across) and all(p.reencodes >= 3 for p in pieces)
+    for seed, piece in zip(seeds, pieces):
+        text, redrawn, restarts, _, _ = reference_with_redraws(model, prefix, seed, piece.patches, retries=1)
+        assert piece.raw == text and piece.redrawn_bars == redrawn and piece.restarts == restarts
 
 
 def _piece(*lines: str, marks: int = 1) -> _Piece:
