@@ -5,6 +5,7 @@ Two stages, so generation can run on a GPU machine and the check where the rende
     python benchmarks/demo_quality.py generate --model assets/demo_model.pth --num 64 --out samples.json
     python benchmarks/demo_quality.py generate ... --bar-retries 0   # every line as drawn (upstream)
     python benchmarks/demo_quality.py check samples.json
+    python benchmarks/demo_quality.py check old.json --replace new.json   # pieces of new.json replace old.json's
 
 Pieces cycle through the model's prompt list; piece i uses seed i.
 """
@@ -28,7 +29,8 @@ def generate(args):
     prompts = [parse_prompt(line) for line in engine.card.prompts]
     if not prompts:
         raise SystemExit("the model records no prompts")
-    requests = [GenerationRequest(prompts[i % len(prompts)], seed=i) for i in range(args.first, args.first + args.num)]
+    indices = args.seeds or range(args.first, args.first + args.num)
+    requests = [GenerationRequest(prompts[i % len(prompts)], seed=i) for i in indices]
     start = time.perf_counter()
     pieces = []
     for i in range(0, len(requests), args.batch):
@@ -52,6 +54,9 @@ def check(args):
     from pipelines.render import abc_to_musicxml
 
     samples = [s for path in args.samples for s in json.loads(Path(path).read_text(encoding="utf-8"))]
+    if args.replace:
+        newer = {s["seed"]: s for s in json.loads(Path(args.replace).read_text(encoding="utf-8"))}
+        samples = [newer.pop(s["seed"], s) for s in samples] + list(newer.values())
     usable, reasons = 0, {}
     for s in samples:
         if s["status"] != "ok":
@@ -77,6 +82,7 @@ def main():
     g.add_argument("--model", required=True)
     g.add_argument("--num", type=int, default=64)
     g.add_argument("--first", type=int, default=0, help="index of the first piece (to split a run in parts)")
+    g.add_argument("--seeds", type=int, nargs="+", help="only these pieces (instead of --first/--num)")
     g.add_argument("--batch", type=int, default=64)
     g.add_argument("--device", default="auto")
     g.add_argument("--dtype", default="auto")
@@ -89,6 +95,7 @@ def main():
     g.set_defaults(func=generate)
     c = sub.add_parser("check")
     c.add_argument("samples", nargs="+", help="one or more files of `generate` (parts of one run)")
+    c.add_argument("--replace", help="a file of `generate --seeds` whose pieces replace those of the same seed")
     c.set_defaults(func=check)
     args = ap.parse_args()
     args.func(args)
