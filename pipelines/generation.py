@@ -149,8 +149,8 @@ class _Piece:
     reencodes: int = 0  # times the context was rebuilt past the patch length
     status: str = ""
     reason: str = ""
-    # Starts of the current line (last) and of up to MAX_BACK_LINES lines before it, in the
-    # current context; empty where the line cannot be drawn again.
+    # Starts of the current line (last) and of up to MAX_BACK_LINES lines before it (text only
+    # where from before the last re-encode); empty where the line cannot be drawn again.
     marks: list[_LineStart] = field(default_factory=list)
     start: _LineStart | None = None  # where the piece began; None once that context is gone
     redraws: int = 0  # of the current line
