@@ -196,9 +196,7 @@ class _Piece:
         line's start (`back`, those lines with their own redraws) or from the piece's (`restart`,
         `header`)."""
         del self.text[m.text_items:]
-        del self.body_lines[m.body_count:]
-        if m.body_count:
-            self.body_lines[-1] = m.body_tail
+        self.body_lines = m.body_at(self.body_lines)
         self.chars, self.metadata, self.in_body, self.context = m.chars, m.metadata, m.in_body, m.context
         if how in ("restart", "header"):
             if how == "restart":
@@ -619,8 +617,7 @@ class Engine:
           line fails (a voice lost its meter) goes on instead of spending its time limit.
         - Past those, a line among the piece's first RESTART_WITHIN_LINES sends the piece back
           to its start (up to MAX_RESTARTS times): its metadata or voice layout is then most
-          likely what makes the line fail. A header that defines a voice twice does so at once.
-          A header that defines a voice twice sends it back at once (up to MAX_HEADER_RESTARTS
+          likely what makes the line fail. A header that defines a voice twice sends it back at once (up to MAX_HEADER_RESTARTS
           more times): no line can mend the header.
         - Later, the piece goes back to the line before's start, so the line gets its redraws
           again after a different line before it; failing again at the same place, 2 lines

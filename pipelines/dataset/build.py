@@ -335,14 +335,11 @@ def build_named(inputs: list[tuple[Path, str]], out_dir: str | os.PathLike, conf
             records[task.piece] = {"source": task.source, "piece": task.piece}
             statuses[task.piece] = "cancelled"
 
-    for piece, record in records.items():
-        if statuses[piece] in ("ok", "cached") and record.get("unaligned_share", 0) > config.max_unaligned_share:
-            statuses[piece] = "excluded"
     files = [_result_from(records[piece], statuses[piece]) for _, piece in inputs]
     for result in files:
-        if result.status == "excluded":
-            record = records[result.piece]
-            result.stage = "align"
+        record = records[result.piece]
+        if result.indexed and record.get("unaligned_share", 0) > config.max_unaligned_share:
+            result.status, result.stage = "excluded", "align"
             result.reason = (f"voices differ in {record['unaligned_share']:.1%} of the bars, over the "
                              f"{config.max_unaligned_share:.1%} allowed (first: {record['first_fault']})")
     for result in files:
