@@ -58,8 +58,10 @@ REDRAWS_PER_LINE = 4  # a piece's redraw budget per tune-body line (see Engine._
 # to its start, at most MAX_RESTARTS times: its metadata or voice layout is then most likely broken.
 RESTART_WITHIN_LINES = 8
 MAX_RESTARTS = 2
-# A header that defines a voice twice sends the piece back to its start at once, up to this many
-# times (on top of MAX_RESTARTS): only the metadata and one line are drawn again.
+# A header the model wrote that cannot make a readable score (`piece_report.header_problem`: a
+# voice defined twice, voices not numbered 1..n, a `%%score` naming other voices) sends the piece
+# back to its start at once, up to this many times (on top of MAX_RESTARTS): only the metadata
+# and one line are drawn again.
 MAX_HEADER_RESTARTS = 8
 # A later line past its redraws goes back to the line before's start; failing again at the same
 # place, 2 lines back, and so on up to MAX_BACK_LINES.
@@ -617,8 +619,8 @@ class Engine:
           line fails (a voice lost its meter) goes on instead of spending its time limit.
         - Past those, a line among the piece's first RESTART_WITHIN_LINES sends the piece back
           to its start (up to MAX_RESTARTS times): its metadata or voice layout is then most
-          likely what makes the line fail. A header that defines a voice twice sends it back at once (up to MAX_HEADER_RESTARTS
-          more times): no line can mend the header.
+          likely what makes the line fail. A header the model wrote with a `header_problem` sends
+          it back at once (up to MAX_HEADER_RESTARTS more times): no line can mend the header.
         - Later, the piece goes back to the line before's start, so the line gets its redraws
           again after a different line before it; failing again at the same place, 2 lines
           back, and so on up to MAX_BACK_LINES.
@@ -629,7 +631,9 @@ class Engine:
         line = budget_left and piece.redraws < retries
         start = piece.start
         early = start is not None and len(piece.body_lines) - start.body_count <= RESTART_WITHIN_LINES
-        if early and piece.header_restarts < MAX_HEADER_RESTARTS and header_problem(piece.metadata):
+        # Only a header the model wrote can be drawn again (a continued piece keeps its own).
+        if early and not start.in_body and piece.header_restarts < MAX_HEADER_RESTARTS \
+                and header_problem(piece.metadata):
             return start, "header"
         restart = early and piece.restarts < MAX_RESTARTS
         depth = piece.back_depth + 1 if piece.backed_at == len(piece.body_lines) else 1

@@ -186,15 +186,34 @@ def _voice_definitions(lines: list[str]) -> tuple[list[str], list[str]]:
 
 
 def header_problem(metadata: str) -> str | None:
-    """Why a piece's text before its tune body cannot make a readable score, or None: a voice
-    defined twice (abctoolkit then reads that voice's bars once per definition)."""
-    seen = set()
+    """Why a piece's text before its tune body cannot make a readable score, or None.
+
+    xml2abc, which made the training data, numbers the voices 1..n and lists each once in
+    `%%score`. A voice defined twice makes abctoolkit read its bars once per definition; a gap in
+    the numbers or a `%%score` that names other voices than the definitions leaves some voice
+    that no tune-body line can both use and line up.
+    """
+    ids: list[str] = []
+    score = None
     for line in metadata.split("\n"):
         found = voice_definition(line)
-        if found and found[0] in seen:
+        if found and found[0] in ids:
             return f"voice {found[0]} is defined twice in the header"
         if found:
-            seen.add(found[0])
+            ids.append(found[0])
+        elif line.startswith("%%score") and score is None:
+            score = re.findall(r"[^\s()\[\]{}|]+", line[len("%%score"):])
+    if not ids:
+        return None
+    if not all(v.isdigit() for v in ids):
+        return f"voice {next(v for v in ids if not v.isdigit())} is not numbered (xml2abc numbers voices 1, 2, ...)"
+    gaps = sorted(set(range(1, len(ids) + 1)) - {int(v) for v in ids})
+    if gaps:
+        return (f"the header's voices are numbered {', '.join(sorted(ids, key=int))}: "
+                f"voice {', '.join(map(str, gaps))} is missing")
+    if score is not None and set(score) != set(ids):
+        other = sorted(set(score) ^ set(ids), key=lambda v: (not v.isdigit(), int(v) if v.isdigit() else 0, v))
+        return f"%%score and the voice definitions differ in voice {', '.join(other)}"
     return None
 
 
@@ -234,11 +253,14 @@ def _interleaved_bars(lines: list[str], header: list[str], voices: list[str], wh
                 counts[v] += 1
         unknown = [v for v in present if v not in counts]
         missing = [v for v in voices if v not in present]
+        twice = list(dict.fromkeys(v for v in present if present.count(v) > 1))
+        if twice:  # rest restoration would keep one of its bars and drop the other
+            findings.append(f"bar {index + 1}: voice {', '.join(twice)} appears more than once in the line")
         if unknown:
             findings.append(f"bar {index + 1}: voice {', '.join(unknown)} is not defined in the header")
         if missing:
             findings.append(f"bar {index + 1}: voice {', '.join(missing)} is missing")
-        if not missing and not unknown:
+        if not missing and not unknown and not twice:
             complete.append(line)
             complete_index.append(index)
 

@@ -188,8 +188,8 @@ def reference_with_redraws(model, start: str, seed: int, patches: int, retries: 
     """No caches, and redraws done on the text, as Engine._go_back_to and _end_back_to say: a
     finished tune-body line whose voices do not line up is cut off again (up to `retries` times per
     line, within the piece's budget); past that, one among the first RESTART_WITHIN_LINES cuts the
-    piece back to `start` (up to MAX_RESTARTS times; a header that defines a voice twice at once,
-    up to MAX_HEADER_RESTARTS times), a later one back to the line before's start, and failing
+    piece back to `start` (up to MAX_RESTARTS times; `start` holds the metadata, so no header
+    restarts, which are for headers the model wrote), a later one back to the line before's start, and failing
     again at that place 2, 3 ... lines back (up to MAX_BACK_LINES); an end on a last line that does
     not close cuts that line off. Past the patch length the context becomes the metadata and the
     last half of the lines; a mark from before that keeps its text only, and going back there
@@ -216,7 +216,7 @@ def reference_with_redraws(model, start: str, seed: int, patches: int, retries: 
     context, forced = encoded(start)
     first = (text, list(context), forced)
     marks = [first]  # line starts (text, context, forced), the current line's last; context None: text only
-    redraws = redrawn = attempt = restarts = header_restarts = end_redraws = deepest = 0
+    redraws = redrawn = attempt = restarts = end_redraws = deepest = 0
     backed_at, back_depth = -1, 0
 
     def go_back(depth):  # to marks[-1 - depth], dropping the later ones
@@ -253,11 +253,10 @@ def reference_with_redraws(model, start: str, seed: int, patches: int, retries: 
             depth = back_depth + 1 if backed_at == body_lines else 1
             back = budget_left and depth <= MAX_BACK_LINES and len(marks) > depth
             fails = (line or restart or back) and bar_line_problem(metadata, text.splitlines()[-1])
-            header = bool(early and header_restarts < MAX_HEADER_RESTARTS and header_problem(metadata))
-            if header or fails and not line and restart:
+            if fails and not line and restart:
                 text, context, forced = first[0], list(first[1]), first[2]
                 marks, redraws, attempt = [first], 0, 0
-                header_restarts, restarts = header_restarts + header, restarts + (not header)
+                restarts += 1
             elif fails and line:
                 text, context, forced = go_back(0)
                 redraws, redrawn, attempt = redraws + 1, redrawn + 1, attempt + 1
@@ -274,7 +273,7 @@ def reference_with_redraws(model, start: str, seed: int, patches: int, retries: 
                 marks = (marks + [(text, list(context), forced)])[-(MAX_BACK_LINES + 1):]
         if mark_after:
             marks, redraws = (marks + [(text, list(context), forced)])[-(MAX_BACK_LINES + 1):], 0
-    return text, redrawn, restarts + header_restarts, end_redraws, deepest
+    return text, redrawn, restarts, end_redraws, deepest
 
 
 def test_misaligned_bars_are_redrawn_as_a_reference_does(fixtures, monkeypatch):
@@ -355,7 +354,7 @@ def test_a_line_past_its_redraws_restarts_the_piece_early_and_goes_back_a_line_l
     to its start (at most MAX_RESTARTS times); a later one goes back to the line before's start,
     once per place."""
     piece = _piece(GOOD, BAD)
-    piece.start = SimpleNamespace(body_count=0)
+    piece.start = SimpleNamespace(body_count=0, in_body=False)
     piece.redraws = 3  # the line's redraws are spent
     assert Engine._go_back_to(piece, retries=3) == (piece.start, "restart")
     piece.restarts = MAX_RESTARTS
@@ -363,7 +362,7 @@ def test_a_line_past_its_redraws_restarts_the_piece_early_and_goes_back_a_line_l
     piece.marks.insert(0, SimpleNamespace(line=0))
     assert Engine._go_back_to(piece, retries=3) == (piece.marks[-2], "back")
     piece = _piece(*[GOOD] * RESTART_WITHIN_LINES, BAD, marks=2)  # too late to restart
-    piece.start, piece.redraws = SimpleNamespace(body_count=0), 3
+    piece.start, piece.redraws = SimpleNamespace(body_count=0, in_body=False), 3
     assert Engine._go_back_to(piece, retries=3) == (piece.marks[-2], "back")
 
 
@@ -371,7 +370,7 @@ def test_failing_again_at_one_place_goes_back_further_each_time():
     """At one place, 1, 2, ... MAX_BACK_LINES lines back, as far as the marks reach; elsewhere 1 again."""
     lines = [GOOD] * 12 + [BAD]
     piece = _piece(*lines, marks=MAX_BACK_LINES + 1)
-    piece.start, piece.redraws = SimpleNamespace(body_count=0), 3
+    piece.start, piece.redraws = SimpleNamespace(body_count=0, in_body=False), 3
     for depth in range(1, MAX_BACK_LINES + 1):
         assert Engine._go_back_to(piece, retries=3) == (piece.marks[-1 - depth], "back")
         piece.redraws = 3  # the lines in between were drawn again and this one failed its redraws again
@@ -400,12 +399,15 @@ def test_going_back_drops_the_later_marks_and_keeps_the_earlier():
 def test_a_header_that_defines_a_voice_twice_restarts_the_piece_at_once():
     piece = _piece(GOOD)
     piece.metadata += "V:2\n"
-    piece.start = SimpleNamespace(body_count=0)
+    piece.start = SimpleNamespace(body_count=0, in_body=False)  # the model wrote the header
     assert header_problem(piece.metadata) == "voice 2 is defined twice in the header"
     assert Engine._go_back_to(piece, retries=3) == (piece.start, "header")  # though the line is aligned
     piece.restarts = MAX_RESTARTS  # line restarts spent: a header's go on
     assert Engine._go_back_to(piece, retries=3) == (piece.start, "header")
     piece.header_restarts = MAX_HEADER_RESTARTS  # spent too: only the line's own check is left
+    assert Engine._go_back_to(piece, retries=3) == (piece.marks[-1], "line")
+    piece.header_restarts = 0
+    piece.start = SimpleNamespace(body_count=0, in_body=True)  # a continued piece's own header
     assert Engine._go_back_to(piece, retries=3) == (piece.marks[-1], "line")
 
 

@@ -104,4 +104,34 @@ def test_bar_line_problem_checks_one_generated_line():
     assert short == "bar 1: voices differ in length (voice 5 lasts 3/4, voice 6 lasts 5/8)"
     assert "ends with" in bar_line_problem(metadata, "[V:5]c6:|[V:6]C6|\n")
     assert "not defined" in bar_line_problem(metadata, "[V:5]c6|[V:7]C6|\n")
+    # A voice named twice: every bar may time right, but rest restoration would drop one of them.
+    twice = "[r:4/8][V:5]c6|[V:6]C6|[V:5]c4 B2|\n"
+    assert bar_line_problem(metadata, twice) == "bar 1: voice 5 appears more than once in the line"
+    duet = "L:1/8\nM:3/4\nK:C\nV:1 treble\nV:2 bass\n[V:1]c6|[V:2]C6|\n[V:1]c6|[V:2]C6|[V:1]c4 B2|\n[V:1]c6|[V:2]C6|\n"
+    report = report_piece(duet)
+    assert not report.aligned and report.findings[0] == "bar 2: voice 1 appears more than once in the line"
     assert bar_line_problem(metadata, "[r:4/8]c6|\n") == "the line names no voice"
+
+
+def test_header_problem_wants_voices_numbered_as_xml2abc_does():
+    from pipelines.piece_report import header_problem
+
+    good = '%%score [ ( 1 2 ) 3 | 4 ]\nL:1/8\nV:1 treble nm="Violin"\nV:2 treble\nV:3 alto\nV:4 bass\n'
+    assert header_problem(good) is None
+    assert header_problem(good.replace("| 4 ]", "| 4")) is None  # an unclosed bracket: post-processing closes it
+    assert header_problem("L:1/8\nM:4/4\nK:C\n") is None  # no voices: one melody line
+    assert header_problem(good + "V:3 bass\n") == "voice 3 is defined twice in the header"
+    gap = good.replace("V:4 bass", "V:5 bass")
+    assert header_problem(gap) == "the header's voices are numbered 1, 2, 3, 5: voice 4 is missing"
+    assert header_problem(good.replace("V:4 bass", "V:B bass")).startswith("voice B is not numbered")
+    assert header_problem(good.replace("| 4 ]", "| 5 ]")) == "%%score and the voice definitions differ in voice 4, 5"
+
+
+def test_every_upstream_preprocessed_header_passes_the_header_check(fixtures):
+    from pipelines.piece_report import header_problem
+
+    files = sorted((fixtures / "preprocess" / "augmented").rglob("*.abc"))
+    assert len(files) > 10
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        assert header_problem(text[:text.index("[V:")]) is None, path.name
