@@ -60,9 +60,9 @@ RESTART_WITHIN_LINES = 8
 MAX_RESTARTS = 2
 # A header the model wrote that cannot make a readable score (`piece_report.header_problem`: a
 # voice defined twice, voices not numbered 1..n, a `%%score` naming other voices) sends the piece
-# back to its start at once, up to this many times (on top of MAX_RESTARTS): only the metadata
-# and one line are drawn again.
-MAX_HEADER_RESTARTS = 8
+# back to its start as its tune body begins, up to this many times (on top of MAX_RESTARTS): only
+# the metadata is drawn again.
+MAX_HEADER_RESTARTS = 64
 # A later line past its redraws goes back to the line before's start; failing again at the same
 # place, 2 lines back, and so on up to MAX_BACK_LINES.
 MAX_BACK_LINES = 3
@@ -554,12 +554,15 @@ class Engine:
                     ends_line = False
                 else:
                     chunk = self.patchilizer.decode_patch(patch)[known[b]:]
-                    if not piece.in_body and chunk.startswith("[r:"):
+                    begins = not piece.in_body and chunk.startswith("[r:")
+                    if begins:
                         piece.in_body = True
                         dec.in_body[b] = True
                     piece.add(chunk)
                     ends_line = chunk.endswith("\n")
-                    back = self._go_back_to(piece, limits.bar_retries) if ends_line else None
+                    back = self._header_back_to(piece, limits.bar_retries) if begins else None
+                    if back is None and ends_line:
+                        back = self._go_back_to(piece, limits.bar_retries)
                 rebuilt = None
                 if back is not None and back[0].enc is None:  # a mark from before the last re-encode
                     rebuilt = self._context_of(back[0].metadata, back[0].body_at(piece.body_lines))
@@ -610,6 +613,16 @@ class Engine:
         return [self._finish(p, seconds) for p in pieces]
 
     @staticmethod
+    def _header_back_to(piece: _Piece, retries: int) -> tuple[_LineStart, str] | None:
+        """Where `piece` goes back to as its tune body begins: its start, to write the header
+        again, when the header it wrote has a `header_problem` that no line can mend (up to
+        MAX_HEADER_RESTARTS times); None goes on. A continued piece keeps its own header."""
+        start = piece.start
+        if not retries or start is None or start.in_body or piece.header_restarts >= MAX_HEADER_RESTARTS:
+            return None
+        return (start, "header") if header_problem(piece.metadata) else None
+
+    @staticmethod
     def _go_back_to(piece: _Piece, retries: int) -> tuple[_LineStart, str] | None:
         """Where `piece` goes back to after finishing a tune-body line whose voices do not line up
         (differ in length or barline), and how (`_Piece.back_to`); None keeps the line.
@@ -619,8 +632,7 @@ class Engine:
           line fails (a voice lost its meter) goes on instead of spending its time limit.
         - Past those, a line among the piece's first RESTART_WITHIN_LINES sends the piece back
           to its start (up to MAX_RESTARTS times): its metadata or voice layout is then most
-          likely what makes the line fail. A header the model wrote with a `header_problem` sends
-          it back at once (up to MAX_HEADER_RESTARTS more times): no line can mend the header.
+          likely what makes the line fail.
         - Later, the piece goes back to the line before's start, so the line gets its redraws
           again after a different line before it; failing again at the same place, 2 lines
           back, and so on up to MAX_BACK_LINES.
@@ -631,10 +643,6 @@ class Engine:
         line = budget_left and piece.redraws < retries
         start = piece.start
         early = start is not None and len(piece.body_lines) - start.body_count <= RESTART_WITHIN_LINES
-        # Only a header the model wrote can be drawn again (a continued piece keeps its own).
-        if early and not start.in_body and piece.header_restarts < MAX_HEADER_RESTARTS \
-                and header_problem(piece.metadata):
-            return start, "header"
         restart = early and piece.restarts < MAX_RESTARTS
         depth = piece.back_depth + 1 if piece.backed_at == len(piece.body_lines) else 1
         back = budget_left and depth <= MAX_BACK_LINES and len(piece.marks) > depth
