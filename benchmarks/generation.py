@@ -3,10 +3,12 @@
 The reference (upstream's gradio/inference.py): per patch, the whole context is
 re-encoded by the patch-level decoder; per char, the char-level decoder re-runs
 over the patch so far, and the probabilities go to the host for numpy top-k /
-top-p / temperature sampling. The engine: KV caches, sampling on the device,
+top-p / temperature sampling. As upstream, it runs transformers' GPT2Model and
+GPT2LMHeadModel (holding the same weights); the ratios are to that run. The same
+loop on the studio's leaner modules is timed as well. The engine: KV caches, sampling on the device,
 compiled CUDA-graph steps, at batches of up to 2 the fused decode kernels. Prints
 chars/s of the reference, the engine at batch 1 and at larger batches, the ratios to the
-reference (as upstream runs it: PyTorch's defaults), and peak GPU memory.
+reference (as upstream runs it: transformers' modules, PyTorch's defaults), and peak GPU memory.
 
     python benchmarks/generation.py                      # random NotaGen-X-shaped weights, fp16
     python benchmarks/generation.py --model CKPT --dtype bf16 --batches 1 8 32
@@ -18,14 +20,15 @@ import time
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from pipelines.checkpoint import load_checkpoint
 from pipelines.generation import FUSED_MAX_BATCH, Engine, GenerationLimits, GenerationRequest
-from pipelines.model import NotaGen, preset
+from pipelines.model import VOCAB_SIZE, NotaGen, preset
 from pipelines.prompts import Prompt
 from pipelines.runtime import configure_cuda, pick_runtime
 from pipelines.sampling import SamplingConfig
-from pipelines.tokenizer import Patchilizer
+from pipelines.tokenizer import BOS_ID, Patchilizer
 
 PROMPT = Prompt("Romantic", "Chopin, Frederic", "Keyboard")
 
@@ -47,8 +50,58 @@ def host_sample(probs: np.ndarray, s: SamplingConfig, rng: np.random.Generator) 
     return int(rng.choice(len(probs), p=probs))
 
 
+class StudioModules:
+    """The reference loop's two model calls on the studio's own modules (no caches)."""
+
+    def __init__(self, model: NotaGen):
+        self.model = model
+
+    def patch_state(self, context: torch.Tensor) -> torch.Tensor:  # (N, P) -> (1, C), the last patch's
+        return self.model.patch_level_decoder(context[None])[:, -1]
+
+    def char_logits(self, state: torch.Tensor, chars: list[int]) -> torch.Tensor:  # -> (128,), the next char's
+        return self.model.char_level_decoder(state, torch.tensor([chars], dtype=torch.long, device=state.device))[0, -1]
+
+
+class TransformersModules:
+    """The same calls as upstream's NotaGen makes them: transformers' GPT2Model over the one-hot
+    patch embeddings, GPT2LMHeadModel over inputs_embeds (the patch state in place of bos), with
+    `model`'s weights (upstream's parameter names are the studio's)."""
+
+    def __init__(self, model: NotaGen):
+        from transformers import GPT2Config, GPT2LMHeadModel, GPT2Model
+
+        c = model.config
+
+        def config(layers, positions, vocab):
+            return GPT2Config(n_embd=c.hidden_size, n_layer=layers, n_head=c.num_heads, n_positions=positions,
+                              vocab_size=vocab, layer_norm_epsilon=c.layer_norm_eps, bos_token_id=None,
+                              eos_token_id=None)  # ids are the loop's business
+
+        dev = next(model.parameters()).device
+        self.model = model
+        self.patch = GPT2Model(config(c.patch_layers, c.patch_length, 1)).to(dev).eval()
+        self.char = GPT2LMHeadModel(config(c.char_layers, c.patch_size + 1, VOCAB_SIZE)).to(dev).eval()
+        for hf, ours in ((self.patch, model.patch_level_decoder.base), (self.char, model.char_level_decoder.base)):
+            missing, unexpected = hf.load_state_dict(ours.state_dict(), strict=False)
+            left = [k for k in missing + unexpected if not k.endswith((".attn.bias", ".attn.masked_bias"))]
+            if left:
+                raise SystemExit(f"transformers' GPT-2 does not take these weights: {left[:4]}")
+
+    def patch_state(self, context: torch.Tensor) -> torch.Tensor:
+        one_hot = F.one_hot(context, num_classes=VOCAB_SIZE).to(torch.float32).reshape(1, len(context), -1)
+        embeds = self.model.patch_level_decoder.patch_embedding(one_hot)
+        return self.patch(inputs_embeds=embeds).last_hidden_state[:, -1]
+
+    def char_logits(self, state: torch.Tensor, chars: list[int]) -> torch.Tensor:
+        tokens = self.char.transformer.wte(torch.tensor([[BOS_ID] + chars], device=state.device))
+        embeds = torch.cat([state[:, None, :].to(tokens.dtype), tokens[:, 1:]], dim=1)
+        return self.char(inputs_embeds=embeds).logits[0, -1]
+
+
 @torch.inference_mode()
-def reference_loop(model: NotaGen, patches: int, sampling: SamplingConfig, dtype, seed: int = 0) -> tuple[int, float]:
+def reference_loop(modules, patches: int, sampling: SamplingConfig, dtype, seed: int = 0) -> tuple[int, float]:
+    model = modules.model
     dev = next(model.parameters()).device
     P = model.config.patch_size
     text = "".join(line + "\n" for line in PROMPT.header_lines(with_end=False))
@@ -59,11 +112,10 @@ def reference_loop(model: NotaGen, patches: int, sampling: SamplingConfig, dtype
     start = time.perf_counter()
     for _ in range(patches):
         with torch.autocast(dev.type, dtype=dtype, enabled=dev.type == "cuda"):
-            state = model.patch_level_decoder(context[None])[:, -1]  # whole context, every patch
+            state = modules.patch_state(context)  # whole context, every patch
             chars: list[int] = []
             for _pos in range(P):  # whole patch so far, every char
-                logits = model.char_level_decoder(state, torch.tensor([chars], dtype=torch.long, device=dev))
-                probs = torch.softmax(logits[0, -1].float(), -1).cpu().numpy().astype(np.float64)
+                probs = torch.softmax(modules.char_logits(state, chars).float(), -1).cpu().numpy().astype(np.float64)
                 chars.append(host_sample(probs, sampling, rng))
         patch = chars[:]
         if 2 in patch:
@@ -73,6 +125,15 @@ def reference_loop(model: NotaGen, patches: int, sampling: SamplingConfig, dtype
         context = torch.cat([context, torch.tensor([patch], device=dev)])
     torch.cuda.synchronize() if dev.type == "cuda" else None
     return chars_out, time.perf_counter() - start
+
+
+@torch.inference_mode()
+def same_logits(a, b) -> float:
+    """Max |difference| of the first char's logits from the prompt through two module sets (fp32)."""
+    dev = next(a.model.parameters()).device
+    text = "".join(line + "\n" for line in PROMPT.header_lines(with_end=False))
+    context = torch.tensor(Patchilizer().encode_generate(text, a.model.config.patch_length), device=dev)
+    return (a.char_logits(a.patch_state(context), [1]) - b.char_logits(b.patch_state(context), [1])).abs().max().item()
 
 
 def engine_run(engine: Engine, batch: int, patches: int, sampling: SamplingConfig) -> tuple[int, float, list]:
@@ -115,19 +176,27 @@ def main():
     print(f"device {name}, dtype {runtime.dtype_name}, model {args.model or args.preset} "
           f"({model.num_parameters():,} parameters), sampling {sampling}")
 
-    # Upstream's model runs in fp32 weights under autocast; the engine casts the weights.
-    # Upstream runs with PyTorch's defaults, cuDNN attention included; the studio turns that off
+    # Upstream's model runs transformers' GPT-2 modules in fp32 weights under autocast, with
+    # PyTorch's defaults, cuDNN attention included; the studio turns that off
     # (runtime.configure_cuda), which also speeds the reference loop up, so it is timed both ways.
+    # The same loop on the studio's own modules (less per-call overhead) is timed too.
     ref_model = model.to(runtime.device)
+    upstream, studio = TransformersModules(ref_model), StudioModules(ref_model)
+    print(f"first char's logits, transformers' GPT-2 against the studio's modules: max |diff| "
+          f"{same_logits(upstream, studio):.2e}")
     rows = []
-    for cudnn in ([True, False] if cuda else [False]):
+    for modules, cudnn, how in ((upstream, True, "transformers' GPT-2 as upstream, PyTorch defaults"),
+                                (upstream, False, "transformers' GPT-2, cuDNN attention off"),
+                                (studio, True, "the studio's modules, PyTorch defaults")):
+        if not cuda and not cudnn:
+            continue
         torch.backends.cuda.enable_cudnn_sdp(cudnn)
-        reference_loop(ref_model, 2, sampling, runtime.dtype)  # warm-up
-        chars, secs = reference_loop(ref_model, args.reference_patches, sampling, runtime.dtype)
-        how = "cuDNN attention off" if cuda and not cudnn else "PyTorch defaults"
+        reference_loop(modules, 2, sampling, runtime.dtype)  # warm-up
+        chars, secs = reference_loop(modules, args.reference_patches, sampling, runtime.dtype)
         rows.append((f"reference (upstream loop), batch 1, {how}", chars, secs, chars / secs, None))
         print(f"reference, {how}: {chars} chars in {secs:.2f} s = {chars / secs:.0f} chars/s "
               f"({1000 * secs / args.reference_patches:.1f} ms per patch)", flush=True)
+    del upstream
     if cuda:
         configure_cuda()
     ref_rate = rows[0][3]
