@@ -471,6 +471,14 @@ class Engine:
         piece.reencodes += bool(ctx)
         return ctx, open_patch
 
+    def _full_context(self, piece: _Piece) -> str:
+        """Why `piece` has no context to go on from (`_reencode` found none)."""
+        L = self.config.patch_length
+        if not piece.in_body or not piece.body_lines:
+            return f"filled the {L}-patch context without a tune body to continue from"
+        return (f"its metadata and its last tune-body line ({len(piece.body_lines[-1])} chars) fill the "
+                f"{L}-patch context on their own")
+
     def _context_of(self, metadata: str, lines: list[str]) -> tuple[list[list[int]], list[int]]:
         """Metadata plus the last half of `lines` (fewer where that overflows), encoded; ([], []) where nothing fits."""
         for keep in range(max(len(lines) // 2, 1), 0, -1):
@@ -507,8 +515,7 @@ class Engine:
             if len(ctx) >= self.config.patch_length - 1:
                 ctx, open_patch = self._reencode(piece)
                 if not ctx:
-                    raise AbcError("the piece to continue has too much metadata for this model's "
-                                   f"{self.config.patch_length}-patch context")
+                    raise AbcError(f"the piece to continue cannot go on: {self._full_context(piece)}")
             pieces.append(piece)
             contexts.append(ctx)
             forced_rows.append(open_patch)
@@ -590,9 +597,7 @@ class Engine:
                 if piece.active and piece.context >= self.config.patch_length:
                     ctx, open_patch = self._reencode(piece)
                     if not ctx:
-                        piece.status = "invalid"
-                        piece.reason = (f"filled the {self.config.patch_length}-patch context without a tune "
-                                        "body to continue from")
+                        piece.status, piece.reason = "invalid", self._full_context(piece)
                         continue
                     dec.enc[b] = self._prefill([b], [ctx])[0]
                     piece.context = len(ctx)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from pipelines.checkpoint import load_checkpoint
-from pipelines.errors import NotaGenError
+from pipelines.errors import AbcError, NotaGenError
 from pipelines.generation import (MAX_BACK_LINES, MAX_HEADER_RESTARTS, MAX_RESTARTS, REDRAWS_PER_LINE,
                                   RESTART_WITHIN_LINES, Engine, GeneratedPiece, GenerationLimits, GenerationRequest,
                                   _Piece, char_step, continuation_prefix, zero_after_eos)
@@ -112,6 +112,13 @@ def test_metadata_only_context_is_refused_not_crashed(engine):
     piece = engine.generate([GenerationRequest(BACH, seed=0)], limits=GenerationLimits(max_patches=200))[0]
     assert piece.status == "invalid" and "without a tune body" in piece.reason
     assert piece.abc is None and piece.patches < 200
+
+
+def test_a_line_too_long_for_the_context_is_named(engine):
+    metadata = "%Baroque\n%Bach, Johann Sebastian\n%Choral\nL:1/8\nM:4/4\nK:C\nV:1 treble\n"
+    long_line = "[r:0/1][V:1]" + "c2 " * 400  # 1,212 chars: past the tiny model's 64 patches with any metadata
+    with pytest.raises(AbcError, match=r"its metadata and its last tune-body line \(1212 chars\) fill the 64-patch"):
+        engine.generate([GenerationRequest(BACH, prefix=metadata + long_line)])
 
 
 def test_limits_and_cancel_are_statuses_with_reasons(engine):
