@@ -553,11 +553,14 @@ class Engine:
                 piece.context += 1
                 ends = patch[0] == BOS_ID and patch[1] == EOS_ID
                 if ends:
-                    back = self._end_back_to(piece, limits.bar_retries)
+                    if piece.in_body:
+                        back = self._end_back_to(piece, limits.bar_retries)
+                    else:  # ended within its metadata: no score at all
+                        back = self._header_back_to(piece, limits.bar_retries, ended=True)
                     if back is None:
                         piece.status = "ok"
                         continue
-                    piece.end_redraws += 1
+                    piece.end_redraws += back[1] == "back"
                     ends_line = False
                 else:
                     chunk = self.patchilizer.decode_patch(patch)[known[b]:]
@@ -618,14 +621,15 @@ class Engine:
         return [self._finish(p, seconds) for p in pieces]
 
     @staticmethod
-    def _header_back_to(piece: _Piece, retries: int) -> tuple[_LineStart, str] | None:
-        """Where `piece` goes back to as its tune body begins: its start, to write the header
-        again, when the header it wrote has a `header_problem` that no line can mend (up to
-        MAX_HEADER_RESTARTS times); None goes on. A continued piece keeps its own header."""
+    def _header_back_to(piece: _Piece, retries: int, ended: bool = False) -> tuple[_LineStart, str] | None:
+        """Where `piece` goes back to as its tune body begins, or as the model ends it before
+        that (`ended`): its start, to write the header again, when the header it wrote has a
+        `header_problem` that no line can mend or ended the piece (up to MAX_HEADER_RESTARTS
+        times); None goes on. A continued piece keeps its own header."""
         start = piece.start
         if not retries or start is None or start.in_body or piece.header_restarts >= MAX_HEADER_RESTARTS:
             return None
-        return (start, "header") if header_problem(piece.metadata) else None
+        return (start, "header") if ended or header_problem(piece.metadata) else None
 
     @staticmethod
     def _go_back_to(piece: _Piece, retries: int) -> tuple[_LineStart, str] | None:

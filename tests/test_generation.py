@@ -444,6 +444,10 @@ def test_a_header_with_a_problem_restarts_the_piece_as_its_tune_body_begins():
     assert Engine._header_back_to(piece, retries=3) is None
     piece.start = None  # its context is gone (re-encoded)
     assert Engine._header_back_to(piece, retries=3) is None
+    header_only = _piece()
+    header_only.in_body, header_only.start = False, SimpleNamespace(body_count=0, in_body=False)
+    assert Engine._header_back_to(header_only, retries=3) is None  # a header with no problem goes on
+    assert Engine._header_back_to(header_only, retries=3, ended=True) == (header_only.start, "header")
 
 
 def test_a_piece_that_ends_on_an_open_ending_draws_its_last_line_again():
