@@ -65,7 +65,7 @@ PRESETS: dict[str, NotaGenConfig] = {
     "notagen-medium": NotaGenConfig(16, 2048, 16, 3, 1024),
     "notagen-small": NotaGenConfig(16, 2048, 12, 3, 768),
     # Small enough for the embedded demo model (a few MB) and CPU training.
-    "demo": NotaGenConfig(16, 512, 6, 3, 256),
+    "demo": NotaGenConfig(16, 1024, 6, 3, 256),
     # Test sizes: seconds on a CPU.
     "tiny": NotaGenConfig(16, 64, 2, 2, 128),
     "micro": NotaGenConfig(16, 32, 1, 1, 64),

@@ -297,7 +297,7 @@ def test_misaligned_bars_are_redrawn_as_a_reference_does(fixtures, monkeypatch):
     hows = []
     back_to = _Piece.back_to
     monkeypatch.setattr(_Piece, "back_to", lambda piece, mark, how: hows.append(how) or back_to(piece, mark, how))
-    seeds = (0, 7)
+    seeds = (7, 8)
     pieces = engine.generate([GenerationRequest(haydn, seed=s, prefix=prefix) for s in seeds],
                              limits=GenerationLimits(max_patches=60, bar_retries=1))
     assert set(hows) == {"line", "restart", "back"}  # the comparison covers every way back but a header's
@@ -322,7 +322,7 @@ def test_redraws_go_back_across_a_reencode_as_a_reference_does(fixtures, monkeyp
     back_to = _Piece.back_to
     monkeypatch.setattr(_Piece, "back_to",
                         lambda piece, mark, how: across.append(mark.enc is None) or back_to(piece, mark, how))
-    seeds = (0, 7)
+    seeds = (1, 2)
     pieces = Engine(model, pick_runtime("cpu")).generate(
         [GenerationRequest(haydn, seed=s, prefix=prefix) for s in seeds],
         limits=GenerationLimits(max_patches=45, bar_retries=1))
