@@ -99,13 +99,19 @@ class TransformersModules:
         return self.char(inputs_embeds=embeds).logits[0, -1]
 
 
+def prompt_context(model: NotaGen) -> torch.Tensor:
+    """PROMPT's patches (N, P) on the model's device: where the reference loop starts."""
+    text = "".join(line + "\n" for line in PROMPT.header_lines(with_end=False))
+    ids = Patchilizer().encode_generate(text, model.config.patch_length)
+    return torch.tensor(ids, device=next(model.parameters()).device)
+
+
 @torch.inference_mode()
 def reference_loop(modules, patches: int, sampling: SamplingConfig, dtype, seed: int = 0) -> tuple[int, float]:
     model = modules.model
     dev = next(model.parameters()).device
     P = model.config.patch_size
-    text = "".join(line + "\n" for line in PROMPT.header_lines(with_end=False))
-    context = torch.tensor(Patchilizer().encode_generate(text, model.config.patch_length), device=dev)
+    context = prompt_context(model)
     rng = np.random.default_rng(seed)
     chars_out = 0
     torch.cuda.synchronize() if dev.type == "cuda" else None
@@ -130,9 +136,7 @@ def reference_loop(modules, patches: int, sampling: SamplingConfig, dtype, seed:
 @torch.inference_mode()
 def same_logits(a, b) -> float:
     """Max |difference| of the first char's logits from the prompt through two module sets (fp32)."""
-    dev = next(a.model.parameters()).device
-    text = "".join(line + "\n" for line in PROMPT.header_lines(with_end=False))
-    context = torch.tensor(Patchilizer().encode_generate(text, a.model.config.patch_length), device=dev)
+    context = prompt_context(a.model)
     return (a.char_logits(a.patch_state(context), [1]) - b.char_logits(b.patch_state(context), [1])).abs().max().item()
 
 
