@@ -4,11 +4,13 @@ The reference (upstream's gradio/inference.py): per patch, the whole context is
 re-encoded by the patch-level decoder; per char, the char-level decoder re-runs
 over the patch so far, and the probabilities go to the host for numpy top-k /
 top-p / temperature sampling. As upstream, it runs transformers' GPT2Model and
-GPT2LMHeadModel (holding the same weights); the ratios are to that run. The same
-loop on the studio's leaner modules is timed as well. The engine: KV caches, sampling on the device,
-compiled CUDA-graph steps, at batches of up to 2 the fused decode kernels. Prints
-chars/s of the reference, the engine at batch 1 and at larger batches, the ratios to the
-reference (as upstream runs it: transformers' modules, PyTorch's defaults), and peak GPU memory.
+GPT2LMHeadModel (holding the same weights) with eager attention: upstream pins transformers
+4.40, whose GPT-2 has no other (SDPA came in 4.42); the ratios are to that run. The same
+loop with today's default (SDPA) attention, and on the studio's leaner modules, is timed as
+well. The engine: KV caches, sampling on the device, compiled CUDA-graph steps, at batches of
+up to 2 the fused decode kernels. Prints chars/s of the reference, the engine at batch 1 and at
+larger batches, the ratios to the reference (as upstream runs it: transformers' modules, eager
+attention, PyTorch's defaults), and peak GPU memory.
 
     python benchmarks/generation.py                      # random NotaGen-X-shaped weights, fp16
     python benchmarks/generation.py --model CKPT --dtype bf16 --batches 1 8 32
@@ -66,9 +68,10 @@ class StudioModules:
 class TransformersModules:
     """The same calls as upstream's NotaGen makes them: transformers' GPT2Model over the one-hot
     patch embeddings, GPT2LMHeadModel over inputs_embeds (the patch state in place of bos), with
-    `model`'s weights (upstream's parameter names are the studio's)."""
+    `model`'s weights (upstream's parameter names are the studio's). `attention`: "eager" as in
+    upstream's pinned transformers 4.40, or "sdpa" (the default since 4.42)."""
 
-    def __init__(self, model: NotaGen):
+    def __init__(self, model: NotaGen, attention: str = "eager"):
         from transformers import GPT2Config, GPT2LMHeadModel, GPT2Model
 
         c = model.config
@@ -76,7 +79,7 @@ class TransformersModules:
         def config(layers, positions, vocab):
             return GPT2Config(n_embd=c.hidden_size, n_layer=layers, n_head=c.num_heads, n_positions=positions,
                               vocab_size=vocab, layer_norm_epsilon=c.layer_norm_eps, bos_token_id=None,
-                              eos_token_id=None)  # ids are the loop's business
+                              eos_token_id=None, attn_implementation=attention)  # ids are the loop's business
 
         dev = next(model.parameters()).device
         self.model = model
@@ -161,7 +164,7 @@ def main():
     ap.add_argument("--dtype", default="auto")
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
     ap.add_argument("--patches", type=int, default=256, help="patches per piece for the engine")
-    ap.add_argument("--reference-patches", type=int, default=24)
+    ap.add_argument("--reference-patches", type=int, default=48)
     ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--no-fused", action="store_true", help="no fused decode kernels: every batch through the modules")
     ap.add_argument("--unfused-too", action="store_true",
@@ -180,18 +183,21 @@ def main():
     print(f"device {name}, dtype {runtime.dtype_name}, model {args.model or args.preset} "
           f"({model.num_parameters():,} parameters), sampling {sampling}")
 
-    # Upstream's model runs transformers' GPT-2 modules in fp32 weights under autocast, with
-    # PyTorch's defaults, cuDNN attention included; the studio turns that off
-    # (runtime.configure_cuda), which also speeds the reference loop up, so it is timed both ways.
-    # The same loop on the studio's own modules (less per-call overhead) is timed too.
+    # The reference runs transformers' GPT-2 modules (eager attention, as upstream's transformers
+    # 4.40) on fp32 weights under autocast to the run's dtype, with PyTorch's defaults. SDPA is timed
+    # too, with PyTorch's defaults (cuDNN attention included) and with cuDNN attention off as the
+    # studio sets it (runtime.configure_cuda); and the same loop on the studio's own modules.
     ref_model = model.to(runtime.device)
-    upstream, studio = TransformersModules(ref_model), StudioModules(ref_model)
-    print(f"first char's logits, transformers' GPT-2 against the studio's modules: max |diff| "
-          f"{same_logits(upstream, studio):.2e}")
+    upstream, sdpa = TransformersModules(ref_model), TransformersModules(ref_model, attention="sdpa")
+    studio = StudioModules(ref_model)
+    print(f"first char's logits, transformers' GPT-2 (eager, SDPA) against the studio's modules: max |diff| "
+          f"{same_logits(upstream, studio):.2e}, {same_logits(sdpa, studio):.2e}")
     rows = []
-    for modules, cudnn, how in ((upstream, True, "transformers' GPT-2 as upstream, PyTorch defaults"),
-                                (upstream, False, "transformers' GPT-2, cuDNN attention off"),
-                                (studio, True, "the studio's modules, PyTorch defaults")):
+    references = ((upstream, True, "transformers' GPT-2, eager attention as upstream (transformers 4.40)"),
+                  (sdpa, True, "transformers' GPT-2, SDPA attention (transformers 4.42+), PyTorch defaults"),
+                  (sdpa, False, "transformers' GPT-2, SDPA attention, cuDNN attention off"),
+                  (studio, True, "the studio's modules, PyTorch defaults"))
+    for modules, cudnn, how in references:
         if not cuda and not cudnn:
             continue
         torch.backends.cuda.enable_cudnn_sdp(cudnn)
@@ -200,7 +206,7 @@ def main():
         rows.append((f"reference (upstream loop), batch 1, {how}", chars, secs, chars / secs, None))
         print(f"reference, {how}: {chars} chars in {secs:.2f} s = {chars / secs:.0f} chars/s "
               f"({1000 * secs / args.reference_patches:.1f} ms per patch)", flush=True)
-    del upstream
+    del upstream, sdpa
     if cuda:
         configure_cuda()
     ref_rate = rows[0][3]
