@@ -187,7 +187,8 @@ def main():
     ap.add_argument("--patches", type=int, default=256, help="patches per piece for the engine")
     ap.add_argument("--reference-patches", type=int, default=48, help="patches per reference run")
     ap.add_argument("--reference-repeats", type=int, default=3,
-                    help="runs of each reference, in turn; its figure is their median (the host drifts)")
+                    help="runs of each reference, in turn; its figure is their median, the faster middle one for "
+                         "an even count (the host drifts)")
     ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--no-fused", action="store_true", help="no fused decode kernels: every batch through the modules")
     ap.add_argument("--unfused-too", action="store_true",
