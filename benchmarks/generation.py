@@ -31,8 +31,8 @@ import time
 
 import numpy as np
 import torch
-import transformers
 import torch.nn.functional as F
+import transformers
 
 from pipelines.checkpoint import load_checkpoint
 from pipelines.generation import FUSED_MAX_BATCH, Engine, GenerationLimits, GenerationRequest
@@ -288,7 +288,8 @@ def engine_rows(engine: Engine, how: str, batches: list[int], patches: int, samp
         statuses = {p.status for p in pieces}
         rows.append((f"engine, batch {batch}{path}", chars, secs, rate, peak, ""))
         print(f"engine batch {batch}{path}: {chars} chars in {secs:.2f} s = {rate:.0f} chars/s, "
-              f"{1000 * secs / patches:.2f} ms per patch step, x{rate / ref_rates[0]:.1f} / x{rate / ref_rates[1]:.1f} the references, "
+              f"{1000 * secs / patches:.2f} ms per patch step, "
+              f"x{rate / ref_rates[0]:.1f} / x{rate / ref_rates[1]:.1f} the references, "
               f"peak {peak or 0:.2f} GiB, statuses {statuses} (setup+warm-up {time.perf_counter() - t0 - secs:.0f} s)",
               flush=True)
     return rows
