@@ -46,11 +46,22 @@ LINEAR_BLOCKS = {"qkv": (4, 1024, 1), "out": (2, 1024, 1), "up": (4, 512, 1), "d
 
 
 @triton.jit
-def _linear_kernel(x_ptr, stride_x, ln_w_ptr, ln_b_ptr, eps, w_ptr, bias_ptr, out_ptr, stride_out, B, N,
+def _skipped(skip_ptr, CAN_SKIP: tl.constexpr):
+    """Whether this step is skipped: the flag is set once every row has ended its patch (the rest
+    of the patch is padding, so there is nothing to compute)."""
+    if CAN_SKIP:
+        return tl.load(skip_ptr) != 0
+    return False
+
+
+@triton.jit
+def _linear_kernel(x_ptr, stride_x, ln_w_ptr, ln_b_ptr, eps, w_ptr, bias_ptr, out_ptr, stride_out, B, N, skip_ptr,
                    K: tl.constexpr, K_POW2: tl.constexpr, PRE_LN: tl.constexpr, HAS_BIAS: tl.constexpr,
-                   GELU: tl.constexpr, RESIDUAL: tl.constexpr,
+                   GELU: tl.constexpr, RESIDUAL: tl.constexpr, CAN_SKIP: tl.constexpr,
                    B_BLOCK: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     """out[b, n] (+)= act(sum_k norm(x)[b, k] * w[n, k] + bias[n]) for BLOCK_N outputs of every row."""
+    if _skipped(skip_ptr, CAN_SKIP):
+        return
     dtype = out_ptr.dtype.element_ty
     rows = tl.arange(0, B_BLOCK)
     row_ok = rows < B
@@ -91,14 +102,16 @@ def _linear_kernel(x_ptr, stride_x, ln_w_ptr, ln_b_ptr, eps, w_ptr, bias_ptr, ou
 
 @triton.jit
 def _attention_kernel(qkv_ptr, stride_qkv, k_ptr, v_ptr, pos_ptr, stride_pos, out_ptr, stride_out, part_ptr, H,
-                      scale, S: tl.constexpr, C: tl.constexpr, D: tl.constexpr, BLOCK_S: tl.constexpr,
-                      SPLITS: tl.constexpr):
+                      scale, skip_ptr, S: tl.constexpr, C: tl.constexpr, D: tl.constexpr, BLOCK_S: tl.constexpr,
+                      SPLITS: tl.constexpr, CAN_SKIP: tl.constexpr):
     """One (row, head, split of the cache): split 0 writes the new key and value at the row's
     position and starts from that slot; each split attends to its share of slots 0..position-1.
 
     With one split the result goes to `out`; with several, each split's partial softmax (max,
     sum, weighted values) goes to `part` (B, H, SPLITS, D + 2) for `_attention_merge_kernel`.
     """
+    if _skipped(skip_ptr, CAN_SKIP):
+        return
     b = tl.program_id(0)
     h = tl.program_id(1)
     j = tl.program_id(2)
@@ -141,8 +154,11 @@ def _attention_kernel(qkv_ptr, stride_qkv, k_ptr, v_ptr, pos_ptr, stride_pos, ou
 
 
 @triton.jit
-def _attention_merge_kernel(part_ptr, out_ptr, stride_out, H, D: tl.constexpr, SPLITS: tl.constexpr):
+def _attention_merge_kernel(part_ptr, out_ptr, stride_out, H, skip_ptr, D: tl.constexpr, SPLITS: tl.constexpr,
+                            CAN_SKIP: tl.constexpr):
     """One (row, head): combine the splits' partial softmaxes into the attention output."""
+    if _skipped(skip_ptr, CAN_SKIP):
+        return
     b = tl.program_id(0)
     h = tl.program_id(1)
     j = tl.arange(0, SPLITS)
@@ -156,8 +172,10 @@ def _attention_merge_kernel(part_ptr, out_ptr, stride_out, H, D: tl.constexpr, S
 
 
 @triton.jit
-def _layer_norm_kernel(x_ptr, stride_x, w_ptr, b_ptr, eps, out_ptr, stride_out, K: tl.constexpr,
-                       K_POW2: tl.constexpr):
+def _layer_norm_kernel(x_ptr, stride_x, w_ptr, b_ptr, eps, out_ptr, stride_out, skip_ptr, K: tl.constexpr,
+                       K_POW2: tl.constexpr, CAN_SKIP: tl.constexpr):
+    if _skipped(skip_ptr, CAN_SKIP):
+        return
     row = tl.program_id(0)
     ks = tl.arange(0, K_POW2)
     k_ok = ks < K
@@ -185,11 +203,15 @@ class FusedStack:
     Uses the blocks' KV caches (`setup_caches` first); `head` (V, C), when given, turns the
     normed state into logits. Buffers are fixed, so the calls can be captured in a CUDA graph.
     Every program holds all rows, so it suits a few rows (the engine's FUSED_MAX_BATCH).
+    `skip` (a one-element int32 tensor on the device), when given, is read by every kernel:
+    while it is non-zero a call computes and writes nothing, so a captured step costs only
+    its launches (the engine sets it once every row has ended its patch).
     """
 
     def __init__(self, stack: GPT2Stack, batch: int, head: torch.Tensor | None = None,
-                 slots_per_program: int = ATTENTION_SLOTS):
+                 slots_per_program: int = ATTENTION_SLOTS, skip: torch.Tensor | None = None):
         self.stack, self.batch, self.head = stack, batch, head
+        self._skip_args = dict(skip_ptr=skip if skip is not None else stack.ln_f.weight, CAN_SKIP=skip is not None)
         self.weights = [(row_major(b.attn.c_attn.weight), row_major(b.attn.c_proj.weight),
                          row_major(b.mlp.c_fc.weight), row_major(b.mlp.c_proj.weight)) for b in stack.h]
         ref = stack.ln_f.weight
@@ -215,20 +237,22 @@ class FusedStack:
         ln_w, ln_b, eps = (norm.weight, norm.bias, norm.eps) if norm is not None else (w, w, 0.0)
         _linear_kernel[(triton.cdiv(N, block_n),)](
             x, x.stride(0), ln_w, ln_b, eps, w, bias if bias is not None else w, out, out.stride(0), self.batch, N,
-            K=K, K_POW2=triton.next_power_of_2(K), PRE_LN=norm is not None, HAS_BIAS=bias is not None, GELU=gelu,
-            RESIDUAL=residual, B_BLOCK=self.rows, BLOCK_N=block_n, BLOCK_K=min(block_k, triton.next_power_of_2(K)),
+            **self._skip_args, K=K, K_POW2=triton.next_power_of_2(K), PRE_LN=norm is not None,
+            HAS_BIAS=bias is not None, GELU=gelu, RESIDUAL=residual, B_BLOCK=self.rows, BLOCK_N=block_n,
+            BLOCK_K=min(block_k, triton.next_power_of_2(K)),
             num_warps=warps * self.rows)  # warps per row: each thread's share of the tile stays the same
 
     def _attention(self, cache, positions):
         S, splits = cache.k.shape[2], self.splits
         _attention_kernel[(self.batch, self.heads, splits)](
             self.qkv, self.qkv.stride(0), cache.k, cache.v, positions, positions.stride(0), self.y, self.y.stride(0),
-            self.part, self.heads, self.head_dim ** -0.5, S=S, C=self.heads * self.head_dim, D=self.head_dim,
-            BLOCK_S=min(self.slots_per_program, triton.next_power_of_2(S)), SPLITS=splits,
+            self.part, self.heads, self.head_dim ** -0.5, **self._skip_args, S=S, C=self.heads * self.head_dim,
+            D=self.head_dim, BLOCK_S=min(self.slots_per_program, triton.next_power_of_2(S)), SPLITS=splits,
             num_warps=1 if S <= 32 else 4)
         if splits > 1:
             _attention_merge_kernel[(self.batch, self.heads)](self.part, self.y, self.y.stride(0), self.heads,
-                                                              D=self.head_dim, SPLITS=splits, num_warps=1)
+                                                              **self._skip_args, D=self.head_dim, SPLITS=splits,
+                                                              num_warps=1)
 
     def __call__(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """x (B, C) input embeddings (position table included), updated in place as the residual
@@ -251,5 +275,6 @@ class FusedStack:
             self._linear("head", x, self.head, None, self.out, norm=norm)
         else:
             _layer_norm_kernel[(self.batch,)](x, x.stride(0), norm.weight, norm.bias, norm.eps, self.out,
-                                              self.out.stride(0), K=C, K_POW2=triton.next_power_of_2(C))
+                                              self.out.stride(0), **self._skip_args, K=C,
+                                              K_POW2=triton.next_power_of_2(C))
         return self.out

@@ -244,6 +244,15 @@ def pick_char(logits, chars, pos, forced, in_body, seeds, counters, top_k, top_p
     return torch.where(starts_r & (pos == 4), _SLASH, c)
 
 
+def pick_char_marking_ends(skip, active, logits, chars, pos, *picking):
+    """`pick_char`, and `skip` (1,) set once every active row (B,) has its patch's eos, this
+    char included: the fused char stack then skips the rest of the patch."""
+    c = pick_char(logits, chars, pos, *picking)
+    ended = (c == EOS_ID) | (chars == EOS_ID).any(dim=1) | ~active
+    skip.copy_(ended.all())
+    return c
+
+
 def char_step(model: NotaGen, enc, chars, pos, *picking):
     """One char for every row at position `pos` () through the model's modules; enc (B, C) patch
     states; `picking` as `pick_char` takes it after `pos`."""
@@ -283,9 +292,10 @@ class PatchDecoder:
     costs one replay and one read of its chars. Its steps run either through the
     model's modules, compiled where Triton is installed, or (`fused`, small batches)
     through `decode_kernels`: five Triton kernels per block, with the embeddings and
-    the sampling around them compiled. Eagerly (CPU, MPS) the char loop stops once
-    every active row has written its eos: the skipped positions would be padded
-    anyway, and each draw is keyed by its position, so the pieces are the same.
+    the sampling around them compiled. Once every active row has written its eos the
+    rest of the patch is padding: eagerly (CPU, MPS) the char loop stops there, and the
+    fused kernels skip their work (a flag on the device, so the graph needs no host
+    sync). Each draw is keyed by its position, so the pieces are the same either way.
     """
 
     def __init__(self, model: NotaGen, batch: int, device: torch.device, dtype: torch.dtype, use_graph: bool,
@@ -298,7 +308,8 @@ class PatchDecoder:
         self.out_chars = torch.zeros(batch, c.patch_size, dtype=torch.long, **z)
         self.forced = torch.full((batch, c.patch_size), -1, dtype=torch.long, **z)
         self.in_body = torch.zeros(batch, dtype=torch.bool, **z)
-        self.active = torch.ones(batch, dtype=torch.bool, **z)  # rows still writing (eager early exit)
+        self.active = torch.ones(batch, dtype=torch.bool, **z)  # rows still writing (early exit)
+        self.skip = torch.zeros(1, dtype=torch.int32, **z)  # set once every active row has ended its patch
         self.seeds = torch.zeros(batch, dtype=torch.long, **z)
         self.counters = torch.zeros(batch, dtype=torch.long, **z)
         self.positions = torch.zeros(batch, dtype=torch.long, **z)
@@ -314,11 +325,11 @@ class PatchDecoder:
             from .decode_kernels import FusedStack
 
             head = model.char_level_decoder.base
-            self.char_stack = FusedStack(head.transformer, batch, head=head.lm_head.weight)
+            self.char_stack = FusedStack(head.transformer, batch, head=head.lm_head.weight, skip=self.skip)
             self.patch_stack = FusedStack(model.patch_level_decoder.base, batch)
             self.char_input = functools.partial(step(fused_char_input), model)
             self.patch_input = functools.partial(step(fused_patch_input), model)
-            self.pick = step(pick_char)
+            self.pick = functools.partial(step(pick_char_marking_ends), self.skip, self.active)
             self.char_fn, self.patch_fn = self._fused_char_step, self._fused_patch_step
         else:
             self.char_fn = functools.partial(step(char_step), model)
@@ -336,6 +347,7 @@ class PatchDecoder:
 
     def _body(self, early_exit: bool = False):
         self.chars.zero_()
+        self.skip.zero_()
         for i in range(self.P):
             c = self.char_fn(self.enc, self.chars, self.pos_table[i], self.forced, self.in_body, self.seeds,
                              self.counters, self.top_k, self.top_p, self.temperature)
@@ -536,6 +548,7 @@ class Engine:
                 piece.mark_line_start(piece.context, forced_rows[b], dec.enc[b])
                 piece.start = piece.line_start
 
+        was_active = [True] * B
         while any(p.active for p in pieces):
             if should_stop and should_stop():
                 for p in pieces:
@@ -614,8 +627,10 @@ class Engine:
                         piece.mark_line_start(piece.context, open_patch, dec.enc[b])
                 if limits.bar_retries and ends_line and not redrawn and piece.active:
                     piece.mark_line_start(piece.context, forced_rows[b], dec.enc[b])
-            if dec.graph is None:  # only the eager char loop reads it (early exit)
-                dec.active.copy_(torch.tensor([p.active for p in pieces]))
+            now_active = [p.active for p in pieces]
+            if now_active != was_active:  # for the char loop's early exit; a copy only when a row ends
+                dec.active.copy_(torch.tensor(now_active))
+                was_active = now_active
 
         seconds = time.perf_counter() - start
         return [self._finish(p, seconds) for p in pieces]

@@ -71,5 +71,38 @@ def engine_pieces_equal():
     print("engine pieces equal")
 
 
+@torch.no_grad()
+def ended_patch_is_skipped():
+    """With every char step run (as the CUDA graph runs them), the fused char stack stops
+    computing once every row has its eos: the chars, the next patch states and the cache slots
+    up to there equal the modules', and the char cache slots after it are never written."""
+    from pipelines.generation import PatchDecoder
+    from pipelines.tokenizer import EOS_ID
+
+    model = _model(2, "micro")
+    caches = [b.attn.cache for b in model.char_level_decoder.base.transformer.h]
+    runs = {}
+    for fused in (False, True):
+        dec = PatchDecoder(model, 2, torch.device("cpu"), torch.float32, use_graph=False, fused=fused)
+        dec.enc.copy_(torch.randn(2, model.config.hidden_size, generator=torch.Generator().manual_seed(1)))
+        dec.seeds.copy_(torch.tensor([3, 4]))
+        dec.top_k.fill_(9), dec.top_p.fill_(0.9), dec.temperature.fill_(1.2)
+        dec.forced[0, 3] = EOS_ID  # row 0 ends at char 3, row 1 at char 5
+        dec.forced[1, 5] = EOS_ID
+        for cache in caches:  # the modules' attention reads every slot (masked): NaN only for the kernels
+            cache.k.fill_(float("nan") if fused else 0.0), cache.v.fill_(float("nan") if fused else 0.0)
+        dec._body(early_exit=False)
+        runs[fused] = (dec.out_chars.clone(), dec.enc.clone(), [(c.k.clone(), c.v.clone()) for c in caches],
+                       int(dec.skip.item()))
+    (chars, enc, plain_caches, _), (f_chars, f_enc, f_caches, skip) = runs[False], runs[True]
+    assert torch.equal(chars, f_chars) and chars[0, 3] == EOS_ID and chars[1, 5] == EOS_ID, (chars, f_chars)
+    assert (enc - f_enc).abs().max() < 1e-5
+    assert skip == 1
+    for (k, v), (fk, fv) in zip(plain_caches, f_caches):
+        assert (k[:, :, :6] - fk[:, :, :6]).abs().max() < 1e-5 and (v[:, :, :6] - fv[:, :, :6]).abs().max() < 1e-5
+        assert fk[:, :, 6:].isnan().all() and fv[:, :, 6:].isnan().all(), "slots after the eos were written"
+    print("ended patch skipped")
+
+
 if __name__ == "__main__":
     globals()[sys.argv[1]]()

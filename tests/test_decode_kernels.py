@@ -24,3 +24,7 @@ def test_fused_stacks_equal_the_modules():
 
 def test_engine_with_fused_kernels_writes_the_same_pieces():
     assert "engine pieces equal" in run_check("engine_pieces_equal")
+
+
+def test_fused_char_stack_skips_the_rest_of_an_ended_patch():
+    assert "ended patch skipped" in run_check("ended_patch_is_skipped")
