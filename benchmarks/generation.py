@@ -23,11 +23,21 @@ The reference under upstream's own pin of transformers (the engine needs none of
 
 The host drifts (a reference run moved 25% between runs), so each reference runs
 --reference-repeats times in turn and its figure is the median; the ratios are to medians.
+
+Random weights seldom write an eos, so nearly every patch above is 16 chars. Real bars are
+shorter: music21-corpus pieces through the dataset pipeline make patches of about 12 chars on
+average (over half end early). Upstream's loop still runs all 16 char steps of such a patch;
+the engine's fused kernels skip what is left once every row has its eos. So the last rows run
+the as-shipped reference and the engine at batch 1 with the eos forced where the patches of
+real scores end (--real-scores; by default one corpus piece of each kind), every other char
+sampled, in the same run.
 """
 from __future__ import annotations
 
 import argparse
+import random
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -40,7 +50,7 @@ from pipelines.model import VOCAB_SIZE, NotaGen, preset
 from pipelines.prompts import Prompt
 from pipelines.runtime import configure_cuda, pick_runtime
 from pipelines.sampling import SamplingConfig
-from pipelines.tokenizer import BOS_ID, Patchilizer
+from pipelines.tokenizer import BOS_ID, EOS_ID, Patchilizer
 
 PROMPT = Prompt("Romantic", "Chopin, Frederic", "Keyboard")
 
@@ -122,15 +132,18 @@ def prompt_context(model: NotaGen) -> torch.Tensor:
 
 
 def reference_loop(modules, patches: int, sampling: SamplingConfig, dtype, seed: int = 0,
-                   as_shipped: bool = False) -> tuple[int, float]:
+                   as_shipped: bool = False, lengths: list[int] | None = None) -> tuple[int, float]:
     """Upstream's loop on `modules`. as_shipped: as upstream's gradio/inference.py runs it, on the
     fp32 weights with no autocast and autograd recording (it calls the model outside no_grad);
-    otherwise under inference_mode and autocast to `dtype`, the leaner way to run the same loop."""
+    otherwise under inference_mode and autocast to `dtype`, the leaner way to run the same loop.
+    lengths: patch i ends (an eos in place of the sampled char) after lengths[i] chars when
+    that is under the patch size; upstream's loop runs every char step of a patch regardless."""
     with torch.enable_grad() if as_shipped else torch.inference_mode():
-        return _reference_patches(modules, patches, sampling, None if as_shipped else dtype, seed)
+        return _reference_patches(modules, patches, sampling, None if as_shipped else dtype, seed, lengths)
 
 
-def _reference_patches(modules, patches: int, sampling: SamplingConfig, autocast, seed: int) -> tuple[int, float]:
+def _reference_patches(modules, patches: int, sampling: SamplingConfig, autocast, seed: int,
+                       lengths: list[int] | None) -> tuple[int, float]:
     model = modules.model
     dev = next(model.parameters()).device
     P = model.config.patch_size
@@ -139,14 +152,16 @@ def _reference_patches(modules, patches: int, sampling: SamplingConfig, autocast
     chars_out = 0
     torch.cuda.synchronize() if dev.type == "cuda" else None
     start = time.perf_counter()
-    for _ in range(patches):
+    for i in range(patches):
+        end = lengths[i % len(lengths)] if lengths else P
         with torch.autocast(dev.type, dtype=autocast, enabled=autocast is not None and dev.type == "cuda"):
             state = modules.patch_state(context)  # whole context, every patch
             chars: list[int] = []
-            for _pos in range(P):  # whole patch so far, every char
+            for pos in range(P):  # whole patch so far, every char
                 logits = modules.char_logits(state, chars)
                 probs = torch.softmax(logits.float(), -1).detach().cpu().numpy().astype(np.float64)
-                chars.append(host_sample(probs, sampling, rng))
+                drawn = host_sample(probs, sampling, rng)
+                chars.append(EOS_ID if pos == end else drawn)
         patch = chars[:]
         if 2 in patch:
             cut = patch.index(2)
@@ -162,6 +177,66 @@ def same_logits(a, b) -> float:
     """Max |difference| of the first char's logits from the prompt through two module sets (fp32)."""
     context = prompt_context(a.model)
     return (a.char_logits(a.patch_state(context), [1]) - b.char_logits(b.patch_state(context), [1])).abs().max().item()
+
+
+def corpus_scores() -> list[Path]:
+    """The first MusicXML score of each kind (period, instrumentation) in music21's labelled corpus."""
+    from pipelines.dataset.corpus import corpus_sources
+
+    first = {}
+    for path, _, labels in corpus_sources():
+        if path.suffix in (".mxl", ".xml", ".musicxml"):
+            first.setdefault((labels.period, labels.instrumentation), path)
+    return list(first.values())
+
+
+def real_patch_lengths(scores: list[Path], count: int) -> list[int]:
+    """Chars per patch (under 16: the patch then ends with an eos) of MusicXML `scores` as the
+    dataset pipeline and the tokenizer make them for training; `count` of them in a fixed
+    shuffled order, so any prefix has about their mean."""
+    from pipelines.dataset.convert import StageError, read_musicxml, xml_to_abc
+    from pipelines.dataset.preprocess import preprocess_abc
+
+    patchilizer, lengths = Patchilizer(), []
+    for path in scores:
+        try:
+            text = preprocess_abc(xml_to_abc(read_musicxml(path).data, path.stem)).interleaved
+        except StageError as e:
+            print(f"{path.name}: left out ({e})")
+            continue
+        ids = patchilizer.encode_train(text, 10 ** 6, add_special_patches=False, cut=False, as_array=True)
+        lengths += np.count_nonzero(ids, axis=1).tolist()
+    random.Random(0).shuffle(lengths)
+    return (lengths * (count // max(1, len(lengths)) + 1))[:count]
+
+
+@torch.inference_mode()
+def engine_lengths_run(engine: Engine, lengths: list[int], sampling: SamplingConfig) -> tuple[int, float]:
+    """The engine at batch 1 from the prompt through len(lengths) patches, patch i ending (an eos
+    in place of its draw) after lengths[i] chars: the patch loop of `Engine.generate` without its
+    host-side bookkeeping, which writes no eos of its own choosing."""
+    dec = engine._decoder(1)
+    context = prompt_context(engine.model).tolist()
+    P = engine.config.patch_size
+    lengths = lengths[:engine.config.patch_length - len(context) - 1]
+    dec.enc.copy_(engine._prefill([0], [context]))
+    dec.seeds.zero_(), dec.counters.zero_(), dec.in_body.fill_(True), dec.active.fill_(True)
+    dec.top_k.fill_(sampling.top_k), dec.top_p.fill_(sampling.top_p), dec.temperature.fill_(sampling.temperature)
+    dec.start_row(0, len(context), [])
+    chars = 0
+    synchronize(engine.runtime.device)
+    start = time.perf_counter()
+    for length in lengths:
+        if length < P:
+            dec.forced[0, length] = EOS_ID
+        chars += len(Patchilizer.decode_patch(dec.run()[0]))
+    synchronize(engine.runtime.device)
+    return chars, time.perf_counter() - start
+
+
+def synchronize(device: torch.device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
 
 
 def engine_run(engine: Engine, batch: int, patches: int, sampling: SamplingConfig) -> tuple[int, float, list]:
@@ -189,6 +264,10 @@ def main():
     ap.add_argument("--reference-repeats", type=int, default=3,
                     help="runs of each reference, in turn; its figure is their median, the faster middle one for "
                          "an even count (the host drifts)")
+    ap.add_argument("--real-scores", type=Path, nargs="+",
+                    help="MusicXML scores whose patch lengths the last rows force; default: the first of each "
+                         "kind (period, instrumentation) in music21's corpus")
+    ap.add_argument("--no-real-bars", action="store_true", help="leave out the rows with real patch lengths")
     ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--no-fused", action="store_true", help="no fused decode kernels: every batch through the modules")
     ap.add_argument("--unfused-too", action="store_true",
@@ -231,26 +310,39 @@ def main():
         (sdpa, True, False, f"transformers' GPT-2, SDPA attention (transformers 4.42+), {lean}, PyTorch defaults"),
         (sdpa, False, False, f"transformers' GPT-2, SDPA attention, {lean}, cuDNN attention off"),
         (studio, True, False, f"the studio's modules, {lean}"))
-    references = [r for r in references if r[0] is not None and (cuda or r[1])]
+    references = [r + (None,) for r in references if r[0] is not None and (cuda or r[1])]
+    scores = [] if args.no_real_bars else args.real_scores or corpus_scores()
+    lengths = real_patch_lengths(scores, args.patches) if scores else None
+    if lengths:  # the reference's fewer patches: an even spread of the same lengths (about the same mean)
+        ordered, m = sorted(lengths), args.reference_patches
+        ref_lengths = [ordered[int((i + 0.5) * len(ordered) / m)] for i in range(m)]
+        random.Random(0).shuffle(ref_lengths)
+        references.append((upstream, True, True, references[0][3] + ", eos at real bar ends", ref_lengths))
     samples: list[list[tuple[int, float]]] = [[] for _ in references]
-    for modules, cudnn, as_shipped, how in references:
+    for modules, cudnn, as_shipped, how, ends in references:
         torch.backends.cuda.enable_cudnn_sdp(cudnn)
         # Warm-up: a first timed run right after 2 patches measured 25% slow (H100, 120 against 160 chars/s).
-        reference_loop(modules, min(8, args.reference_patches), sampling, runtime.dtype, as_shipped=as_shipped)
+        reference_loop(modules, min(8, args.reference_patches), sampling, runtime.dtype, as_shipped=as_shipped,
+                       lengths=ends)
     for repeat in range(args.reference_repeats):  # round robin: the host's drift spreads over every row
-        for (modules, cudnn, as_shipped, how), timed in zip(references, samples):
+        for (modules, cudnn, as_shipped, how, ends), timed in zip(references, samples):
             torch.backends.cuda.enable_cudnn_sdp(cudnn)
             chars, secs = reference_loop(modules, args.reference_patches, sampling, runtime.dtype,
-                                         as_shipped=as_shipped, seed=repeat)
+                                         as_shipped=as_shipped, seed=repeat, lengths=ends)
             timed.append((chars, secs))
             print(f"reference, {how}: {chars} chars in {secs:.2f} s = {chars / secs:.0f} chars/s "
                   f"({1000 * secs / args.reference_patches:.1f} ms per patch)", flush=True)
-    for (_m, _c, _s, how), timed in zip(references, samples):
+    for reference, timed in zip(references, samples):
+        how = reference[3]
         timed.sort(key=lambda r: r[0] / r[1])
         chars, secs = timed[len(timed) // 2]
         spread = f"{timed[0][0] / timed[0][1]:.0f}-{timed[-1][0] / timed[-1][1]:.0f}" if len(timed) > 1 else ""
         rows.append((f"reference (upstream loop), batch 1, {how}", chars, secs, chars / secs, None, spread))
-    del upstream, sdpa, studio, references, modules  # the transformers copies of the weights
+    real_rows = []  # (label, chars, seconds, chars/s, patches, spread, x the real-bars reference)
+    if lengths:
+        label, chars, secs, rate, _peak, spread = rows.pop()
+        real_rows.append((label, chars, secs, rate, args.reference_patches, spread, True))
+    del upstream, sdpa, studio, references, reference, modules  # the transformers copies of the weights
     if cuda:
         configure_cuda()
     ref_rate, lean_rate = rows[0][3], rows[1][3]
@@ -265,6 +357,16 @@ def main():
         rows += engine_rows(engine, how, batches, args.patches, sampling, (ref_rate, lean_rate))
         if how:
             engine.unload()
+    if lengths:
+        engine = runs[-1][0]
+        engine_lengths_run(engine, [engine.config.patch_size] * 8, sampling)  # warm-up (batch 1 again)
+        path = " (fused kernels)" if engine.fused else " (modules)"
+        for label, ends in ((f"engine, batch 1{path}, eos at the same real bar ends", lengths),
+                            (f"engine, batch 1{path}, the same loop, every patch full", None)):
+            chars, secs = engine_lengths_run(engine, ends or [engine.config.patch_size] * args.patches, sampling)
+            real_rows.append((label, chars, secs, chars / secs, args.patches, "", ends is not None))
+            print(f"{label}: {chars} chars in {secs:.2f} s = {chars / secs:.0f} chars/s, "
+                  f"{1000 * secs / args.patches:.2f} ms per patch", flush=True)
 
     print(f"\n| run | chars | seconds | chars/s (median; range) | x reference as shipped | x reference, {lean} "
           f"| peak GiB |")
@@ -273,6 +375,18 @@ def main():
         print(f"| {label} | {chars} | {secs:.2f} | {rate:.0f}{f' ({spread})' if spread else ''} | "
               f"{rate / ref_rate:.1f} | {rate / lean_rate:.1f} | "
               f"{'' if peak is None else f'{peak:.2f}'} |")
+    if real_rows:
+        full = sum(n == model.config.patch_size for n in lengths) / len(lengths)
+        print(f"\nPatches ending where the bars of {', '.join(p.name for p in scores)} end: {np.mean(lengths):.1f} "
+              f"chars per patch on average, {100 * full:.0f}% full (the reference's {args.reference_patches} "
+              f"patches: {np.mean(ref_lengths):.1f})")
+        print("\n| run | chars | seconds | ms per patch | chars/s (median; range) | x the reference with the same "
+              "bar ends |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        for label, chars, secs, rate, patches, spread, comparable in real_rows:
+            ratio = f"{rate / real_rows[0][3]:.1f}" if comparable else "(full patches)"
+            print(f"| {label} | {chars} | {secs:.2f} | {1000 * secs / patches:.2f} | "
+                  f"{rate:.0f}{f' ({spread})' if spread else ''} | {ratio} |")
 
 
 def engine_rows(engine: Engine, how: str, batches: list[int], patches: int, sampling: SamplingConfig,
