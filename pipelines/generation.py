@@ -244,12 +244,17 @@ def pick_char(logits, chars, pos, forced, in_body, seeds, counters, top_k, top_p
     return torch.where(starts_r & (pos == 4), _SLASH, c)
 
 
+def rows_ended(chars, active):
+    """(B,) whether each row's patch so far (B, P; zeros after it) holds its eos, or the row is
+    no longer active: once all have, the rest of the patch is padding."""
+    return (chars == EOS_ID).any(dim=1) | ~active
+
+
 def pick_char_marking_ends(skip, active, logits, chars, pos, *picking):
-    """`pick_char`, and `skip` (1,) set once every active row (B,) has its patch's eos, this
+    """`pick_char`, and `skip` (1,) set once every row has ended its patch (`rows_ended`), this
     char included: the fused char stack then skips the rest of the patch."""
     c = pick_char(logits, chars, pos, *picking)
-    ended = (c == EOS_ID) | (chars == EOS_ID).any(dim=1) | ~active
-    skip.copy_(ended.all())
+    skip.copy_((rows_ended(chars, active) | (c == EOS_ID)).all())
     return c
 
 
@@ -352,7 +357,7 @@ class PatchDecoder:
             c = self.char_fn(self.enc, self.chars, self.pos_table[i], self.forced, self.in_body, self.seeds,
                              self.counters, self.top_k, self.top_p, self.temperature)
             self.chars[:, i] = c
-            if early_exit and bool(((self.chars[:, :i + 1] == EOS_ID).any(dim=1) | ~self.active).all()):
+            if early_exit and bool(rows_ended(self.chars, self.active).all()):
                 break
         patch = zero_after_eos(self.chars)
         self.out_chars.copy_(patch)
