@@ -32,12 +32,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from pipelines.dataset.build import DatasetConfig, build_named  # noqa: E402
+from pipelines.dataset.convert import MUSICXML_SUFFIXES  # noqa: E402
 from pipelines.dataset.corpus import corpus_sources  # noqa: E402
 
 
 def choose_scores(count: int) -> list[tuple[Path, str]]:
     """`count` MusicXML pieces at an even stride through the labelled corpus (so every kind is represented)."""
-    pieces = [(path, piece) for path, piece, _ in corpus_sources() if path.suffix in (".mxl", ".xml", ".musicxml")]
+    pieces = [(path, piece) for path, piece, _ in corpus_sources() if path.suffix in MUSICXML_SUFFIXES]
     if count >= len(pieces):
         return pieces
     step = len(pieces) / count

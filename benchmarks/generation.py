@@ -150,7 +150,7 @@ def _reference_patches(modules, patches: int, sampling: SamplingConfig, autocast
     context = prompt_context(model)
     rng = np.random.default_rng(seed)
     chars_out = 0
-    torch.cuda.synchronize() if dev.type == "cuda" else None
+    synchronize(dev)
     start = time.perf_counter()
     for i in range(patches):
         end = lengths[i % len(lengths)] if lengths else P
@@ -163,12 +163,12 @@ def _reference_patches(modules, patches: int, sampling: SamplingConfig, autocast
                 drawn = host_sample(probs, sampling, rng)
                 chars.append(EOS_ID if pos == end else drawn)
         patch = chars[:]
-        if 2 in patch:
-            cut = patch.index(2)
+        if EOS_ID in patch:
+            cut = patch.index(EOS_ID)
             patch = patch[:cut + 1] + [0] * (P - cut - 1)
         chars_out += len(Patchilizer.decode_patch(patch))
         context = torch.cat([context, torch.tensor([patch], device=dev)])
-    torch.cuda.synchronize() if dev.type == "cuda" else None
+    synchronize(dev)
     return chars_out, time.perf_counter() - start
 
 
@@ -181,11 +181,12 @@ def same_logits(a, b) -> float:
 
 def corpus_scores() -> list[Path]:
     """The first MusicXML score of each kind (period, instrumentation) in music21's labelled corpus."""
+    from pipelines.dataset.convert import MUSICXML_SUFFIXES
     from pipelines.dataset.corpus import corpus_sources
 
     first = {}
     for path, _, labels in corpus_sources():
-        if path.suffix in (".mxl", ".xml", ".musicxml"):
+        if path.suffix in MUSICXML_SUFFIXES:
             first.setdefault((labels.period, labels.instrumentation), path)
     return list(first.values())
 
@@ -242,13 +243,12 @@ def synchronize(device: torch.device):
 def engine_run(engine: Engine, batch: int, patches: int, sampling: SamplingConfig) -> tuple[int, float, list]:
     requests = [GenerationRequest(PROMPT, seed=i) for i in range(batch)]
     engine.generate(requests, sampling, GenerationLimits(max_patches=4))  # compile + capture
+    synchronize(engine.runtime.device)
     if engine.runtime.device.type == "cuda":
-        torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     pieces = engine.generate(requests, sampling, GenerationLimits(max_patches=patches))
-    if engine.runtime.device.type == "cuda":
-        torch.cuda.synchronize()
+    synchronize(engine.runtime.device)
     return sum(p.chars for p in pieces), time.perf_counter() - start, pieces
 
 
