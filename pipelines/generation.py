@@ -258,6 +258,15 @@ def pick_char_marking_ends(skip, active, logits, chars, pos, *picking):
     return c
 
 
+def pick_pair_marking_ends(skip, active, logits, chars, pos, *picking):
+    """The chars at `pos` and `pos + 1` from a pair pass's logits (1 + V, V) (see `pair_decode`):
+    row 0's draw, then the draw from the branch of that char; `skip` as `pick_char_marking_ends`."""
+    first = pick_char_marking_ends(skip, active, logits[:1], chars, pos, *picking)
+    chars = torch.where(torch.arange(chars.shape[1], device=chars.device) == pos, first[:, None], chars)
+    second = pick_char_marking_ends(skip, active, logits.index_select(0, first + 1), chars, pos + 1, *picking)
+    return first, second
+
+
 def char_step(model: NotaGen, enc, chars, pos, *picking):
     """One char for every row at position `pos` () through the model's modules; enc (B, C) patch
     states; `picking` as `pick_char` takes it after `pos`."""
@@ -304,7 +313,7 @@ class PatchDecoder:
     """
 
     def __init__(self, model: NotaGen, batch: int, device: torch.device, dtype: torch.dtype, use_graph: bool,
-                 compile: bool = False, fused: bool = False):
+                 compile: bool = False, fused: bool = False, pair: bool = False):
         c = model.config
         self.model, self.P = model, c.patch_size
         z = dict(device=device)
@@ -336,9 +345,16 @@ class PatchDecoder:
             self.patch_input = functools.partial(step(fused_patch_input), model)
             self.pick = functools.partial(step(pick_char_marking_ends), self.skip, self.active)
             self.char_fn, self.patch_fn = self._fused_char_step, self._fused_patch_step
+            self.pair_stack = None
+            if pair and batch == 1 and self.P % 2 == 0:  # two chars a pass (see pair_decode)
+                from .pair_decode import PairStack
+
+                self.pair_stack = PairStack(head, skip=self.skip)
+                self.pick_pair = functools.partial(step(pick_pair_marking_ends), self.skip, self.active)
         else:
             self.char_fn = functools.partial(step(char_step), model)
             self.patch_fn = functools.partial(step(patch_step), model)
+            self.pair_stack = None
         self.graph = None
         if use_graph:
             self._capture()
@@ -353,10 +369,14 @@ class PatchDecoder:
     def _body(self, early_exit: bool = False):
         self.chars.zero_()
         self.skip.zero_()
-        for i in range(self.P):
-            c = self.char_fn(self.enc, self.chars, self.pos_table[i], self.forced, self.in_body, self.seeds,
-                             self.counters, self.top_k, self.top_p, self.temperature)
-            self.chars[:, i] = c
+        picking = (self.forced, self.in_body, self.seeds, self.counters, self.top_k, self.top_p, self.temperature)
+        for i in range(0, self.P, 1 if self.pair_stack is None else 2):
+            pos = self.pos_table[i]
+            if self.pair_stack is None:
+                self.chars[:, i] = self.char_fn(self.enc, self.chars, pos, *picking)
+            else:
+                logits = self.pair_stack(self.char_input(self.enc, self.chars, pos), i, self.chars)
+                self.chars[:, i], self.chars[:, i + 1] = self.pick_pair(logits, self.chars, pos, *picking)
             if early_exit and bool(rows_ended(self.chars, self.active).all()):
                 break
         patch = zero_after_eos(self.chars)
@@ -402,11 +422,12 @@ class Engine:
 
     On CUDA a patch is a CUDA-graph replay. `compile` (default: on CUDA where Triton is
     installed) compiles its steps; `fused` (default: the same, for batches of up to
-    `decode_kernels.MAX_BATCH`) runs the blocks through the Triton decode kernels.
+    `FUSED_MAX_BATCH`) runs the blocks through the Triton decode kernels; `pair`
+    (default: as `fused`) has a single row's char decoder draw two chars a pass (`pair_decode`).
     """
 
     def __init__(self, model: NotaGen, runtime: Runtime, compile: bool | None = None, name: str = "",
-                 card: ModelCard | None = None, fused: bool | None = None):
+                 card: ModelCard | None = None, fused: bool | None = None, pair: bool | None = None):
         check_fits(model.config, runtime, batch=1)
         self.runtime = runtime
         self.name = name
@@ -417,6 +438,7 @@ class Engine:
         kernels = runtime.device.type == "cuda" and triton_available()
         self.compile = kernels if compile is None else compile
         self.fused = fused if fused is not None else (kernels if compile is None else compile)
+        self.pair = self.fused if pair is None else pair
         self._capacity = 0
         self._decoders: PatchDecoder | None = None
 
@@ -451,7 +473,7 @@ class Engine:
             self.model.setup_caches(batch, dtype=self.runtime.dtype, device=self.runtime.device)
             self._decoders = PatchDecoder(self.model, batch, self.runtime.device, self.runtime.dtype,
                                           use_graph=self.runtime.device.type == "cuda", compile=self.compile,
-                                          fused=self.fused and batch <= FUSED_MAX_BATCH)
+                                          fused=self.fused and batch <= FUSED_MAX_BATCH, pair=self.pair)
             self._capacity = batch
         return self._decoders
 

@@ -71,37 +71,111 @@ def engine_pieces_equal():
     print("engine pieces equal")
 
 
-@torch.no_grad()
-def ended_patch_is_skipped():
-    """With every char step run (as the CUDA graph runs them), the fused char stack stops
-    computing once every row has its eos: the chars, the next patch states and the cache slots
-    up to there equal the modules', and the char cache slots after it are never written."""
+def _ended_patch(ends: list[int], pair: bool = False, name: str = "micro"):
+    """Each row's patch decoded with every char step run (as the CUDA graph runs them) and
+    its eos forced at `ends`, through the modules and through the kernels (`pair`: two chars a
+    pass): the chars, the next patch states and the cache slots up to the last eos are the
+    modules', and the kernels write no char cache slot after `written` of them."""
     from pipelines.generation import PatchDecoder
     from pipelines.tokenizer import EOS_ID
 
-    model = _model(2, "micro")
+    B = len(ends)
+    model = _model(B, name)
     caches = [b.attn.cache for b in model.char_level_decoder.base.transformer.h]
     runs = {}
     for fused in (False, True):
-        dec = PatchDecoder(model, 2, torch.device("cpu"), torch.float32, use_graph=False, fused=fused)
-        dec.enc.copy_(torch.randn(2, model.config.hidden_size, generator=torch.Generator().manual_seed(1)))
-        dec.seeds.copy_(torch.tensor([3, 4]))
+        dec = PatchDecoder(model, B, torch.device("cpu"), torch.float32, use_graph=False, fused=fused, pair=pair)
+        assert (dec.pair_stack is not None) == (fused and pair)
+        dec.enc.copy_(torch.randn(B, model.config.hidden_size, generator=torch.Generator().manual_seed(1)))
+        dec.seeds.copy_(torch.arange(3, 3 + B))
         dec.top_k.fill_(9), dec.top_p.fill_(0.9), dec.temperature.fill_(1.2)
-        dec.forced[0, 3] = EOS_ID  # row 0 ends at char 3, row 1 at char 5
-        dec.forced[1, 5] = EOS_ID
+        for row, end in enumerate(ends):
+            dec.forced[row, end] = EOS_ID
         for cache in caches:  # the modules' attention reads every slot (masked): NaN only for the kernels
             cache.k.fill_(float("nan") if fused else 0.0), cache.v.fill_(float("nan") if fused else 0.0)
         dec._body(early_exit=False)
         runs[fused] = (dec.out_chars.clone(), dec.enc.clone(), [(c.k.clone(), c.v.clone()) for c in caches],
                        int(dec.skip.item()))
     (chars, enc, plain_caches, _), (f_chars, f_enc, f_caches, skip) = runs[False], runs[True]
-    assert torch.equal(chars, f_chars) and chars[0, 3] == EOS_ID and chars[1, 5] == EOS_ID, (chars, f_chars)
+    assert torch.equal(chars, f_chars) and all(chars[r, e] == EOS_ID for r, e in enumerate(ends)), (chars, f_chars)
     assert (enc - f_enc).abs().max() < 1e-5
     assert skip == 1
-    for (k, v), (fk, fv) in zip(plain_caches, f_caches):
+    return plain_caches, f_caches
+
+
+@torch.no_grad()
+def ended_patch_is_skipped():
+    """Rows ending at chars 3 and 5: no char cache slot after the last eos is written."""
+    for (k, v), (fk, fv) in zip(*_ended_patch([3, 5])):
         assert (k[:, :, :6] - fk[:, :, :6]).abs().max() < 1e-5 and (v[:, :, :6] - fv[:, :, :6]).abs().max() < 1e-5
         assert fk[:, :, 6:].isnan().all() and fv[:, :, 6:].isnan().all(), "slots after the eos were written"
     print("ended patch skipped")
+
+
+@torch.no_grad()
+def ended_pair_patch_is_skipped():
+    """Two chars a pass, one row ending at char 7 (the second of the pass at 6): the pass at 8
+    and after compute nothing. Slot 7 is the chosen branch's, which no later pass copies in."""
+    for (k, v), (fk, fv) in zip(*_ended_patch([7], pair=True, name="tiny")):
+        assert (k[:, :, :7] - fk[:, :, :7]).abs().max() < 1e-5 and (v[:, :, :7] - fv[:, :, :7]).abs().max() < 1e-5
+        assert fk[:, :, 7:].isnan().all() and fv[:, :, 7:].isnan().all(), "slots after the eos were written"
+    print("ended pair patch skipped")
+
+
+def engine_pair_pieces_equal():
+    """The engine drawing two chars a pass (one piece) writes the same piece as through the modules."""
+    from pipelines.generation import Engine, GenerationLimits, GenerationRequest
+    from pipelines.prompts import Prompt
+    from pipelines.runtime import pick_runtime
+
+    model = _model(1)
+    requests = [GenerationRequest(Prompt("Baroque", "Bach, Johann Sebastian", "Choral"), seed=5)]
+    limits = GenerationLimits(max_patches=3)
+    runtime = pick_runtime("cpu", "fp32")
+    plain = Engine(model, runtime, compile=False, fused=False).generate(requests, limits=limits)
+    pair = Engine(model, runtime, compile=False, fused=True, pair=True).generate(requests, limits=limits)
+    assert pair[0].patches == 3, pair[0].patches
+    assert plain[0].raw == pair[0].raw, (plain[0].raw, pair[0].raw)
+    print("engine pair pieces equal")
+
+@torch.no_grad()
+def pair_stack_equals_the_modules():
+    """Passes at positions 0, 2, 4 and 6 of one row: row 0's logits equal the modules' at the
+    position, and every branch row's equal the modules' at the next position with that
+    branch's char drawn; the caches' slots equal the modules' up to the last known position."""
+    from pipelines.pair_decode import ROWS, PairStack
+
+    model = _model(1)
+    head, decoder = model.char_level_decoder.base, model.char_level_decoder
+    enc = torch.randn(1, model.config.hidden_size)
+    chars = torch.randint(3, 128, (1, model.config.patch_size))
+    stack = PairStack(head)
+    caches = [b.attn.cache for b in head.transformer.h]
+    for cache in caches:  # slots are written before they are read: stale values must not leak in
+        cache.k.fill_(float("nan")), cache.v.fill_(float("nan"))
+    for p in (0, 2, 4, 6):
+        pos = torch.tensor(p)
+        x0 = (enc if p == 0 else head.transformer.wte(chars[:, p - 1])) + head.transformer.wpe(pos)
+        got = stack(x0, p, chars).clone()
+        want = decoder(enc, chars[:, :p])[:, -1]  # (1, V): the char at p
+        branches = chars[:, :p + 1].repeat(ROWS - 1, 1)
+        branches[:, p] = torch.arange(ROWS - 1)
+        want_next = decoder(enc.expand(ROWS - 1, -1), branches)[:, -1]  # (V, V): the char at p + 1, per branch
+        diff = max((got[:1] - want).abs().max().item(), (got[1:] - want_next).abs().max().item())
+        assert diff < 1e-5, (p, diff)
+    for block, cache in zip(head.transformer.h, caches):  # slots 0..6 (6: row 0 of the last pass)
+        block.attn.cache = None
+    full = torch.cat([enc[:, None], head.transformer.wte(chars[:, :6])], 1) + head.transformer.wpe(torch.arange(7))
+    for block, cache in zip(head.transformer.h, caches):
+        B, T, C = full.shape
+        x = block.ln_1(full)
+        _, k, v = block.attn.c_attn(x).split(C, dim=-1)
+        k = k.view(B, T, block.attn.heads, -1).transpose(1, 2)
+        v = v.view(B, T, block.attn.heads, -1).transpose(1, 2)
+        assert (cache.k[:, :, :7] - k).abs().max() < 1e-5 and (cache.v[:, :, :7] - v).abs().max() < 1e-5
+        full = block(full, torch.arange(7)[None])
+        block.attn.cache = cache
+    print("pair stack equals the modules")
 
 
 if __name__ == "__main__":

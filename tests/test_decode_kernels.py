@@ -28,3 +28,15 @@ def test_engine_with_fused_kernels_writes_the_same_pieces():
 
 def test_fused_char_stack_skips_the_rest_of_an_ended_patch():
     assert "ended patch skipped" in run_check("ended_patch_is_skipped")
+
+
+def test_pair_stack_equals_the_modules():
+    assert "pair stack equals the modules" in run_check("pair_stack_equals_the_modules")
+
+
+def test_engine_drawing_two_chars_a_pass_writes_the_same_piece():
+    assert "engine pair pieces equal" in run_check("engine_pair_pieces_equal")
+
+
+def test_pair_passes_skip_the_rest_of_an_ended_patch():
+    assert "ended pair patch skipped" in run_check("ended_pair_patch_is_skipped")

@@ -1,0 +1,212 @@
+"""Two chars per pass of the char decoder, for one row: the next position, and every possible one after it.
+
+At batch 1 a char step is bound by reading the char decoder's weights (236 MB for
+NotaGen-X in fp16) through a chain of small dependent kernels, not by arithmetic: on an
+H100 the 24 products of the six blocks take 208 us in cuBLAS for 129 rows, against 170 us
+for one row in the fused kernels (`decode_kernels`). So each pass runs 1 + 128 rows
+through the decoder:
+
+- row 0 is position p, whose input (the patch state at 0, else the char at p - 1) is known;
+- row 1 + c is position p + 1 as it would be if the char drawn at p were c, for every c
+  of the 128-symbol vocabulary.
+
+In every block, row 0 attends to the cached slots before p and to itself, and each branch
+row to the same slots, to row 0's new key and value (slot p) and to itself, so each row
+computes what a one-row step at its position would. Row 0's logits give the char at p;
+the branch row of that char gives the logits of the char at p + 1. Every draw is keyed by
+its position as before, so the pieces are those of one char a step, and a patch takes half
+as many passes. The chosen branch's keys and values become cache slot p + 1: the next
+pass's attention reads them from the branch buffers and row 0's programs copy them into
+the cache (the buffers alternate between passes, so that pass's branches do not overwrite
+them while they are read).
+
+A pass is, per block: residual add and layer norm (Triton), QKV product (cuBLAS), the
+attention above (Triton), output product, residual and norm, MLP up-product, GELU (the
+modules' own kernel) and down-product; then the final norm and the head. The products
+are the modules' own `addmm`s and the residual adds round where the modules round, so
+row 0 and every branch match the modules up to the order of the sums in norms and attention.
+
+The Triton kernels skip their work while the decoder's `skip` flag is set (every row has
+ended its patch); the cuBLAS products still run on stale buffers, and nothing reads them.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from .decode_kernels import _skipped
+from .model import VOCAB_SIZE, CharLevelHead
+
+ROWS = 1 + VOCAB_SIZE  # the known position and one branch per possible char
+NORM_ROWS = 1  # rows per program of the norm kernel on CUDA (2 and 4 measured 1-7 us slower a pass)
+# Rows per program of the attention kernel on CUDA (16 at least), and its warps: in a pass of
+# NotaGen-X on an H100, (16, 4), (32, 4), (64, 4) and (64, 8) took 290-291 us, one row a program 298.
+ATTENTION_ROWS = (64, 4)
+
+
+@triton.jit
+def _pair_norm_kernel(x_ptr, d_ptr, xn_ptr, w_ptr, b_ptr, eps, x0_ptr, wte_ptr, wpe_ptr, p, skip_ptr,
+                      C: tl.constexpr, C_POW2: tl.constexpr, R: tl.constexpr, R_BLOCK: tl.constexpr,
+                      FIRST: tl.constexpr, CAN_SKIP: tl.constexpr):
+    """R_BLOCK rows: their residual stream x (FIRST: the inputs, else x + d) written back, and
+    its layer norm to xn.
+
+    FIRST: row 0 takes x0 (the input at position p, position table included); branch row
+    1 + c takes the embedding of char c plus the position table at p + 1, rounded as the
+    modules round their sum."""
+    if _skipped(skip_ptr, CAN_SKIP):
+        return
+    dtype = x_ptr.dtype.element_ty
+    r = tl.program_id(0) * R_BLOCK + tl.arange(0, R_BLOCK)
+    k = tl.arange(0, C_POW2)
+    ok = (r < R)[:, None] & (k < C)[None, :]
+    at = r[:, None] * C + k[None, :]
+    if FIRST:
+        branch = ok & (r > 0)[:, None]
+        emb = (tl.load(wte_ptr + at - C, mask=branch, other=0.0).to(tl.float32)
+               + tl.load(wpe_ptr + (p + 1) * C + k, mask=k < C, other=0.0).to(tl.float32)[None, :])
+        known = tl.load(x0_ptr + k, mask=k < C, other=0.0).to(tl.float32)[None, :]
+        x = tl.where((r == 0)[:, None], known, emb.to(dtype).to(tl.float32))
+    else:
+        x = (tl.load(x_ptr + at, mask=ok, other=0.0).to(tl.float32)
+             + tl.load(d_ptr + at, mask=ok, other=0.0).to(tl.float32)).to(dtype).to(tl.float32)
+    tl.store(x_ptr + at, x.to(dtype), mask=ok)
+    mean = tl.sum(x, axis=1) / C
+    centred = tl.where(ok, x - mean[:, None], 0.0)
+    rstd = 1.0 / tl.sqrt(tl.sum(centred * centred, axis=1) / C + eps)
+    g = tl.load(w_ptr + k, mask=k < C, other=0.0).to(tl.float32)
+    beta = tl.load(b_ptr + k, mask=k < C, other=0.0).to(tl.float32)
+    tl.store(xn_ptr + at, (centred * rstd[:, None] * g[None, :] + beta[None, :]).to(dtype), mask=ok)
+
+
+@triton.jit
+def _pair_attention_kernel(qkv_ptr, k_ptr, v_ptr, bk_ptr, bv_ptr, p, chars_ptr, y_ptr, scale, skip_ptr,
+                           C: tl.constexpr, D: tl.constexpr, V: tl.constexpr, S: tl.constexpr,
+                           SLOTS_POW2: tl.constexpr, R_BLOCK: tl.constexpr, CAN_SKIP: tl.constexpr):
+    """R_BLOCK rows and one head of a block at position p: softmax attention over cache slots
+    0..p-2, slot p-1 (the previous pass's branch for the char drawn at p-2, the input of
+    p-1), slot p (row 0's new key; branch rows only) and the row itself. Row 0 writes slots
+    p-1 and p into the cache; branch rows write their keys and values into this pass's half
+    of the branch buffers (2, V, C). The cached slots, shared by every row, go through two
+    matrix products (R_BLOCK and SLOTS_POW2 at least 16): fp32 sums, the softmax weights
+    rounded to the model's dtype for the second as the modules' eager attention rounds them."""
+    if _skipped(skip_ptr, CAN_SKIP):
+        return
+    r = tl.program_id(0) * R_BLOCK + tl.arange(0, R_BLOCK)
+    h = tl.program_id(1)
+    d = tl.arange(0, D)
+    rows = r < V + 1
+    rows2 = rows[:, None] & (d < D)[None, :]
+    half = (p // 2) % 2  # this pass writes branch buffer `half`; the previous pass wrote the other
+    own = qkv_ptr + r[:, None] * 3 * C + h * D + d[None, :]
+    q_in = tl.load(own, mask=rows2, other=0.0)
+    q = q_in.to(tl.float32)
+    k_self = tl.load(own + C, mask=rows2, other=0.0)
+    v_self = tl.load(own + 2 * C, mask=rows2, other=0.0)
+    k_zero = tl.load(qkv_ptr + C + h * D + d).to(tl.float32)  # row 0's key and value: slot p
+    v_zero = tl.load(qkv_ptr + 2 * C + h * D + d).to(tl.float32)
+    prev = tl.load(chars_ptr + tl.maximum(p - 2, 0))  # slot p-1's input: the char drawn at p-2
+    prev_slot = ((1 - half) * V + prev) * C + h * D + d
+    k_prev = tl.load(bk_ptr + prev_slot)
+    v_prev = tl.load(bv_ptr + prev_slot)
+    cache = h * S * D  # one row: caches (1, H, S, D)
+    first = (r == 0)[:, None] & (d < D)[None, :]
+    tl.store(k_ptr + cache + p * D + d[None, :] + r[:, None] * 0, k_self, mask=first)
+    tl.store(v_ptr + cache + p * D + d[None, :] + r[:, None] * 0, v_self, mask=first)
+    if p > 0:
+        tl.store(k_ptr + cache + (p - 1) * D + d[None, :] + r[:, None] * 0, tl.broadcast_to(k_prev[None, :], (R_BLOCK, D)),
+                 mask=first)
+        tl.store(v_ptr + cache + (p - 1) * D + d[None, :] + r[:, None] * 0, tl.broadcast_to(v_prev[None, :], (R_BLOCK, D)),
+                 mask=first)
+    branch = rows2 & (r > 0)[:, None]
+    mine = (half * V + r[:, None] - 1) * C + h * D + d[None, :]
+    tl.store(bk_ptr + mine, k_self, mask=branch)
+    tl.store(bv_ptr + mine, v_self, mask=branch)
+    s = tl.arange(0, SLOTS_POW2)
+    s_ok = s < p - 1
+    slots = cache + s[:, None] * D + d[None, :]
+    kt = tl.load(k_ptr + slots, mask=s_ok[:, None], other=0.0)  # (SLOTS, D)
+    vt = tl.load(v_ptr + slots, mask=s_ok[:, None], other=0.0)
+    scores = tl.dot(q_in, tl.trans(kt), input_precision="ieee") * scale  # (R_BLOCK, SLOTS)
+    scores = tl.where(s_ok[None, :], scores, float("-inf"))
+    s_prev = tl.sum(q * k_prev.to(tl.float32)[None, :], axis=1) * scale
+    s_prev = tl.where(r * 0 + p > 0, s_prev, float("-inf"))
+    s_zero = tl.where(r > 0, tl.sum(q * k_zero[None, :], axis=1) * scale, float("-inf"))
+    s_self = tl.sum(q * k_self.to(tl.float32), axis=1) * scale
+    m = tl.maximum(tl.maximum(tl.max(scores, axis=1), s_prev), tl.maximum(s_zero, s_self))
+    e = tl.exp(scores - m[:, None])
+    e_prev, e_zero, e_self = tl.exp(s_prev - m), tl.exp(s_zero - m), tl.exp(s_self - m)
+    total = tl.sum(e, axis=1) + e_prev + e_zero + e_self
+    acc = tl.dot(e.to(vt.dtype), vt, input_precision="ieee")
+    acc += e_zero[:, None] * v_zero[None, :] + e_self[:, None] * v_self.to(tl.float32)
+    if p > 0:
+        acc += e_prev[:, None] * v_prev.to(tl.float32)[None, :]
+    tl.store(y_ptr + r[:, None] * C + h * D + d[None, :], (acc / total[:, None]).to(y_ptr.dtype.element_ty),
+             mask=rows2)
+
+
+class PairStack:
+    """A pass of the char decoder (`CharLevelHead`) for one row at an even position p: the
+    logits (ROWS, V) of the char at p (row 0) and, for each char c that could be drawn there,
+    of the char at p + 1 (row 1 + c).
+
+    Uses the blocks' KV caches (`setup_caches(1)`). `skip`, when given, is the decoder's
+    one-element flag (see `decode_kernels.FusedStack`). Buffers are fixed, so passes can be
+    captured in a CUDA graph.
+    """
+
+    def __init__(self, head: CharLevelHead, skip: torch.Tensor | None = None):
+        stack = head.transformer
+        self.stack, self.head = stack, head.lm_head.weight
+        ref = stack.ln_f.weight
+        C = ref.shape[0]
+        self.heads = stack.h[0].attn.heads
+        self.head_dim = C // self.heads
+        self.slots = stack.h[0].attn.cache.k.shape[2]
+        self._skip_args = dict(skip_ptr=skip if skip is not None else ref, CAN_SKIP=skip is not None)
+        new = lambda *shape: torch.zeros(*shape, dtype=ref.dtype, device=ref.device)  # noqa: E731
+        self.x, self.xn, self.d, self.y = new(ROWS, C), new(ROWS, C), new(ROWS, C), new(ROWS, C)
+        self.qkv, self.h, self.logits = new(ROWS, 3 * C), new(ROWS, 4 * C), new(ROWS, self.head.shape[0])
+        # Each block's branch keys and values, two halves that alternate between passes.
+        self.branch_k = new(len(stack.h), 2, ROWS - 1, C)
+        self.branch_v = new(len(stack.h), 2, ROWS - 1, C)
+        # Rows per program. Triton's interpreter (CPU) runs one program at a time: all rows in one there.
+        every = triton.next_power_of_2(ROWS)
+        self.norm_rows, (self.attention_rows, self.attention_warps) = (
+            (every, (every, 4)) if not ref.is_cuda else (NORM_ROWS, ATTENTION_ROWS))
+
+    def _norm(self, norm, x0=None, p: int = 0):
+        C = self.x.shape[1]
+        first = x0 is not None
+        rows = self.norm_rows
+        _pair_norm_kernel[(triton.cdiv(ROWS, rows),)](
+            self.x, self.d, self.xn, norm.weight, norm.bias, norm.eps, x0 if first else self.x,
+            self.stack.wte.weight, self.stack.wpe.weight, p, **self._skip_args, C=C,
+            C_POW2=triton.next_power_of_2(C), R=ROWS, R_BLOCK=rows, FIRST=first)
+
+    def __call__(self, x0: torch.Tensor, p: int, chars: torch.Tensor) -> torch.Tensor:
+        """x0 (1, C): the input at position p (even), position table included; chars (1, P): the
+        patch so far (the char at p - 2 picks the previous pass's branch). Returns the logits (ROWS, V)."""
+        C = self.x.shape[1]
+        rows = self.attention_rows
+        for i, block in enumerate(self.stack.h):
+            attn, mlp, cache = block.attn, block.mlp, block.attn.cache
+            if i == 0:
+                self._norm(block.ln_1, x0.contiguous(), p)
+            else:
+                self._norm(block.ln_1)
+            torch.addmm(attn.c_attn.bias, self.xn, attn.c_attn.weight, out=self.qkv)
+            _pair_attention_kernel[(triton.cdiv(ROWS, rows), self.heads)](
+                self.qkv, cache.k, cache.v, self.branch_k[i], self.branch_v[i], p, chars, self.y,
+                self.head_dim ** -0.5, **self._skip_args, C=C, D=self.head_dim, V=ROWS - 1, S=self.slots,
+                SLOTS_POW2=max(16, triton.next_power_of_2(self.slots - 2)), R_BLOCK=rows,
+                num_warps=self.attention_warps)
+            torch.addmm(attn.c_proj.bias, self.y, attn.c_proj.weight, out=self.d)
+            self._norm(block.ln_2)
+            torch.addmm(mlp.c_fc.bias, self.xn, mlp.c_fc.weight, out=self.h)
+            torch.ops.aten.gelu_(self.h, approximate="tanh")  # the modules' GELU, in place
+            torch.addmm(mlp.c_proj.bias, self.h, mlp.c_proj.weight, out=self.d)
+        self._norm(self.stack.ln_f)
+        torch.mm(self.xn, self.head.t(), out=self.logits)
+        return self.logits
