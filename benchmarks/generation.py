@@ -10,7 +10,8 @@ does: fp32 weights, no autocast, autograd recording (the demo calls the model ou
 A second ratio is to the same loop under inference_mode and autocast to the run's dtype. The
 loop with today's default (SDPA) attention, and on the studio's leaner modules, is timed as
 well. The engine: KV caches, sampling on the device, compiled CUDA-graph steps, at batches of
-up to 2 the fused decode kernels. Prints chars/s of the references, the engine at batch 1 and at
+up to 2 the fused decode kernels, and at batch 1 two chars a pass (pipelines/pair_decode.py; a
+row on the same weights drawing one char a step compares). Prints chars/s of the references, the engine at batch 1 and at
 larger batches, the ratios to both references, and peak GPU memory.
 
     python benchmarks/generation.py                      # random NotaGen-X-shaped weights, fp16
@@ -270,6 +271,8 @@ def main():
     ap.add_argument("--no-real-bars", action="store_true", help="leave out the rows with real patch lengths")
     ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--no-fused", action="store_true", help="no fused decode kernels: every batch through the modules")
+    ap.add_argument("--no-pair", action="store_true",
+                    help="batch 1 draws one char a step only (default: two a pass, and a one-char row to compare)")
     ap.add_argument("--unfused-too", action="store_true",
                     help="first run the batches of up to 4 through the modules (not the fused kernels) as well")
     args = ap.parse_args()
@@ -352,7 +355,11 @@ def main():
         runs.append((Engine(model, runtime, compile=not args.no_compile and cuda, fused=False), " (modules)",
                      [b for b in args.batches if b <= FUSED_MAX_BATCH]))
     fused = False if args.no_fused else None
-    runs.append((Engine(model, runtime, compile=not args.no_compile and cuda, fused=fused), "", args.batches))
+    if 1 in args.batches and not args.no_fused and not args.no_pair and cuda:  # the same weights, one char a step
+        runs.append((Engine(model, runtime, compile=not args.no_compile, pair=False), " (fused kernels, one char a step)",
+                     [1]))
+    runs.append((Engine(model, runtime, compile=not args.no_compile and cuda, fused=fused, pair=False if args.no_pair else None),
+                 "", args.batches))
     for engine, how, batches in runs:
         rows += engine_rows(engine, how, batches, args.patches, sampling, (ref_rate, lean_rate))
         if how:
@@ -360,7 +367,7 @@ def main():
     if lengths:
         engine = runs[-1][0]
         engine_lengths_run(engine, [engine.config.patch_size] * 8, sampling)  # warm-up (batch 1 again)
-        path = " (fused kernels)" if engine.fused else " (modules)"
+        path = engine_path(engine, 1)
         for label, ends in ((f"engine, batch 1{path}, eos at the same real bar ends", lengths),
                             (f"engine, batch 1{path}, the same loop, every patch full", None)):
             chars, secs = engine_lengths_run(engine, ends or [engine.config.patch_size] * args.patches, sampling)
@@ -389,12 +396,18 @@ def main():
                   f"{rate:.0f}{f' ({spread})' if spread else ''} | {ratio} |")
 
 
+def engine_path(engine: Engine, batch: int) -> str:
+    if not (engine.fused and batch <= FUSED_MAX_BATCH):
+        return " (modules)"
+    return " (fused kernels, two chars a pass)" if engine.pair and batch == 1 else " (fused kernels)"
+
+
 def engine_rows(engine: Engine, how: str, batches: list[int], patches: int, sampling: SamplingConfig,
                 ref_rates: tuple[float, float]) -> list[tuple]:
     rows = []
     cuda = engine.runtime.device.type == "cuda"
     for batch in batches:
-        path = " (modules)" if how or not (engine.fused and batch <= FUSED_MAX_BATCH) else " (fused kernels)"
+        path = how or engine_path(engine, batch)
         t0 = time.perf_counter()
         chars, secs, pieces = engine_run(engine, batch, patches, sampling)
         peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
