@@ -53,6 +53,13 @@ class GenerationLimits:
 # Rows share each weight tile in decode_kernels; on an H100 (NotaGen-X) it won at batches 1 and 2
 # and lost at 4 (8,836 against 10,250 chars/s), where batched products do better.
 FUSED_MAX_BATCH = 2
+
+
+def kernels_take(config) -> bool:
+    """Whether the Triton decode kernels take this model: their attention tiles a head, so its
+    size must be a power of two, 16 or more (NotaGen's presets have 64); others run the modules."""
+    d = config.head_dim
+    return d >= 16 and d & (d - 1) == 0
 REDRAWS_PER_LINE = 4  # a piece's redraw budget per tune-body line (see Engine._go_back_to)
 # A line among a piece's first RESTART_WITHIN_LINES that fails all its redraws sends the piece back
 # to its start, at most MAX_RESTARTS times: its metadata or voice layout is then most likely broken.
@@ -471,9 +478,10 @@ class Engine:
             release(self.runtime.device)
             check_fits(self.config, self.runtime, batch=batch, weights_loaded=True)
             self.model.setup_caches(batch, dtype=self.runtime.dtype, device=self.runtime.device)
+            fused = self.fused and batch <= FUSED_MAX_BATCH and kernels_take(self.config)
             self._decoders = PatchDecoder(self.model, batch, self.runtime.device, self.runtime.dtype,
                                           use_graph=self.runtime.device.type == "cuda", compile=self.compile,
-                                          fused=self.fused and batch <= FUSED_MAX_BATCH, pair=self.pair)
+                                          fused=fused, pair=self.pair)
             self._capacity = batch
         return self._decoders
 

@@ -178,5 +178,26 @@ def pair_stack_equals_the_modules():
     print("pair stack equals the modules")
 
 
+def other_head_sizes_run_the_modules():
+    """A model whose head size the kernels cannot tile (24) decodes through the modules, even
+    with the kernels asked for, and writes the pieces it writes without them."""
+    from pipelines.generation import Engine, GenerationLimits, GenerationRequest
+    from pipelines.model import NotaGenConfig
+    from pipelines.prompts import Prompt
+    from pipelines.runtime import pick_runtime
+
+    torch.manual_seed(0)
+    model = NotaGen(NotaGenConfig(16, 32, 1, 1, 48, num_heads=2)).eval()
+    requests = [GenerationRequest(Prompt("Baroque", "Bach, Johann Sebastian", "Choral"), seed=2)]
+    limits = GenerationLimits(max_patches=2)
+    runtime = pick_runtime("cpu", "fp32")
+    plain = Engine(model, runtime, compile=False, fused=False).generate(requests, limits=limits)
+    engine = Engine(model, runtime, compile=False, fused=True, pair=True)
+    asked = engine.generate(requests, limits=limits)
+    assert engine._decoder(1).pair_stack is None and not hasattr(engine._decoder(1), "char_stack")
+    assert plain[0].raw == asked[0].raw and asked[0].patches == 2
+    print("other head sizes run the modules")
+
+
 if __name__ == "__main__":
     globals()[sys.argv[1]]()

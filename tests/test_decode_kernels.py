@@ -40,3 +40,7 @@ def test_engine_drawing_two_chars_a_pass_writes_the_same_piece():
 
 def test_pair_passes_skip_the_rest_of_an_ended_patch():
     assert "ended pair patch skipped" in run_check("ended_pair_patch_is_skipped")
+
+
+def test_head_sizes_the_kernels_cannot_tile_run_the_modules():
+    assert "other head sizes run the modules" in run_check("other_head_sizes_run_the_modules")
