@@ -11,8 +11,8 @@ A second ratio is to the same loop under inference_mode and autocast to the run'
 loop with today's default (SDPA) attention, and on the studio's leaner modules, is timed as
 well. The engine: KV caches, sampling on the device, compiled CUDA-graph steps, at batches of
 up to 2 the fused decode kernels, and at batch 1 two chars a pass (pipelines/pair_decode.py; a
-row on the same weights drawing one char a step compares). Prints chars/s of the references, the engine at batch 1 and at
-larger batches, the ratios to both references, and peak GPU memory.
+row on the same weights drawing one char a step compares). Prints chars/s of the references, the
+engine at batch 1 and at larger batches, the ratios to both references, and peak GPU memory.
 
     python benchmarks/generation.py                      # random NotaGen-X-shaped weights, fp16
     python benchmarks/generation.py --model CKPT --dtype bf16 --batches 1 8 32
@@ -351,15 +351,16 @@ def main():
     ref_rate, lean_rate = rows[0][3], rows[1][3]
 
     runs = []
+    compile_steps = not args.no_compile and cuda
     if args.unfused_too:  # first: the fused path re-lays the weights in memory
-        runs.append((Engine(model, runtime, compile=not args.no_compile and cuda, fused=False), " (modules)",
+        runs.append((Engine(model, runtime, compile=compile_steps, fused=False), " (modules)",
                      [b for b in args.batches if b <= FUSED_MAX_BATCH]))
     fused = False if args.no_fused else None
     if 1 in args.batches and not args.no_fused and not args.no_pair and cuda:  # the same weights, one char a step
-        runs.append((Engine(model, runtime, compile=not args.no_compile, pair=False), " (fused kernels, one char a step)",
+        runs.append((Engine(model, runtime, compile=compile_steps, pair=False), " (fused kernels, one char a step)",
                      [1]))
-    runs.append((Engine(model, runtime, compile=not args.no_compile and cuda, fused=fused, pair=False if args.no_pair else None),
-                 "", args.batches))
+    pair = False if args.no_pair else None
+    runs.append((Engine(model, runtime, compile=compile_steps, fused=fused, pair=pair), "", args.batches))
     for engine, how, batches in runs:
         rows += engine_rows(engine, how, batches, args.patches, sampling, (ref_rate, lean_rate))
         if how:

@@ -104,21 +104,19 @@ def _pair_attention_kernel(qkv_ptr, k_ptr, v_ptr, bk_ptr, bv_ptr, p, chars_ptr, 
     q = q_in.to(tl.float32)
     k_self = tl.load(own + C, mask=rows2, other=0.0)
     v_self = tl.load(own + 2 * C, mask=rows2, other=0.0)
-    k_zero = tl.load(qkv_ptr + C + h * D + d).to(tl.float32)  # row 0's key and value: slot p
-    v_zero = tl.load(qkv_ptr + 2 * C + h * D + d).to(tl.float32)
+    k_zero = tl.load(qkv_ptr + C + h * D + d)  # row 0's key and value: slot p
+    v_zero = tl.load(qkv_ptr + 2 * C + h * D + d)
     prev = tl.load(chars_ptr + tl.maximum(p - 2, 0))  # slot p-1's input: the char drawn at p-2
     prev_slot = ((1 - half) * V + prev) * C + h * D + d
     k_prev = tl.load(bk_ptr + prev_slot)
     v_prev = tl.load(bv_ptr + prev_slot)
     cache = h * S * D  # one row: caches (1, H, S, D)
-    first = (r == 0)[:, None] & (d < D)[None, :]
-    tl.store(k_ptr + cache + p * D + d[None, :] + r[:, None] * 0, k_self, mask=first)
-    tl.store(v_ptr + cache + p * D + d[None, :] + r[:, None] * 0, v_self, mask=first)
-    if p > 0:
-        tl.store(k_ptr + cache + (p - 1) * D + d[None, :] + r[:, None] * 0, tl.broadcast_to(k_prev[None, :], (R_BLOCK, D)),
-                 mask=first)
-        tl.store(v_ptr + cache + (p - 1) * D + d[None, :] + r[:, None] * 0, tl.broadcast_to(v_prev[None, :], (R_BLOCK, D)),
-                 mask=first)
+    if tl.program_id(0) == 0:  # the block that holds row 0 writes slots p-1 and p
+        tl.store(k_ptr + cache + p * D + d, k_zero)
+        tl.store(v_ptr + cache + p * D + d, v_zero)
+        if p > 0:
+            tl.store(k_ptr + cache + (p - 1) * D + d, k_prev)
+            tl.store(v_ptr + cache + (p - 1) * D + d, v_prev)
     branch = rows2 & (r > 0)[:, None]
     mine = (half * V + r[:, None] - 1) * C + h * D + d[None, :]
     tl.store(bk_ptr + mine, k_self, mask=branch)
@@ -132,14 +130,14 @@ def _pair_attention_kernel(qkv_ptr, k_ptr, v_ptr, bk_ptr, bv_ptr, p, chars_ptr, 
     scores = tl.where(s_ok[None, :], scores, float("-inf"))
     s_prev = tl.sum(q * k_prev.to(tl.float32)[None, :], axis=1) * scale
     s_prev = tl.where(r * 0 + p > 0, s_prev, float("-inf"))
-    s_zero = tl.where(r > 0, tl.sum(q * k_zero[None, :], axis=1) * scale, float("-inf"))
+    s_zero = tl.where(r > 0, tl.sum(q * k_zero.to(tl.float32)[None, :], axis=1) * scale, float("-inf"))
     s_self = tl.sum(q * k_self.to(tl.float32), axis=1) * scale
     m = tl.maximum(tl.maximum(tl.max(scores, axis=1), s_prev), tl.maximum(s_zero, s_self))
     e = tl.exp(scores - m[:, None])
     e_prev, e_zero, e_self = tl.exp(s_prev - m), tl.exp(s_zero - m), tl.exp(s_self - m)
     total = tl.sum(e, axis=1) + e_prev + e_zero + e_self
     acc = tl.dot(e.to(vt.dtype), vt, input_precision="ieee")
-    acc += e_zero[:, None] * v_zero[None, :] + e_self[:, None] * v_self.to(tl.float32)
+    acc += e_zero[:, None] * v_zero.to(tl.float32)[None, :] + e_self[:, None] * v_self.to(tl.float32)
     if p > 0:
         acc += e_prev[:, None] * v_prev.to(tl.float32)[None, :]
     tl.store(y_ptr + r[:, None] * C + h * D + d[None, :], (acc / total[:, None]).to(y_ptr.dtype.element_ty),
