@@ -40,7 +40,9 @@ from .decode_kernels import _skipped
 from .model import VOCAB_SIZE, CharLevelHead
 
 ROWS = 1 + VOCAB_SIZE  # the known position and one branch per possible char
-NORM_ROWS = 1  # rows per program of the norm kernel on CUDA (2 and 4 measured 1-7 us slower a pass)
+# Rows per program of the norm kernel on CUDA, and its warps: 2 or 4 rows were 1-7 us slower a pass,
+# 1, 2 or 8 warps within the spread of repeats (279-285 us).
+NORM_ROWS = (1, 4)
 # Rows per program of the attention kernel on CUDA (16 at least), and its warps: in a pass of
 # NotaGen-X on an H100, (16, 4), (32, 4), (64, 4) and (64, 8) took 290-291 us, one row a program 298.
 ATTENTION_ROWS = (64, 4)
@@ -176,8 +178,8 @@ class PairStack:
         self.gelu_in_product = ref.is_cuda and hasattr(torch, "_addmm_activation")
         # Rows per program. Triton's interpreter (CPU) runs one program at a time: all rows in one there.
         every = triton.next_power_of_2(ROWS)
-        self.norm_rows, (self.attention_rows, self.attention_warps) = (
-            (every, (every, 4)) if not ref.is_cuda else (NORM_ROWS, ATTENTION_ROWS))
+        (self.norm_rows, self.norm_warps), (self.attention_rows, self.attention_warps) = (
+            ((every, 4), (every, 4)) if not ref.is_cuda else (NORM_ROWS, ATTENTION_ROWS))
 
     def _norm(self, norm, x0=None, p: int = 0):
         C = self.x.shape[1]
@@ -186,7 +188,7 @@ class PairStack:
         _pair_norm_kernel[(triton.cdiv(ROWS, rows),)](
             self.x, self.d, self.xn, norm.weight, norm.bias, norm.eps, x0 if first else self.x,
             self.stack.wte.weight, self.stack.wpe.weight, p, **self._skip_args, C=C,
-            C_POW2=triton.next_power_of_2(C), R=ROWS, R_BLOCK=rows, FIRST=first)
+            C_POW2=triton.next_power_of_2(C), R=ROWS, R_BLOCK=rows, FIRST=first, num_warps=self.norm_warps)
 
     def __call__(self, x0: torch.Tensor, p: int, chars: torch.Tensor) -> torch.Tensor:
         """x0 (1, C): the input at position p (even), position table included; chars (1, P): the
