@@ -60,6 +60,8 @@ def kernels_take(config) -> bool:
     size must be a power of two, 16 or more (NotaGen's presets have 64); others run the modules."""
     d = config.head_dim
     return d >= 16 and d & (d - 1) == 0
+
+
 REDRAWS_PER_LINE = 4  # a piece's redraw budget per tune-body line (see Engine._go_back_to)
 # A line among a piece's first RESTART_WITHIN_LINES that fails all its redraws sends the piece back
 # to its start, at most MAX_RESTARTS times: its metadata or voice layout is then most likely broken.
@@ -313,7 +315,8 @@ class PatchDecoder:
     costs one replay and one read of its chars. Its steps run either through the
     model's modules, compiled where Triton is installed, or (`fused`, small batches)
     through `decode_kernels`: five Triton kernels per block, with the embeddings and
-    the sampling around them compiled. Once every active row has written its eos the
+    the sampling around them compiled; with `pair`, a single row's char decoder instead
+    draws two chars a pass (`pair_decode.PairStack`), eight passes a patch. Once every active row has written its eos the
     rest of the patch is padding: eagerly (CPU, MPS) the char loop stops there, and the
     fused kernels skip their work (a flag on the device, so the graph needs no host
     sync). Each draw is keyed by its position, so the pieces are the same either way.
