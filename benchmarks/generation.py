@@ -10,8 +10,8 @@ does: fp32 weights, no autocast, autograd recording (the demo calls the model ou
 A second ratio is to the same loop under inference_mode and autocast to the run's dtype. The
 loop with today's default (SDPA) attention, and on the studio's leaner modules, is timed as
 well. The engine: KV caches, sampling on the device, compiled CUDA-graph steps, at batches of
-up to 2 the fused decode kernels, and at batch 1 two chars a pass (pipelines/pair_decode.py; a
-row on the same weights drawing one char a step compares). Prints chars/s of the references, the
+up to 2 the fused decode kernels drawing two chars a pass (pipelines/pair_decode.py; rows on
+the same weights drawing one char a step compare). Prints chars/s of the references, the
 engine at batch 1 and at larger batches, the ratios to both references, and peak GPU memory.
 
     python benchmarks/generation.py                      # random NotaGen-X-shaped weights, fp16
@@ -272,7 +272,8 @@ def main():
     ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--no-fused", action="store_true", help="no fused decode kernels: every batch through the modules")
     ap.add_argument("--no-pair", action="store_true",
-                    help="batch 1 draws one char a step only (default: two a pass, and a one-char row to compare)")
+                    help="batches of up to 2 draw one char a step only (default: two a pass, and one-char rows "
+                         "to compare)")
     ap.add_argument("--unfused-too", action="store_true",
                     help="first run the batches of up to 4 through the modules (not the fused kernels) as well")
     args = ap.parse_args()
@@ -356,9 +357,10 @@ def main():
         runs.append((Engine(model, runtime, compile=compile_steps, fused=False), " (modules)",
                      [b for b in args.batches if b <= FUSED_MAX_BATCH]))
     fused = False if args.no_fused else None
-    if 1 in args.batches and not args.no_fused and not args.no_pair and cuda:  # the same weights, one char a step
+    one_char = [b for b in args.batches if b <= FUSED_MAX_BATCH]
+    if one_char and not args.no_fused and not args.no_pair and cuda:  # the same weights, one char a step
         runs.append((Engine(model, runtime, compile=compile_steps, pair=False), " (fused kernels, one char a step)",
-                     [1]))
+                     one_char))
     pair = False if args.no_pair else None
     runs.append((Engine(model, runtime, compile=compile_steps, fused=fused, pair=pair), "", args.batches))
     for engine, how, batches in runs:
@@ -400,7 +402,7 @@ def main():
 def engine_path(engine: Engine, batch: int) -> str:
     if not (engine.fused and batch <= FUSED_MAX_BATCH):
         return " (modules)"
-    return " (fused kernels, two chars a pass)" if engine.pair and batch == 1 else " (fused kernels)"
+    return " (fused kernels, two chars a pass)" if engine.pair else " (fused kernels)"
 
 
 def engine_rows(engine: Engine, how: str, batches: list[int], patches: int, sampling: SamplingConfig,

@@ -268,11 +268,15 @@ def pick_char_marking_ends(skip, active, logits, chars, pos, *picking):
 
 
 def pick_pair_marking_ends(skip, active, logits, chars, pos, *picking):
-    """The chars at `pos` and `pos + 1` from a pair pass's logits (1 + V, V) (see `pair_decode`):
-    row 0's draw, then the draw from the branch of that char; `skip` as `pick_char_marking_ends`."""
-    first = pick_char_marking_ends(skip, active, logits[:1], chars, pos, *picking)
+    """Each row's chars at `pos` and `pos + 1` from a pair pass's logits (B * (1 + V), V) (see
+    `pair_decode`): its row 0's draw, then the draw from the branch of that char; `skip` as
+    `pick_char_marking_ends`."""
+    B, V = chars.shape[0], logits.shape[-1]
+    rows = logits.view(B, -1, V)  # each piece's row 0, then its branches
+    first = pick_char_marking_ends(skip, active, rows[:, 0], chars, pos, *picking)
     chars = torch.where(torch.arange(chars.shape[1], device=chars.device) == pos, first[:, None], chars)
-    second = pick_char_marking_ends(skip, active, logits.index_select(0, first + 1), chars, pos + 1, *picking)
+    branch = rows.gather(1, (first + 1).view(B, 1, 1).expand(B, 1, V))[:, 0]
+    second = pick_char_marking_ends(skip, active, branch, chars, pos + 1, *picking)
     return first, second
 
 
@@ -315,8 +319,8 @@ class PatchDecoder:
     costs one replay and one read of its chars. Its steps run either through the
     model's modules, compiled where Triton is installed, or (`fused`, small batches)
     through `decode_kernels`: five Triton kernels per block, with the embeddings and
-    the sampling around them compiled; with `pair`, a single row's char decoder instead
-    draws two chars a pass (`pair_decode.PairStack`), eight passes a patch. Once every active row has written its eos the
+    the sampling around them compiled; with `pair` the char decoder instead draws two chars
+    a pass (`pair_decode.PairStack`), eight passes a patch. Once every active row has written its eos the
     rest of the patch is padding: eagerly (CPU, MPS) the char loop stops there, and the
     fused kernels skip their work (a flag on the device, so the graph needs no host
     sync). Each draw is keyed by its position, so the pieces are the same either way.
@@ -356,10 +360,10 @@ class PatchDecoder:
             self.pick = functools.partial(step(pick_char_marking_ends), self.skip, self.active)
             self.char_fn, self.patch_fn = self._fused_char_step, self._fused_patch_step
             self.pair_stack = None
-            if pair and batch == 1 and self.P % 2 == 0:  # two chars a pass (see pair_decode)
+            if pair and self.P % 2 == 0:  # two chars a pass (see pair_decode)
                 from .pair_decode import PairStack
 
-                self.pair_stack = PairStack(head, skip=self.skip)
+                self.pair_stack = PairStack(head, batch, skip=self.skip)
                 self.pick_pair = functools.partial(step(pick_pair_marking_ends), self.skip, self.active)
         else:
             self.char_fn = functools.partial(step(char_step), model)
@@ -433,7 +437,7 @@ class Engine:
     On CUDA a patch is a CUDA-graph replay. `compile` (default: on CUDA where Triton is
     installed) compiles its steps; `fused` (default: the same, for batches of up to
     `FUSED_MAX_BATCH`) runs the blocks through the Triton decode kernels; `pair`
-    (default: as `fused`) has a single row's char decoder draw two chars a pass (`pair_decode`).
+    (default: as `fused`) has their char decoder draw two chars a pass (`pair_decode`).
     """
 
     def __init__(self, model: NotaGen, runtime: Runtime, compile: bool | None = None, name: str = "",

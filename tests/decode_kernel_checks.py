@@ -114,69 +114,74 @@ def ended_patch_is_skipped():
 
 @torch.no_grad()
 def ended_pair_patch_is_skipped():
-    """Two chars a pass, one row ending at char 7 (the second of the pass at 6): the pass at 8
-    and after compute nothing. Slot 7 is the chosen branch's, which no later pass copies in."""
-    for (k, v), (fk, fv) in zip(*_ended_patch([7], pair=True, name="tiny")):
+    """Two chars a pass, rows ending at chars 7 (the second of the pass at 6) and 4: the pass
+    at 8 and after compute nothing. Slot 7 is the chosen branch's, which no later pass copies in."""
+    for (k, v), (fk, fv) in zip(*_ended_patch([7, 4], pair=True, name="tiny")):
         assert (k[:, :, :7] - fk[:, :, :7]).abs().max() < 1e-5 and (v[:, :, :7] - fv[:, :, :7]).abs().max() < 1e-5
         assert fk[:, :, 7:].isnan().all() and fv[:, :, 7:].isnan().all(), "slots after the eos were written"
     print("ended pair patch skipped")
 
 
 def engine_pair_pieces_equal():
-    """The engine drawing two chars a pass (one piece) writes the same piece as through the modules."""
+    """The engine drawing two chars a pass writes the same pieces as through the modules, one
+    piece and two at once."""
     from pipelines.generation import Engine, GenerationLimits, GenerationRequest
     from pipelines.prompts import Prompt
     from pipelines.runtime import pick_runtime
 
     model = _model(1)
-    requests = [GenerationRequest(Prompt("Baroque", "Bach, Johann Sebastian", "Choral"), seed=5)]
-    limits = GenerationLimits(max_patches=3)
+    requests = [GenerationRequest(Prompt("Baroque", "Bach, Johann Sebastian", "Choral"), seed=5),
+                GenerationRequest(Prompt("Classical", "Mozart, Wolfgang Amadeus", "Chamber"), seed=6)]
+    limits = GenerationLimits(max_patches=2)
     runtime = pick_runtime("cpu", "fp32")
     plain = Engine(model, runtime, compile=False, fused=False).generate(requests, limits=limits)
-    pair = Engine(model, runtime, compile=False, fused=True, pair=True).generate(requests, limits=limits)
-    assert pair[0].patches == 3, pair[0].patches
-    assert plain[0].raw == pair[0].raw, (plain[0].raw, pair[0].raw)
+    engine = Engine(model, runtime, compile=False, fused=True, pair=True)
+    for batch in (requests[:1], requests):
+        pair = engine.generate(batch, limits=limits)
+        assert engine._decoder(len(batch)).pair_stack is not None
+        assert all(p.patches == 2 for p in pair), [p.patches for p in pair]
+        assert [p.raw for p in plain[:len(batch)]] == [p.raw for p in pair], (plain, pair)
     print("engine pair pieces equal")
 
 @torch.no_grad()
 def pair_stack_equals_the_modules():
-    """Passes at positions 0, 2, 4 and 6 of one row: row 0's logits equal the modules' at the
-    position, and every branch row's equal the modules' at the next position with that
-    branch's char drawn; the caches' slots equal the modules' up to the last known position."""
+    """Passes at positions 0, 2, 4 and 6 of two pieces: each piece's row 0 logits equal the
+    modules' at the position, and every branch row's equal the modules' at the next position
+    with that branch's char drawn; the caches' slots equal the modules' up to the last known
+    position."""
     from pipelines.pair_decode import ROWS, PairStack
 
-    model = _model(1)
+    B = 2
+    model = _model(B)
     head, decoder = model.char_level_decoder.base, model.char_level_decoder
-    enc = torch.randn(1, model.config.hidden_size)
-    chars = torch.randint(3, 128, (1, model.config.patch_size))
-    stack = PairStack(head)
+    enc = torch.randn(B, model.config.hidden_size)
+    chars = torch.randint(3, 128, (B, model.config.patch_size))
+    stack = PairStack(head, B)
     caches = [b.attn.cache for b in head.transformer.h]
     for cache in caches:  # slots are written before they are read: stale values must not leak in
         cache.k.fill_(float("nan")), cache.v.fill_(float("nan"))
     for p in (0, 2, 4, 6):
-        pos = torch.tensor(p)
-        x0 = (enc if p == 0 else head.transformer.wte(chars[:, p - 1])) + head.transformer.wpe(pos)
-        got = stack(x0, p, chars).clone()
-        want = decoder(enc, chars[:, :p])[:, -1]  # (1, V): the char at p
-        branches = chars[:, :p + 1].repeat(ROWS - 1, 1)
-        branches[:, p] = torch.arange(ROWS - 1)
-        want_next = decoder(enc.expand(ROWS - 1, -1), branches)[:, -1]  # (V, V): the char at p + 1, per branch
-        diff = max((got[:1] - want).abs().max().item(), (got[1:] - want_next).abs().max().item())
-        assert diff < 1e-5, (p, diff)
-    for block, cache in zip(head.transformer.h, caches):  # slots 0..6 (6: row 0 of the last pass)
+        x0 = (enc if p == 0 else head.transformer.wte(chars[:, p - 1])) + head.transformer.wpe(torch.tensor(p))
+        got = stack(x0, p, chars).clone().view(B, ROWS, -1)
+        for b in range(B):
+            want = decoder(enc[b:b + 1], chars[b:b + 1, :p])[:, -1]  # (1, V): the char at p
+            branches = chars[b:b + 1, :p + 1].repeat(ROWS - 1, 1)
+            branches[:, p] = torch.arange(ROWS - 1)
+            want_next = decoder(enc[b:b + 1].expand(ROWS - 1, -1), branches)[:, -1]  # (V, V): at p + 1, per branch
+            diff = max((got[b, :1] - want).abs().max().item(), (got[b, 1:] - want_next).abs().max().item())
+            assert diff < 1e-5, (p, b, diff)
+    for block in head.transformer.h:  # slots 0..6 (6: row 0 of the last pass) against the modules'
         block.attn.cache = None
     full = torch.cat([enc[:, None], head.transformer.wte(chars[:, :6])], 1) + head.transformer.wpe(torch.arange(7))
     for block, cache in zip(head.transformer.h, caches):
-        B, T, C = full.shape
-        x = block.ln_1(full)
-        _, k, v = block.attn.c_attn(x).split(C, dim=-1)
+        T, C = full.shape[1:]
+        _, k, v = block.attn.c_attn(block.ln_1(full)).split(C, dim=-1)
         k = k.view(B, T, block.attn.heads, -1).transpose(1, 2)
         v = v.view(B, T, block.attn.heads, -1).transpose(1, 2)
         assert (cache.k[:, :, :7] - k).abs().max() < 1e-5 and (cache.v[:, :, :7] - v).abs().max() < 1e-5
-        full = block(full, torch.arange(7)[None])
+        full = block(full, torch.arange(7).expand(B, -1))
         block.attn.cache = cache
     print("pair stack equals the modules")
-
 
 def other_head_sizes_run_the_modules():
     """A model whose head size the kernels cannot tile (24) decodes through the modules, even
