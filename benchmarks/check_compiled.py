@@ -1,8 +1,8 @@
 """Check on a GPU that every decode path of the engine writes the same pieces.
 
 fp32, a tiny random model, the same seeds: the modules' operations captured in a CUDA
-graph as they are, compiled, the fused Triton kernels and (one and two pieces at a time) two
-chars a pass must give the same text, as must the CPU. Also compares the noise and the sampling distribution computed eagerly
+graph as they are, compiled, the fused Triton kernels and (one, two and four pieces at a
+time) two chars a pass must give the same text, as must the CPU. Also compares the noise and the sampling distribution computed eagerly
 and compiled.
 """
 import torch
@@ -33,7 +33,7 @@ limits = GenerationLimits(max_patches=40)
 cpu = Engine(model, pick_runtime("cpu", "fp32")).generate(requests, limits=limits)
 paths = {"graph of the modules": dict(compile=False, fused=False), "compiled": dict(compile=True, fused=False),
          "fused kernels": dict(compile=True, fused=True)}
-for at_once in (1, 2):
+for at_once in (1, 2, 4):
     paths[f"two chars a pass, {at_once} piece(s) at a time"] = dict(compile=True, fused=True, pair=True,
                                                                     at_once=at_once)
 for name, options in paths.items():

@@ -197,6 +197,20 @@ def row_major(weight: torch.nn.Parameter) -> torch.Tensor:
     return weight.t()
 
 
+def block_weights(stack: GPT2Stack) -> list[tuple[torch.Tensor, ...]]:
+    """Each block's QKV, output, MLP up and down weights as (out, in) rows (`row_major`)."""
+    return [(row_major(b.attn.c_attn.weight), row_major(b.attn.c_proj.weight), row_major(b.mlp.c_fc.weight),
+             row_major(b.mlp.c_proj.weight)) for b in stack.h]
+
+
+def lay_out_for_kernels(model) -> None:
+    """Lay every block weight of both decoders out as the kernels read it, once, before anything
+    is compiled: code compiled for the modules is specialised to their weights' strides, and a
+    later change under it (seen on an H100 with torch 2.11) fails with a stride mismatch."""
+    block_weights(model.patch_level_decoder.base)
+    block_weights(model.char_level_decoder.base.transformer)
+
+
 class FusedStack:
     """One decode position through a GPT2Stack's blocks (and its final norm) for every row.
 
@@ -212,8 +226,7 @@ class FusedStack:
                  slots_per_program: int = ATTENTION_SLOTS, skip: torch.Tensor | None = None):
         self.stack, self.batch, self.head = stack, batch, head
         self._skip_args = dict(skip_ptr=skip if skip is not None else stack.ln_f.weight, CAN_SKIP=skip is not None)
-        self.weights = [(row_major(b.attn.c_attn.weight), row_major(b.attn.c_proj.weight),
-                         row_major(b.mlp.c_fc.weight), row_major(b.mlp.c_proj.weight)) for b in stack.h]
+        self.weights = block_weights(stack)
         ref = stack.ln_f.weight
         self.rows = triton.next_power_of_2(batch)
         # Triton's interpreter (CPU) runs one program at a time: fewer, wider ones there.

@@ -53,6 +53,10 @@ class GenerationLimits:
 # Rows share each weight tile in decode_kernels; on an H100 (NotaGen-X) it won at batches 1 and 2
 # and lost at 4 (8,836 against 10,250 chars/s), where batched products do better.
 FUSED_MAX_BATCH = 2
+# The char decoder draws two chars a pass (pair_decode) up to this batch: on an H100 (NotaGen-X,
+# fp16) it gave 14,383 against 10,293 chars/s at batch 4, 18,260 against 18,596 at 8 and 23,094
+# against 31,059 at 16, where the 129 rows a piece make the products bound by arithmetic.
+PAIR_MAX_BATCH = 4
 
 
 def kernels_take(config) -> bool:
@@ -359,16 +363,17 @@ class PatchDecoder:
             self.patch_input = functools.partial(step(fused_patch_input), model)
             self.pick = functools.partial(step(pick_char_marking_ends), self.skip, self.active)
             self.char_fn, self.patch_fn = self._fused_char_step, self._fused_patch_step
-            self.pair_stack = None
-            if pair and self.P % 2 == 0:  # two chars a pass (see pair_decode)
-                from .pair_decode import PairStack
-
-                self.pair_stack = PairStack(head, batch, skip=self.skip)
-                self.pick_pair = functools.partial(step(pick_pair_marking_ends), self.skip, self.active)
         else:
             self.char_fn = functools.partial(step(char_step), model)
             self.patch_fn = functools.partial(step(patch_step), model)
-            self.pair_stack = None
+        self.pair_stack = None
+        if pair and self.P % 2 == 0:  # two chars a pass (see pair_decode)
+            from .pair_decode import PairStack
+
+            self.pair_stack = PairStack(model.char_level_decoder.base, batch, skip=self.skip)
+            if not fused:
+                self.char_input = functools.partial(step(fused_char_input), model)
+            self.pick_pair = functools.partial(step(pick_pair_marking_ends), self.skip, self.active)
         self.graph = None
         if use_graph:
             self._capture()
@@ -436,8 +441,9 @@ class Engine:
 
     On CUDA a patch is a CUDA-graph replay. `compile` (default: on CUDA where Triton is
     installed) compiles its steps; `fused` (default: the same, for batches of up to
-    `FUSED_MAX_BATCH`) runs the blocks through the Triton decode kernels; `pair`
-    (default: as `fused`) has their char decoder draw two chars a pass (`pair_decode`).
+    `FUSED_MAX_BATCH`) runs the blocks through the Triton decode kernels; `pair` (default:
+    as `fused`) has the char decoder draw two chars a pass (`pair_decode`) at batches of up
+    to `PAIR_MAX_BATCH`.
     """
 
     def __init__(self, model: NotaGen, runtime: Runtime, compile: bool | None = None, name: str = "",
@@ -453,6 +459,10 @@ class Engine:
         self.compile = kernels if compile is None else compile
         self.fused = fused if fused is not None else (kernels if compile is None else compile)
         self.pair = self.fused if pair is None else pair
+        if kernels and kernels_take(model.config):  # the kernels' weight layout, before any compile
+            from .decode_kernels import lay_out_for_kernels
+
+            lay_out_for_kernels(self.model)
         self._capacity = 0
         self._decoders: PatchDecoder | None = None
 
@@ -485,10 +495,11 @@ class Engine:
             release(self.runtime.device)
             check_fits(self.config, self.runtime, batch=batch, weights_loaded=True)
             self.model.setup_caches(batch, dtype=self.runtime.dtype, device=self.runtime.device)
-            fused = self.fused and batch <= FUSED_MAX_BATCH and kernels_take(self.config)
+            take = kernels_take(self.config)
             self._decoders = PatchDecoder(self.model, batch, self.runtime.device, self.runtime.dtype,
                                           use_graph=self.runtime.device.type == "cuda", compile=self.compile,
-                                          fused=fused, pair=self.pair)
+                                          fused=self.fused and batch <= FUSED_MAX_BATCH and take,
+                                          pair=self.pair and batch <= PAIR_MAX_BATCH and take)
             self._capacity = batch
         return self._decoders
 

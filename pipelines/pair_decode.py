@@ -1,6 +1,6 @@
 """Two chars per pass of the char decoder: each piece's next position, and every possible one after it.
 
-At batches of 1 and 2 a char step is bound by reading the char decoder's weights (236 MB for
+At small batches a char step is bound by reading the char decoder's weights (236 MB for
 NotaGen-X in fp16) through a chain of small dependent kernels, not by arithmetic: on an
 H100 the 24 products of the six blocks take 208 us in cuBLAS for 129 rows, against 170 us
 for one row in the fused kernels (`decode_kernels`). So each pass runs 1 + 128 rows a piece

@@ -84,7 +84,8 @@ def _ended_patch(ends: list[int], pair: bool = False, name: str = "micro"):
     caches = [b.attn.cache for b in model.char_level_decoder.base.transformer.h]
     runs = {}
     for fused in (False, True):
-        dec = PatchDecoder(model, B, torch.device("cpu"), torch.float32, use_graph=False, fused=fused, pair=pair)
+        dec = PatchDecoder(model, B, torch.device("cpu"), torch.float32, use_graph=False, fused=fused,
+                           pair=pair and fused)
         assert (dec.pair_stack is not None) == (fused and pair)
         dec.enc.copy_(torch.randn(B, model.config.hidden_size, generator=torch.Generator().manual_seed(1)))
         dec.seeds.copy_(torch.arange(3, 3 + B))
@@ -123,25 +124,27 @@ def ended_pair_patch_is_skipped():
 
 
 def engine_pair_pieces_equal():
-    """The engine drawing two chars a pass writes the same pieces as through the modules, one
-    piece and two at once."""
+    """The engine drawing two chars a pass writes the same pieces as through the modules, one,
+    two and three pieces at once (three: the patch level through the modules)."""
     from pipelines.generation import Engine, GenerationLimits, GenerationRequest
     from pipelines.prompts import Prompt
     from pipelines.runtime import pick_runtime
 
     model = _model(1)
     requests = [GenerationRequest(Prompt("Baroque", "Bach, Johann Sebastian", "Choral"), seed=5),
-                GenerationRequest(Prompt("Classical", "Mozart, Wolfgang Amadeus", "Chamber"), seed=6)]
+                GenerationRequest(Prompt("Classical", "Mozart, Wolfgang Amadeus", "Chamber"), seed=6),
+                GenerationRequest(Prompt("Romantic", "Chopin, Frederic", "Keyboard"), seed=7)]
     limits = GenerationLimits(max_patches=2)
     runtime = pick_runtime("cpu", "fp32")
     plain = Engine(model, runtime, compile=False, fused=False).generate(requests, limits=limits)
     engine = Engine(model, runtime, compile=False, fused=True, pair=True)
-    for batch in (requests[:1], requests):
+    for batch in (requests[:1], requests[:2], requests):
         pair = engine.generate(batch, limits=limits)
         assert engine._decoder(len(batch)).pair_stack is not None
         assert all(p.patches == 2 for p in pair), [p.patches for p in pair]
         assert [p.raw for p in plain[:len(batch)]] == [p.raw for p in pair], (plain, pair)
     print("engine pair pieces equal")
+
 
 @torch.no_grad()
 def pair_stack_equals_the_modules():
