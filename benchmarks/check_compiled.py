@@ -2,8 +2,8 @@
 
 fp32, a tiny random model, the same seeds: the modules' operations captured in a CUDA
 graph as they are, compiled, the fused Triton kernels and (one, two and four pieces at a
-time) two chars a pass must give the same text, as must the CPU. Also compares the noise and the sampling distribution computed eagerly
-and compiled.
+time) two chars a pass must give the same text, as must the CPU. Also compares the noise
+and the sampling distribution computed eagerly and compiled.
 """
 import torch
 

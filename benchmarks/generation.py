@@ -10,8 +10,8 @@ does: fp32 weights, no autocast, autograd recording (the demo calls the model ou
 A second ratio is to the same loop under inference_mode and autocast to the run's dtype. The
 loop with today's default (SDPA) attention, and on the studio's leaner modules, is timed as
 well. The engine: KV caches, sampling on the device, compiled CUDA-graph steps, at batches of
-up to 2 the fused decode kernels drawing two chars a pass (pipelines/pair_decode.py; rows on
-the same weights drawing one char a step compare). Prints chars/s of the references, the
+up to 2 the fused decode kernels, and up to 4 two chars a pass (pipelines/pair_decode.py; rows
+on the same weights drawing one char a step compare). Prints chars/s of the references, the
 engine at batch 1 and at larger batches, the ratios to both references, and peak GPU memory.
 
     python benchmarks/generation.py                      # random NotaGen-X-shaped weights, fp16
@@ -46,7 +46,7 @@ import torch.nn.functional as F
 import transformers
 
 from pipelines.checkpoint import load_checkpoint
-from pipelines.generation import FUSED_MAX_BATCH, Engine, GenerationLimits, GenerationRequest
+from pipelines.generation import FUSED_MAX_BATCH, PAIR_MAX_BATCH, Engine, GenerationLimits, GenerationRequest
 from pipelines.model import VOCAB_SIZE, NotaGen, preset
 from pipelines.prompts import Prompt
 from pipelines.runtime import configure_cuda, pick_runtime
@@ -272,10 +272,11 @@ def main():
     ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--no-fused", action="store_true", help="no fused decode kernels: every batch through the modules")
     ap.add_argument("--no-pair", action="store_true",
-                    help="batches of up to 2 draw one char a step only (default: two a pass, and one-char rows "
-                         "to compare)")
+                    help="every batch draws one char a step (default: two a pass up to PAIR_MAX_BATCH, and "
+                         "one-char rows to compare)")
     ap.add_argument("--unfused-too", action="store_true",
-                    help="first run the batches of up to 4 through the modules (not the fused kernels) as well")
+                    help="first run the batches of up to FUSED_MAX_BATCH through the modules (not the fused "
+                         "kernels) as well")
     args = ap.parse_args()
 
     runtime = pick_runtime(args.device, args.dtype)
@@ -353,19 +354,18 @@ def main():
 
     runs = []
     compile_steps = not args.no_compile and cuda
-    if args.unfused_too:  # first: the fused path re-lays the weights in memory
-        runs.append((Engine(model, runtime, compile=compile_steps, fused=False), " (modules)",
+    if args.unfused_too:
+        runs.append((Engine(model, runtime, compile=compile_steps, fused=False),
                      [b for b in args.batches if b <= FUSED_MAX_BATCH]))
     fused = False if args.no_fused else None
-    one_char = [b for b in args.batches if b <= FUSED_MAX_BATCH]
+    one_char = [b for b in args.batches if b <= PAIR_MAX_BATCH]
     if one_char and not args.no_fused and not args.no_pair and cuda:  # the same weights, one char a step
-        runs.append((Engine(model, runtime, compile=compile_steps, pair=False), " (fused kernels, one char a step)",
-                     one_char))
+        runs.append((Engine(model, runtime, compile=compile_steps, pair=False), one_char))
     pair = False if args.no_pair else None
-    runs.append((Engine(model, runtime, compile=compile_steps, fused=fused, pair=pair), "", args.batches))
-    for engine, how, batches in runs:
-        rows += engine_rows(engine, how, batches, args.patches, sampling, (ref_rate, lean_rate))
-        if how:
+    runs.append((Engine(model, runtime, compile=compile_steps, fused=fused, pair=pair), args.batches))
+    for engine, batches in runs:
+        rows += engine_rows(engine, batches, args.patches, sampling, (ref_rate, lean_rate))
+        if engine is not runs[-1][0]:
             engine.unload()
     if lengths:
         engine = runs[-1][0]
@@ -400,17 +400,18 @@ def main():
 
 
 def engine_path(engine: Engine, batch: int) -> str:
-    if not (engine.fused and batch <= FUSED_MAX_BATCH):
-        return " (modules)"
-    return " (fused kernels, two chars a pass)" if engine.pair else " (fused kernels)"
+    """How the engine decodes `batch` rows, read off the decoder it builds for them."""
+    dec = engine._decoder(batch)
+    blocks = "fused kernels" if hasattr(dec, "patch_stack") else "modules"
+    return f" ({blocks}, {'two chars a pass' if dec.pair_stack is not None else 'one char a step'})"
 
 
-def engine_rows(engine: Engine, how: str, batches: list[int], patches: int, sampling: SamplingConfig,
+def engine_rows(engine: Engine, batches: list[int], patches: int, sampling: SamplingConfig,
                 ref_rates: tuple[float, float]) -> list[tuple]:
     rows = []
     cuda = engine.runtime.device.type == "cuda"
     for batch in batches:
-        path = how or engine_path(engine, batch)
+        path = engine_path(engine, batch)
         t0 = time.perf_counter()
         chars, secs, pieces = engine_run(engine, batch, patches, sampling)
         peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
