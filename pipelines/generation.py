@@ -353,27 +353,30 @@ class PatchDecoder:
         # Compiled functions take the model as an argument: a compiled functools.partial would
         # share one code object (and one recompile budget) with every other partial.
         step = (lambda fn: torch.compile(fn, fullgraph=True, dynamic=False)) if compile else (lambda fn: fn)
+        pair = pair and self.P % 2 == 0  # two chars a pass (see pair_decode)
+        if fused or pair:
+            self.char_input = functools.partial(step(fused_char_input), model)
         if fused:
             from .decode_kernels import FusedStack
 
-            head = model.char_level_decoder.base
-            self.char_stack = FusedStack(head.transformer, batch, head=head.lm_head.weight, skip=self.skip)
             self.patch_stack = FusedStack(model.patch_level_decoder.base, batch)
-            self.char_input = functools.partial(step(fused_char_input), model)
             self.patch_input = functools.partial(step(fused_patch_input), model)
-            self.pick = functools.partial(step(pick_char_marking_ends), self.skip, self.active)
-            self.char_fn, self.patch_fn = self._fused_char_step, self._fused_patch_step
+            self.patch_fn = self._fused_patch_step
         else:
-            self.char_fn = functools.partial(step(char_step), model)
             self.patch_fn = functools.partial(step(patch_step), model)
         self.pair_stack = None
-        if pair and self.P % 2 == 0:  # two chars a pass (see pair_decode)
+        if pair:
             from .pair_decode import PairStack
 
             self.pair_stack = PairStack(model.char_level_decoder.base, batch, skip=self.skip)
-            if not fused:
-                self.char_input = functools.partial(step(fused_char_input), model)
             self.pick_pair = functools.partial(step(pick_pair_marking_ends), self.skip, self.active)
+        elif fused:
+            head = model.char_level_decoder.base
+            self.char_stack = FusedStack(head.transformer, batch, head=head.lm_head.weight, skip=self.skip)
+            self.pick = functools.partial(step(pick_char_marking_ends), self.skip, self.active)
+            self.char_fn = self._fused_char_step
+        else:
+            self.char_fn = functools.partial(step(char_step), model)
         self.graph = None
         if use_graph:
             self._capture()

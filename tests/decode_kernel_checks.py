@@ -53,7 +53,7 @@ def stacks_equal_the_modules():
 
 
 def engine_pieces_equal():
-    """The engine with the fused kernels writes the same pieces as through the modules."""
+    """The engine with the fused kernels, one char a step, writes the same pieces as through the modules."""
     from pipelines.generation import Engine, GenerationLimits, GenerationRequest
     from pipelines.prompts import Prompt
     from pipelines.runtime import pick_runtime
@@ -65,7 +65,9 @@ def engine_pieces_equal():
     limits = GenerationLimits(max_patches=2)
     runtime = pick_runtime("cpu", "fp32")
     plain = Engine(model, runtime, compile=False, fused=False).generate(requests, limits=limits)
-    fused = Engine(model, runtime, compile=False, fused=True).generate(requests, limits=limits)
+    engine = Engine(model, runtime, compile=False, fused=True, pair=False)
+    fused = engine.generate(requests, limits=limits)
+    assert hasattr(engine._decoder(2), "char_stack")  # one char a step through the kernels
     assert all(a.patches == 2 for a in fused), [a.patches for a in fused]
     assert [a.raw for a in plain] == [b.raw for b in fused]
     print("engine pieces equal")
