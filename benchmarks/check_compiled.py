@@ -1,8 +1,9 @@
 """Check on a GPU that every decode path of the engine writes the same pieces.
 
 fp32, a tiny random model, the same seeds: the modules' operations captured in a CUDA
-graph as they are, compiled, the fused Triton kernels and (one, two and four pieces at a
-time) two chars a pass must give the same text, as must the CPU. Also compares the noise
+graph as they are, compiled, the fused Triton kernels one char a step (two pieces at a time:
+four would run the modules) and two chars a pass (one, two and four pieces at a time) must
+give the same text, as must the CPU. Also compares the noise
 and the sampling distribution computed eagerly and compiled.
 """
 import torch
@@ -32,7 +33,7 @@ requests = [GenerationRequest(p, seed=i) for i, p in enumerate(prompts * 2)]
 limits = GenerationLimits(max_patches=40)
 cpu = Engine(model, pick_runtime("cpu", "fp32")).generate(requests, limits=limits)
 paths = {"graph of the modules": dict(compile=False, fused=False), "compiled": dict(compile=True, fused=False),
-         "fused kernels": dict(compile=True, fused=True)}
+         "fused kernels, one char a step, 2 pieces at a time": dict(compile=True, fused=True, pair=False, at_once=2)}
 for at_once in (1, 2, 4):
     paths[f"two chars a pass, {at_once} piece(s) at a time"] = dict(compile=True, fused=True, pair=True,
                                                                     at_once=at_once)
