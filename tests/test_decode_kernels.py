@@ -18,29 +18,18 @@ def run_check(name: str) -> str:
     return done.stdout
 
 
-def test_fused_stacks_equal_the_modules():
-    assert "stacks equal the modules" in run_check("stacks_equal_the_modules")
+# Each check (a function in decode_kernel_checks) and the line it prints when it passes.
+CHECK_LINES = {
+    "stacks_equal_the_modules": "stacks equal the modules",
+    "engine_pieces_equal": "engine pieces equal",
+    "ended_patch_is_skipped": "ended patch skipped",
+    "pair_stack_equals_the_modules": "pair stack equals the modules",
+    "engine_pair_pieces_equal": "engine pair pieces equal",
+    "ended_pair_patch_is_skipped": "ended pair patch skipped",
+    "other_head_sizes_run_the_modules": "other head sizes run the modules",
+}
 
 
-def test_engine_with_fused_kernels_writes_the_same_pieces():
-    assert "engine pieces equal" in run_check("engine_pieces_equal")
-
-
-def test_fused_char_stack_skips_the_rest_of_an_ended_patch():
-    assert "ended patch skipped" in run_check("ended_patch_is_skipped")
-
-
-def test_pair_stack_equals_the_modules():
-    assert "pair stack equals the modules" in run_check("pair_stack_equals_the_modules")
-
-
-def test_engine_drawing_two_chars_a_pass_writes_the_same_piece():
-    assert "engine pair pieces equal" in run_check("engine_pair_pieces_equal")
-
-
-def test_pair_passes_skip_the_rest_of_an_ended_patch():
-    assert "ended pair patch skipped" in run_check("ended_pair_patch_is_skipped")
-
-
-def test_head_sizes_the_kernels_cannot_tile_run_the_modules():
-    assert "other head sizes run the modules" in run_check("other_head_sizes_run_the_modules")
+@pytest.mark.parametrize("check", CHECK_LINES)
+def test_decode_kernel_check(check):
+    assert CHECK_LINES[check] in run_check(check)
