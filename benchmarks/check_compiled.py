@@ -8,11 +8,13 @@ and the sampling distribution computed eagerly and compiled.
 """
 import torch
 
-from pipelines.generation import Engine, GenerationLimits, GenerationRequest
-from pipelines.model import NotaGen, preset
-from pipelines.prompts import Prompt
-from pipelines.runtime import pick_runtime
-from pipelines.sampling import sorted_distribution, uniform_noise
+from pipelines.abc.prompts import Prompt
+from pipelines.generation.engine import Engine, GenerationRequest
+from pipelines.generation.options import GenerationLimits
+from pipelines.generation.sampling import sorted_distribution, uniform_noise
+from pipelines.model.config import preset
+from pipelines.model.network import NotaGen
+from pipelines.model.runtime import pick_runtime
 
 dev = torch.device("cuda")
 seeds, steps = torch.arange(8, device=dev), torch.arange(8, device=dev) * 16 + 3
@@ -30,7 +32,7 @@ model = NotaGen(preset("tiny")).eval()
 runtime = pick_runtime("cuda", "fp32")
 prompts = [Prompt("Baroque", "Bach, Johann Sebastian", "Choral"), Prompt("Classical", "Mozart, Wolfgang Amadeus", "Chamber")]
 requests = [GenerationRequest(p, seed=i) for i, p in enumerate(prompts * 2)]
-limits = GenerationLimits(max_patches=40)
+limits = GenerationLimits(max_patches=40, bar_retries=0)
 cpu = Engine(model, pick_runtime("cpu", "fp32")).generate(requests, limits=limits)
 paths = {"graph of the modules": dict(compile=False, fused=False), "compiled": dict(compile=True, fused=False),
          "fused kernels, one char a step, 2 pieces at a time": dict(compile=True, fused=True, pair=False, at_once=2)}

@@ -16,13 +16,14 @@ import json
 import time
 from pathlib import Path
 
-from pipelines.generation import DEFAULT_BAR_RETRIES
+from pipelines.generation.options import DEFAULT_BAR_RETRIES
 
 
 def generate(args):
-    from pipelines.generation import GenerationLimits, GenerationRequest
-    from pipelines.models import load_engine
-    from pipelines.prompts import parse_prompt
+    from pipelines.abc.prompts import parse_prompt
+    from pipelines.generation.engine import GenerationRequest
+    from pipelines.generation.loading import load_engine
+    from pipelines.generation.options import GenerationLimits
 
     engine = load_engine(Path(args.model), device=args.device, dtype=args.dtype)
     engine.compile = args.compile
@@ -49,9 +50,9 @@ def generate(args):
 
 
 def check(args):
+    from pipelines.abc.report import report_piece
     from pipelines.errors import NotaGenError
-    from pipelines.piece_report import report_piece
-    from pipelines.render import abc_to_musicxml
+    from pipelines.render.score import abc_to_musicxml
 
     samples = [s for path in args.samples for s in json.loads(Path(path).read_text(encoding="utf-8"))]
     if args.replace:

@@ -20,12 +20,13 @@ from pathlib import Path
 
 import torch
 
-from pipelines.checkpoint import ModelCard, save_checkpoint
 from pipelines.dpo.config import DPOConfig
 from pipelines.dpo.logprobs import sequence_logprobs
 from pipelines.dpo.loop import dpo_step, load_policy_and_reference
 from pipelines.dpo.memory import estimate_dpo_memory
-from pipelines.model import NotaGen, preset
+from pipelines.model.checkpoint import ModelCard, save_checkpoint
+from pipelines.model.config import preset
+from pipelines.model.network import NotaGen
 from pipelines.training.recipe import Amp, build_optimizer
 
 GIB = 2 ** 30

@@ -45,13 +45,14 @@ import torch
 import torch.nn.functional as F
 import transformers
 
-from pipelines.checkpoint import load_checkpoint
-from pipelines.generation import FUSED_MAX_BATCH, PAIR_MAX_BATCH, Engine, GenerationLimits, GenerationRequest
-from pipelines.model import VOCAB_SIZE, NotaGen, preset
-from pipelines.prompts import Prompt
-from pipelines.runtime import configure_cuda, pick_runtime
-from pipelines.sampling import SamplingConfig
-from pipelines.tokenizer import BOS_ID, EOS_ID, Patchilizer
+from pipelines.abc.prompts import Prompt
+from pipelines.abc.tokenizer import BOS_ID, EOS_ID, Patchilizer
+from pipelines.generation.engine import FUSED_MAX_BATCH, PAIR_MAX_BATCH, Engine, GenerationRequest
+from pipelines.generation.options import GenerationLimits, SamplingConfig
+from pipelines.model.config import VOCAB_SIZE, preset
+from pipelines.model.lora import load_model
+from pipelines.model.network import NotaGen
+from pipelines.model.runtime import configure_cuda, pick_runtime
 
 PROMPT = Prompt("Romantic", "Chopin, Frederic", "Keyboard")
 
@@ -243,12 +244,12 @@ def synchronize(device: torch.device):
 
 def engine_run(engine: Engine, batch: int, patches: int, sampling: SamplingConfig) -> tuple[int, float, list]:
     requests = [GenerationRequest(PROMPT, seed=i) for i in range(batch)]
-    engine.generate(requests, sampling, GenerationLimits(max_patches=4))  # compile + capture
+    engine.generate(requests, sampling, GenerationLimits(max_patches=4, bar_retries=0))  # compile + capture
     synchronize(engine.runtime.device)
     if engine.runtime.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
-    pieces = engine.generate(requests, sampling, GenerationLimits(max_patches=patches))
+    pieces = engine.generate(requests, sampling, GenerationLimits(max_patches=patches, bar_retries=0))
     synchronize(engine.runtime.device)
     return sum(p.chars for p in pieces), time.perf_counter() - start, pieces
 
@@ -282,7 +283,7 @@ def main():
     runtime = pick_runtime(args.device, args.dtype)
     torch.manual_seed(0)
     if args.model:
-        model = load_checkpoint(args.model).model
+        model = load_model(args.model).model
     else:
         model = NotaGen(preset(args.preset)).eval()
     sampling = SamplingConfig()

@@ -2,7 +2,7 @@
 
 Pieces: a Bach chorale (bwv66.6, 10 bars) and the long Beethoven quartet movement
 (op. 18 no. 1, iv: 381 bars, 6 1/2 minutes), as upstream's post-processing returns them
-(the golden fixtures in ../shared/fixtures/upstream/postprocess.json).
+(the golden fixtures in tests/fixtures/upstream/postprocess.json).
 
 Stages, each timed on its own (median of --repeat runs):
 - report: `report_piece` (abctoolkit bar split and durations);
@@ -28,13 +28,18 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipelines.audio import render_audio  # noqa: E402
-from pipelines.piece_report import report_piece  # noqa: E402
-from pipelines.render import (  # noqa: E402
-    RenderConfig, abc_to_musicxml, assign_instruments, new_toolkit, render_abc, score_pdf,
+from pipelines.abc.report import report_piece  # noqa: E402
+from pipelines.render.audio import render_audio  # noqa: E402
+from pipelines.render.score import (  # noqa: E402
+    RenderConfig,
+    abc_to_musicxml,
+    assign_instruments,
+    new_toolkit,
+    render_abc,
+    score_pdf,
 )
 
-FIXTURES = REPO.parent / "shared" / "fixtures" / "upstream"
+FIXTURES = REPO / "tests" / "fixtures" / "upstream"
 DEFAULT_PIECES = "bach_bwv66.6_C,beethoven_opus18no1_movement4_C"
 
 

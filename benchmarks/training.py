@@ -37,11 +37,11 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipelines.model import NotaGen, preset  # noqa: E402
-from pipelines.tokenizer import BOS_ID, EOS_ID  # noqa: E402
+from pipelines.abc.tokenizer import BOS_ID, EOS_ID  # noqa: E402
+from pipelines.model.config import preset
+from pipelines.model.network import NotaGen  # noqa: E402
 from pipelines.training.config import TrainConfig  # noqa: E402
-from pipelines.training.recipe import (Amp, build_optimizer, optimizer_step, prepare_model,  # noqa: E402
-                                       resolve_precision)
+from pipelines.training.recipe import Amp, build_optimizer, optimizer_step, prepare_model, resolve_precision  # noqa: E402
 from pipelines.training.schedule import WarmupDecay, build_scheduler  # noqa: E402
 
 GIB = 2**30

@@ -9,7 +9,7 @@ import argparse
 import importlib
 import sys
 
-from .errors import NotaGenError
+from pipelines.errors import NotaGenError
 
 # Modules with `register(subparsers)`; each adds its subcommands and sets `func`.
 COMMAND_MODULES = (

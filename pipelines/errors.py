@@ -5,6 +5,10 @@ class NotaGenError(Exception):
     """Base class: something a musician can act on."""
 
 
+class SettingError(NotaGenError, ValueError):
+    """A setting outside its range or choices (the CLI and the studio refuse the same values)."""
+
+
 class CheckpointError(NotaGenError):
     """A model file is missing, unreadable or not a NotaGen checkpoint."""
 

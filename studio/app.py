@@ -12,11 +12,10 @@ from pathlib import Path
 
 import gradio as gr
 
-from pipelines.backend import Backend
-from pipelines.workspace import Workspace
-
-from . import system
-from .tabs import annotate, dataset, dpo, generate, library, train
+from pipelines.service.backend import Backend
+from pipelines.service.workspace import Workspace
+from studio import system
+from studio.tabs import annotate, dataset, dpo, generate, library, train
 
 TABS = (dataset, annotate, train, generate, dpo, library)
 CSS = ".score-page {border: 1px solid #ddd; margin-bottom: 8px}"

@@ -38,7 +38,7 @@ def parse_auth(value: str | None, share: bool) -> tuple[str, str] | None:
 
 
 def run_studio(args) -> int:
-    from .app import StudioOptions, launch_studio
+    from studio.app import StudioOptions, launch_studio
 
     exposed = args.share or args.host not in LOOPBACK
     if args.max_upload_mb < 1:

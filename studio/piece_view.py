@@ -9,8 +9,8 @@ from __future__ import annotations
 import base64
 import html
 
-from pipelines.backend import Backend, PieceFiles
-from pipelines.library import Generation
+from pipelines.service.backend import Backend, PieceFiles
+from pipelines.service.library import Generation
 
 DOWNLOADS = ("abc", "musicxml", "mid", "wav", "pdf", "raw")
 RATING = {1: "rated: thumbs up", -1: "rated: thumbs down", 0: "not rated"}

@@ -5,7 +5,7 @@ import time
 
 import gradio as gr
 
-from pipelines.backend import Backend, job_line
+from pipelines.service.backend import Backend, job_line
 
 REFRESH_S = 5.0
 ui: dict = {}
@@ -25,7 +25,7 @@ def render(backend: Backend) -> None:
 
 
 def listen(backend: Backend) -> None:
-    from .guard import bind
+    from studio.guard import bind
 
     outputs = [ui["status"], ui["jobs"], ui["pick"]]
     ui["timer"].tick(bind(refresh, backend), None, outputs, show_progress="hidden", api_name="system_refresh",
@@ -35,7 +35,7 @@ def listen(backend: Backend) -> None:
 
 
 def listen_load(backend: Backend, app) -> None:
-    from .guard import bind
+    from studio.guard import bind
 
     app.load(bind(refresh, backend), None, [ui["status"], ui["jobs"], ui["pick"]], api_name=False)
 

@@ -1,11 +1,10 @@
-"""Shared test paths: the upstream golden fixtures live in ../shared beside the checkout."""
+"""Shared fixtures: upstream NotaGen's golden outputs, kept in tests/fixtures/upstream."""
 import json
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-FIXTURES = REPO.parent / "shared" / "fixtures" / "upstream"
+from tests.paths import FIXTURES
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-FIXTURES = Path("/work/shared/fixtures/upstream/preprocess")
+from tests.paths import PREPROCESS
+
+FIXTURES = PREPROCESS
 KEYS = ("Cb", "C", "C#", "Db", "D", "Eb", "E", "F", "F#", "Gb", "G", "Ab", "A", "Bb", "B")
 # piece: (original key as a key signature, period, composer, instrumentation)
 PIECES = {

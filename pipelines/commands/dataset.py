@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..errors import DatasetError
+from pipelines.errors import DatasetError
 
 # The dataset package (music21, abctoolkit) loads when a dataset command runs, not when `notagen` starts.
 
@@ -55,7 +55,7 @@ def _add_label_options(p):
 
 
 def _config(args, **extra):
-    from ..dataset import DatasetConfig
+    from pipelines.dataset import DatasetConfig
 
     config = DatasetConfig(eval_split=args.eval_split, seed=args.seed, time_limit_s=args.time_limit,
                            use_cache=not args.no_cache, max_unaligned_share=args.max_unaligned_share, **extra)
@@ -94,7 +94,7 @@ def _print_report(report) -> int:
 
 
 def run_build(args) -> int:
-    from ..dataset import Labels, build_dataset, read_labels_csv
+    from pipelines.dataset import Labels, build_dataset, read_labels_csv
 
     if args.labels and (args.period or args.composer or args.instrumentation):
         raise DatasetError("give either --labels or --period/--composer/--instrumentation, not both")
@@ -104,7 +104,7 @@ def run_build(args) -> int:
 
 
 def run_corpus(args) -> int:
-    from ..dataset import build_corpus_dataset
+    from pipelines.dataset import build_corpus_dataset
 
     report = build_corpus_dataset(args.out, limit=args.limit, config=_config(args),
                                   on_progress=_Progress("converting"))
@@ -112,7 +112,7 @@ def run_corpus(args) -> int:
 
 
 def run_annotate(args) -> int:
-    from ..dataset import Labels, load_manifest, read_labels_csv, reannotate
+    from pipelines.dataset import Labels, load_manifest, read_labels_csv, reannotate
 
     given = Labels(args.period, args.composer, args.instrumentation)
     if args.labels:

@@ -8,9 +8,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..dpo.config import CHECKPOINTING, SCORERS
-from .interrupt import ctrl_c_stops
-from ..errors import DPOError
+from pipelines.commands.interrupt import ctrl_c_stops
+from pipelines.dpo.config import CHECKPOINTING, SCORERS
+from pipelines.errors import DPOError
 
 
 def register(subparsers):
@@ -44,9 +44,9 @@ def register(subparsers):
 
 
 def read_ratings(path: Path) -> list:
-    from ..dpo import HumanRating
-    from ..errors import PromptError
-    from ..prompts import parse_prompt
+    from pipelines.abc.prompts import parse_prompt
+    from pipelines.dpo import HumanRating
+    from pipelines.errors import PromptError
 
     ratings = []
     try:
@@ -68,8 +68,8 @@ def read_ratings(path: Path) -> list:
 def run_dpo_command(args) -> int:
     import torch
 
-    from ..checkpoint import read_card
-    from ..dpo import DPOConfig, estimate_dpo_memory, run_dpo
+    from pipelines.dpo import DPOConfig, estimate_dpo_memory, run_dpo
+    from pipelines.model.checkpoint import read_card
 
     config = DPOConfig(model=args.model, data_dir=args.data, out_dir=args.out, iterations=args.iterations,
                        samples=args.samples, portion=args.portion, score_final=not args.no_final_score, scorer=args.scorer,

@@ -5,12 +5,13 @@ import json
 import sys
 from pathlib import Path
 
-from ..atomic import atomic_write_text
-from ..errors import NotaGenError
-from ..generation import DEFAULT_BAR_RETRIES, GenerationLimits, GenerationRequest
-from ..models import default_model_path, load_engine, validate_prompt
-from ..prompts import Prompt
-from ..sampling import SamplingConfig
+from pipelines.abc.prompts import Prompt
+from pipelines.errors import NotaGenError
+from pipelines.files import atomic_write_text
+from pipelines.generation.engine import GenerationRequest
+from pipelines.generation.loading import load_engine
+from pipelines.generation.options import DEFAULT_BAR_RETRIES, GenerationLimits, SamplingConfig
+from pipelines.model.registry import default_model_path, validate_prompt
 
 
 def register(subparsers):
@@ -40,7 +41,7 @@ def register(subparsers):
 
 
 def run_generate(args) -> int:
-    from ..generation import continuation_prefix
+    from pipelines.generation.continuation import continuation_prefix
 
     if args.num < 0:
         raise NotaGenError("--num must be 0 (as many as fit) or more")

@@ -4,9 +4,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..checkpoint import load_checkpoint, save_checkpoint
-from ..errors import NotaGenError
-from ..evaluate import dataset_files, evaluate_texts, read_abc
+from pipelines.errors import NotaGenError
+from pipelines.model.checkpoint import save_checkpoint
+from pipelines.model.lora import load_model
+from pipelines.training.data import dataset_files, read_abc
+from pipelines.training.evaluate import evaluate_texts
 
 
 def register(subparsers):
@@ -33,7 +35,7 @@ def register(subparsers):
 
 
 def run_eval(args) -> int:
-    ckpt = load_checkpoint(args.model, device=args.device)
+    ckpt = load_model(args.model, device=args.device)
     files = [args.abc] if args.abc else dataset_files(args.data)
     if not files:
         raise NotaGenError(f"{args.data}: the eval split is empty")
@@ -47,7 +49,7 @@ def run_eval(args) -> int:
 
 
 def run_inspect(args) -> int:
-    ckpt = load_checkpoint(args.model, device="meta")
+    ckpt = load_model(args.model, device="meta")
     info = {
         "path": str(ckpt.path),
         "format": "upstream" if ckpt.upstream else "studio",
@@ -77,7 +79,7 @@ def run_inspect(args) -> int:
 def run_convert(args) -> int:
     import torch
 
-    ckpt = load_checkpoint(args.model, device="cpu")
+    ckpt = load_model(args.model, device="cpu")
     dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
     card = ckpt.card
     if args.notes:

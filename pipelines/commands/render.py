@@ -21,9 +21,9 @@ def register(subparsers):
 
 def run_render(args) -> int:
     # imported here so that `notagen` starts without verovio, torch (evaluate) or scipy (audio)
-    from ..audio import AudioConfig, render_audio
-    from ..evaluate import read_abc
-    from ..render import RenderConfig, export_piece, render_abc
+    from pipelines.render.audio import AudioConfig, render_audio
+    from pipelines.render.score import RenderConfig, export_piece, render_abc
+    from pipelines.training.data import read_abc
 
     abc_text = read_abc(args.file)
     config = RenderConfig(pdf=not args.no_pdf)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..training.config import CHECKPOINTING, OPTIMIZERS, PRECISIONS, SCHEDULES, TrainConfig
-from .interrupt import ctrl_c_stops
+from pipelines.commands.interrupt import ctrl_c_stops
+from pipelines.training.config import CHECKPOINTING, OPTIMIZERS, PRECISIONS, SCHEDULES, TrainConfig
 
 DEFAULT_MODELS_DIR = Path("workspace") / "models"
 
@@ -98,7 +98,8 @@ def format_record(record: dict) -> str | None:
 
 
 def run_train(args) -> int:
-    from ..training import merge_lora, train
+    from pipelines.model.lora import merge_lora
+    from pipelines.training import train
 
     config = config_from_args(args)
 
@@ -123,7 +124,7 @@ def run_train(args) -> int:
 
 
 def run_merge(args) -> int:
-    from ..training import merge_lora
+    from pipelines.model.lora import merge_lora
 
     out = merge_lora(args.adapter, args.out, base_path=args.base, models_dirs=args.models_dir or [DEFAULT_MODELS_DIR])
     print(f"merged model {out}")
@@ -131,7 +132,7 @@ def run_merge(args) -> int:
 
 
 def run_download(args) -> int:
-    from ..training.notagenx import NOTAGENX_FILE, download_notagenx, find_notagenx
+    from pipelines.model.notagenx import NOTAGENX_FILE, download_notagenx, find_notagenx
 
     found = find_notagenx([args.models_dir])
     if found:

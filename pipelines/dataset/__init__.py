@@ -6,11 +6,20 @@ Public entry points (the studio's Dataset and Annotate tabs and the trainer use 
 - `reannotate(out_dir, labels)`: change period / composer / instrumentation without converting again
 - `load_manifest(out_dir)`, `load_report(out_dir)`, `read_labels_csv(path)`
 """
-from .annotate import Labels, notagenx_vocabulary, read_labels_csv, suggest_instrumentation
-from .build import (BuildReport, DatasetConfig, FileResult, augmented_path, build_dataset, interleaved_path,
-                    load_manifest, load_report, reannotate)
-from .corpus import build_corpus_dataset, corpus_sources
-from .preprocess import KEYS
+from pipelines.dataset.annotate import Labels, notagenx_vocabulary, read_labels_csv, suggest_instrumentation
+from pipelines.dataset.build import (
+                    BuildReport,
+                    DatasetConfig,
+                    FileResult,
+                    augmented_path,
+                    build_dataset,
+                    interleaved_path,
+                    load_manifest,
+                    load_report,
+                    reannotate,
+)
+from pipelines.dataset.corpus import build_corpus_dataset, corpus_sources
+from pipelines.dataset.preprocess import KEYS
 
 __all__ = [
     "BuildReport", "DatasetConfig", "FileResult", "KEYS", "Labels", "augmented_path", "build_corpus_dataset",

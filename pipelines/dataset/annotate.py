@@ -21,8 +21,8 @@ from pathlib import Path
 
 from unidecode import unidecode
 
-from ..errors import DatasetError
-from ..prompts import Prompt, read_prompts
+from pipelines.abc.prompts import Prompt, read_prompts
+from pipelines.errors import DatasetError
 
 UNKNOWN = "Unknown"
 NOTAGENX_PROMPTS = Path(__file__).resolve().parents[2] / "prompts.txt"

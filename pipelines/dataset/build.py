@@ -28,15 +28,24 @@ from pathlib import Path
 
 from unidecode import unidecode
 
-from ..atomic import atomic_write_text
-from ..errors import DatasetError
-from ..piece_report import report_piece
-from ..prompts import Prompt, write_prompts
-from .annotate import (Labels, annotate, clean_labels, header_text, labels_for, notagenx_vocabulary, read_score_info,
-                       replace_header, vocabulary_warnings)
-from .convert import SCORE_SUFFIXES, StageError, read_musicxml, xml_to_abc
-from .preprocess import KEYS, preprocess_abc
-from .workers import TaskFailure, run_tasks
+from pipelines.abc.prompts import Prompt, write_prompts
+from pipelines.abc.report import report_piece
+from pipelines.dataset.annotate import (
+    Labels,
+    annotate,
+    clean_labels,
+    header_text,
+    labels_for,
+    notagenx_vocabulary,
+    read_score_info,
+    replace_header,
+    vocabulary_warnings,
+)
+from pipelines.dataset.convert import SCORE_SUFFIXES, StageError, read_musicxml, xml_to_abc
+from pipelines.dataset.preprocess import KEYS, preprocess_abc
+from pipelines.dataset.workers import TaskFailure, run_tasks
+from pipelines.errors import DatasetError
+from pipelines.files import atomic_write_text
 
 # Bump when the converted text for the same input would change; older stamps are then converted again.
 PIPELINE_VERSION = 2  # 2: stamps record the share of unaligned bars

@@ -18,7 +18,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import DatasetError
+from pipelines.errors import DatasetError
 
 MUSICXML_SUFFIXES = (".xml", ".musicxml", ".mxl")
 # Other formats music21 reads; they go through music21 to MusicXML first (lossy).

@@ -12,9 +12,9 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import DatasetError
-from .annotate import Labels
-from .build import BuildReport, DatasetConfig, build_named, piece_name
+from pipelines.dataset.annotate import Labels
+from pipelines.dataset.build import BuildReport, DatasetConfig, build_named, piece_name
+from pipelines.errors import DatasetError
 
 BACH = ("Baroque", "Bach, Johann Sebastian")
 BEETHOVEN = ("Classical", "Beethoven, Ludwig van")

@@ -19,14 +19,20 @@ from dataclasses import dataclass
 from abctoolkit import transpose as abc_transpose
 from abctoolkit.check import check_alignment_unrotated
 from abctoolkit.rotate import rotate_abc
-from abctoolkit.utils import (Barlines, Quote_re, extract_global_and_local_metadata, extract_metadata_and_parts,
-                              remove_bar_no_annotations, remove_information_field)
+from abctoolkit.utils import (
+    Barlines,
+    Quote_re,
+    extract_global_and_local_metadata,
+    extract_metadata_and_parts,
+    remove_bar_no_annotations,
+    remove_information_field,
+)
 from unidecode import unidecode
 
-from ..errors import AbcError
-from ..rests import rest_reduce, split_voice_bars
-from .convert import StageError
-from .transpose import transpose_all
+from pipelines.abc.rests import rest_reduce, split_voice_bars
+from pipelines.dataset.convert import StageError
+from pipelines.dataset.transpose import transpose_all
+from pipelines.errors import AbcError
 
 KEYS = ("Cb", "C", "C#", "Db", "D", "Eb", "E", "F", "F#", "Gb", "G", "Ab", "A", "Bb", "B")
 DROPPED_FIELDS = ("X:", "T:", "C:", "W:", "w:", "Z:", "%%MIDI")

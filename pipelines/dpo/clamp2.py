@@ -32,10 +32,10 @@ from torch import nn
 from transformers import BertConfig, BertModel
 from unidecode import unidecode
 
-from ..checkpoint import read_checkpoint_file
-from ..errors import CheckpointError, DPOError
-from ..tokenizer import pad_patches
-from .scorers import Scorer, scoring_text
+from pipelines.abc.tokenizer import pad_patches
+from pipelines.dpo.scorers import Scorer, scoring_text
+from pipelines.errors import CheckpointError, DPOError
+from pipelines.model.checkpoint import read_checkpoint_file
 
 CLAMP2_FILE = ("weights_clamp2_h_size_768_lr_5e-05_batch_128_scale_1_t_length_128_t_model_"
                "FacebookAI_xlm-roberta-base_t_dropout_True_m3_True.pth")

@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from ..errors import DPOError
-from ..training.config import CHECKPOINTING, OPTIMIZERS, PRECISIONS  # the same training recipe's levers
+from pipelines.errors import DPOError
+from pipelines.training.config import CHECKPOINTING, OPTIMIZERS, PRECISIONS  # the same training recipe's levers
 
 SCORERS = ("builtin", "clamp2", "none")
 REF_DTYPES = ("auto", "bf16", "fp16", "fp32")

@@ -18,11 +18,11 @@ from collections.abc import Callable
 
 import torch
 
-from ..errors import DPOError
-from ..model import NotaGen
-from ..prompts import Prompt
-from ..rests import has_notes
-from ..tokenizer import STREAM_PREFIX, Patchilizer, pad_patches
+from pipelines.abc.prompts import Prompt
+from pipelines.abc.rests import has_notes
+from pipelines.abc.tokenizer import STREAM_PREFIX, Patchilizer, pad_patches
+from pipelines.errors import DPOError
+from pipelines.model.network import NotaGen
 
 _VOICE_SEGMENT = re.compile(r"(\[V:[^\]]*\])")
 

@@ -25,25 +25,33 @@ from pathlib import Path
 
 import torch
 
-from ..atomic import atomic_write_text
-from ..checkpoint import ModelCard, load_checkpoint, save_checkpoint
-from ..errors import DPOError, NotaGenError
-from ..generation import Engine, GenerationLimits, GenerationRequest
-from ..model import NotaGen
-from ..models import prompt_vocabulary
-from ..prompts import Prompt, read_prompts, write_prompts
-from ..runtime import DTYPES, pick_runtime, release
-from ..sampling import SamplingConfig
-from ..tokenizer import Patchilizer, pad_patches
-from ..training.data import union_prompts
-from ..training.recipe import Amp, build_optimizer, optimizer_step, resolve_device, resolve_precision, \
-    set_checkpointing, set_dropout
-from ..training.schedule import WarmupDecay, build_scheduler
-from .config import DPOConfig
-from .logprobs import encode_pieces, measure_logprobs, sequence_logprobs, training_text
-from .loss import dpo_loss
-from .preference import Candidate, HumanRating, Preference, merge_ratings, select_preferences
-from .scorers import BuiltinScorer, Scorer, cosine_to_mean, nearest_reference
+from pipelines.abc.prompts import Prompt, read_prompts, write_prompts
+from pipelines.abc.tokenizer import Patchilizer, pad_patches
+from pipelines.dpo.config import DPOConfig
+from pipelines.dpo.logprobs import encode_pieces, measure_logprobs, sequence_logprobs, training_text
+from pipelines.dpo.loss import dpo_loss
+from pipelines.dpo.preference import Candidate, HumanRating, Preference, merge_ratings, select_preferences
+from pipelines.dpo.scorers import BuiltinScorer, Scorer, cosine_to_mean, nearest_reference
+from pipelines.errors import DPOError, NotaGenError
+from pipelines.files import atomic_write_text
+from pipelines.generation.engine import Engine, GenerationRequest
+from pipelines.generation.options import GenerationLimits, SamplingConfig
+from pipelines.model.checkpoint import ModelCard, save_checkpoint
+from pipelines.model.lora import load_model
+from pipelines.model.network import NotaGen
+from pipelines.model.registry import prompt_vocabulary
+from pipelines.model.runtime import DTYPES, pick_runtime, release
+from pipelines.training.data import union_prompts
+from pipelines.training.recipe import (
+    Amp,
+    build_optimizer,
+    optimizer_step,
+    resolve_device,
+    resolve_precision,
+    set_checkpointing,
+    set_dropout,
+)
+from pipelines.training.schedule import WarmupDecay, build_scheduler
 
 MODEL_NAME = "model.pth"
 SUMMARY = "summary.json"
@@ -128,7 +136,7 @@ def build_scorer(config: DPOConfig, device: torch.device) -> Scorer | None:
         return None
     if config.scorer == "builtin":
         return BuiltinScorer()
-    from .clamp2 import Clamp2Scorer
+    from pipelines.dpo.clamp2 import Clamp2Scorer
 
     return Clamp2Scorer.from_files(config.clamp2_weights, config.m3_weights, device=device)
 
@@ -174,11 +182,13 @@ def generate_candidates(model_path: Path, prompts: list[Prompt], config: DPOConf
     returns all the pieces (`gather_candidates`). A piece's draws depend only on its seed and its
     batches are the ones a single process makes, so the set is the one a single process makes.
     """
-    loaded = load_checkpoint(model_path, device="cpu")
+    loaded = load_model(model_path, device="cpu")
     runtime = pick_runtime(config.device, None)
     engine = Engine(loaded.model, runtime, name=Path(model_path).name, card=loaded.card)
     sampling = SamplingConfig(config.top_k, config.top_p, config.temperature)
-    limits = GenerationLimits(max_patches=config.max_patches, max_seconds=config.max_seconds)
+    # No bar redraws: DPO learns from what the model writes on its own, so a misaligned piece
+    # must reach the scorer as the model wrote it (a redraw would hide the very fault to unlearn).
+    limits = GenerationLimits(max_patches=config.max_patches, max_seconds=config.max_seconds, bar_retries=0)
     candidates: list[Candidate] = []
     try:
         for indices in shard_requests(config.samples, config.generation_batch, rank, world):
@@ -237,7 +247,7 @@ def reference_dtype(config: DPOConfig, device: torch.device) -> torch.dtype:
 
 def load_policy_and_reference(model_path: Path, config: DPOConfig,
                               device: torch.device) -> tuple[NotaGen, NotaGen, ModelCard]:
-    policy_ckpt = load_checkpoint(model_path, device="cpu")
+    policy_ckpt = load_model(model_path, device="cpu")
     policy = policy_ckpt.model.float()
     set_dropout(policy, config.dropout)
     policy.patch_level_decoder.base.wte.weight.requires_grad_(False)  # upstream's unused 1-row table
@@ -245,7 +255,7 @@ def load_policy_and_reference(model_path: Path, config: DPOConfig,
     policy.tie_weights()
     set_checkpointing(policy, config.checkpointing)
     policy.train()  # checkpointing applies in train mode; dropout is config.dropout (0: deterministic)
-    reference = load_checkpoint(model_path, device="cpu").model
+    reference = load_model(model_path, device="cpu").model
     reference.to(device=device, dtype=reference_dtype(config, device))
     reference.tie_weights()
     reference.requires_grad_(False)

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from ..model import NotaGenConfig
-from ..training.memory import MemoryEstimate, estimate_step_memory
+from pipelines.model.config import NotaGenConfig
+from pipelines.training.memory import MemoryEstimate, estimate_step_memory
 
 __all__ = ["MemoryEstimate", "estimate_dpo_memory"]
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from ..errors import AbcError, DPOError
-from ..piece_report import report_piece
-from ..prompts import Prompt
+from pipelines.abc.prompts import Prompt
+from pipelines.abc.report import report_piece
+from pipelines.errors import AbcError, DPOError
 
 _SCORE_VOICES = re.compile(r"[^\s{}()\[\]|]+")
 

@@ -22,9 +22,9 @@ from fractions import Fraction
 import torch
 import torch.nn.functional as F
 
-from ..errors import TrainingError
-from ..tokenizer import STREAM_PREFIX
-from ..training.data import PITCH_CLASS, major_key
+from pipelines.abc.tokenizer import STREAM_PREFIX
+from pipelines.errors import TrainingError
+from pipelines.training.data import PITCH_CLASS, major_key
 
 _QUOTED = re.compile(r'"[^"]*"')
 _DECORATION = re.compile(r"![^!\n]*!|\+[^+\s]*\+")

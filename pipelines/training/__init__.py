@@ -1,15 +1,14 @@
-"""Training NotaGen: fine-tuning (full or LoRA), training from scratch, resume, NotaGen-X download.
+"""Training NotaGen: fine-tuning (full or LoRA), training from scratch, resume.
 
-Front doors: `train(TrainConfig(...))` (loop.py), `merge_lora(...)` (lora.py),
-`download_notagenx(...)` / `find_notagenx(...)` (notagenx.py), `read_train_log(...)` (runlog.py).
+Front doors: `train(TrainConfig(...))` (loop.py) and `read_train_log(...)` (runlog.py). LoRA
+adapter files and NotaGen-X's lookup and download are model files: `pipelines.model.lora`,
+`pipelines.model.notagenx`.
 They are imported on first use, so `pipelines.training.config` (what the CLI parser
 reads) does not load torch, accelerate and peft.
 """
 from importlib import import_module
 
-_HOMES = {"TrainConfig": ".config", "TrainResult": ".loop", "train": ".loop", "load_adapter": ".lora",
-          "merge_lora": ".lora", "download_notagenx": ".notagenx", "find_notagenx": ".notagenx",
-          "read_train_log": ".runlog"}
+_HOMES = {"TrainConfig": ".config", "TrainResult": ".loop", "train": ".loop", "read_train_log": ".runlog"}
 __all__ = list(_HOMES)
 
 

@@ -20,13 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-
 from abctoolkit.transpose import Key2Mode
 
-from ..errors import AbcError, PromptError, TrainingError
-from ..evaluate import encode_for_eval, read_abc
-from ..prompts import Prompt, parse_prompt, read_prompts
-from ..tokenizer import Patchilizer, pad_patches
+from pipelines.abc.prompts import Prompt, parse_prompt, read_prompts
+from pipelines.abc.tokenizer import Patchilizer, pad_patches
+from pipelines.errors import AbcError, PromptError, TrainingError
 
 KEYS = ("Cb", "C", "C#", "Db", "D", "Eb", "E", "F", "F#", "Gb", "G", "Ab", "A", "Bb", "B")
 PITCH_CLASS = {"Cb": 11, "C": 0, "C#": 1, "Db": 1, "D": 2, "Eb": 3, "E": 4, "F": 5, "F#": 6, "Gb": 6,
@@ -38,6 +36,28 @@ _ENHARMONIC = {1: ("Db", 0.8, "C#"), 11: ("B", 0.8, "Cb"), 6: ("F#", 0.5, "Gb")}
 KEY_OFFSETS = (-3, -2, -1, 0, 1, 2, 3)
 KEY_WEIGHTS = (1, 2, 3, 4, 3, 2, 1)  # over 16
 _MODE_TO_KEY = {mode: key for key, modes in Key2Mode.items() for mode in modes}
+
+
+def read_abc(path: Path) -> str:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise AbcError(f"{path}: no such file") from None
+    except UnicodeDecodeError as e:
+        raise AbcError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    if "V:" not in text and "|" not in text:
+        raise AbcError(f"{path}: no tune body found (no bars or voices)")
+    return text
+
+
+def dataset_files(data_dir: Path, split: str = "eval") -> list[Path]:
+    """The pieces of a dataset split (`eval.jsonl`), with their headers, in the original key."""
+    return [piece_file(Path(data_dir), piece, piece.key) for piece in read_split(Path(data_dir), split)]
+
+
+def encode_for_eval(patchilizer: Patchilizer, text: str, patch_length: int) -> list[list[int]]:
+    """A piece as evaluation sees it: cut as in training when too long, always with the same seed."""
+    return patchilizer.encode_train(text, patch_length, rng=random.Random(0))
 
 
 @dataclass(frozen=True)

@@ -32,23 +32,40 @@ from accelerate import Accelerator
 from accelerate.state import PartialState
 from accelerate.utils import broadcast, gather_object
 
-from ..atomic import atomic_write_text
-from ..checkpoint import ModelCard, load_checkpoint, read_checkpoint_file, save_checkpoint
-from ..errors import TrainingError
-from ..evaluate import summed_loss
-from ..model import NotaGen, init_weights_like_gpt2, preset
-from ..models import prompt_vocabulary
-from ..prompts import Prompt, write_prompts
-from ..tokenizer import Patchilizer
-from .config import TrainConfig
-from .data import (PieceEncoder, RunBatches, batch_stream, check_files, data_workers, dataset_prompts,
-                   epoch_groups, read_split, union_prompts)
-from .lora import LoraSpec, base_record, is_adapter, load_with_adapter, save_adapter
-from .notagenx import resolve_base
-from .recipe import (Amp, build_optimizer, lora_spec, optimizer_step, prepare_model,
-                     resolve_device, resolve_precision)
-from .runlog import LOG_NAME, RunLog
-from .schedule import WarmupDecay, build_scheduler
+from pipelines.abc.prompts import Prompt, write_prompts
+from pipelines.abc.tokenizer import Patchilizer
+from pipelines.errors import TrainingError
+from pipelines.files import atomic_write_text
+from pipelines.model.checkpoint import ModelCard, load_checkpoint, read_checkpoint_file, save_checkpoint
+from pipelines.model.config import preset
+from pipelines.model.lora import LoraSpec, base_record, is_adapter, load_model, load_with_adapter, save_adapter
+from pipelines.model.network import NotaGen, init_weights_like_gpt2
+from pipelines.model.notagenx import resolve_base
+from pipelines.model.registry import prompt_vocabulary
+from pipelines.training.config import TrainConfig
+from pipelines.training.data import (
+    PieceEncoder,
+    RunBatches,
+    batch_stream,
+    check_files,
+    data_workers,
+    dataset_prompts,
+    epoch_groups,
+    read_split,
+    union_prompts,
+)
+from pipelines.training.evaluate import summed_loss
+from pipelines.training.recipe import (
+    Amp,
+    build_optimizer,
+    lora_spec,
+    optimizer_step,
+    prepare_model,
+    resolve_device,
+    resolve_precision,
+)
+from pipelines.training.runlog import LOG_NAME, RunLog
+from pipelines.training.schedule import WarmupDecay, build_scheduler
 
 LAST = "last.pth"
 BEST = "best.pth"
@@ -144,7 +161,7 @@ def load_start(config: TrainConfig) -> Start:
         init_weights_like_gpt2(model)
         return Start(model, {}, [], f"preset {config.preset} (from scratch)", None)
     path = resolve_base(config.base, config.models_dirs)
-    loaded = load_checkpoint(path)
+    loaded = load_model(path)
     base = base_record(path, config.base, loaded.model.config)
     return Start(loaded.model.float(), base, prompt_vocabulary(path, loaded.card), Path(path).name, None)
 

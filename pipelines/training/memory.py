@@ -16,8 +16,9 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from ..model import VOCAB_SIZE, NotaGenConfig, count_parameters
-from .config import LORA_TARGETS
+from pipelines.model.config import VOCAB_SIZE, NotaGenConfig
+from pipelines.model.network import count_parameters
+from pipelines.training.config import LORA_TARGETS
 
 _PER_TOKEN = 18  # hidden-sized values a GPT-2 block keeps per position for backward (ln, qkv, attn, mlp 4x, gelu 4x...)
 # (in, out) sizes of each Conv1D a LoRA target names, in hidden sizes: "c_proj" is both the attention's and the MLP's.

@@ -14,11 +14,11 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from ..errors import NotaGenError, TrainingError
-from ..model import NotaGen
-from ..runtime import DTYPES, pick_device
-from .config import TrainConfig
-from .lora import LoraSpec, add_lora
+from pipelines.errors import NotaGenError, TrainingError
+from pipelines.model.lora import LoraSpec, add_lora
+from pipelines.model.network import NotaGen
+from pipelines.model.runtime import DTYPES, pick_device
+from pipelines.training.config import TrainConfig
 
 
 def resolve_device(spec: str) -> torch.device:

@@ -14,7 +14,7 @@ import os
 import time
 from pathlib import Path
 
-from ..errors import TrainingError
+from pipelines.errors import TrainingError
 
 LOG_NAME = "train_log.jsonl"
 

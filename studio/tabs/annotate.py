@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import gradio as gr
 
-from pipelines.backend import Backend
-
-from ..guard import bind
-from ..piece_view import preview_view
+from pipelines.service.backend import Backend
+from studio.guard import bind
+from studio.piece_view import preview_view
 
 TITLE = "Annotate"
 HEADERS = ["piece", "period", "composer", "instrumentation", "split", "suggested", "warnings"]

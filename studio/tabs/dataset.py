@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import gradio as gr
 
-from pipelines.backend import SCORE_UPLOADS, Backend, job_line
 from pipelines.errors import JobError
-
-from ..guard import bind
+from pipelines.service.backend import SCORE_UPLOADS, Backend, job_line
+from studio.guard import bind
 
 TITLE = "Dataset"
 SOURCES = {"upload": "Upload score files", "folder": "A folder in the workspace's imports",

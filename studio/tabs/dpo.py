@@ -6,11 +6,10 @@ from __future__ import annotations
 import gradio as gr
 import pandas as pd
 
-from pipelines.backend import Backend, job_line
 from pipelines.errors import JobError
-
-from ..guard import bind
-from ..piece_view import preview_view
+from pipelines.service.backend import Backend, job_line
+from studio.guard import bind
+from studio.piece_view import preview_view
 
 TITLE = "DPO"
 SCORERS = {"builtin": "Built-in (music statistics vs the dataset)", "clamp2": "CLaMP 2 (weights in models/)",

@@ -10,13 +10,12 @@ import functools
 
 import gradio as gr
 
-from pipelines.backend import Backend, GenerationSpec, job_line
+from pipelines.abc.prompts import composers, instrumentations, periods
 from pipelines.errors import JobError, NotaGenError
-from pipelines.piece_report import DEFAULT_BAR_RETRIES
-from pipelines.prompts import composers, instrumentations, periods
-
-from ..guard import bind, guarded
-from ..piece_view import entry_view, preview_view
+from pipelines.generation.options import DEFAULT_BAR_RETRIES
+from pipelines.service.backend import Backend, GenerationSpec, job_line
+from studio.guard import bind, guarded
+from studio.piece_view import entry_view, preview_view
 
 TITLE = "Generate"
 MAX_PIECES = 8

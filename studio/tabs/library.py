@@ -10,13 +10,12 @@ import time
 
 import gradio as gr
 
-from pipelines.backend import Backend
-from pipelines.library import STATUSES
-from pipelines.prompts import composers, instrumentations, periods
-
-from ..guard import bind
-from ..piece_view import entry_view
-from . import generate
+from pipelines.abc.prompts import composers, instrumentations, periods
+from pipelines.service.backend import Backend
+from pipelines.service.library import STATUSES
+from studio.guard import bind
+from studio.piece_view import entry_view
+from studio.tabs import generate
 
 TITLE = "Library"
 RATINGS = {"any": None, "thumbs up": 1, "thumbs down": -1, "not rated": 0}

@@ -6,10 +6,9 @@ from __future__ import annotations
 import gradio as gr
 import pandas as pd
 
-from pipelines.backend import Backend, job_line
 from pipelines.errors import JobError
-
-from ..guard import bind
+from pipelines.service.backend import Backend, job_line
+from studio.guard import bind
 
 TITLE = "Train"
 SCRATCH = "(train from scratch)"

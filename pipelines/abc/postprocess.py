@@ -1,0 +1,43 @@
+"""From generated text to a playable ABC tune.
+
+`rest_unreduce` does what upstream's demo does (restores the voices that rest
+reduction left out of each bar, takes off the `[r:i/j]` prefixes, drops the
+single-`%` header lines, puts `X:1` first); this adds closing any bracket the
+model left open in `%%score`, which abc2xml otherwise rejects.
+"""
+from __future__ import annotations
+
+from pipelines.abc.rests import rest_unreduce
+from pipelines.errors import AbcError
+
+_PAIRS = {"(": ")", "[": "]", "{": "}"}
+
+
+def close_score_brackets(line: str) -> str:
+    """`%%score { ( 1 2 ) | 3` -> `%%score { ( 1 2 ) | 3 }`; stray closers are dropped."""
+    stack, out = [], []
+    for ch in line:
+        if ch in _PAIRS:
+            stack.append(_PAIRS[ch])
+        elif ch in _PAIRS.values():
+            if not stack or stack[-1] != ch:
+                continue
+            stack.pop()
+        out.append(ch)
+    closed = "".join(out).rstrip()
+    return closed + "".join(" " + c for c in reversed(stack))
+
+
+def postprocess(generated: str) -> str:
+    """Generated text (prompt, metadata, `[r:i/j]` lines) -> ABC with every voice in every bar."""
+    lines = [line + "\n" for line in generated.split("\n") if line]
+    if not any(line.startswith(("[V:", "[r:")) for line in lines):
+        raise AbcError("the piece has no tune body")
+    try:
+        restored = rest_unreduce(lines)
+    except AbcError:
+        raise
+    except (ValueError, IndexError, KeyError, ZeroDivisionError) as e:
+        raise AbcError(f"cannot restore the voices' rests: {e}") from e
+    return "".join(close_score_brackets(line.rstrip("\n")) + "\n" if line.startswith("%%score") else line
+                   for line in restored)

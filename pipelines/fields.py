@@ -1,0 +1,118 @@
+"""Config fields declared once: a default, its range or choices and a help text, read by the CLI and the studio.
+
+A config dataclass declares each user-facing setting with `option(...)`; its
+`__post_init__` calls `check_ranges(self, SomeError)`, so the CLI, the studio and a
+direct caller accept and refuse the same values with the same message. The CLI builds
+its flags with `add_option` and the studio reads `default_of` / `range_of` /
+`choices_of` for its widgets, so no default or range is written twice. Torch-free.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from typing import Any
+
+_MISSING = dataclasses.MISSING
+
+
+def option(default: Any = _MISSING, *, help: str = "", low: float | None = None, high: float | None = None,
+           choices: tuple | None = None, low_open: bool = False, default_factory: Any = _MISSING,
+           label: str = "") -> Any:
+    """A dataclass field with its range (`low`..`high`, `low_open`: low itself excluded) or choices."""
+    metadata = {"help": help, "low": low, "high": high, "choices": choices, "low_open": low_open, "label": label}
+    if default_factory is not _MISSING:
+        return dataclasses.field(default_factory=default_factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def _field(cls, name: str) -> dataclasses.Field:
+    for f in dataclasses.fields(cls):
+        if f.name == name:
+            return f
+    raise KeyError(f"{cls.__name__} has no field {name!r}")
+
+
+def default_of(cls, name: str) -> Any:
+    f = _field(cls, name)
+    if f.default is not _MISSING:
+        return f.default
+    if f.default_factory is not _MISSING:
+        return f.default_factory()
+    raise KeyError(f"{cls.__name__}.{name} has no default")
+
+
+def range_of(cls, name: str) -> tuple[float | None, float | None]:
+    meta = _field(cls, name).metadata
+    return meta.get("low"), meta.get("high")
+
+
+def choices_of(cls, name: str) -> tuple | None:
+    return _field(cls, name).metadata.get("choices")
+
+
+def help_of(cls, name: str) -> str:
+    return _field(cls, name).metadata.get("help", "")
+
+
+def label_of(cls, name: str) -> str:
+    return _field(cls, name).metadata.get("label") or name.replace("_", " ")
+
+
+def _describe_range(meta) -> str:
+    low, high = meta.get("low"), meta.get("high")
+    if low is not None and high is not None:
+        return f"{'over ' if meta.get('low_open') else ''}{low:g}{' up' if meta.get('low_open') else ''} to {high:g}"
+    if low is not None:
+        return f"{'over' if meta.get('low_open') else 'at least'} {low:g}"
+    if high is not None:
+        return f"at most {high:g}"
+    return ""
+
+
+def problem_with(cls, name: str, value: Any) -> str | None:
+    """Why `value` is refused for field `name` (None when it is accepted)."""
+    meta = _field(cls, name).metadata
+    if not meta:
+        return None
+    what = meta.get("label") or name.replace("_", " ")
+    choices = meta.get("choices")
+    if choices is not None and value not in choices:
+        return f"{what} must be one of {', '.join(map(str, choices))}, not {value!r}"
+    low, high = meta.get("low"), meta.get("high")
+    if value is None or (low is None and high is None):
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"{what} must be a number, not {value!r}"
+    below = value <= low if (low is not None and meta.get("low_open")) else (low is not None and value < low)
+    if below or (high is not None and value > high):
+        return f"{what} must be {_describe_range(meta)}, not {value:g}"
+    return None
+
+
+def check_ranges(obj, error: type[Exception] = ValueError) -> None:
+    """Raise `error` naming the first field of `obj` outside its declared range or choices."""
+    for f in dataclasses.fields(obj):
+        problem = problem_with(type(obj), f.name, getattr(obj, f.name))
+        if problem:
+            raise error(problem)
+
+
+def add_option(parser: argparse.ArgumentParser, cls, name: str, flag: str | None = None, **overrides) -> None:
+    """An argparse flag for field `name`: its default, type, choices and help come from the field."""
+    f = _field(cls, name)
+    meta = f.metadata
+    default = default_of(cls, name)
+    flag = flag or "--" + name.replace("_", "-")
+    kwargs: dict[str, Any] = {"dest": name, "default": default}
+    if isinstance(default, bool):
+        kwargs["action"] = argparse.BooleanOptionalAction
+    elif default is not None:
+        kwargs["type"] = type(default)
+    if meta.get("choices") is not None:
+        kwargs["choices"] = list(meta["choices"])
+    text = meta.get("help", "")
+    limits = _describe_range(meta)
+    extra = ", ".join(x for x in (limits, f"default {default}" if default not in (None, "") else "") if x)
+    kwargs["help"] = f"{text} ({extra})" if text and extra else (text or extra or None)
+    kwargs.update(overrides)
+    parser.add_argument(flag, **kwargs)

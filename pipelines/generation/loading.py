@@ -1,0 +1,49 @@
+"""Loading a model file into an engine, and the one slot that holds the loaded engine."""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from pipelines.generation.engine import Engine
+from pipelines.model.lora import load_model
+from pipelines.model.registry import prompt_vocabulary
+from pipelines.model.runtime import pick_runtime, release
+
+
+def load_engine(path: Path, device: str | None = "auto", dtype: str | None = "auto") -> Engine:
+    runtime = pick_runtime(device, dtype)
+    ckpt = load_model(path, device="cpu")
+    ckpt.card.prompts = prompt_vocabulary(path, ckpt.card)
+    return Engine(ckpt.model, runtime, name=Path(path).name, card=ckpt.card)
+
+
+class ModelSlot:
+    """Holds at most one loaded engine, so a 24 GB card never carries two models."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._engine: Engine | None = None
+        self._key: tuple | None = None
+
+    def get(self, path: Path, device: str | None = "auto", dtype: str | None = "auto") -> Engine:
+        key = (str(Path(path).resolve()), device, dtype)
+        with self._lock:
+            if self._key != key:
+                self._drop()
+                self._engine = load_engine(path, device, dtype)
+                self._key = key
+            return self._engine
+
+    def loaded(self) -> Engine | None:
+        return self._engine
+
+    def unload(self):
+        with self._lock:
+            self._drop()
+
+    def _drop(self):
+        if self._engine is not None:
+            device = self._engine.runtime.device
+            self._engine.unload()
+            self._engine, self._key = None, None
+            release(device)

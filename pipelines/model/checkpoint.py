@@ -1,0 +1,152 @@
+"""Reading and writing NotaGen checkpoints.
+
+Upstream files are `torch.save({'model': state_dict})`; the config is inferred
+from tensor shapes. Studio checkpoints add a `card` (model config, prompt
+vocabulary, header format, provenance) and optionally a `training` state, and
+keep `'model'` so upstream scripts still read them.
+
+Loading builds the model on the meta device and assigns the tensors from a
+memory-mapped file, so a 2 GB file loads in about the time it takes to read it.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from pipelines.errors import CheckpointError
+from pipelines.files import atomic_write
+from pipelines.model.config import NotaGenConfig
+from pipelines.model.network import NotaGen
+
+HEADER_FORMAT = "period-composer-instrumentation-v1"
+# GPT-2 mask buffers that files saved with older transformers carry; nothing else is dropped.
+_LEGACY_BUFFER = re.compile(r".*\.attn\.(bias|masked_bias)$")
+
+
+@dataclass
+class ModelCard:
+    """What a checkpoint says about itself."""
+
+    config: NotaGenConfig
+    prompts: list[str] = field(default_factory=list)  # Period_Composer_Instrumentation lines
+    header_format: str = HEADER_FORMAT
+    base_model: str = ""
+    notes: str = ""
+
+    def to_dict(self) -> dict:
+        return {"config": self.config.to_dict(), "prompts": list(self.prompts),
+                "header_format": self.header_format, "base_model": self.base_model, "notes": self.notes}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelCard":
+        return cls(config=NotaGenConfig.from_dict(data["config"]), prompts=list(data.get("prompts", [])),
+                   header_format=data.get("header_format", HEADER_FORMAT),
+                   base_model=data.get("base_model", ""), notes=data.get("notes", ""))
+
+
+@dataclass
+class LoadedCheckpoint:
+    model: NotaGen
+    card: ModelCard
+    path: Path
+    upstream: bool  # True: a plain {'model': ...} file with no card
+    training: dict | None = None
+
+
+def _layer_count(keys, prefix: str) -> int:
+    pattern = re.compile(re.escape(prefix) + r"(\d+)\.")
+    found = {int(m.group(1)) for k in keys if (m := pattern.match(k))}
+    return max(found) + 1 if found else 0
+
+
+def infer_config(state_dict: dict) -> NotaGenConfig:
+    """Model sizes from an upstream state dict's tensor shapes."""
+    try:
+        emb = state_dict["patch_level_decoder.patch_embedding.weight"]  # (C, P * 128)
+        wpe = state_dict["patch_level_decoder.base.wpe.weight"]  # (patch_length, C)
+    except KeyError as e:
+        raise CheckpointError(f"not a NotaGen state dict: missing {e.args[0]}") from None
+    hidden, flat = emb.shape
+    keys = list(state_dict)
+    return NotaGenConfig(
+        patch_size=flat // 128,
+        patch_length=wpe.shape[0],
+        patch_layers=_layer_count(keys, "patch_level_decoder.base.h."),
+        char_layers=_layer_count(keys, "char_level_decoder.base.transformer.h."),
+        hidden_size=hidden,
+    )
+
+
+def clean_state_dict(state_dict: dict) -> dict:
+    """Drop exactly GPT-2's legacy `.attn.bias` / `.attn.masked_bias` buffers, nothing else."""
+    return {k: v for k, v in state_dict.items() if not _LEGACY_BUFFER.match(k)}
+
+
+def model_from_state_dict(state_dict: dict, config: NotaGenConfig | None = None,
+                          device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> NotaGen:
+    """Build a model on the meta device and assign the tensors (strict)."""
+    state_dict = clean_state_dict(state_dict)
+    config = config or infer_config(state_dict)
+    with torch.device("meta"):
+        model = NotaGen(config)
+    try:
+        model.load_state_dict(state_dict, strict=True, assign=True)
+    except RuntimeError as e:
+        raise CheckpointError(f"state dict does not fit a NotaGen with {config}: {e}") from None
+    model.to(device=device, dtype=dtype)
+    model.tie_weights()  # assign=True and device moves can untie lm_head from wte
+    return model.eval()
+
+
+def read_checkpoint_file(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        return torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+    except Exception as e:  # torch raises many kinds for a corrupt or foreign file
+        raise CheckpointError(f"{path}: cannot be read as a PyTorch checkpoint ({e})") from e
+
+
+def read_card(path: str | os.PathLike) -> ModelCard:
+    """A checkpoint's card without building its model; an upstream file's is inferred from its shapes."""
+    data = read_checkpoint_file(path)
+    if isinstance(data, dict) and data.get("card"):
+        return ModelCard.from_dict(data["card"])
+    if isinstance(data, dict) and "model" in data:
+        return ModelCard(config=infer_config(data["model"]), base_model=Path(path).name)
+    raise CheckpointError(f"{Path(path).name}: not a NotaGen checkpoint; expected torch.save({{'model': state_dict}})")
+
+
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
+                    dtype: torch.dtype | None = None) -> LoadedCheckpoint:
+    """Load an upstream or studio checkpoint; the config comes from the file itself."""
+    data = read_checkpoint_file(path)
+    if isinstance(data, dict) and data.get("format") == "notagen-lora-v1":
+        raise CheckpointError(f"{path}: a LoRA adapter, not a checkpoint; load it with lora.load_model")
+    if not isinstance(data, dict) or "model" not in data:
+        raise CheckpointError(f"{path}: has no 'model' entry; expected torch.save({{'model': state_dict}})")
+    card_data = data.get("card")
+    card = ModelCard.from_dict(card_data) if card_data else None
+    config = card.config if card else None
+    try:
+        model = model_from_state_dict(data["model"], config, device=device, dtype=dtype)
+    except CheckpointError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    if card is None:
+        card = ModelCard(config=model.config, base_model=Path(path).name)
+    return LoadedCheckpoint(model=model, card=card, path=Path(path), upstream=card_data is None,
+                            training=data.get("training"))
+
+
+def save_checkpoint(path: str | os.PathLike, model: NotaGen, card: ModelCard, training: dict | None = None):
+    """A self-describing checkpoint that upstream scripts can still read (`'model'`)."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    obj = {"model": state, "card": card.to_dict()}
+    if training is not None:
+        obj["training"] = training
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))

@@ -1,0 +1,178 @@
+"""The library: every generation the studio made, in one SQLite file under the workspace.
+
+A row keeps what is needed to find, replay and judge a piece: the model, the prompt,
+the sampling parameters and seed, when it was made, its status (ok / limit /
+cancelled / invalid, with the reason), the generated and post-processed text, the
+exported files and a rating (-1 thumbs down, 0 none, +1 thumbs up). Rated pieces are
+the human preference records DPO learns from (`preference_records`).
+
+Every call opens its own connection, so the UI's threads and the job worker can use
+one Library object; WAL mode lets readers go on while a job writes.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from contextlib import closing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from pipelines.errors import NotaGenError
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS generations (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created REAL NOT NULL,
+    job_id TEXT NOT NULL DEFAULT '',
+    model TEXT NOT NULL,
+    prompt TEXT NOT NULL,
+    period TEXT NOT NULL DEFAULT '',
+    composer TEXT NOT NULL DEFAULT '',
+    instrumentation TEXT NOT NULL DEFAULT '',
+    parameters TEXT NOT NULL DEFAULT '{}',
+    seed INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
+    raw TEXT NOT NULL DEFAULT '',
+    abc TEXT,
+    files TEXT NOT NULL DEFAULT '{}',
+    seconds REAL NOT NULL DEFAULT 0,
+    rating INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS generations_created ON generations(created);
+"""
+STATUSES = ("ok", "limit", "cancelled", "invalid")
+_COLUMNS = ("id", "created", "job_id", "model", "prompt", "period", "composer", "instrumentation", "parameters",
+            "seed", "status", "reason", "raw", "abc", "files", "seconds", "rating")
+
+
+class LibraryError(NotaGenError):
+    """The library file cannot be read or written, or an entry is missing."""
+
+
+@dataclass
+class Generation:
+    model: str  # workspace-relative path or a named model ("demo", "notagen-x")
+    prompt: str  # Period_Composer_Instrumentation
+    seed: int
+    status: str
+    parameters: dict = field(default_factory=dict)  # sampling, limits, continuation
+    period: str = ""
+    composer: str = ""
+    instrumentation: str = ""
+    reason: str = ""
+    raw: str = ""
+    abc: str | None = None
+    files: dict = field(default_factory=dict)  # kind -> workspace-relative path of an export
+    seconds: float = 0.0
+    job_id: str = ""
+    rating: int = 0
+    created: float = 0.0
+    id: int | None = None
+
+
+@dataclass(frozen=True)
+class PreferenceRecord:
+    """A human judgement for DPO: the piece, +1 (liked) or -1 (disliked), and its prompt."""
+    abc: str
+    rating: int
+    prompt: str
+    model: str
+    id: int
+
+
+class Library:
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        try:
+            with closing(self._connect()) as db, db:
+                db.executescript(_SCHEMA)
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except sqlite3.Error as e:
+            raise LibraryError(f"{self.path}: cannot open the library ({e})") from None
+
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, timeout=30)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA journal_mode=WAL")
+        return db
+
+    def _run(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
+        try:
+            with closing(self._connect()) as db, db:
+                cursor = db.execute(sql, args)
+                return cursor.fetchall() if cursor.description else [cursor.lastrowid]
+        except sqlite3.Error as e:
+            raise LibraryError(f"{self.path}: {e}") from None
+
+    def add(self, entry: Generation) -> int:
+        """Store a generation; returns its id."""
+        if entry.status not in STATUSES:
+            raise LibraryError(f"status {entry.status!r} is not one of {STATUSES}")
+        row = asdict(entry)
+        row["created"] = row["created"] or time.time()
+        row["parameters"] = json.dumps(row["parameters"], sort_keys=True)
+        row["files"] = json.dumps(row["files"], sort_keys=True)
+        columns = [c for c in _COLUMNS if c != "id"]
+        (new_id,) = self._run(f"INSERT INTO generations ({', '.join(columns)}) VALUES "
+                              f"({', '.join('?' for _ in columns)})", tuple(row[c] for c in columns))
+        return int(new_id)
+
+    def get(self, entry_id: int) -> Generation:
+        rows = self._run("SELECT * FROM generations WHERE id = ?", (int(entry_id),))
+        if not rows:
+            raise LibraryError(f"no generation {entry_id} in the library")
+        return _entry(rows[0])
+
+    def rate(self, entry_id: int, rating: int) -> Generation:
+        """Thumbs up (+1), down (-1) or cleared (0)."""
+        if rating not in (-1, 0, 1):
+            raise LibraryError(f"a rating is -1, 0 or +1, not {rating!r}")
+        self.get(entry_id)
+        self._run("UPDATE generations SET rating = ? WHERE id = ?", (rating, int(entry_id)))
+        return self.get(entry_id)
+
+    def search(self, text: str = "", status: str = "", rating: int | None = None, model: str = "",
+               limit: int = 200) -> list[Generation]:
+        """Newest first. `text` matches the prompt, model or reason (case-insensitive, words ANDed)."""
+        where, args = [], []
+        for word in (text or "").split():
+            where.append("(prompt LIKE ? ESCAPE '\\' OR model LIKE ? ESCAPE '\\' OR reason LIKE ? ESCAPE '\\')")
+            pattern = "%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            args += [pattern] * 3
+        if status:
+            where.append("status = ?")
+            args.append(status)
+        if rating is not None:
+            where.append("rating = ?")
+            args.append(int(rating))
+        if model:
+            where.append("model = ?")
+            args.append(model)
+        sql = "SELECT * FROM generations" + (" WHERE " + " AND ".join(where) if where else "")
+        rows = self._run(sql + " ORDER BY id DESC LIMIT ?", (*args, max(1, min(int(limit), 10_000))))
+        return [_entry(r) for r in rows]
+
+    def by_job(self, job_id: str) -> list[Generation]:
+        return [_entry(r) for r in self._run("SELECT * FROM generations WHERE job_id = ? ORDER BY id", (job_id,))]
+
+    def preference_records(self, model: str = "") -> list[PreferenceRecord]:
+        """Rated pieces that have post-processed ABC, oldest first: the human preferences DPO reads."""
+        sql = "SELECT * FROM generations WHERE rating != 0 AND abc IS NOT NULL"
+        args: tuple = ()
+        if model:
+            sql += " AND model = ?"
+            args = (model,)
+        return [PreferenceRecord(e.abc, e.rating, e.prompt, e.model, e.id)
+                for e in map(_entry, self._run(sql + " ORDER BY id", args))]
+
+
+def _entry(row: sqlite3.Row) -> Generation:
+    data = dict(row)
+    data["parameters"] = json.loads(data["parameters"] or "{}")
+    data["files"] = json.loads(data["files"] or "{}")
+    return Generation(**data)

@@ -1,0 +1,234 @@
+"""pipelines.dataset.build / workers: the dataset folder, failures with reasons, spawn workers, cache, labels."""
+import json
+import os
+import shutil
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from pipelines.abc.prompts import read_prompts
+from pipelines.dataset import KEYS, DatasetConfig, Labels, build_dataset, load_manifest, read_labels_csv, reannotate
+from pipelines.dataset.workers import TaskFailure, run_tasks
+from pipelines.errors import DatasetError
+from pipelines.training.data import dataset_files
+from tests.dataset import worker_tasks as dataset_worker_tasks
+
+PIECES = ("bach_bwv66.6", "bach_bwv7.7", "beethoven_opus18no1_movement4", "haydn_opus74no1_movement3",
+          "mozart_k155_movement2", "schumann_robert_opus41no1_movement2")
+CHORALE = Labels("Baroque", "Bach, Johann Sebastian", "Choral")
+
+
+def _text(path: Path) -> str:
+    return path.read_text(encoding="utf-8")
+
+
+def _header(out: Path, piece: str, key: str) -> list[str]:
+    return _text(out / "augmented" / key / f"{piece}_{key}.abc").split("\n")[:4]
+
+
+@pytest.fixture
+def scores(tmp_path, fixtures):
+    """The two chorales, a truncated file and a score whose voices disagree in bar count, in one folder."""
+    folder = tmp_path / "scores"
+    folder.mkdir()
+    source = fixtures / "preprocess"
+    for piece in ("bach_bwv66.6", "bach_bwv7.7"):
+        shutil.copy(source / f"{piece}.musicxml", folder / f"{piece}.musicxml")
+    data = (source / "bach_bwv66.6.musicxml").read_bytes()
+    (folder / "truncated.musicxml").write_bytes(data[: len(data) // 2])
+    root = ET.fromstring(data)
+    tenor = root.findall("part")[2]
+    tenor.remove(tenor.findall("measure")[-1])
+    (folder / "short_tenor.musicxml").write_bytes(ET.tostring(root))
+    return folder
+
+
+def test_build_of_the_fixture_scores_equals_upstream_plus_header(tmp_path, fixtures):
+    source = fixtures / "preprocess"
+    out = tmp_path / "out"
+    report = build_dataset([source / f"{p}.musicxml" for p in PIECES], out, DatasetConfig(workers=2, eval_split=0.2))
+    assert [f.status for f in report.files] == ["ok"] * 6, report.failed
+    manifest = load_manifest(out)
+    upstream = json.loads(_text(source / "manifest.json"))
+    for piece in PIECES:
+        entry = manifest["pieces"][piece]
+        assert entry["key"] == upstream[piece]["key"]
+        header = f"%{entry['period']}\n%{entry['composer']}\n%{entry['instrumentation']}\n%end\n"
+        assert header.isascii()
+        assert _text(out / "interleaved" / f"{piece}.abc") == _text(source / "interleaved" / f"{piece}.abc")
+        for key in KEYS:
+            expected = header + _text(source / "augmented" / key / f"{piece}_{key}.abc")
+            assert _text(out / "augmented" / key / f"{piece}_{key}.abc") == expected, (piece, key)
+    # suggestions from the scores themselves
+    assert manifest["pieces"]["mozart_k155_movement2"]["composer"] == "Mozart, Wolfgang Amadeus"
+    assert manifest["pieces"]["mozart_k155_movement2"]["period"] == "Classical"
+    assert manifest["pieces"]["mozart_k155_movement2"]["instrumentation"] == "Chamber"
+    assert manifest["pieces"]["bach_bwv66.6"]["instrumentation"] == "Choral"
+    # index: split by piece, upstream's fields, readable by the evaluator
+    train = [json.loads(line) for line in _text(out / "train.jsonl").splitlines()]
+    held_out = [json.loads(line) for line in _text(out / "eval.jsonl").splitlines()]
+    assert len(train) + len(held_out) == 6 and len(held_out) == 1
+    assert {Path(e["path"]).name for e in train + held_out} == set(PIECES)
+    assert all(Path(e["path"]).parent == out.resolve() / "augmented" and e["key"] in KEYS for e in train + held_out)
+    assert all(p.is_file() for p in dataset_files(out, "eval") + dataset_files(out, "train"))
+    assert read_prompts(out / "prompts.txt")
+    report_json = json.loads(_text(out / "report.json"))
+    assert report_json["counts"]["ok"] == 6 and report_json["files"][0]["voices"] == 4
+
+
+def test_failures_name_stage_and_reason_and_the_others_go_on(tmp_path, scores):
+    out = tmp_path / "out"
+    report = build_dataset([scores], out, DatasetConfig(workers=2, labels=CHORALE))
+    by_piece = {f.piece: f for f in report.files}
+    assert by_piece["bach_bwv66.6"].status == "ok" and by_piece["bach_bwv7.7"].status == "ok"
+    truncated, short = by_piece["truncated"], by_piece["short_tenor"]
+    assert truncated.status == "failed" and truncated.stage == "xml2abc"
+    assert "not well-formed MusicXML" in truncated.reason
+    assert short.status == "failed" and short.stage == "check"
+    assert short.reason == "voice 3 has 9 bars where voice 1 has 10"
+    indexed = {Path(json.loads(line)["path"]).name
+               for split in ("train", "eval") for line in _text(out / f"{split}.jsonl").splitlines()}
+    assert indexed == {"bach_bwv66.6", "bach_bwv7.7"}
+    assert not list((out / "augmented").rglob("short_tenor*")) and not (out / "interleaved" / "truncated.abc").exists()
+    saved = {f["piece"]: f for f in json.loads(_text(out / "report.json"))["files"]}
+    assert saved["short_tenor"]["reason"] == "voice 3 has 9 bars where voice 1 has 10"
+
+
+def test_a_file_over_the_time_limit_is_reported_as_a_timeout(tmp_path, fixtures):
+    source = fixtures / "preprocess"
+    files = [source / "beethoven_opus18no1_movement4.musicxml", source / "bach_bwv66.6.musicxml"]
+    report = build_dataset(files, tmp_path / "out", DatasetConfig(workers=2, time_limit_s=0.3))
+    by_piece = {f.piece: f for f in report.files}
+    assert by_piece["beethoven_opus18no1_movement4"].status == "failed"
+    assert by_piece["beethoven_opus18no1_movement4"].reason == "timeout after 0.3 s"
+    assert by_piece["bach_bwv66.6"].status == "ok"
+
+
+def test_workers_are_spawned_processes_with_a_time_limit():
+    dataset_worker_tasks.MARK = "set in the parent"  # a forked child would see this; a spawned one would not
+    try:
+        results = dict(run_tasks(dataset_worker_tasks.where, ["a", "sleep", "raise", "b"], workers=2, time_limit_s=2))
+    finally:
+        dataset_worker_tasks.MARK = "module default"
+    assert results[1] == TaskFailure("timeout", "timeout after 2 s")
+    assert results[2].kind == "error" and "bad task" in results[2].message
+    for index in (0, 3):
+        pid, mark, child = results[index]
+        assert pid != os.getpid() and child and mark == "module default"
+
+
+def test_rebuild_converts_only_new_or_changed_files(tmp_path, fixtures):
+    folder = tmp_path / "scores"
+    folder.mkdir()
+    source = fixtures / "preprocess"
+    shutil.copy(source / "bach_bwv66.6.musicxml", folder)
+    shutil.copy(source / "bach_bwv7.7.musicxml", folder)
+    out = tmp_path / "out"
+    first = build_dataset([folder], out, DatasetConfig(workers=2))
+    assert [f.status for f in first.files] == ["ok", "ok"]
+    kept = out / "augmented" / "C" / "bach_bwv7.7_C.abc"
+    stamp = kept.stat().st_mtime_ns
+    changed = source.joinpath("bach_bwv66.6.musicxml").read_bytes().replace(b"<alter>1</alter>", b"<alter>0</alter>", 1)
+    (folder / "bach_bwv66.6.musicxml").write_bytes(changed)
+    shutil.copy(source / "mozart_k155_movement2.musicxml", folder)
+    second = build_dataset([folder], out, DatasetConfig(workers=2))
+    assert {f.piece: f.status for f in second.files} == {
+        "bach_bwv66.6": "ok", "bach_bwv7.7": "cached", "mozart_k155_movement2": "ok"}
+    assert kept.stat().st_mtime_ns == stamp
+    assert len(load_manifest(out)["pieces"]) == 3
+    (folder / "mozart_k155_movement2.musicxml").unlink()
+    third = build_dataset([folder], out, DatasetConfig(workers=0))
+    assert [f.status for f in third.files] == ["cached", "cached"]
+    assert not (out / "interleaved" / "mozart_k155_movement2.abc").exists()
+
+
+def test_pieces_with_too_many_unaligned_bars_are_left_out_until_allowed(tmp_path, fixtures):
+    # haydn_opus74no1_movement3 has one bar of 113 whose voices differ in length (bar 58: 13/16 against 3/4)
+    source = fixtures / "preprocess"
+    inputs = [source / f"{p}.musicxml" for p in ("bach_bwv66.6", "haydn_opus74no1_movement3")]
+    out = tmp_path / "out"
+    strict = build_dataset(inputs, out, DatasetConfig(workers=0, eval_split=0, max_unaligned_share=0.005))
+    haydn = strict.files[1]
+    assert [f.status for f in strict.files] == ["ok", "excluded"] and strict.train == ["bach_bwv66.6"]
+    assert haydn.stage == "align" and haydn.reason == (
+        "voices differ in 0.9% of the bars, over the 0.5% allowed (first: bar 58: voices differ in length "
+        "(voice 1 lasts 13/16, voice 2 lasts 3/4, voice 3 lasts 3/4, voice 4 lasts 3/4))")
+    assert "1 left out (voices misaligned)" in strict.summary()
+    assert len(load_manifest(out)["pieces"]) == 1 and "haydn" not in _text(out / "train.jsonl")
+    saved = json.loads(_text(out / "report.json"))["files"][1]
+    assert saved["status"] == "excluded" and saved["reason"] == haydn.reason
+    # converted all the same: allowing it again indexes it from the cache, without converting
+    allowed = build_dataset(inputs, out, DatasetConfig(workers=0, eval_split=0, max_unaligned_share=0.01))
+    assert [f.status for f in allowed.files] == ["cached", "cached"]
+    assert allowed.train == ["bach_bwv66.6", "haydn_opus74no1_movement3"]
+    with pytest.raises(DatasetError, match="largest unaligned share 1.5 must be between 0 and 1"):
+        DatasetConfig(max_unaligned_share=1.5)
+
+
+def test_reannotation_rewrites_headers_only(tmp_path, fixtures):
+    out = tmp_path / "out"
+    source = fixtures / "preprocess"
+    build_dataset([source / "bach_bwv66.6.musicxml", source / "bach_bwv7.7.musicxml"], out,
+                  DatasetConfig(workers=0, labels=CHORALE))
+    before = {k: _text(out / "augmented" / k / "bach_bwv7.7_C.abc") for k in ("C",)}
+    manifest = reannotate(out, {"bach_bwv7.7": Labels(period="Modern", composer="Frederic Chopin")})
+    for key in KEYS:
+        assert _header(out, "bach_bwv7.7", key) == ["%Modern", "%Chopin, Frederic", "%Choral", "%end"]
+        assert _header(out, "bach_bwv66.6", key) == ["%Baroque", "%Bach, Johann Sebastian", "%Choral", "%end"]
+    after = _text(out / "augmented" / "C" / "bach_bwv7.7_C.abc")
+    assert after.split("\n", 4)[4] == before["C"].split("\n", 4)[4]
+    entry = manifest["pieces"]["bach_bwv7.7"]
+    assert (entry["period"], entry["composer"]) == ("Modern", "Chopin, Frederic")
+    assert any("period 'Modern' is outside NotaGen-X's vocabulary" in w for w in entry["warnings"])
+    assert {p.line for p in read_prompts(out / "prompts.txt")} == {
+        "Baroque_Bach, Johann Sebastian_Choral", "Modern_Chopin, Frederic_Choral"}
+    # a rebuild keeps the re-annotation of an unchanged piece
+    build_dataset([source / "bach_bwv66.6.musicxml", source / "bach_bwv7.7.musicxml"], out, DatasetConfig(workers=0))
+    assert _header(out, "bach_bwv7.7", "D")[:2] == ["%Modern", "%Chopin, Frederic"]
+    with pytest.raises(DatasetError, match="no piece"):
+        reannotate(out, {"nonesuch": Labels(period="Romantic")})
+
+
+def test_labels_csv_per_piece(tmp_path, fixtures):
+    csv_file = tmp_path / "labels.csv"
+    csv_file.write_text("file,period,composer,instrumentation\n"
+                        "bach_bwv66.6.musicxml,Baroque,J.S. Bach,Keyboard\n"
+                        "bach_bwv7.7,Romantic,Antonín Dvořák,\n", encoding="utf-8")
+    labels = read_labels_csv(csv_file)
+    source = fixtures / "preprocess"
+    out = tmp_path / "out"
+    build_dataset([source / "bach_bwv66.6.musicxml", source / "bach_bwv7.7.musicxml"], out,
+                  DatasetConfig(workers=0, piece_labels=labels))
+    assert _header(out, "bach_bwv66.6", "G") == ["%Baroque", "%Bach, Johann Sebastian", "%Keyboard", "%end"]
+    assert _header(out, "bach_bwv7.7", "G") == ["%Romantic", "%Dvorak, Antonin", "%Choral", "%end"]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("name,x\na,b\n", encoding="utf-8")
+    with pytest.raises(DatasetError, match="header row"):
+        read_labels_csv(bad)
+
+
+def test_cancel_leaves_the_index_alone(tmp_path, fixtures):
+    source = fixtures / "preprocess"
+    files = [source / f"{p}.musicxml" for p in ("bach_bwv66.6", "bach_bwv7.7", "mozart_k155_movement2")]
+    report = build_dataset(files, tmp_path / "out", DatasetConfig(workers=0), should_stop=lambda: True)
+    assert report.cancelled and report.count("cancelled") == 2
+    assert not (tmp_path / "out" / "train.jsonl").exists()
+    assert json.loads(_text(tmp_path / "out" / "report.json"))["cancelled"] is True
+
+
+def test_missing_source_is_an_error(tmp_path):
+    with pytest.raises(DatasetError, match="no such file or folder"):
+        build_dataset([tmp_path / "nope"], tmp_path / "out")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="no score files"):
+        build_dataset([tmp_path / "empty"], tmp_path / "out")
+
+
+def test_other_formats_go_through_music21_and_are_marked_lossy(tmp_path):
+    from pipelines.dataset.corpus import corpus_root
+
+    report = build_dataset([corpus_root() / "bach" / "bwv366.krn"], tmp_path / "out", DatasetConfig(workers=0))
+    (result,) = report.files
+    assert result.status == "ok" and result.lossy and result.voices == 4
+    assert load_manifest(tmp_path / "out")["pieces"]["bwv366"]["lossy"] is True

@@ -1,0 +1,29 @@
+"""`notagen dpo` from the command line: rated pieces only, on the tiny model, on the CPU."""
+import json
+
+from pipelines.cli import main
+from tests.paths import PREPROCESS, TINY_MODEL
+from tests.training_data import build_dataset, single_thread_torch  # noqa: F401 (autouse)
+
+PRE = PREPROCESS
+TINY = str(TINY_MODEL)
+
+
+def test_dpo_command_with_ratings(tmp_path, capsys):
+    data = build_dataset(tmp_path / "data", train=("bach_bwv66.6",), eval_=())
+    ratings = tmp_path / "ratings.jsonl"
+    records = [{"abc": (PRE / "interleaved" / f"{name}.abc").read_text(encoding="utf-8"), "rating": rating,
+                "prompt": "Baroque_Bach, Johann Sebastian_Choral"}
+               for name, rating in (("bach_bwv66.6", 1), ("haydn_opus74no1_movement3", -1))]
+    ratings.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    code = main(["dpo", "--model", TINY, "--data", str(data), "--out", str(tmp_path / "run"), "--samples", "0",
+                 "--scorer", "none", "--ratings", str(ratings), "--steps", "2", "--lr", "1e-3", "--device", "cpu"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "estimated memory of one DPO step" in out and "1 chosen, 1 rejected" in out and "finished" in out
+    assert (tmp_path / "run" / "iter_1" / "model.pth").is_file()
+
+    ratings.write_text('{"abc": "x", "rating": 2}\n', encoding="utf-8")
+    code = main(["dpo", "--model", TINY, "--data", str(data), "--out", str(tmp_path / "bad"), "--scorer", "none",
+                 "--ratings", str(ratings), "--device", "cpu"])
+    assert code == 2 and "ratings.jsonl:1" in capsys.readouterr().err

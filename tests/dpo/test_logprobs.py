@@ -1,0 +1,57 @@
+"""Whole-piece log-probs: the training format they are measured in, and the model's own loss."""
+
+import pytest
+import torch
+
+from pipelines.abc.prompts import Prompt
+from pipelines.abc.tokenizer import Patchilizer, pad_patches
+from pipelines.dpo.logprobs import encode_pieces, measure_logprobs, sequence_logprobs, training_text
+from pipelines.dpo.memory import estimate_dpo_memory
+from pipelines.errors import DPOError
+from pipelines.model.checkpoint import load_checkpoint
+from pipelines.model.config import preset
+from tests.paths import PREPROCESS, TINY_MODEL
+
+PRE = PREPROCESS
+BACH = Prompt("Baroque", "Bach, Johann Sebastian", "Choral")
+
+
+def test_training_text_from_generated_and_post_processed():
+    generated = ("%Baroque\n%Bach, Johann Sebastian\n%Choral\n%end\nL:1/8\nM:2/4\nK:C\nV:1 treble\nV:2 bass\n"
+                 "[r:0/1][V:1]cd ef|[V:2]C,4|\n[r:1/0][V:1]g4|]\n")
+    assert training_text(generated) == generated.replace("[r:0/1]", "").replace("[r:1/0]", "")
+    post = "X:1\nL:1/8\nM:2/4\nK:C\nV:1 treble\nV:2 bass\n[V:1]cd ef|[V:2]C,4|\n[V:1]g4|][V:2]z4|]\n"
+    assert training_text(post, BACH) == training_text(generated)  # header added, resting voice 2 left out
+    with pytest.raises(DPOError, match="no prompt"):
+        training_text(post)
+    augmented = (PRE / "augmented" / "C" / "bach_bwv66.6_C.abc").read_text(encoding="utf-8")
+    text = training_text("%Baroque\n%Bach, Johann Sebastian\n%Choral\n%end\n" + augmented)
+    assert text == "%Baroque\n%Bach, Johann Sebastian\n%Choral\n%end\n" + augmented  # a dataset file is unchanged
+
+
+def test_logprobs_are_minus_the_training_loss_and_cut_the_same_way():
+    model = load_checkpoint(str(TINY_MODEL)).model
+    header = "%Baroque\n%Bach, Johann Sebastian\n%Choral\n%end\n"
+    texts = [header + (PRE / "augmented" / k / f"bach_bwv66.6_{k}.abc").read_text(encoding="utf-8")
+             for k in ("C", "D", "Eb")]
+    patchilizer = Patchilizer()
+    encoded = encode_pieces(texts, patchilizer, model.config.patch_length)
+    assert encoded == encode_pieces(texts, patchilizer, model.config.patch_length)  # same cut every call
+    assert all(len(e) <= model.config.patch_length for e in encoded)  # long pieces are cut to the context
+    patches, masks = pad_patches(encoded, 16)
+    with torch.no_grad():
+        loss_sum, chars = model.char_losses(patches, masks)
+        direct = sequence_logprobs(model, patches, masks)
+    assert torch.equal(direct, -loss_sum) and (direct < 0).all()
+    batched = measure_logprobs(model, encoded, batch_size=2)
+    assert torch.allclose(batched, direct, rtol=1e-5)
+
+
+def test_memory_estimate_of_notagen_x_fits_24_gb():
+    x = estimate_dpo_memory(preset("notagen-x"))
+    assert x.parameters == 515_738_880
+    assert x.weights == 4 * x.parameters and x.optimizer == 8 * x.parameters
+    assert x.reference_weights == 2 * x.parameters  # bf16
+    assert x.total < 24 * 10 ** 9
+    assert estimate_dpo_memory(preset("notagen-x"), checkpointing="none").activations > x.activations
+    assert "GiB" in x.describe()

@@ -1,0 +1,295 @@
+"""Rendering real pieces (Bach chorales, a Mozart quartet movement) and broken ones, with real libraries."""
+import io
+import json
+import re
+import threading
+import time
+
+import mido
+import music21
+import pytest
+
+from pipelines.cli import main
+from pipelines.errors import AbcError, NotaGenError, RenderError
+from pipelines.render.score import (
+    RenderConfig,
+    abc_to_musicxml,
+    assign_instruments,
+    choose_program,
+    export_piece,
+    midi_seconds,
+    render_abc,
+    svg_for_pdf,
+)
+
+FAST = RenderConfig(pdf=False)
+
+
+@pytest.fixture(scope="module")
+def chorale_result(chorale):
+    return render_abc(chorale)  # with the PDF
+
+
+def music21_counts(musicxml: str, expand_repeats: bool = False) -> tuple[int, int, int]:
+    """(parts, sounding notes, written notes) as music21 reads the MusicXML.
+
+    A note head sounds unless a tie continues it, judged per pitch: in a chord where one
+    pitch is held and the others move, only the held one is continued (music21's
+    `stripTies` treats a chord's tie as the whole chord's and counts the held pitch again).
+    """
+    score = music21.converter.parse(musicxml, format="musicxml")
+    played = score.expandRepeats() if expand_repeats else score
+
+    def written(stream):
+        return sum(len(n.pitches) for n in stream.recurse().notes)
+
+    def sounding(stream):
+        heads = (head for n in stream.recurse().notes for head in (n.notes if n.isChord else [n]))
+        return sum(1 for head in heads if head.tie is None or head.tie.type == "start")
+
+    return len(score.parts), sounding(played), written(score)
+
+
+def midi_channels_and_programs(midi: bytes) -> list[tuple[set[int], list[int]]]:
+    tracks = mido.MidiFile(file=io.BytesIO(midi)).tracks[1:]
+    return [({m.channel for m in t if m.type == "note_on"}, [m.program for m in t if m.type == "program_change"])
+            for t in tracks]
+
+
+def test_chorale_counts_match_music21(chorale_result):
+    r = chorale_result
+    parts, sounding, written = music21_counts(r.musicxml)
+    assert parts == len(r.parts) == len(r.report.voices) == 4
+    assert r.notes == sounding == 163  # two tied pairs sound as one note each
+    assert r.written_notes == written == 165
+    assert [p.notes for p in r.parts] == [36, 42, 44, 41]
+    assert not r.partial and r.problems == [] and r.warnings == []
+
+
+def test_chorale_score_midi_timemap_pdf(chorale_result):
+    r = chorale_result
+    assert r.pages == len(r.svg_pages) == 1
+    svg = r.svg_pages[0]
+    assert 'width="840px" height="1188px"' in svg  # A4 at 40 %
+    assert "pgFoot" not in svg  # no Verovio footer
+    assert r.seconds == pytest.approx(36 * 60 / 96, abs=0.01)  # 36 quarters at 96; the MIDI ends at the last note
+    assert r.timemap[0]["tstamp"] == 0
+    ids = {i for entry in r.timemap for i in entry.get("on", [])}
+    assert len(ids) == 165 and all(f'id="{i}"' in svg for i in ids)  # every engraved note can be highlighted
+    assert r.pdf.startswith(b"%PDF") and len(re.findall(rb"/Type /Page\b", r.pdf)) == 1
+
+
+def test_choir_parts_get_their_own_channels(chorale_result):
+    r = chorale_result
+    assert [(p.name, p.channel, p.program) for p in r.parts] == [
+        ("Soprano", 1, 52), ("Alto", 2, 52), ("Tenor", 3, 52), ("Bass", 4, 52)]
+    assert r.parts[0].instrument == "Choir Aahs"
+    assert midi_channels_and_programs(r.midi) == [({0}, [52]), ({1}, [52]), ({2}, [52]), ({3}, [52])]
+    assert '<midi-program>53</midi-program>' in r.musicxml  # MusicXML counts programs from 1
+
+
+def test_windows_line_endings(chorale, chorale_result):
+    r = render_abc(chorale.replace("\n", "\r\n"), FAST)
+    assert (r.notes, [p.channel for p in r.parts]) == (chorale_result.notes, [1, 2, 3, 4])
+    assert not r.partial
+
+
+def test_progress_and_stop(chorale):
+    seen = []
+    render_abc(chorale, FAST, on_progress=lambda done, total: seen.append((done, total)))
+    assert seen[-1] == (5, 5) and [d for d, _ in seen] == sorted(d for d, _ in seen)
+    with pytest.raises(RenderError, match="stopped"):
+        render_abc(chorale, FAST, should_stop=lambda: True)
+
+
+def test_standard_abc_chorale(fixtures):
+    abc = (fixtures / "preprocess" / "bach_bwv7.7.xml2abc.abc").read_text(encoding="utf-8")
+    r = render_abc(abc, FAST)
+    parts, sounding, written = music21_counts(r.musicxml)
+    assert parts == len(r.parts) == len(r.report.voices) == 4
+    assert r.notes == sounding and r.written_notes == written
+    assert [p.channel for p in r.parts] == [1, 2, 3, 4]
+    assert r.pages == 2 and not r.partial
+
+
+def test_quartet_instruments_and_repeats(postprocessed):
+    r = render_abc(postprocessed["mozart_k155_movement2_C"], FAST)
+    parts, sounding, written = music21_counts(r.musicxml, expand_repeats=True)
+    assert parts == len(r.parts) == 4
+    assert r.notes == sounding  # Verovio plays the repeats, as music21 expands them
+    assert r.written_notes == written
+    assert [(p.name, p.program) for p in r.parts] == [
+        ("Violin I", 40), ("Violin II", 110), ("Viola", 41), ("Cello", 42)]  # distinct: Violin II is GM Fiddle
+    played = midi_channels_and_programs(r.midi)
+    assert [channels for channels, _ in played] == [{0}, {1}, {2}, {3}]  # a channel each
+    assert [programs for _, programs in played] == [[40], [110], [41], [42]]
+    assert r.seconds > r.report.seconds  # repeats are played
+
+
+def test_long_quartet_counts_programs_and_held_chord_notes(postprocessed):
+    """381 bars of Beethoven: chords where the viola holds one pitch and moves the other."""
+    r = render_abc(postprocessed["beethoven_opus18no1_movement4_C"], FAST)
+    parts, sounding, written = music21_counts(r.musicxml)
+    assert parts == len(r.parts) == len(r.report.voices) == 4
+    assert (r.notes, r.written_notes) == (sounding, written)
+    assert len({p.program for p in r.parts}) == 4  # a quartet's parts get distinct programs
+    assert not r.partial and r.report.aligned
+
+
+@pytest.mark.parametrize("name, program", [
+    ("Violin I", 40), ("\\n\t:2nd Violin", 40), ("Viola", 41), ("Violoncello", 42), ("Cello", 42),
+    ("Contrabass", 43), ("Double Bass", 43), ("Soprano", 52), ("Alto", 52), ("Tenor", 52), ("Bass", 52),
+    ("Voice", 53), ("Piano", 0), ("Organ", 19), ("Harpsichord", 6), ("Flute", 73), ("Piccolo", 72),
+    ("Oboe", 68), ("English Horn", 69), ("Clarinet in B♭", 71), ("Bassoon", 70), ("Horn in F", 60),
+    ("Trumpet in C", 56), ("Trombone", 57), ("Timpani", 47), ("Alto Saxophone", 65), ("Harp", 46),
+    ("Guitar", 24), ("Kazoo", 0), ("", 0),
+])
+def test_choose_program(name, program):
+    assert choose_program(name) == program
+
+
+def test_assign_instruments_piano_staff_and_existing_programs():
+    abc = ('X:1\nL:1/8\nK:C\nV:1 treble nm="Piano"\nV:2 bass\nV:3 treble nm="Flute"\n'
+           'V:4 treble nm="Oboe"\n%%MIDI program 70\n[V:1]C8|[V:2]C,8|[V:3]c8|[V:4]e8|\n')
+    text, instruments = assign_instruments(abc)
+    assert [(i.voice, i.channel, i.program) for i in instruments] == [("1", 1, 0), ("2", 1, 0), ("3", 2, 73),
+                                                                      ("4", 3, 70)]
+    assert text.count("%%MIDI program") == 4  # voice 4 keeps its own line, the others get one each
+    assert "V:2 bass\n%%MIDI channel 1\n%%MIDI program 0\n" in text
+
+
+def test_part_names_are_cleaned_for_engraving():
+    text, instruments = assign_instruments('X:1\nK:C\nV:1 treble nm="\\n\t\t\t:Violin 1" snm="\\n\t\t\t:Vln"\n')
+    assert 'V:1 treble nm="Violin 1" snm="Vln"' in text
+    assert (instruments[0].name, instruments[0].program) == ("Violin 1", 40)
+
+
+def test_pdf_pages_keep_the_metronome_mark_legible(chorale_result):
+    page = svg_for_pdf(chorale_result.svg_pages[0])
+    assert "quarter = 96" in page and 'font-family="Leipzig"' not in page
+    assert '<svg class="definition-scale"' not in page  # flattened into a scaled group for svglib
+
+
+def test_more_than_fifteen_instruments_share_channels():
+    voices = "\n".join(f'V:{n} treble nm="{"Flute" if n % 2 else "Oboe"} {n}"' for n in range(1, 19))
+    _, instruments = assign_instruments(f"X:1\nK:C\n{voices}\n")
+    channels = [i.channel for i in instruments]
+    assert 10 not in channels and channels[:15] == [1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14, 15, 16]
+    for late in instruments[15:]:  # shares with an earlier instrument of the same program
+        assert any(i.channel == late.channel and i.program == late.program for i in instruments[:15])
+
+
+def test_piano_grand_staff_is_one_part():
+    abc = ('X:1\n%%score { ( 1 2 ) | ( 3 4 ) }\nL:1/8\nQ:1/4=100\nM:4/4\nK:C\n'
+           'V:1 treble nm="Piano" snm="Pno."\nV:2 treble\nV:3 bass\nV:4 bass\n'
+           "[V:1]c2 e2 g2 c'2|[V:2]E4 G4|[V:3]C,4 G,4|[V:4]C,,8|\n"
+           "[V:1]d2 f2 a2 d'2|[V:2]F4 A4|[V:3]D,4 A,4|[V:4]D,,8|\n")
+    r = render_abc(abc, FAST)
+    assert [(p.name, p.program, p.notes) for p in r.parts] == [("Piano", 0, 18)]
+    assert r.notes == r.written_notes == 18 and not r.partial
+
+
+# --- bad input: a clear error or a result marked partial, quickly -------------------------------------------
+
+def rendered_quickly(abc: str, seconds: float = 10.0):
+    start = time.monotonic()
+    try:
+        return render_abc(abc, FAST)
+    finally:
+        assert time.monotonic() - start < seconds
+
+
+@pytest.mark.parametrize("abc, message", [
+    ("", "empty"),
+    (" \n\n", "empty"),
+    ("\x00\x01\x02" * 100, "no notes"),
+    ("X:1\nL:1/4\nM:4/4\nK:C\nV:1\n[V:1]z4|z4|\n", "no notes"),
+])
+def test_no_music_is_an_error(abc, message):
+    with pytest.raises(AbcError, match=message):
+        rendered_quickly(abc)
+
+
+def test_header_only_is_an_error(chorale):
+    header = "\n".join(line for line in chorale.split("\n") if not line.startswith("[V:"))
+    with pytest.raises(AbcError, match="no notes"):
+        rendered_quickly(header)
+
+
+def test_truncated_mid_bar_is_partial(chorale):
+    r = rendered_quickly(chorale[:chorale.index("[V:1]c2 d2 e2 c2") + 40])
+    assert r.partial
+    assert "bar 7: voice 3 has no closing barline (the piece looks cut off)" in r.problems
+    assert "bar 7: voice 4 is missing" in r.problems
+
+
+def test_missing_voice_is_partial(chorale):
+    r = rendered_quickly(chorale.replace("[V:3]D2 D2 DC B,2|", ""))
+    assert r.partial and "bar 5: voice 3 is missing" in r.problems
+    assert [p.measures for p in r.parts] == [10, 10, 9, 10]
+    assert any(p.startswith("parts have different numbers of measures") for p in r.problems)
+
+
+def test_garbage_lines_are_partial(chorale):
+    r = rendered_quickly(chorale.replace("[V:1]c2 d2 e2 c2|", "[V:1]c2 d2 e2 c2|@@@###\n&& garbage ((( \n", 1))
+    assert r.partial
+    assert any("misplaced symbol: @" in p for p in r.problems)
+    assert len(r.parts) == 4 and r.notes > 150
+
+
+def test_text_that_is_not_abc_is_partial():
+    r = rendered_quickly("X:1\nK:C\n" + "asdkfj;alskdjf;lkajsdf;kj " * 10)
+    assert r.partial and "no voice (V:) found" in r.problems
+
+
+def test_render_in_a_worker_thread_finds_fonts(chorale, chorale_result):
+    out = {}
+    thread = threading.Thread(target=lambda: out.setdefault("r", render_abc(chorale, FAST)))
+    thread.start()
+    thread.join(60)
+    r = out["r"]
+    assert r.written_notes == chorale_result.written_notes
+    assert 'class="definition-scale"' in r.svg_pages[0] and "<use" in r.svg_pages[0]  # glyphs were drawn
+
+
+def test_export_piece(tmp_path, chorale_result):
+    exported = export_piece(chorale_result, tmp_path / "out", "chorale", wav=b"RIFF....WAVE")
+    assert sorted(exported.files) == ["abc", "mid", "musicxml", "pdf", "wav"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "chorale.abc", "chorale.mid", "chorale.musicxml", "chorale.pdf", "chorale.wav"]
+    reread = music21.converter.parse(exported.files["musicxml"])
+    assert len(reread.parts) == 4
+    assert midi_seconds(exported.files["mid"].read_bytes()) == pytest.approx(chorale_result.seconds)
+    assert exported.files["abc"].read_text(encoding="utf-8").rstrip("\n") == chorale_result.abc.rstrip("\n")
+    with pytest.raises(NotaGenError, match="without folders"):
+        export_piece(chorale_result, tmp_path, "../escape")
+
+
+def test_cli_render(tmp_path, chorale, capsys):
+    source = tmp_path / "bwv66.abc"
+    source.write_text(chorale, encoding="utf-8")
+    assert main(["render", str(source), "--out", str(tmp_path / "out"), "--no-audio", "--no-pdf"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert [p["program"] for p in summary["parts"]] == [52, 52, 52, 52]
+    assert (summary["notes"], summary["pages"], summary["voices"]) == (163, 1, 4)
+    assert summary["alignment"] == {"aligned": True, "findings": []}
+    assert summary["seconds"] == pytest.approx(22.5, abs=0.01)
+    assert sorted(summary["files"]) == ["abc", "mid", "musicxml"]
+
+
+def test_cli_partial_piece_exits_nonzero(tmp_path, chorale, capsys):
+    source = tmp_path / "broken.abc"
+    source.write_text(chorale.replace("[V:3]D2 D2 DC B,2|", ""), encoding="utf-8")
+    assert main(["render", str(source), "--out", str(tmp_path), "--no-audio", "--no-pdf"]) == 1
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["partial"] is True
+    assert "bar 5: voice 3 is missing" in captured.err
+
+
+def test_time_limit_stops_waiting_for_a_slow_conversion():
+    slow = "X:1\nL:1/8\nM:4/4\nK:C\n" + "asdkfj;alskdjf;lkajsdf;kj " * 400  # about 3 s of abc2xml parsing
+    start = time.monotonic()
+    with pytest.raises(RenderError, match="took longer than 0.2 s"):
+        abc_to_musicxml(slow, time_limit_s=0.2)
+    assert time.monotonic() - start < 1.5
+    # last in this file: the abandoned conversion keeps abc2xml busy for a few more seconds

@@ -1,0 +1,86 @@
+"""The SQLite library of generations: add, search, rate, replay data, preference records."""
+import threading
+
+import pytest
+
+from pipelines.service.library import Generation, Library, LibraryError
+
+
+def piece(**kw):
+    base = dict(model="models/tiny.pth", prompt="Baroque_Bach, Johann Sebastian_Choral", seed=3, status="ok",
+                period="Baroque", composer="Bach, Johann Sebastian", instrumentation="Choral",
+                parameters={"top_k": 9, "top_p": 0.9, "temperature": 1.2}, raw="%Baroque\n", abc="X:1\nK:C\nC|\n")
+    base.update(kw)
+    return Generation(**base)
+
+
+def test_add_get_roundtrip(tmp_path):
+    lib = Library(tmp_path / "library.sqlite")
+    new_id = lib.add(piece(files={"abc": "exports/j/p.abc"}))
+    got = lib.get(new_id)
+    assert got.id == new_id and got.created > 0
+    assert got.parameters == {"top_k": 9, "top_p": 0.9, "temperature": 1.2}
+    assert got.files == {"abc": "exports/j/p.abc"} and got.rating == 0
+    # the data survives a new Library object (a restarted studio)
+    assert Library(tmp_path / "library.sqlite").get(new_id).abc == "X:1\nK:C\nC|\n"
+    with pytest.raises(LibraryError):
+        lib.get(new_id + 1)
+    with pytest.raises(LibraryError):
+        lib.add(piece(status="great"))
+
+
+def test_search_filters_and_escapes(tmp_path):
+    lib = Library(tmp_path / "l.sqlite")
+    a = lib.add(piece())
+    b = lib.add(piece(prompt="Classical_Mozart, Wolfgang Amadeus_Chamber", status="invalid", abc=None,
+                      reason="post-processing failed"))
+    c = lib.add(piece(model="demo", prompt="Romantic_Chopin, Frederic_Keyboard"))
+    assert [e.id for e in lib.search()] == [c, b, a]  # newest first
+    assert [e.id for e in lib.search("mozart")] == [b]
+    assert [e.id for e in lib.search("bach choral")] == [a]
+    assert [e.id for e in lib.search(status="invalid")] == [b]
+    assert [e.id for e in lib.search(model="demo")] == [c]
+    assert lib.search("%") == [] and lib.search("Baroqu__Bach") == []  # LIKE wildcards are literal
+    assert [e.id for e in lib.search("Baroque_Bach")] == [a]
+    assert [e.id for e in lib.search("post-processing")] == [b]
+
+
+def test_ratings_feed_preferences(tmp_path):
+    lib = Library(tmp_path / "l.sqlite")
+    good = lib.add(piece())
+    bad = lib.add(piece(seed=4))
+    lib.add(piece(status="limit", abc=None))
+    unrated = lib.add(piece(seed=5))
+    assert lib.rate(good, 1).rating == 1
+    lib.rate(bad, -1)
+    records = lib.preference_records()
+    assert [(r.id, r.rating) for r in records] == [(good, 1), (bad, -1)]
+    assert records[0].abc.startswith("X:1") and records[0].prompt.startswith("Baroque_")
+    assert [e.id for e in lib.search(rating=1)] == [good]
+    lib.rate(good, 0)
+    assert [r.id for r in lib.preference_records()] == [bad]
+    with pytest.raises(LibraryError):
+        lib.rate(unrated, 5)
+    with pytest.raises(LibraryError):
+        lib.rate(9999, 1)
+
+
+def test_concurrent_writers(tmp_path):
+    lib = Library(tmp_path / "l.sqlite")
+    errors = []
+
+    def write(n):
+        try:
+            for i in range(20):
+                lib.add(piece(seed=n * 100 + i, job_id=str(n)))
+        except LibraryError as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(lib.search(limit=1000)) == 80
+    assert [e.seed for e in lib.by_job("2")] == list(range(200, 220))
