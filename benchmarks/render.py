@@ -30,14 +30,9 @@ sys.path.insert(0, str(REPO))
 
 from pipelines.abc.report import report_piece  # noqa: E402
 from pipelines.render.audio import render_audio  # noqa: E402
-from pipelines.render.score import (  # noqa: E402
-    RenderConfig,
-    abc_to_musicxml,
-    assign_instruments,
-    new_toolkit,
-    render_abc,
-    score_pdf,
-)
+from pipelines.render.instruments import assign_instruments  # noqa: E402
+from pipelines.render.pdf import score_pdf  # noqa: E402
+from pipelines.render.score import RenderConfig, abc_to_musicxml, new_toolkit, render_abc  # noqa: E402
 
 FIXTURES = REPO / "tests" / "fixtures" / "upstream"
 DEFAULT_PIECES = "bach_bwv66.6_C,beethoven_opus18no1_movement4_C"

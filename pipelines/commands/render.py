@@ -22,7 +22,8 @@ def register(subparsers):
 def run_render(args) -> int:
     # imported here so that `notagen` starts without verovio, torch (evaluate) or scipy (audio)
     from pipelines.render.audio import AudioConfig, render_audio
-    from pipelines.render.score import RenderConfig, export_piece, render_abc
+    from pipelines.render.export import export_piece
+    from pipelines.render.score import RenderConfig, render_abc
     from pipelines.training.data import read_abc
 
     abc_text = read_abc(args.file)

@@ -1,13 +1,11 @@
-"""Score, MIDI, timemap and PDF of a piece, from its ABC text; and the export of a piece's files.
+"""Score, MIDI, timemap and PDF of a piece, from its ABC text.
 
 The route is ABC -> MusicXML with abctoolkit's `abc2xml` (in-process) -> Verovio, which
 engraves SVG pages and writes the MIDI and a timemap from that MusicXML. Verovio's own ABC
 reader keeps only the first voice, hence the MusicXML step.
 
 Each part gets its own MIDI channel and a General MIDI program chosen from its instrument
-name: `%%MIDI channel` / `%%MIDI program` lines go after each voice's `V:` line, abc2xml
-turns them into `<midi-instrument>` (so MuseScore, Sibelius, Dorico and DAWs see them
-too), and Verovio's MIDI follows them. Without them every part is piano on channel 1.
+name (instruments.py); pdf.py turns the pages into a PDF and export.py writes the files.
 
 abc2xml keeps its parser state in module globals and reports on stderr, so calls are
 serialised by a lock, and its messages are taken by rebinding its own `info` function
@@ -31,62 +29,10 @@ import mido
 import verovio
 from abctoolkit import abc2xml
 
-from pipelines.abc.report import PieceReport, clean_part_name, clean_voice_names, report_piece, voice_definition
-from pipelines.errors import AbcError, NotaGenError, RenderError
-from pipelines.files import atomic_write_bytes, atomic_write_text
-
-# (pattern searched in the lower-cased part name, General MIDI program 0-127); the first
-# match wins, so compound names come before the words they contain ("bassoon" before
-# "bass", "alto saxophone" before "alto", "english horn" before "horn").
-GM_PROGRAMS: tuple[tuple[str, int], ...] = (
-    (r"contrabass|double ?bass|kontrabass|contrebasse|violone", 43),
-    (r"violoncell|cello", 42),
-    (r"viola(?! da)", 41),
-    (r"violin|violino|violon\b|fiddle|vln", 40),
-    (r"bassoon|fagott|basson", 70),
-    (r"english horn|cor anglais|corno inglese|englischhorn", 69),
-    (r"sax", 65),
-    (r"piccolo", 72),
-    (r"recorder|blockfl", 74),
-    (r"flute|flauto|fl[öo]te|traverso", 73),
-    (r"oboe|hautbois", 68),
-    (r"clarinet|clarinetto|klarinette", 71),
-    (r"trombone|posaune", 57),
-    (r"tuba", 58),
-    (r"trumpet|tromba|trompete|cornet", 56),
-    (r"horn|corno|\bcor\b", 60),
-    (r"timpani|timpano|pauken", 47),
-    (r"harpsichord|cembalo|clavecin", 6),
-    (r"organ|orgel|organo", 19),
-    (r"harp|arpa|harfe", 46),
-    (r"guitar|gitarre|chitarra|lute|mandolin", 24),
-    (r"celesta", 8),
-    (r"glockenspiel", 9),
-    (r"vibraphone", 11),
-    (r"marimba", 12),
-    (r"xylophone", 13),
-    (r"piano|klavier|keyboard|clavier", 0),
-    (r"string|viola da gamba", 48),
-    (r"choir|chorus|coro\b|chor\b|soprano|mezzo|alto|contralto|tenor|baritone|bass", 52),
-    (r"voice|vocal|voce|singstimme|canto|stimme", 53),
-)
-DEFAULT_PROGRAM = 0  # an unknown or missing instrument name plays as piano
-
-# A second named violin part plays General MIDI's other solo violin sound (Fiddle), so a
-# quartet's four parts have four programs: told apart by ear and in a DAW's track list.
-# Other repeated instruments (a choir's voices, two horns) keep one program each.
-SECOND_CHAIR: dict[int, int] = {40: 110}
-
-GM_NAMES = {
-    0: "Acoustic Grand Piano", 6: "Harpsichord", 8: "Celesta", 9: "Glockenspiel", 11: "Vibraphone",
-    12: "Marimba", 13: "Xylophone", 19: "Church Organ", 24: "Acoustic Guitar (nylon)", 40: "Violin",
-    41: "Viola", 42: "Cello", 43: "Contrabass", 46: "Orchestral Harp", 47: "Timpani", 48: "String Ensemble 1",
-    52: "Choir Aahs", 53: "Voice Oohs", 56: "Trumpet", 57: "Trombone", 58: "Tuba", 60: "French Horn",
-    65: "Alto Sax", 68: "Oboe", 69: "English Horn", 70: "Bassoon", 71: "Clarinet", 72: "Piccolo",
-    73: "Flute", 74: "Recorder", 110: "Fiddle",
-}
-# MIDI channels 1-16 as ABC numbers them; 10 is General MIDI percussion.
-MELODIC_CHANNELS = tuple(c for c in range(1, 17) if c != 10)
+from pipelines.abc.report import PieceReport, clean_part_name, report_piece
+from pipelines.errors import AbcError, RenderError
+from pipelines.render.instruments import DEFAULT_PROGRAM, GM_NAMES, Instrument, assign_instruments
+from pipelines.render.pdf import score_pdf
 
 _ABC2XML_LOCK = threading.Lock()
 _BENIGN_ABC2XML = ("skipped header: (field X,",)  # abc2xml ignores X: in the header, rightly
@@ -103,16 +49,6 @@ class RenderConfig:
     time_limit_s: float = 60.0  # per library call (abc2xml, Verovio); the PDF gets 5 s more a page
 
 
-@dataclass
-class Instrument:
-    voice: str  # ABC voice id
-    name: str  # the voice's nm="..." (cleaned); "" when it has none
-    channel: int  # 1-16, as ABC and MusicXML number them
-    program: int  # General MIDI 0-127
-
-    @property
-    def gm_name(self) -> str:
-        return GM_NAMES.get(self.program, f"program {self.program}")
 
 
 @dataclass
@@ -152,74 +88,6 @@ class RenderResult:
             "partial": self.partial, "problems": self.problems, "warnings": self.warnings,
         }
 
-
-def choose_program(name: str) -> int:
-    """The General MIDI program for a part called `name` (Violin -> 40, Soprano -> 52, ...)."""
-    lowered = clean_part_name(name).lower()
-    for pattern, program in GM_PROGRAMS:
-        if re.search(pattern, lowered):
-            return program
-    return DEFAULT_PROGRAM
-
-
-def assign_instruments(abc_text: str) -> tuple[str, list[Instrument]]:
-    """`abc_text` with a MIDI channel and program after each voice definition (and its part
-    names cleaned), and what was chosen.
-
-    A voice without a name (the second voice of a piano staff, say) continues the instrument
-    of the voice before it, on the same channel. Instruments beyond fifteen share a channel,
-    preferably with one of the same program. A voice that already has `%%MIDI program` is kept.
-    """
-    lines = abc_text.split("\n")
-    out: list[str] = []
-    instruments: list[Instrument] = []
-    seen: set[str] = set()
-    for i, line in enumerate(lines):
-        found = voice_definition(line)
-        if found:  # names like "\\n\t\t:Violin 1" (left by some MusicXML exports) would be engraved as they are
-            line = clean_voice_names(line)
-        out.append(line)
-        if not found or found[0] in seen:
-            continue
-        voice, name = found
-        seen.add(voice)
-        if not name and instruments:
-            channel, program = instruments[-1].channel, instruments[-1].program
-        else:
-            program = choose_program(name)
-            if program in SECOND_CHAIR and any(inst.program == program for inst in instruments if inst.name):
-                program = SECOND_CHAIR[program]
-            channel = _free_channel(instruments, program)
-        own = _own_midi_program(lines[i + 1:])
-        if own is not None:
-            instruments.append(Instrument(voice, name, channel, own))
-            continue
-        out.append(f"%%MIDI channel {channel}")
-        out.append(f"%%MIDI program {program}")
-        instruments.append(Instrument(voice, name, channel, program))
-    return "\n".join(out), instruments
-
-
-def _own_midi_program(following: list[str]) -> int | None:
-    """The program of a `%%MIDI program P` among the directive lines right after a voice definition."""
-    for line in following:
-        if not line.startswith("%"):
-            return None
-        m = re.match(r"%%MIDI\s+program\s+(?:\d+\s+)?(\d+)", line)
-        if m:
-            return int(m.group(1))
-    return None
-
-
-def _free_channel(instruments: list[Instrument], program: int) -> int:
-    used = [inst.channel for inst in instruments]
-    for channel in MELODIC_CHANNELS:
-        if channel not in used:
-            return channel
-    same = [inst.channel for inst in instruments if inst.program == program]
-    if same:
-        return same[0]
-    return MELODIC_CHANNELS[len(set(used)) % len(MELODIC_CHANNELS)]
 
 
 def abc_to_musicxml(abc_text: str, time_limit_s: float = 60.0) -> tuple[str, list[str]]:
@@ -418,102 +286,3 @@ def midi_seconds(midi: bytes) -> float:
 def count_svg_notes(svg_pages: list[str]) -> int:
     """Engraved note heads: Verovio's `<g class="note">` elements."""
     return sum(len(re.findall(r'class="note[ "]', page)) for page in svg_pages)
-
-
-def score_pdf(svg_pages: list[str]) -> bytes:
-    """A vector PDF of Verovio's SVG pages, one A4 page each (svglib + reportlab, pip-only)."""
-    from reportlab.graphics import renderPDF
-    from reportlab.lib.pagesizes import A4
-    from reportlab.pdfgen import canvas
-    from svglib.svglib import svg2rlg
-
-    buffer = io.BytesIO()
-    pdf = canvas.Canvas(buffer, pagesize=A4, pageCompression=1)
-    for number, svg in enumerate(svg_pages, 1):
-        drawing = svg2rlg(io.StringIO(svg_for_pdf(svg)))
-        if drawing is None:
-            raise RenderError(f"page {number} of the score could not be converted to PDF")
-        factor = min(A4[0] / drawing.width, A4[1] / drawing.height)
-        drawing.scale(factor, factor)
-        renderPDF.draw(drawing, pdf, 0, A4[1] - drawing.height * factor)
-        pdf.showPage()
-    pdf.save()
-    return buffer.getvalue()
-
-
-def svg_for_pdf(svg: str) -> str:
-    """Verovio's page as svglib draws it right.
-
-    svglib shrinks the nested `<svg viewBox>` Verovio wraps the page in (its px -> pt factor is
-    applied twice), so the nested svg becomes a scaled group. Music-font text (the note in a
-    metronome mark) is dropped: PDF's standard fonts have no such glyphs and would print a box.
-    """
-    outer = re.search(r'<svg[^>]*?\bwidth="([\d.]+)px"', svg)
-    inner = re.search(r'<svg class="definition-scale"([^>]*?) viewBox="0 0 (\d+) (\d+)"', svg)
-    if outer and inner:
-        factor = float(outer.group(1)) / float(inner.group(2))
-        svg = svg[:inner.start()] + f'<g class="definition-scale"{inner.group(1)} transform="scale({factor:.6f})"' \
-            + svg[inner.end():]
-        close = svg.index("</svg>", inner.start())
-        svg = svg[:close] + "</g>" + svg[close + len("</svg>"):]
-    return re.sub(r"<text\b[^>]*>(?:(?!</text>).)*font-family=\"Leipzig\"(?:(?!</text>).)*</text>",
-                  _text_without_music_font, svg, flags=re.S)
-
-
-# SMuFL metronome-mark note glyphs, as words for the PDF's standard fonts
-_METRONOME_NOTES = {
-    "\ueca0": "breve", "\ueca2": "whole", "\ueca3": "half", "\ueca4": "half", "\ueca5": "quarter",
-    "\ueca6": "quarter", "\ueca7": "eighth", "\ueca8": "eighth", "\ueca9": "16th", "\uecaa": "16th",
-    "\uecab": "32nd", "\uecac": "32nd",
-}
-_METRONOME_DOT = "\uecb7"
-
-
-def _text_without_music_font(match: re.Match) -> str:
-    """One `<text>` whose music-font glyphs become words ("quarter = 96"), as a single run.
-
-    svglib draws sibling `<tspan>`s without x on top of each other, so the run is flattened too.
-    """
-    element = match.group(0)
-    opening = re.match(r"<text\b[^>]*>", element).group(0)
-    words, size = [], None
-    for attributes, content in re.findall(r"<tspan\b([^>]*)>([^<]*)</tspan>", element):
-        if 'font-family="Leipzig"' in attributes:
-            note = next((_METRONOME_NOTES[c] for c in content if c in _METRONOME_NOTES), "")
-            if _METRONOME_DOT in content:
-                if note:
-                    note = "dotted " + note
-                elif words:
-                    words[-1] = "dotted " + words[-1]
-            if note:
-                words.append(note)
-        else:
-            words.append(content)
-            found = re.search(r'font-size="([^"]+)"', attributes)
-            size = size or (found.group(1) if found else None)
-    text = re.sub(r"\s+", " ", "".join(words)).strip()
-    size_attribute = f' font-size="{size}"' if size else ""
-    return f"{opening}<tspan{size_attribute}>{text}</tspan></text>"
-
-
-@dataclass
-class ExportedPiece:
-    folder: Path
-    files: dict[str, Path]  # "abc", "musicxml", "mid", "pdf", "wav" -> path written
-
-
-def export_piece(result: RenderResult, folder: str | Path, stem: str, wav: bytes | None = None) -> ExportedPiece:
-    """Write `stem`.abc, .musicxml, .mid, .pdf (and .wav when given) into `folder`, each atomically."""
-    if not stem or Path(stem).name != stem or stem in (".", ".."):
-        raise NotaGenError(f"{stem!r}: a file name without folders is needed to export a piece")
-    folder = Path(folder)
-    files = {
-        "abc": atomic_write_text(folder / f"{stem}.abc", result.abc if result.abc.endswith("\n") else result.abc + "\n"),
-        "musicxml": atomic_write_text(folder / f"{stem}.musicxml", result.musicxml),
-        "mid": atomic_write_bytes(folder / f"{stem}.mid", result.midi),
-    }
-    if result.pdf is not None:
-        files["pdf"] = atomic_write_bytes(folder / f"{stem}.pdf", result.pdf)
-    if wav is not None:
-        files["wav"] = atomic_write_bytes(folder / f"{stem}.wav", wav)
-    return ExportedPiece(folder=folder, files=files)

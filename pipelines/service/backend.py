@@ -349,7 +349,8 @@ class Backend:
         """Score pages, MusicXML, MIDI, PDF and WAV of a piece in `folder`; a failure is reported, not raised."""
         from pipelines.files import atomic_write_text
         from pipelines.render.audio import AudioConfig, render_audio
-        from pipelines.render.score import RenderConfig, export_piece, render_abc
+        from pipelines.render.export import export_piece
+        from pipelines.render.score import RenderConfig, render_abc
 
         out = PieceFiles()
         try:

@@ -11,16 +11,10 @@ import pytest
 
 from pipelines.cli import main
 from pipelines.errors import AbcError, NotaGenError, RenderError
-from pipelines.render.score import (
-    RenderConfig,
-    abc_to_musicxml,
-    assign_instruments,
-    choose_program,
-    export_piece,
-    midi_seconds,
-    render_abc,
-    svg_for_pdf,
-)
+from pipelines.render.export import export_piece
+from pipelines.render.instruments import assign_instruments, choose_program
+from pipelines.render.pdf import svg_for_pdf
+from pipelines.render.score import RenderConfig, abc_to_musicxml, midi_seconds, render_abc
 
 FAST = RenderConfig(pdf=False)
 
