@@ -138,15 +138,20 @@ def add_option(parser: argparse.ArgumentParser, cls, name: str, flag: str | None
     flag = flag or "--" + name.replace("_", "-")
     kwargs: dict[str, Any] = {"dest": name, "default": default}
     if isinstance(default, bool):
-        kwargs["action"] = argparse.BooleanOptionalAction  # argparse itself adds "(default: ...)"
+        kwargs["action"] = argparse.BooleanOptionalAction
     else:
         kwargs["type"] = type_of(cls, name) or (type(default) if default is not None else None)
     if meta.get("choices") is not None:
         kwargs["choices"] = list(meta["choices"])
+    elif "type" in kwargs:
+        kwargs["metavar"] = flag[2:].replace("-", "_").upper()  # named after the flag, not the field
     text = meta.get("help", "").replace("%", "%%")
     # A default computed when the config is made (default_factory) is described by the help text instead.
-    shown = (not isinstance(default, bool) and default not in (None, "") and f.default_factory is _MISSING)
-    extra = ", ".join(x for x in (_describe_range(meta), f"default {default}" if shown else "") if x)
+    if isinstance(default, bool):
+        shown = f"default {'on' if default else 'off'}"
+    else:
+        shown = f"default {default}" if default not in (None, "") and f.default_factory is _MISSING else ""
+    extra = ", ".join(x for x in (_describe_range(meta), shown) if x)
     kwargs["help"] = f"{text} ({extra})" if text and extra else (text or extra or None)
     kwargs.update(overrides)
     parser.add_argument(flag, **kwargs)

@@ -22,7 +22,7 @@ class DatasetConfig:
                                         help="seconds per file")
     use_cache: bool = option(True, label="reuse unchanged pieces",
                              help="reuse pieces whose source is unchanged since the last build into this folder "
-                                  "(--no-cache: convert every file again)")
+                                  "(off: convert every file again)")
     # A piece whose voices differ in length or barline in more than this share of its bars is
     # converted but left out of the index (1.0 keeps every piece, as upstream does; 0 keeps only
     # pieces with no such bar). A model learns misalignment from such pieces.

@@ -33,21 +33,22 @@ class DPOConfig:
     score_final: bool = option(True, label="final score",
                                help="generate and score `samples` more pieces with the last model (its mean score)")
     # Scoring
-    scorer: str = option("builtin", choices=SCORERS, help="none: rated pieces only (--ratings)")
+    scorer: str = option("builtin", choices=SCORERS, help="none: rated pieces only")
     clamp2_weights: Path | None = option(None, label="CLaMP 2 weights",
                                          help="the official CLaMP 2 .pth (sander-wood/clamp2 on Hugging Face)")
     m3_weights: Path | None = option(None, label="M3 weights",
                                      help="the official M3 .pth (optional; CLaMP 2's file already holds it)")
     plagiarism_threshold: float | None = option(
         None, low=0.0, low_open=True, high=1.0, label="plagiarism threshold",
-        help="similarity to one reference piece that counts as a copy (default: 0.95 CLaMP 2, 0.985 builtin)")
+        help="similarity to one reference piece that counts as a copy; unset: the scorer's own "
+             "(0.95 CLaMP 2, 0.985 builtin)")
     # Objective and optimiser
     beta: float = option(0.1, low=0.0, low_open=True, help="how far the policy may move from the reference")
     lam: float = option(10.0, low=0.0, label="lambda", help="weight of the term that keeps chosen pieces likely")
     steps: int = option(500, low=0, help="optimiser steps per iteration")
     pairs_per_step: int = option(1, low=1, help="preference pairs per optimiser step", label="pairs per step")
-    lr: float = option(1e-6, low=0.0, low_open=True, label="learning rate")
-    warmup_steps: int = option(0, low=0, label="warm-up steps")
+    lr: float = option(1e-6, low=0.0, low_open=True, label="learning rate", help="AdamW's learning rate")
+    warmup_steps: int = option(0, low=0, label="warm-up steps", help="steps of linear warm-up to the learning rate")
     weight_decay: float = option(0.01, low=0.0, label="weight decay", help="torch AdamW's default, as upstream used it")
     betas: tuple[float, float] = (0.9, 0.999)
     grad_clip: float = option(1.0, low=0.0, label="gradient clip", help="max global gradient norm (0: off)")

@@ -41,7 +41,7 @@ class TrainConfig:
     grad_accum: int = option(1, low=1, help="steps whose gradients are summed before the optimizer steps",
                              label="gradient accumulation")
     lr: float | None = option(None, low=0.0, low_open=True, label="learning rate",
-                              help=f"peak learning rate (default {FINETUNE_LR:g} fine-tuning, {SCRATCH_LR:g} from scratch)")
+                              help=f"peak learning rate; unset: {FINETUNE_LR:g} fine-tuning, {SCRATCH_LR:g} from scratch")
     schedule: str = option("cosine", choices=SCHEDULES, help="learning-rate decay after the warm-up")
     warmup_steps: int = option(100, low=0, help="steps of linear warm-up to the peak rate", label="warm-up steps")
     min_lr_ratio: float = option(0.1, low=0.0, high=1.0, help="the decay ends at the peak rate times this",
@@ -54,8 +54,8 @@ class TrainConfig:
     save_every: int = option(0, low=0, help="also checkpoint every N optimizer steps (0: once per epoch)",
                              label="save every")
     # Data
-    key_augment: bool = option(True, help="draw each piece in a key up to 3 semitones away, as upstream "
-                                          "(--no-key-augment: original key only)", label="key augmentation")
+    key_augment: bool = option(True, help="draw each piece in a key up to 3 semitones away, as upstream; "
+                                          "off: its original key only", label="key augmentation")
     seed: int = option(0, help="seed of the data order, key draws and dropout")
     # Model options
     lora_rank: int = option(0, low=0, help="train LoRA adapters of this rank (0: full fine-tuning)",
@@ -66,8 +66,8 @@ class TrainConfig:
     lora_targets: tuple[str, ...] = LORA_TARGETS
     freeze_patch_decoder: bool = option(False, help="train the char decoder only", label="freeze patch decoder")
     dropout: float | None = option(None, low=0.0, high=1.0, high_open=True,
-                                   help="override the model's dropout, e.g. 0 to compare runs (default: the "
-                                        "model's own, 0.1 as upstream)")
+                                   help="override the model's dropout, e.g. 0 to compare runs; unset: the model's "
+                                        "own (0.1 as upstream)")
     # Hardware levers
     device: str = option("auto", help="auto, cpu, cuda, cuda:1 or mps")
     precision: str = option("auto", choices=PRECISIONS,
