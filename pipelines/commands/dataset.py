@@ -94,7 +94,7 @@ def run_build(args) -> int:
     if args.labels and (args.period or args.composer or args.instrumentation):
         raise DatasetError("give either --labels or --period/--composer/--instrumentation, not both")
     config = config_from_args(args, labels=Labels(args.period, args.composer, args.instrumentation),
-                     piece_labels=read_labels_csv(args.labels) if args.labels else {})
+                              piece_labels=read_labels_csv(args.labels) if args.labels else {})
     return _print_report(build_dataset(args.sources, args.out, config, on_progress=_Progress("converting")))
 
 
