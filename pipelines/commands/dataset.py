@@ -4,9 +4,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from pipelines.dataset.config import DatasetConfig
 from pipelines.errors import DatasetError
+from pipelines.fields import add_option, values_of
 
-# The dataset package (music21, abctoolkit) loads when a dataset command runs, not when `notagen` starts.
+# The converters (music21) load when a dataset command runs, not when `notagen` starts.
+
+# DatasetConfig fields with a flag; defaults, ranges and help come from the field.
+BUILD_OPTIONS = ("eval_split", "seed", "workers", "time_limit_s", "use_cache", "max_unaligned_share")
+FLAGS = {"time_limit_s": "--time-limit", "use_cache": "--cache"}  # the others: --field-name
 
 
 def register(subparsers):
@@ -38,14 +44,8 @@ def register(subparsers):
 
 def _add_build_options(p):
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="dataset folder to write")
-    p.add_argument("--eval-split", type=float, default=0.1, help="share of pieces held out (default 0.1)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the train/eval split")
-    p.add_argument("--workers", type=int, help="worker processes (default: all cores; 0 = in this process)")
-    p.add_argument("--time-limit", type=float, default=60.0, metavar="S", help="seconds per file (default 60)")
-    p.add_argument("--no-cache", action="store_true", help="convert every file again")
-    p.add_argument("--max-unaligned-share", type=float, default=1.0, metavar="SHARE",
-                   help="leave out pieces whose voices differ in length or barline in more than this share "
-                        "of their bars (default 1.0: keep all, as upstream; 0: only fully aligned pieces)")
+    for name in BUILD_OPTIONS:
+        add_option(p, DatasetConfig, name, FLAGS.get(name))
 
 
 def _add_label_options(p):
@@ -54,14 +54,9 @@ def _add_label_options(p):
     p.add_argument("--instrumentation", help='e.g. "Keyboard", "Chamber", "Choral", "Art Song"')
 
 
-def _config(args, **extra):
-    from pipelines.dataset import DatasetConfig
-
-    config = DatasetConfig(eval_split=args.eval_split, seed=args.seed, time_limit_s=args.time_limit,
-                           use_cache=not args.no_cache, max_unaligned_share=args.max_unaligned_share, **extra)
-    if args.workers is not None:
-        config.workers = args.workers
-    return config
+def config_from_args(args, **extra) -> DatasetConfig:
+    """The build's settings; DatasetConfig refuses values out of range with its own message."""
+    return DatasetConfig(**values_of(args, BUILD_OPTIONS), **extra)
 
 
 class _Progress:
@@ -98,15 +93,15 @@ def run_build(args) -> int:
 
     if args.labels and (args.period or args.composer or args.instrumentation):
         raise DatasetError("give either --labels or --period/--composer/--instrumentation, not both")
-    config = _config(args, labels=Labels(args.period, args.composer, args.instrumentation),
-                     piece_labels=read_labels_csv(args.labels) if args.labels else {})
+    config = config_from_args(args, labels=Labels(args.period, args.composer, args.instrumentation),
+                              piece_labels=read_labels_csv(args.labels) if args.labels else {})
     return _print_report(build_dataset(args.sources, args.out, config, on_progress=_Progress("converting")))
 
 
 def run_corpus(args) -> int:
     from pipelines.dataset import build_corpus_dataset
 
-    report = build_corpus_dataset(args.out, limit=args.limit, config=_config(args),
+    report = build_corpus_dataset(args.out, limit=args.limit, config=config_from_args(args),
                                   on_progress=_Progress("converting"))
     return _print_report(report)
 

@@ -9,8 +9,16 @@ import json
 from pathlib import Path
 
 from pipelines.commands.interrupt import ctrl_c_stops
-from pipelines.dpo.config import CHECKPOINTING, SCORERS
+from pipelines.dpo.config import DPOConfig
 from pipelines.errors import DPOError
+from pipelines.fields import add_option, values_of
+
+# DPOConfig fields with a flag; defaults, ranges, choices and help come from the field.
+DPO_OPTIONS = ("samples", "iterations", "portion", "score_final", "scorer", "clamp2_weights", "m3_weights",
+               "plagiarism_threshold", "beta", "lam", "steps", "lr", "warmup_steps", "pairs_per_step", "top_k",
+               "top_p", "temperature", "generation_batch", "max_patches", "max_seconds", "precision",
+               "reference_dtype", "checkpointing", "optimizer", "logprob_batch", "device", "seed")
+FLAGS = {"lam": "--lambda", "score_final": "--final-score"}  # the others: --field-name
 
 
 def register(subparsers):
@@ -18,29 +26,16 @@ def register(subparsers):
     p.add_argument("--model", type=Path, required=True, help="checkpoint to start from")
     p.add_argument("--data", type=Path, required=True, help="dataset folder: prompts.txt and interleaved/ references")
     p.add_argument("--out", type=Path, required=True, help="run folder: iter_K/, final/, summary.json")
-    p.add_argument("--samples", type=int, default=200, help="pieces generated per iteration")
-    p.add_argument("--iterations", type=int, default=1)
-    p.add_argument("--portion", type=float, default=0.1, help="top share chosen, bottom share rejected")
-    p.add_argument("--no-final-score", action="store_true",
-                   help="skip generating and scoring pieces of the last model (its mean score)")
-    p.add_argument("--scorer", choices=SCORERS, default="builtin", help="none: rated pieces only (--ratings)")
-    p.add_argument("--clamp2-weights", type=Path, help="the official CLaMP 2 .pth (sander-wood/clamp2 on Hugging Face)")
-    p.add_argument("--m3-weights", type=Path, help="the official M3 .pth (optional; CLaMP 2's file already holds it)")
-    p.add_argument("--plagiarism-threshold", type=float, default=None,
-                   help="similarity to one reference piece that counts as a copy (default: 0.95 CLaMP 2, 0.985 builtin)")
+    for name in DPO_OPTIONS:
+        add_option(p, DPOConfig, name, FLAGS.get(name))
     p.add_argument("--ratings", type=Path, help='JSON lines {"abc": ..., "rating": 1 or -1, "prompt": "P_C_I"}')
-    p.add_argument("--beta", type=float, default=0.1)
-    p.add_argument("--lambda", dest="lam", type=float, default=10.0)
-    p.add_argument("--steps", type=int, default=500, help="optimiser steps per iteration")
-    p.add_argument("--lr", type=float, default=1e-6)
-    p.add_argument("--pairs-per-step", type=int, default=1)
-    p.add_argument("--generation-batch", type=int, default=16)
-    p.add_argument("--max-patches", type=int, default=0, help="patches per generated piece (0: no limit)")
-    p.add_argument("--checkpointing", choices=CHECKPOINTING, default="char")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no per-step lines")
     p.set_defaults(func=run_dpo_command)
+
+
+def config_from_args(args) -> DPOConfig:
+    """The run's settings; DPOConfig refuses values out of range with its own message."""
+    return DPOConfig(model=args.model, data_dir=args.data, out_dir=args.out, **values_of(args, DPO_OPTIONS))
 
 
 def read_ratings(path: Path) -> list:
@@ -68,16 +63,10 @@ def read_ratings(path: Path) -> list:
 def run_dpo_command(args) -> int:
     import torch
 
-    from pipelines.dpo import DPOConfig, estimate_dpo_memory, run_dpo
+    from pipelines.dpo import estimate_dpo_memory, run_dpo
     from pipelines.model.checkpoint import read_card
 
-    config = DPOConfig(model=args.model, data_dir=args.data, out_dir=args.out, iterations=args.iterations,
-                       samples=args.samples, portion=args.portion, score_final=not args.no_final_score, scorer=args.scorer,
-                       clamp2_weights=args.clamp2_weights, m3_weights=args.m3_weights,
-                       plagiarism_threshold=args.plagiarism_threshold, beta=args.beta, lam=args.lam,
-                       steps=args.steps, lr=args.lr, pairs_per_step=args.pairs_per_step,
-                       generation_batch=args.generation_batch, max_patches=args.max_patches,
-                       checkpointing=args.checkpointing, device=args.device, seed=args.seed)
+    config = config_from_args(args)
     ratings = read_ratings(args.ratings) if args.ratings else []
     model_config = read_card(config.model).config
     estimate = estimate_dpo_memory(model_config, config.pairs_per_step, checkpointing=config.checkpointing)

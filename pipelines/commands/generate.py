@@ -7,11 +7,16 @@ from pathlib import Path
 
 from pipelines.abc.prompts import Prompt
 from pipelines.errors import NotaGenError
+from pipelines.fields import add_option, values_of
 from pipelines.files import atomic_write_text
 from pipelines.generation.engine import GenerationRequest
 from pipelines.generation.loading import load_engine
-from pipelines.generation.options import DEFAULT_BAR_RETRIES, GenerationLimits, SamplingConfig
+from pipelines.generation.options import GenerationLimits, SamplingConfig
 from pipelines.model.registry import default_model_path, validate_prompt
+
+# Fields with a flag of the same name (--top-k sets top_k); defaults, ranges and help come from the field.
+SAMPLING_OPTIONS = ("top_k", "top_p", "temperature")
+LIMIT_OPTIONS = ("max_patches", "max_chars", "max_seconds", "bar_retries")
 
 
 def register(subparsers):
@@ -22,15 +27,10 @@ def register(subparsers):
     p.add_argument("--instrumentation", required=True)
     p.add_argument("--num", type=int, default=1, help="pieces to write in one batch; 0: as many as fit")
     p.add_argument("--seed", type=int, default=0, help="seed of the first piece; piece i uses seed + i")
-    p.add_argument("--top-k", type=int, default=9)
-    p.add_argument("--top-p", type=float, default=0.9)
-    p.add_argument("--temperature", type=float, default=1.2)
-    p.add_argument("--max-patches", type=int, default=0, help="patches per piece (0: no limit)")
-    p.add_argument("--max-chars", type=int, default=102_400)
-    p.add_argument("--max-seconds", type=float, default=600.0)
-    p.add_argument("--bar-retries", type=int, default=DEFAULT_BAR_RETRIES,
-                   help="redraws of a bar line whose voices differ in length or barline (0: keep every line, "
-                        "as upstream)")
+    for name in SAMPLING_OPTIONS:
+        add_option(p, SamplingConfig, name)
+    for name in LIMIT_OPTIONS:
+        add_option(p, GenerationLimits, name)
     p.add_argument("--prefix", type=Path, help="an ABC piece (e.g. from `notagen dataset build`) to continue")
     p.add_argument("--prefix-lines", type=int, default=0, help="tune-body lines of --prefix to keep (0: all)")
     p.add_argument("--continue-lines", type=int, default=8, help="lines to add after --prefix (a target)")
@@ -40,11 +40,17 @@ def register(subparsers):
     p.set_defaults(func=run_generate)
 
 
+def options_from_args(args) -> tuple[SamplingConfig, GenerationLimits]:
+    """The sampling and limits asked for; both refuse values out of range with their own message."""
+    return SamplingConfig(**values_of(args, SAMPLING_OPTIONS)), GenerationLimits(**values_of(args, LIMIT_OPTIONS))
+
+
 def run_generate(args) -> int:
     from pipelines.generation.continuation import continuation_prefix
 
     if args.num < 0:
         raise NotaGenError("--num must be 0 (as many as fit) or more")
+    sampling, limits = options_from_args(args)  # refused values stop here, before a model loads
     model_path = Path(args.model) if args.model else default_model_path()
     engine = load_engine(model_path, device=args.device, dtype=args.dtype)
     if args.num == 0:
@@ -61,10 +67,6 @@ def run_generate(args) -> int:
         except (FileNotFoundError, UnicodeDecodeError) as e:
             raise NotaGenError(f"{args.prefix}: cannot be read ({e})") from None
         prefix = continuation_prefix(source, prompt, keep_lines=args.prefix_lines, add_lines=args.continue_lines)
-    sampling = SamplingConfig(args.top_k, args.top_p, args.temperature)
-    if args.bar_retries < 0:
-        raise NotaGenError(f"--bar-retries must be 0 or more, not {args.bar_retries}")
-    limits = GenerationLimits(args.max_patches, args.max_chars, args.max_seconds, args.bar_retries)
     requests = [GenerationRequest(prompt=prompt, seed=args.seed + i, prefix=prefix) for i in range(args.num)]
 
     def show(row, text):

@@ -12,9 +12,17 @@ import sys
 from pathlib import Path
 
 from pipelines.commands.interrupt import ctrl_c_stops
-from pipelines.training.config import CHECKPOINTING, OPTIMIZERS, PRECISIONS, SCHEDULES, TrainConfig
+from pipelines.fields import add_option, values_of
+from pipelines.training.config import TrainConfig
 
 DEFAULT_MODELS_DIR = Path("workspace") / "models"
+
+# TrainConfig fields with a flag of the same name (--max-steps sets max_steps); defaults, ranges,
+# choices and help come from the field.
+TRAIN_OPTIONS = ("epochs", "lr", "batch_size", "grad_accum", "max_steps", "warmup_steps", "schedule", "min_lr_ratio",
+                 "weight_decay", "grad_clip", "patience", "save_every", "lora_rank", "lora_alpha", "lora_dropout",
+                 "freeze_patch_decoder", "key_augment", "seed", "dropout", "device", "precision", "checkpointing",
+                 "optimizer", "frozen_dtype", "compile", "data_workers", "resume")
 
 
 def register(subparsers):
@@ -26,32 +34,8 @@ def register(subparsers):
     start.add_argument("--preset", help="train from scratch with this model size (e.g. demo, tiny)")
     p.add_argument("--models-dir", type=Path, action="append", default=None,
                    help=f"folder searched for NotaGen-X by name (default {DEFAULT_MODELS_DIR}); repeatable")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 1e-5 fine-tuning, 3e-4 scratch)")
-    p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--grad-accum", type=int, default=1)
-    p.add_argument("--max-steps", type=int, default=0, help="stop after this many optimizer steps (0: no limit)")
-    p.add_argument("--warmup-steps", type=int, default=100)
-    p.add_argument("--schedule", choices=SCHEDULES, default="cosine")
-    p.add_argument("--weight-decay", type=float, default=0.01)
-    p.add_argument("--grad-clip", type=float, default=1.0)
-    p.add_argument("--patience", type=int, default=3, help="epochs without improvement before stopping (0: off)")
-    p.add_argument("--save-every", type=int, default=0, help="also checkpoint every N steps")
-    p.add_argument("--lora-rank", type=int, default=0, help="train LoRA adapters of this rank (0: full fine-tuning)")
-    p.add_argument("--lora-alpha", type=float, default=0.0, help="LoRA scale numerator (default 2 x rank)")
-    p.add_argument("--freeze-patch-decoder", action="store_true")
-    p.add_argument("--no-key-augment", action="store_true", help="read every piece in its original key only")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--dropout", type=float, default=None, help="override the model's dropout (e.g. 0 to compare runs)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--precision", choices=PRECISIONS, default="auto")
-    p.add_argument("--checkpointing", choices=CHECKPOINTING, default="char",
-                   help="which decoder recomputes activations in backward (memory for time)")
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default="auto")
-    p.add_argument("--compile", action="store_true", help="torch.compile the transformer blocks")
-    p.add_argument("--data-workers", type=int, default=-1,
-                   help="processes that encode batches ahead of the GPU (-1: a few on a GPU, 0 on CPU)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pth")
+    for name in TRAIN_OPTIONS:
+        add_option(p, TrainConfig, name)
     p.add_argument("--merge", action="store_true", help="LoRA: also write merged.pth (base + best adapter)")
     p.add_argument("--quiet", action="store_true", help="print only evaluations and the result")
     p.set_defaults(func=run_train)
@@ -69,16 +53,9 @@ def register(subparsers):
 
 
 def config_from_args(args) -> TrainConfig:
-    return TrainConfig(
-        data_dir=args.data, out_dir=args.out, base=args.base, preset=args.preset,
-        models_dirs=args.models_dir or [DEFAULT_MODELS_DIR], epochs=args.epochs, max_steps=args.max_steps,
-        batch_size=args.batch_size, grad_accum=args.grad_accum, lr=args.lr, schedule=args.schedule,
-        warmup_steps=args.warmup_steps, weight_decay=args.weight_decay, grad_clip=args.grad_clip,
-        patience=args.patience, save_every=args.save_every, key_augment=not args.no_key_augment, seed=args.seed,
-        lora_rank=args.lora_rank, lora_alpha=args.lora_alpha, freeze_patch_decoder=args.freeze_patch_decoder,
-        dropout=args.dropout, device=args.device, precision=args.precision, checkpointing=args.checkpointing,
-        optimizer=args.optimizer, compile=args.compile, data_workers=args.data_workers,
-        resume=args.resume)
+    """The run's settings; TrainConfig refuses values out of range with its own message."""
+    return TrainConfig(data_dir=args.data, out_dir=args.out, base=args.base, preset=args.preset,
+                       models_dirs=args.models_dir or [DEFAULT_MODELS_DIR], **values_of(args, TRAIN_OPTIONS))
 
 
 def format_record(record: dict) -> str | None:

@@ -9,7 +9,6 @@ Public entry points (the studio's Dataset and Annotate tabs and the trainer use 
 from pipelines.dataset.annotate import Labels, notagenx_vocabulary, read_labels_csv, suggest_instrumentation
 from pipelines.dataset.build import (
                     BuildReport,
-                    DatasetConfig,
                     FileResult,
                     augmented_path,
                     build_dataset,
@@ -18,6 +17,7 @@ from pipelines.dataset.build import (
                     load_report,
                     reannotate,
 )
+from pipelines.dataset.config import DatasetConfig
 from pipelines.dataset.corpus import build_corpus_dataset, corpus_sources
 from pipelines.dataset.preprocess import KEYS
 

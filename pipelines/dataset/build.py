@@ -23,7 +23,7 @@ import random
 import re
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from unidecode import unidecode
@@ -41,6 +41,7 @@ from pipelines.dataset.annotate import (
     replace_header,
     vocabulary_warnings,
 )
+from pipelines.dataset.config import DatasetConfig
 from pipelines.dataset.convert import SCORE_SUFFIXES, StageError, read_musicxml, xml_to_abc
 from pipelines.dataset.preprocess import KEYS, preprocess_abc
 from pipelines.dataset.workers import TaskFailure, run_tasks
@@ -49,31 +50,6 @@ from pipelines.files import atomic_write_text
 
 # Bump when the converted text for the same input would change; older stamps are then converted again.
 PIPELINE_VERSION = 2  # 2: stamps record the share of unaligned bars
-
-
-@dataclass
-class DatasetConfig:
-    labels: Labels = field(default_factory=Labels)  # applied to every piece (unset fields: from the score)
-    piece_labels: dict[str, Labels] = field(default_factory=dict)  # by piece, file name or path; wins over `labels`
-    eval_split: float = 0.1  # share of pieces held out (at least one when there are two or more pieces)
-    seed: int = 0  # of the train/eval split
-    workers: int = field(default_factory=lambda: os.cpu_count() or 1)  # 0: convert in this process, no time limit
-    time_limit_s: float | None = 60.0  # per file
-    use_cache: bool = True  # reuse pieces whose source is unchanged since the last build into this folder
-    # A piece whose voices differ in length or barline in more than this share of its bars is
-    # converted but left out of the index (1.0 keeps every piece, as upstream does; 0 keeps only
-    # pieces with no such bar). A model learns misalignment from such pieces.
-    max_unaligned_share: float = 1.0
-
-    def __post_init__(self):
-        if not 0 <= self.eval_split < 1:
-            raise DatasetError(f"eval split {self.eval_split} must be at least 0 and below 1")
-        if self.workers < 0:
-            raise DatasetError(f"workers {self.workers} must be 0 (in this process) or more")
-        if self.time_limit_s is not None and self.time_limit_s <= 0:
-            raise DatasetError(f"time limit {self.time_limit_s} s must be positive")
-        if not 0 <= self.max_unaligned_share <= 1:
-            raise DatasetError(f"largest unaligned share {self.max_unaligned_share} must be between 0 and 1")
 
 
 @dataclass

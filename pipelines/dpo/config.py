@@ -2,10 +2,10 @@
 
 Defaults follow NotaGen's CLaMP-DPO (beta 0.1, lambda 10, AdamW at 1e-6, one pair
 per step, the top and bottom 10% of the samples, plagiarism above 0.95 CLaMP 2
-similarity, sampling top-k 9, top-p 0.9, temperature 1.2) and add what upstream
-lacks: mixed precision with a bf16 reference on GPU, checkpointed char decoder,
-no dropout while optimising (so the policy's log-probs match the reference's at
-step 0), a seed per piece.
+similarity) and add what upstream lacks: mixed precision with a bf16 reference on
+GPU, checkpointed char decoder, no dropout while optimising (so the policy's log-probs
+match the reference's at step 0), a seed per piece. The sampling fields are declared
+`same_as` the generator's (SamplingConfig, GenerationLimits): the same defaults and ranges.
 """
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from pipelines.errors import DPOError
+from pipelines.fields import check_ranges, option, same_as
+from pipelines.generation.options import GenerationLimits, SamplingConfig
 from pipelines.training.config import CHECKPOINTING, OPTIMIZERS, PRECISIONS  # the same training recipe's levers
 
 SCORERS = ("builtin", "clamp2", "none")
@@ -25,41 +27,51 @@ class DPOConfig:
     data_dir: Path  # a built dataset: prompts.txt and interleaved/ (the reference pieces)
     out_dir: Path  # iter_1/, iter_2/, ... and summary.json
     # Iterations
-    iterations: int = 1
-    samples: int = 200  # pieces generated per iteration
-    portion: float = 0.1  # top share chosen, bottom share rejected
-    score_final: bool = True  # generate and score `samples` more pieces with the last model (its mean score)
+    iterations: int = option(1, low=1, help="generate, score, prefer and optimise this many times")
+    samples: int = option(200, low=0, help="pieces generated per iteration")
+    portion: float = option(0.1, low=0.0, low_open=True, high=0.5, help="top share chosen, bottom share rejected")
+    score_final: bool = option(True, label="final score",
+                               help="generate and score `samples` more pieces with the last model (its mean score)")
     # Scoring
-    scorer: str = "builtin"  # builtin | clamp2 | none (human ratings only)
-    clamp2_weights: Path | None = None
-    m3_weights: Path | None = None
-    plagiarism_threshold: float | None = None  # None: the scorer's own (0.95 for CLaMP 2)
+    scorer: str = option("builtin", choices=SCORERS, help="none: rated pieces only")
+    clamp2_weights: Path | None = option(None, label="CLaMP 2 weights",
+                                         help="the official CLaMP 2 .pth (sander-wood/clamp2 on Hugging Face)")
+    m3_weights: Path | None = option(None, label="M3 weights",
+                                     help="the official M3 .pth (optional; CLaMP 2's file already holds it)")
+    plagiarism_threshold: float | None = option(
+        None, low=0.0, low_open=True, high=1.0, label="plagiarism threshold",
+        help="similarity to one reference piece that counts as a copy; unset: the scorer's own "
+             "(0.95 CLaMP 2, 0.985 builtin)")
     # Objective and optimiser
-    beta: float = 0.1
-    lam: float = 10.0
-    steps: int = 500  # optimiser steps per iteration
-    pairs_per_step: int = 1
-    lr: float = 1e-6
-    warmup_steps: int = 0
-    weight_decay: float = 0.01  # torch AdamW's default, as upstream used it
+    beta: float = option(0.1, low=0.0, low_open=True, help="how far the policy may move from the reference")
+    lam: float = option(10.0, low=0.0, label="lambda", help="weight of the term that keeps chosen pieces likely")
+    steps: int = option(500, low=0, help="optimiser steps per iteration")
+    pairs_per_step: int = option(1, low=1, help="preference pairs per optimiser step", label="pairs per step")
+    lr: float = option(1e-6, low=0.0, low_open=True, label="learning rate", help="AdamW's learning rate")
+    warmup_steps: int = option(0, low=0, label="warm-up steps", help="steps of linear warm-up to the learning rate")
+    weight_decay: float = option(0.01, low=0.0, label="weight decay", help="torch AdamW's default, as upstream used it")
     betas: tuple[float, float] = (0.9, 0.999)
-    grad_clip: float = 1.0
-    dropout: float = 0.0
-    # Generation
-    top_k: int = 9
-    top_p: float = 0.9
-    temperature: float = 1.2
-    generation_batch: int = 16
-    max_patches: int = 0  # per piece; 0: no limit
-    max_seconds: float = 600.0  # per generation batch
+    grad_clip: float = option(1.0, low=0.0, label="gradient clip", help="max global gradient norm (0: off)")
+    dropout: float = option(0.0, low=0.0, high=1.0, high_open=True, help="dropout while optimising")
+    # Generation: the sampler's own defaults and ranges
+    top_k: int = same_as(SamplingConfig, "top_k")
+    top_p: float = same_as(SamplingConfig, "top_p")
+    temperature: float = same_as(SamplingConfig, "temperature")
+    generation_batch: int = option(16, low=1, help="pieces generated at once", label="generation batch")
+    max_patches: int = same_as(GenerationLimits, "max_patches", help="patches per generated piece (0: no limit)")
+    max_seconds: float = same_as(GenerationLimits, "max_seconds", help="wall time per generation batch, in seconds")
     # Hardware levers
-    device: str = "auto"
-    precision: str = "auto"  # autocast of the policy: bf16 where supported on GPU, fp32 on CPU
-    reference_dtype: str = "auto"  # frozen reference weights: bf16 on GPU, fp32 on CPU
-    checkpointing: str = "char"
-    optimizer: str = "auto"
-    logprob_batch: int = 4  # pieces per forward when measuring log-probs without gradients
-    seed: int = 0
+    device: str = option("auto", help="auto, cpu, cuda, cuda:1 or mps")
+    precision: str = option("auto", choices=PRECISIONS,
+                            help="autocast of the policy: bf16 where supported on GPU, fp32 on CPU")
+    reference_dtype: str = option("auto", choices=REF_DTYPES, label="reference dtype",
+                                  help="frozen reference weights: bf16 on GPU, fp32 on CPU")
+    checkpointing: str = option("char", choices=CHECKPOINTING,
+                                help="which decoder recomputes its activations in backward (memory for time)")
+    optimizer: str = option("auto", choices=OPTIMIZERS, help="AdamW's implementation (auto: fused on GPU)")
+    logprob_batch: int = option(4, low=1, label="log-prob batch",
+                                help="pieces per forward when measuring log-probs without gradients")
+    seed: int = option(0, help="seed of the generated pieces' draws (each piece gets its own)")
 
     def __post_init__(self):
         self.model = Path(self.model)
@@ -68,29 +80,9 @@ class DPOConfig:
         self.clamp2_weights = Path(self.clamp2_weights) if self.clamp2_weights else None
         self.m3_weights = Path(self.m3_weights) if self.m3_weights else None
         self.betas = tuple(self.betas)
-        checks = [
-            (self.iterations >= 1, f"iterations must be at least 1, not {self.iterations}"),
-            (self.samples >= 0, f"samples cannot be negative ({self.samples})"),
-            (0 < self.portion <= 0.5, f"portion {self.portion} must be above 0 and at most 0.5"),
-            (self.scorer in SCORERS, f"scorer {self.scorer!r} is not one of {SCORERS}"),
-            (self.scorer != "clamp2" or self.clamp2_weights is not None or self.m3_weights is not None,
-             "the clamp2 scorer needs --clamp2-weights (the official CLaMP 2 .pth file)"),
-            (self.plagiarism_threshold is None or 0 < self.plagiarism_threshold <= 1,
-             f"plagiarism threshold {self.plagiarism_threshold} must be within (0, 1]"),
-            (self.beta > 0, f"beta must be positive, not {self.beta}"),
-            (self.lam >= 0, f"lambda cannot be negative ({self.lam})"),
-            (self.steps >= 0 and self.pairs_per_step >= 1, "steps must be >= 0 and pairs per step >= 1"),
-            (self.lr > 0, f"learning rate must be positive, not {self.lr}"),
-            (self.generation_batch >= 1 and self.logprob_batch >= 1, "batch sizes must be at least 1"),
-            (self.precision in PRECISIONS, f"precision {self.precision!r} is not one of {PRECISIONS}"),
-            (self.reference_dtype in REF_DTYPES, f"reference dtype {self.reference_dtype!r} is not one of {REF_DTYPES}"),
-            (self.checkpointing in CHECKPOINTING, f"checkpointing {self.checkpointing!r} is not one of {CHECKPOINTING}"),
-            (self.optimizer in OPTIMIZERS, f"optimizer {self.optimizer!r} is not one of {OPTIMIZERS}"),
-            (0 <= self.dropout < 1, f"dropout {self.dropout} is not within [0, 1)"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise DPOError(message)
+        check_ranges(self, DPOError)
+        if self.scorer == "clamp2" and self.clamp2_weights is None and self.m3_weights is None:
+            raise DPOError("the clamp2 scorer needs --clamp2-weights (the official CLaMP 2 .pth file)")
 
     def to_dict(self) -> dict:
         data = asdict(self)

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from pipelines.errors import TrainingError
+from pipelines.fields import check_ranges, option
 
 SCHEDULES = ("cosine", "linear", "constant")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
@@ -34,38 +35,52 @@ class TrainConfig:
     preset: str | None = None  # train from scratch with pipelines.model.PRESETS[preset]
     models_dirs: list[Path] = field(default_factory=list)  # where "notagen-x" by name is looked for
     # Schedule
-    epochs: int = 10
-    max_steps: int = 0  # optimizer steps; 0: no limit
-    batch_size: int = 1
-    grad_accum: int = 1
-    lr: float | None = None  # None: 1e-5 when fine-tuning, 3e-4 from scratch
-    schedule: str = "cosine"
-    warmup_steps: int = 100
-    min_lr_ratio: float = 0.1  # the decay ends at lr * min_lr_ratio
-    weight_decay: float = 0.01  # on weight matrices; biases and layer norms are not decayed
+    epochs: int = option(10, low=1, help="passes over the training pieces")
+    max_steps: int = option(0, low=0, help="stop after this many optimizer steps (0: no limit)", label="max steps")
+    batch_size: int = option(1, low=1, help="pieces per step", label="batch size")
+    grad_accum: int = option(1, low=1, help="steps whose gradients are summed before the optimizer steps",
+                             label="gradient accumulation")
+    lr: float | None = option(None, low=0.0, low_open=True, label="learning rate",
+                              help=f"peak learning rate; unset: {FINETUNE_LR:g} fine-tuning, {SCRATCH_LR:g} from scratch")
+    schedule: str = option("cosine", choices=SCHEDULES, help="learning-rate decay after the warm-up")
+    warmup_steps: int = option(100, low=0, help="steps of linear warm-up to the peak rate", label="warm-up steps")
+    min_lr_ratio: float = option(0.1, low=0.0, high=1.0, help="the decay ends at the peak rate times this",
+                                 label="min lr ratio")
+    weight_decay: float = option(0.01, low=0.0, help="AdamW's, on weight matrices (not biases and layer norms)",
+                                 label="weight decay")
     betas: tuple[float, float] = (0.9, 0.999)
-    grad_clip: float = 1.0  # max global gradient norm; 0: off
-    patience: int = 3  # epochs without a better eval loss before stopping; 0: off
-    save_every: int = 0  # also write last.pth every N optimizer steps; 0: once per epoch
+    grad_clip: float = option(1.0, low=0.0, help="max global gradient norm (0: off)", label="gradient clip")
+    patience: int = option(3, low=0, help="epochs without a better eval loss before stopping (0: off)")
+    save_every: int = option(0, low=0, help="also checkpoint every N optimizer steps (0: once per epoch)",
+                             label="save every")
     # Data
-    key_augment: bool = True  # upstream's +-3 semitone key draw; False: original key only
-    seed: int = 0
+    key_augment: bool = option(True, help="draw each piece in a key up to 3 semitones away, as upstream; "
+                                          "off: its original key only", label="key augmentation")
+    seed: int = option(0, help="seed of the data order, key draws and dropout")
     # Model options
-    lora_rank: int = 0  # 0: full fine-tuning
-    lora_alpha: float = 0.0  # 0: 2 * rank
-    lora_dropout: float = 0.05
+    lora_rank: int = option(0, low=0, help="train LoRA adapters of this rank (0: full fine-tuning)",
+                            label="LoRA rank")
+    lora_alpha: float = option(0.0, low=0.0, help="LoRA scale numerator (0: 2 x rank)", label="LoRA alpha")
+    lora_dropout: float = option(0.05, low=0.0, high=1.0, high_open=True, help="dropout on the LoRA path",
+                                 label="LoRA dropout")
     lora_targets: tuple[str, ...] = LORA_TARGETS
-    freeze_patch_decoder: bool = False
-    dropout: float | None = None  # None: the model's own (0.1 as upstream)
+    freeze_patch_decoder: bool = option(False, help="train the char decoder only", label="freeze patch decoder")
+    dropout: float | None = option(None, low=0.0, high=1.0, high_open=True,
+                                   help="override the model's dropout, e.g. 0 to compare runs; unset: the model's "
+                                        "own (0.1 as upstream)")
     # Hardware levers
-    device: str = "auto"  # auto, cpu, cuda, cuda:1, mps
-    precision: str = "auto"  # auto: bf16 where supported, else fp16 with a scaler on GPU, fp32 on CPU
-    checkpointing: str = "char"  # which decoder recomputes its activations in backward
-    optimizer: str = "auto"  # auto: fused AdamW on GPU
-    compile: bool = False  # torch.compile every transformer block
-    data_workers: int = -1  # processes encoding batches ahead; -1: a few on a GPU, none on CPU
-    frozen_dtype: str = "auto"  # auto: a LoRA run keeps its frozen base in bf16 when training in bf16
-    resume: bool = False
+    device: str = option("auto", help="auto, cpu, cuda, cuda:1 or mps")
+    precision: str = option("auto", choices=PRECISIONS,
+                            help="auto: bf16 where supported, else fp16 with a scaler on GPU, fp32 on CPU")
+    checkpointing: str = option("char", choices=CHECKPOINTING,
+                                help="which decoder recomputes its activations in backward (memory for time)")
+    optimizer: str = option("auto", choices=OPTIMIZERS, help="AdamW's implementation (auto: fused on GPU)")
+    compile: bool = option(False, help="torch.compile the transformer blocks")
+    data_workers: int = option(-1, low=-1, label="data workers",
+                               help="processes that encode batches ahead of the GPU (-1: a few on a GPU, 0 on CPU)")
+    frozen_dtype: str = option("auto", choices=FROZEN_DTYPES, label="frozen dtype",
+                               help="auto: a LoRA run keeps its frozen base in bf16 when training in bf16")
+    resume: bool = option(False, help="continue the run in the out folder from its last.pth")
 
     def __post_init__(self):
         self.data_dir = Path(self.data_dir)
@@ -77,24 +92,11 @@ class TrainConfig:
             raise TrainingError("give exactly one of a base model (--base) or a preset (--preset)")
         if self.lr is None:
             self.lr = FINETUNE_LR if self.base is not None else SCRATCH_LR
-        checks = [
-            (self.schedule in SCHEDULES, f"schedule {self.schedule!r} is not one of {SCHEDULES}"),
-            (self.precision in PRECISIONS, f"precision {self.precision!r} is not one of {PRECISIONS}"),
-            (self.checkpointing in CHECKPOINTING, f"checkpointing {self.checkpointing!r} is not one of {CHECKPOINTING}"),
-            (self.optimizer in OPTIMIZERS, f"optimizer {self.optimizer!r} is not one of {OPTIMIZERS}"),
-            (self.frozen_dtype in FROZEN_DTYPES, f"frozen dtype {self.frozen_dtype!r} is not one of {FROZEN_DTYPES}"),
-            (self.epochs >= 1, f"epochs must be at least 1, not {self.epochs}"),
-            (self.batch_size >= 1 and self.grad_accum >= 1, "batch size and gradient accumulation must be >= 1"),
-            (self.lr > 0, f"learning rate must be positive, not {self.lr}"),
-            (self.warmup_steps >= 0 and self.max_steps >= 0, "warm-up and max steps cannot be negative"),
-            (0 <= self.min_lr_ratio <= 1, f"min lr ratio {self.min_lr_ratio} is not within 0..1"),
-            (self.lora_rank >= 0, f"LoRA rank cannot be negative ({self.lora_rank})"),
-            (not (self.lora_rank and self.preset), "LoRA adapts a trained model: give --base, not --preset"),
-            (set(self.lora_targets) <= set(LORA_TARGETS), f"LoRA targets must be among {LORA_TARGETS}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise TrainingError(message)
+        check_ranges(self, TrainingError)
+        if self.lora_rank and self.preset:
+            raise TrainingError("LoRA adapts a trained model: give --base, not --preset")
+        if not set(self.lora_targets) <= set(LORA_TARGETS):
+            raise TrainingError(f"LoRA targets must be among {LORA_TARGETS}")
 
     @property
     def effective_lora_alpha(self) -> float:
