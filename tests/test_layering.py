@@ -268,10 +268,15 @@ def test_lower_layers_never_import_upper_ones(graph, importer):
     assert not bad, f"{importer} sits below {', '.join(LAYERS[importer])}:\n  " + "\n  ".join(bad)
 
 
-def test_nothing_in_pipelines_imports_the_service(graph):
-    """pipelines.service is the studio's door: only its own modules import it (the CLI calls the layers below)."""
-    bad = [line for line in offenders(graph, "pipelines", ["pipelines.service"]) if not within(line.split()[0], "pipelines.service")]
-    assert not bad, "only pipelines.service itself may import pipelines.service:\n  " + "\n  ".join(bad)
+# Inside pipelines/, who may import pipelines.service (the studio's door). Today the CLI calls the
+# layers below it directly; pipelines.commands may join if it comes to share the service's specs.
+SERVICE_USERS = ("pipelines.service",)
+
+
+def test_nothing_else_in_pipelines_imports_the_service(graph):
+    bad = [line for line in offenders(graph, "pipelines", ["pipelines.service"])
+           if not any(within(line.split()[0], user) for user in SERVICE_USERS)]
+    assert not bad, f"only {', '.join(SERVICE_USERS)} may import pipelines.service:\n  " + "\n  ".join(bad)
 
 
 # ---------------------------------------------------------------------------------------------
