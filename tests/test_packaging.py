@@ -5,10 +5,13 @@ egg-info), without build isolation: the installed setuptools builds it offline.
 """
 import ast
 import importlib.metadata
+import json
+import os
 import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tomllib
 import zipfile
 from pathlib import Path
@@ -30,7 +33,7 @@ def packages(root: Path, name: str) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> zipfile.ZipFile:
+def built_wheel(tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("wheel")
     source = work / "source"
     for name in BUILD_INPUTS:
@@ -45,7 +48,12 @@ def wheel(tmp_path_factory) -> zipfile.ZipFile:
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     (built,) = (work / "dist").glob("notagen_studio-*.whl")
-    with zipfile.ZipFile(built) as archive:
+    return built
+
+
+@pytest.fixture(scope="module")
+def wheel(built_wheel) -> zipfile.ZipFile:
+    with zipfile.ZipFile(built_wheel) as archive:
         yield archive
 
 
@@ -64,6 +72,40 @@ def test_wheel_carries_every_package_the_demo_model_and_prompts(wheel):
                for p in (REPO / name).rglob("*.py")}
     assert modules <= names, f"modules missing from the wheel: {sorted(modules - names)}"
     assert not [n for n in names if n.startswith("tests/")], "the tests are not part of the installed package"
+
+
+@pytest.mark.slow
+def test_installed_wheel_generates_with_the_demo_model_from_another_folder(built_wheel, tmp_path):
+    """`pip install` of the wheel into a fresh venv, then `notagen generate` without --model, run
+    outside the repository: the piece is written with the installed copy of the demo model. The venv
+    borrows this environment's third-party packages through a .pth file instead of installing them."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the checkout must not shadow the install
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    python = venv / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
+    done = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps",
+                           "--no-index", "--ignore-installed", str(built_wheel)],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                          env=env, capture_output=True, text=True, check=True).stdout.strip()
+    borrowed = {sysconfig.get_path("purelib"), sysconfig.get_path("platlib")}
+    Path(site, "borrowed_packages.pth").write_text("\n".join(sorted(borrowed)) + "\n", encoding="utf-8")
+    notagen = python.with_name("notagen.exe" if sys.platform == "win32" else "notagen")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    done = subprocess.run([str(notagen), "generate", "--period", "Baroque", "--composer", "Bach, Johann Sebastian",
+                           "--instrumentation", "Choral", "--seed", "7", "--max-patches", "3", "--out", "out"],
+                          cwd=elsewhere, env=env, capture_output=True, text=True, timeout=600)
+    written = sorted((elsewhere / "out").glob("*.json"))
+    assert len(written) == 1, f"no piece written (exit {done.returncode}):\n{done.stderr[-3000:]}"
+    meta_path = written[0]
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    installed = Path(sysconfig.get_path("data", vars={"base": str(venv), "platbase": str(venv)}))
+    assert Path(meta["model"]) == installed / registry.INSTALLED_NAME / "assets" / "demo_model.pth", done.stderr
+    assert meta["patches"] >= 1 and meta["chars"] > 0, meta
+    raw = (elsewhere / "out" / meta_path.name.replace(".json", ".raw.abc")).read_text(encoding="utf-8")
+    assert raw.startswith("%Baroque\n%Bach, Johann Sebastian\n%Choral"), raw[:200]
 
 
 def test_registry_looks_in_the_source_tree_then_the_installation():
@@ -101,7 +143,8 @@ def top_level_imports(path: Path) -> set[str]:
 def declared_distributions() -> set[str]:
     """Distribution names in [project.dependencies] and every optional extra, normalised (PEP 503)."""
     project = PYPROJECT["project"]
-    requirements = [*project["dependencies"], *(r for extra in project["optional-dependencies"].values() for r in extra)]
+    extras = project.get("optional-dependencies", {}).values()
+    requirements = [*project["dependencies"], *(r for extra in extras for r in extra)]
     return {normalise(re.match(r"[A-Za-z0-9_.-]+", r).group()) for r in requirements}
 
 
