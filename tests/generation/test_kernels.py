@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.interpreter
 pytest.importorskip("triton")
 CHECKS = Path(__file__).with_name("kernel_checks.py")
 REPO = Path(__file__).resolve().parents[2]
