@@ -60,7 +60,7 @@ def wheel(built_wheel) -> zipfile.ZipFile:
 @pytest.mark.slow
 def test_wheel_carries_every_package_the_demo_model_and_prompts(wheel):
     names = set(wheel.namelist())
-    data = next(n.split("/data/")[0] + "/data/" for n in names if ".data/data/" in n)
+    data = next(n for n in names if n.endswith(".dist-info/WHEEL")).replace(".dist-info/WHEEL", ".data/data/")
     for rel in SHIPPED:
         inside = f"{data}{registry.INSTALLED_NAME}/{rel}"
         assert inside in names, f"{rel} is not in the wheel (looked for {inside})"
