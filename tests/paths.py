@@ -1,8 +1,28 @@
-"""Where the tests find the repository and its golden fixtures (all inside the repository)."""
+"""Where the tests find the repository and its golden fixtures (all inside the repository),
+and whether this system can make the symbolic links some tests plant."""
+import functools
+import os
+import tempfile
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures" / "upstream"  # upstream NotaGen's golden outputs; see its README
 PREPROCESS = FIXTURES / "preprocess"
 TINY_MODEL = FIXTURES / "tiny_model.pth"
 DEMO_MODEL = REPO / "assets" / "demo_model.pth"
+
+
+@functools.cache
+def symlinks_supported() -> bool:
+    """Tried once: Windows without developer mode, and some file systems, refuse to make links."""
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            os.symlink(folder, Path(folder) / "link", target_is_directory=True)
+        except (OSError, NotImplementedError):
+            return False
+    return True
+
+
+needs_symlinks = pytest.mark.skipif(not symlinks_supported(), reason="this system cannot make symbolic links")

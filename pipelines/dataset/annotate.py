@@ -23,9 +23,9 @@ from unidecode import unidecode
 
 from pipelines.abc.prompts import Prompt, read_prompts
 from pipelines.errors import DatasetError
+from pipelines.model.registry import NOTAGENX_PROMPTS
 
 UNKNOWN = "Unknown"
-NOTAGENX_PROMPTS = Path(__file__).resolve().parents[2] / "prompts.txt"
 
 _KEYBOARD = ("piano", "pianoforte", "fortepiano", "klavier", "clavier", "harpsichord", "cembalo", "clavichord",
              "organ", "orgel", "organo", "keyboard", "celesta", "pno")

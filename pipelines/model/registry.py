@@ -5,23 +5,54 @@ A model's prompt vocabulary is its card's; an upstream file without a card takes
 """
 from __future__ import annotations
 
+import sysconfig
 from pathlib import Path
 
 from pipelines.abc.prompts import Prompt, read_prompts
 from pipelines.errors import NotaGenError, PromptError
 from pipelines.model.config import preset
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-ASSETS = REPO_ROOT / "assets"
-DEMO_MODEL = ASSETS / "demo_model.pth"
-NOTAGENX_PROMPTS = REPO_ROOT / "prompts.txt"
+# pip installs the shipped files (pyproject's [tool.setuptools.data-files]) into the environment's
+# data folder under this name, keeping the layout they have in the repository.
+INSTALLED_NAME = "share/notagen-studio"
+
+
+def shipped_roots() -> list[Path]:
+    """Where the files shipped beside the code (assets/, prompts.txt) are looked for, in this order:
+    the source tree (a checkout or an editable install), then this environment's installed copy,
+    then a `pip install --user` copy."""
+    roots = [Path(__file__).resolve().parents[2]]
+    for scheme in (sysconfig.get_default_scheme(), sysconfig.get_preferred_scheme("user")):
+        root = Path(sysconfig.get_path("data", scheme)) / INSTALLED_NAME
+        if root not in roots:
+            roots.append(root)
+    return roots
+
+
+def find_shipped(relative: str) -> Path | None:
+    """The first of `shipped_roots()` that holds `relative` (e.g. "assets/demo_model.pth"), or None."""
+    return next((root / relative for root in shipped_roots() if (root / relative).is_file()), None)
+
+
+def shipped_file(relative: str) -> Path:
+    """A shipped file, or an error that names every place looked in."""
+    found = find_shipped(relative)
+    if found is None:
+        places = "\n  ".join(str(root / relative) for root in shipped_roots())
+        raise NotaGenError(f"{relative} is missing from this installation; looked in:\n  {places}\n"
+                           "reinstall NotaGen Studio (pip install .) or choose a model file")
+    return found
+
+
+# Resolved once at import (a few file checks); when none holds the file, the source tree's path,
+# which does not exist, so callers asking `.is_file()` get False.
+DEMO_MODEL = find_shipped("assets/demo_model.pth") or shipped_roots()[0] / "assets/demo_model.pth"
+NOTAGENX_PROMPTS = find_shipped("prompts.txt") or shipped_roots()[0] / "prompts.txt"
 
 
 def default_model_path() -> Path:
-    """The embedded demo model; an error naming what to do when it is missing."""
-    if DEMO_MODEL.is_file():
-        return DEMO_MODEL
-    raise NotaGenError(f"no default model installed (expected {DEMO_MODEL}); choose a checkpoint file")
+    """The embedded demo model; an error naming where it was looked for when it is missing."""
+    return shipped_file("assets/demo_model.pth")
 
 
 def prompt_vocabulary(path: Path, card) -> list[str]:

@@ -70,6 +70,7 @@ def reference_generate(model, prompt: Prompt, seed: int, patches: int, sampling:
     return text
 
 
+@pytest.mark.slow
 def test_cached_engine_equals_uncached_reference(engine):
     sampling = SamplingConfig()
     limits = GenerationLimits(max_patches=12, bar_retries=0)
@@ -88,6 +89,7 @@ def test_same_seed_same_piece_other_seed_differs(engine):
     assert again.raw == a.raw  # alone or in a batch of three: the same piece
 
 
+@pytest.mark.slow
 def test_generation_continues_past_the_patch_length(engine, fixtures):
     # A real chorale as the piece to continue: ~100 patches for a 64-patch model.
     source = (fixtures / "preprocess" / "bach_bwv7.7.xml2abc.abc").read_text(encoding="utf-8")
@@ -100,6 +102,7 @@ def test_generation_continues_past_the_patch_length(engine, fixtures):
     assert piece.reencodes >= 2  # once for the prefix, again while generating
 
 
+@pytest.mark.slow
 def test_the_line_under_way_at_a_reencode_can_still_be_redrawn(engine, fixtures, monkeypatch):
     """Past the patch length the old marks are gone; the line being written gets a mark in the new
     context, so the first line to end after a re-encode is checked (and redrawn) like the others."""
@@ -119,6 +122,7 @@ def test_the_line_under_way_at_a_reencode_can_still_be_redrawn(engine, fixtures,
     assert max(checked) >= 2 and not unmarked  # lines ended after re-encodes, each with a mark
 
 
+@pytest.mark.slow
 def test_metadata_only_context_is_refused_not_crashed(engine):
     # The random tiny model never starts a tune body; once its metadata fills the context it stops.
     piece = engine.generate([GenerationRequest(BACH, seed=0)], limits=GenerationLimits(max_patches=200, bar_retries=0))[0]
@@ -295,6 +299,7 @@ def reference_with_redraws(model, start: str, seed: int, patches: int, retries: 
     return text, redrawn, restarts, end_redraws, deepest
 
 
+@pytest.mark.slow
 def test_misaligned_bars_are_redrawn_as_a_reference_does(fixtures, monkeypatch):
     """The demo model continues a Haydn quartet; lines whose voices differ are drawn again from
     the line's start, one that keeps failing early restarts the piece and a later one goes back a
@@ -320,6 +325,7 @@ def test_misaligned_bars_are_redrawn_as_a_reference_does(fixtures, monkeypatch):
     assert plain[0].redrawn_bars == 0 and plain[0].raw != pieces[0].raw
 
 
+@pytest.mark.slow
 def test_redraws_go_back_across_a_reencode_as_a_reference_does(fixtures, monkeypatch):
     """With a 40-patch context the demo model's Haydn continuation is re-encoded every few lines;
     steps back to a line from before a re-encode encode the context again from the text. The
@@ -344,6 +350,7 @@ def test_redraws_go_back_across_a_reencode_as_a_reference_does(fixtures, monkeyp
         assert piece.raw == text and piece.redrawn_bars == redrawn and piece.restarts == restarts
 
 
+@pytest.mark.slow
 def test_a_header_that_fails_its_check_is_written_again_as_the_body_begins(monkeypatch):
     """The demo model writes Bach headers that pass; here the check also turns down the first two.
     Each is written again from the prompt, as the tune body begins, and the piece goes on under

@@ -1,10 +1,9 @@
 """The workspace's path-safety function and layout."""
-import os
-
 import pytest
 
 from pipelines.errors import WorkspaceError
 from pipelines.service.workspace import AREAS, Workspace, check_name, inside
+from tests.paths import needs_symlinks
 
 BAD_PATHS = [
     "..", "../secret.txt", "datasets/../../etc/passwd", "a/b/../../..", "..\\..\\windows",
@@ -44,7 +43,7 @@ def test_safe_paths_resolve_inside(ws):
         inside(ws.root, "datasets/missing", must_exist=True)
 
 
-@pytest.mark.skipif(not hasattr(os, "symlink"), reason="no symlinks here")
+@needs_symlinks
 def test_links_that_lead_out_are_refused(ws, tmp_path):
     outside = tmp_path / "outside"
     outside.mkdir()

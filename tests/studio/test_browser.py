@@ -20,6 +20,7 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 AUTH = ("musician", "a long enough password")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "tmp" / "artifacts" / "browser"
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 if not CHROMIUM.is_file():
     pytest.skip(f"{CHROMIUM} is absent: install the Debian packages chromium and chromium-driver",

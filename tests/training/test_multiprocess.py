@@ -41,6 +41,7 @@ def data(tmp_path_factory):
     return build_dataset(tmp_path_factory.mktemp("data"))
 
 
+@pytest.mark.slow
 def test_two_processes_train_like_one_at_the_same_global_batch(tmp_path, bench, data):
     # 4 training pieces: each step, process 0 takes order[0], order[2] and process 1 order[1], order[3];
     # one process of batch 4 takes the same four, and the loss weighting makes the two runs one loss.
@@ -82,6 +83,7 @@ def test_shard_requests_deals_one_process_batches():
         shard_requests(5, 2, 2, 2)
 
 
+@pytest.mark.slow
 def test_two_processes_sample_the_pieces_one_process_makes(tmp_path, bench, data):
     out = tmp_path / "two"
     args = argparse.Namespace(
