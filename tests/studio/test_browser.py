@@ -68,7 +68,7 @@ def choose(page, elem_id: str, option: str | None = None) -> str:
 
 def test_choose_a_prompt_generate_see_and_hear(studio, page, fixtures, tmp_path):
     app, backend = studio
-    demo = any(m.ref == "demo" for m in backend.models())
+    demo = any(m.ref == "demo" for m in backend.models.list())
     page.goto(app.local_url)
     page.fill("input[name=username], input[type=text]", AUTH[0])
     page.fill("input[type=password]", AUTH[1])
