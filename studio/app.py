@@ -57,7 +57,7 @@ def launch_studio(options: StudioOptions, prevent_thread_lock: bool = False, qui
     app.launch(server_name=options.host, server_port=options.port, share=options.share, auth=options.auth,
                auth_message="NotaGen Studio: log in with the user and password the studio printed or was given.",
                show_error=False, enable_monitoring=False, max_file_size=f"{options.max_upload_mb}mb",
-               allowed_paths=[str(backend.workspace.area("exports"))], run_history=False,
+               allowed_paths=[str(backend.generation.exports)], run_history=False,
                footer_links=["gradio", "settings"], ssr_mode=False, mcp_server=False, css=CSS,
                prevent_thread_lock=prevent_thread_lock, quiet=quiet)
     return app, backend

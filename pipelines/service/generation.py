@@ -175,7 +175,7 @@ class GenerationService:
         pieces = engine.generate(requests, spec.sampling(), spec.limits(), on_patch=on_patch,
                                  should_stop=ctx.should_stop)
         results = []
-        folder = self.workspace.area("exports") / ctx.job_id
+        folder = self.exports / ctx.job_id
         for n, piece in enumerate(pieces, 1):
             ctx.say(f"rendering piece {n} of {len(pieces)}")
             ctx.progress(n - 1, len(pieces))
@@ -236,7 +236,7 @@ class GenerationService:
     def preview_score(self, abc: str) -> PieceFiles:
         """Render a piece someone uploaded (to continue it, or to check it) into exports/previews/."""
         digest = hashlib.sha256(abc.encode("utf-8")).hexdigest()[:16]
-        folder = self.workspace.area("exports") / "previews" / digest
+        folder = self.exports / "previews" / digest
         return self.render_piece(abc, folder, "preview")
 
     def replay(self, entry_id: int) -> GenerationSpec:
@@ -246,9 +246,14 @@ class GenerationService:
                 "instrumentation": entry.instrumentation, "seed": entry.seed, "count": 1}
         return from_params(GenerationSpec, data)
 
+    @property
+    def exports(self) -> Path:
+        """The one folder the studio serves files from (audio, downloads)."""
+        return self.workspace.area("exports")
+
     def exported_file(self, rel: str) -> Path:
         """A file the library or a job result names, re-checked: inside the workspace's exports folder."""
         path = inside(self.workspace.root, rel, must_exist=True)
-        if not path.is_relative_to(self.workspace.area("exports")):
+        if not path.is_relative_to(self.exports):
             raise WorkspaceError(f"{rel!r}: only files in the exports folder can be served")
         return path

@@ -80,6 +80,7 @@ def test_choose_a_prompt_generate_see_and_hear(studio, page, fixtures, tmp_path)
     if not demo:
         choose(page, "gen-model", "models/tiny.pth")
         page.wait_for_function("document.querySelector('#gen-model-note').innerText.includes('NotaGen-X')")
+        page.get_by_text("Sampling and limits").click()  # the limits are in a closed accordion
         page.fill("#gen-max-patches input", "12")
     period = choose(page, "gen-period", "Baroque")
     composer = choose(page, "gen-composer", "Bach")
