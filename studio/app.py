@@ -12,8 +12,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from pipelines.service.backend import Backend
-from pipelines.service.workspace import Workspace
+from pipelines.service import Backend
 from studio import system
 from studio.tabs import annotate, dataset, dpo, generate, library, train
 
@@ -52,13 +51,13 @@ def build_app(backend: Backend) -> gr.Blocks:
 
 def launch_studio(options: StudioOptions, prevent_thread_lock: bool = False, quiet: bool = False):
     """Start the studio; returns (app, backend)."""
-    backend = Backend(Workspace.open(options.workspace))
+    backend = Backend.open(options.workspace)
     app = build_app(backend)
     app.queue(api_open=False)
     app.launch(server_name=options.host, server_port=options.port, share=options.share, auth=options.auth,
                auth_message="NotaGen Studio: log in with the user and password the studio printed or was given.",
                show_error=False, enable_monitoring=False, max_file_size=f"{options.max_upload_mb}mb",
-               allowed_paths=[str(backend.workspace.area("exports"))], run_history=False,
+               allowed_paths=[str(backend.generation.exports)], run_history=False,
                footer_links=["gradio", "settings"], ssr_mode=False, mcp_server=False, css=CSS,
                prevent_thread_lock=prevent_thread_lock, quiet=quiet)
     return app, backend

@@ -9,11 +9,14 @@ from __future__ import annotations
 import base64
 import html
 
-from pipelines.service.backend import Backend, PieceFiles
-from pipelines.service.library import Generation
+from pipelines.service import Backend, Generation, PieceFiles
 
 DOWNLOADS = ("abc", "musicxml", "mid", "wav", "pdf", "raw")
 RATING = {1: "rated: thumbs up", -1: "rated: thumbs down", 0: "not rated"}
+
+
+def rating_line(rating: int) -> str:
+    return RATING.get(rating, "")
 
 
 def score_html(backend: Backend, svg_pages: list[str], problems: list[str] = (), error: str = "") -> str:
@@ -21,7 +24,7 @@ def score_html(backend: Backend, svg_pages: list[str], problems: list[str] = (),
     if error:
         parts.append(f'<p class="score-error">{html.escape(error)}</p>')
     for rel in svg_pages:
-        data = backend.workspace_file(rel).read_bytes()
+        data = backend.generation.exported_file(rel).read_bytes()
         parts.append(f'<img class="score-page" alt="score page" style="width:100%;background:white" '
                      f'src="data:image/svg+xml;base64,{base64.b64encode(data).decode("ascii")}">')
     if problems:
@@ -31,11 +34,11 @@ def score_html(backend: Backend, svg_pages: list[str], problems: list[str] = (),
 
 
 def audio_path(backend: Backend, files: dict) -> str | None:
-    return str(backend.workspace_file(files["wav"])) if files.get("wav") else None
+    return str(backend.generation.exported_file(files["wav"])) if files.get("wav") else None
 
 
 def download_paths(backend: Backend, files: dict) -> list[str]:
-    return [str(backend.workspace_file(files[k])) for k in DOWNLOADS if files.get(k)]
+    return [str(backend.generation.exported_file(files[k])) for k in DOWNLOADS if files.get(k)]
 
 
 def heading(entry: Generation) -> str:
@@ -52,7 +55,7 @@ def entry_view(backend: Backend, entry: Generation) -> tuple[str, str, str | Non
     if entry.status == "ok" and not files.get("wav"):
         error = "the score could not be made for this piece; the ABC is in the downloads"
     return (heading(entry), score_html(backend, svg, error=error), audio_path(backend, files),
-            download_paths(backend, files), RATING.get(entry.rating, ""))
+            download_paths(backend, files), rating_line(entry.rating))
 
 
 def preview_view(backend: Backend, piece: PieceFiles) -> tuple[str, str | None, list[str]]:

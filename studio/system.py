@@ -5,7 +5,9 @@ import time
 
 import gradio as gr
 
-from pipelines.service.backend import Backend, job_line
+from pipelines.service import Backend
+from studio.guard import bind
+from studio.job_follow import job_line
 
 REFRESH_S = 5.0
 ui: dict = {}
@@ -25,8 +27,6 @@ def render(backend: Backend) -> None:
 
 
 def listen(backend: Backend) -> None:
-    from studio.guard import bind
-
     outputs = [ui["status"], ui["jobs"], ui["pick"]]
     ui["timer"].tick(bind(refresh, backend), None, outputs, show_progress="hidden", api_name="system_refresh",
                      concurrency_limit=None)
@@ -35,13 +35,11 @@ def listen(backend: Backend) -> None:
 
 
 def listen_load(backend: Backend, app) -> None:
-    from studio.guard import bind
-
     app.load(bind(refresh, backend), None, [ui["status"], ui["jobs"], ui["pick"]], api_name=False)
 
 
 def status_line(backend: Backend) -> str:
-    s = backend.system()
+    s = backend.models.system()
     vram = (f"VRAM {s.vram_used_gib:.1f} GiB used / {s.vram_free_gib:.1f} GiB free of {s.vram_total_gib:.1f}"
             if s.vram_total_gib is not None else "VRAM n/a")
     job = f"running: {s.running}" + (f" ({s.waiting} waiting)" if s.waiting else "") if s.running else "GPU idle"
@@ -52,17 +50,17 @@ def status_line(backend: Backend) -> str:
 def refresh(backend: Backend):
     jobs = backend.jobs.list(30)
     rows = [[j.id, j.title, j.state, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(j.created)),
-             job_line(j, backend.job_position(j.id))] for j in jobs]
+             job_line(j, backend.jobs.position(j.id))] for j in jobs]
     active = [j.id for j in jobs if not j.is_finished]
     return status_line(backend), rows, gr.update(choices=active, value=active[0] if active else None)
 
 
 def unload(backend: Backend):
-    backend.unload()
+    backend.models.unload()
     return refresh(backend)
 
 
 def cancel(backend: Backend, job_id: str | None):
     if job_id:
-        backend.cancel(job_id)
+        backend.jobs.cancel(job_id)
     return refresh(backend)

@@ -94,10 +94,10 @@ class Runner:
 
 
 class JobQueue:
-    def __init__(self, folder: str | Path, runners: dict[str, Runner]):
+    def __init__(self, folder: str | Path, runners: dict[str, Runner] | None = None):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.runners = dict(runners)
+        self.runners = dict(runners or {})
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._jobs: dict[str, Job] = {}
@@ -133,6 +133,12 @@ class JobQueue:
             self._jobs[job.id] = job
 
     # -- the public side
+    def register(self, kind: str, runner: Runner) -> None:
+        """Add a job kind (a service registers its runner when the studio starts)."""
+        if kind in self.runners:
+            raise JobError(f"job kind {kind!r} is already registered")
+        self.runners[kind] = runner
+
     def submit(self, kind: str, params: dict, title: str = "") -> Job:
         """Queue a job; it starts when its lane is free. Returns a copy of its state."""
         if kind not in self.runners:

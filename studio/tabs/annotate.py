@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import gradio as gr
 
-from pipelines.service.backend import Backend
+from pipelines.service import Backend, PieceLabels
 from studio.guard import bind
 from studio.piece_view import preview_view
 
 TITLE = "Annotate"
-HEADERS = ["piece", "period", "composer", "instrumentation", "split", "suggested", "warnings"]
+HEADERS = PieceLabels.columns()  # piece, period, composer, instrumentation, split, suggested, warnings
 ui: dict = {}
 
 
@@ -60,12 +60,12 @@ def listen_load(backend: Backend, app) -> None:
 
 
 def list_datasets(backend: Backend):
-    names = [d.name for d in backend.datasets() if d.built]
+    names = backend.datasets.built()
     return gr.update(choices=names, value=names[0] if names else None)
 
 
 def rows_of(backend: Backend, name: str) -> list[list]:
-    return [[r[h] for h in HEADERS] for r in backend.dataset_pieces(name)]
+    return [[getattr(r, h) for h in HEADERS] for r in backend.datasets.pieces(name)]
 
 
 def load(backend: Backend, name: str):
@@ -85,29 +85,29 @@ def bulk_set(table, pieces, period, composer, instrumentation):
 
 
 def use_suggestions(backend: Backend, name: str, table, pieces):
-    suggested = backend.suggestions(name)
+    suggested = backend.datasets.suggestions(name)
     chosen = set(pieces or [r[0] for r in table or []])
     for row in table or []:
-        s = suggested.get(row[0]) or {}
-        if row[0] in chosen:
+        s = suggested.get(row[0])
+        if s and row[0] in chosen:
             for col, key in ((1, "period"), (2, "composer"), (3, "instrumentation")):
-                if s.get(key):
-                    row[col] = s[key]
+                if getattr(s, key):
+                    row[col] = getattr(s, key)
     return table
 
 
 def check(backend: Backend, table):
     flagged = 0
     for row in table or []:
-        warnings = backend.check_labels(str(row[1] or ""), str(row[2] or ""), str(row[3] or ""))
+        warnings = backend.datasets.check_labels(str(row[1] or ""), str(row[2] or ""), str(row[3] or ""))
         row[6] = "; ".join(warnings)
         flagged += bool(warnings)
     return table, f"{flagged} of {len(table or [])} pieces have warnings (they can still be trained on)"
 
 
 def save(backend: Backend, name: str, table):
-    rows = [dict(zip(HEADERS, row)) for row in table or []]
-    changed = backend.save_annotations(name, rows)["changed"]
+    rows = [PieceLabels(*(str(v or "") for v in row[:4])) for row in table or []]
+    changed = backend.datasets.save_labels(name, rows)
     table, pieces, _ = load(backend, name)
     return table, pieces, f"saved: {changed} piece(s) changed, headers rewritten"
 
@@ -120,6 +120,6 @@ def pick_piece(table, event: gr.SelectData):
 def preview(backend: Backend, name: str, piece: str):
     if not piece:
         return "", None
-    abc = backend.dataset_piece_abc(name, piece)
-    score, audio, _ = preview_view(backend, backend.preview_score(abc))
+    abc = backend.datasets.piece_abc(name, piece)
+    score, audio, _ = preview_view(backend, backend.generation.preview_score(abc))
     return score, audio

@@ -2,113 +2,113 @@
 
 The build runs as a job with a progress line; each file's result (converted, unchanged,
 failed with its stage and reason) is listed, and so is every dataset with its piece and
-prompt counts.
+prompt counts. The options' defaults and ranges are DatasetConfig's (through DatasetSpec).
 """
 from __future__ import annotations
 
 import gradio as gr
 
-from pipelines.errors import JobError
-from pipelines.service.backend import SCORE_UPLOADS, Backend, job_line
+from pipelines.fields import default_of, range_of
+from pipelines.service import CORPUS, SCORE_UPLOADS, Backend, DatasetSpec, Job
+from studio.controls import number, slider
 from studio.guard import bind
+from studio.job_follow import JobFollow, job_line
 
 TITLE = "Dataset"
 SOURCES = {"upload": "Upload score files", "folder": "A folder in the workspace's imports",
-           "corpus": "Built-in corpus (music21: Bach chorales, string quartets, ...)"}
-POLL_S = 0.5
+           CORPUS: "Built-in corpus (music21: Bach chorales, string quartets, ...)"}
+# The widgets the build handler gets, by name (the DatasetSpec's where they share one).
+BUILD_FIELDS = ("source", "upload", "folder", "corpus_limit", "name", "period", "composer", "instrumentation",
+                "eval_split", "max_unaligned_share")
 ui: dict = {}
+job = JobFollow("dataset", "build", poll_s=0.5, elem_prefix="dataset")
 
 
 def render(backend: Backend) -> None:
-    ui["source"] = gr.Radio([(v, k) for k, v in SOURCES.items()], value="corpus", label="Scores from")
+    spec = DatasetSpec
+    ui["source"] = gr.Radio([(v, k) for k, v in SOURCES.items()], value=CORPUS, label="Scores from")
     with gr.Group():
         ui["upload"] = gr.File(label="Score files", file_count="multiple", file_types=list(SCORE_UPLOADS))
         with gr.Row():
             ui["folder"] = gr.Dropdown(label="Import folder (inside the workspace's imports)", allow_custom_value=True,
                                        scale=3)
             ui["refresh_folders"] = gr.Button("Refresh", size="sm", scale=1)
-        ui["limit"] = gr.Number(40, precision=0, minimum=1, label="Corpus pieces (first N; chorales come first)")
+        ui["corpus_limit"] = number(spec, "corpus_limit", "Corpus pieces (first N; chorales come first)", minimum=1)
     ui["name"] = gr.Textbox(label="Dataset name", value="corpus", elem_id="dataset-name")
     with gr.Accordion("Labels for every piece (empty: suggested from each score) and options", open=False):
         with gr.Row():
             ui["period"] = gr.Textbox(label="Period")
             ui["composer"] = gr.Textbox(label="Composer (Last, First)")
             ui["instrumentation"] = gr.Textbox(label="Instrumentation")
-        ui["eval_split"] = gr.Slider(0.0, 0.5, value=0.1, step=0.05, label="Share held out for evaluation")
-        ui["max_unaligned"] = gr.Slider(
-            0.0, 1.0, value=1.0, step=0.01, label="Leave out pieces whose voices misalign in more than this share "
-            "of their bars (1: keep all)", elem_id="dataset-max-unaligned")
+        ui["eval_split"] = share_slider("eval_split", "Share held out for evaluation", 0.05, fallback=(0.0, 0.5))
+        ui["max_unaligned_share"] = share_slider(
+            "max_unaligned_share", "Leave out pieces whose voices misalign in more than this share of their bars "
+            "(1: keep all)", 0.01, elem_id="dataset-max-unaligned")
     with gr.Row():
         ui["build"] = gr.Button("Build dataset", variant="primary")
-        ui["cancel"] = gr.Button("Cancel", variant="stop")
-    ui["status"] = gr.Markdown(elem_id="dataset-status")
+        job.render_cancel()
+    job.render_status()
     ui["files"] = gr.Dataframe(headers=["file", "piece", "status", "stage", "reason"], type="array",
                                interactive=False, label="Files")
     with gr.Row():
         ui["datasets"] = gr.Dataframe(headers=["dataset", "pieces", "prompts", "train", "eval", "with warnings"],
                                       type="array", interactive=False, label="Datasets", scale=4)
         ui["refresh"] = gr.Button("Refresh", size="sm", scale=0)
-    ui["job"] = gr.BrowserState("", storage_key="notagen-dataset-job")
+
+
+def share_slider(name: str, label: str, step: float, fallback: tuple[float, float] = (0.0, 1.0),
+                 **kwargs) -> gr.Slider:
+    """A share of DatasetSpec: over the config's declared range, else over `fallback` (a share is 0 to 1)."""
+    low, high = range_of(DatasetSpec, name)
+    if low is None or high is None:
+        return gr.Slider(*fallback, value=default_of(DatasetSpec, name), step=step, label=label, **kwargs)
+    return slider(DatasetSpec, name, label, step, **kwargs)
 
 
 def listen(backend: Backend) -> None:
-    inputs = [ui[k] for k in ("source", "upload", "folder", "limit", "name", "period", "composer",
-                              "instrumentation", "eval_split", "max_unaligned")]
-    outputs = [ui["job"], ui["status"], ui["files"], ui["datasets"]]
-    ui["build"].click(bind(build, backend), inputs, outputs, api_name="dataset_build", concurrency_limit=None)
-    ui["cancel"].click(bind(cancel, backend), ui["job"], ui["status"], api_name="dataset_cancel")
+    outputs = job.outputs(ui["files"], ui["datasets"])
+    ui["build"].click(bind(build, backend), inputs_kwargs={k: ui[k] for k in BUILD_FIELDS}, outputs=outputs,
+                      api_name="dataset_build", concurrency_limit=None)
+    job.listen(backend)
     ui["refresh"].click(bind(list_datasets, backend), None, ui["datasets"], api_name="dataset_list")
     ui["refresh_folders"].click(bind(list_folders, backend), None, ui["folder"], api_name="dataset_folders")
 
 
 def listen_load(backend: Backend, app) -> None:
     app.load(bind(list_folders, backend), None, ui["folder"], api_name=False)
-    app.load(bind(watch, backend), ui["job"], [ui["job"], ui["status"], ui["files"], ui["datasets"]],
-             api_name=False, concurrency_limit=None, show_progress="hidden")
+    app.load(bind(watch, backend), job.job, job.outputs(ui["files"], ui["datasets"]), api_name=False,
+             concurrency_limit=None, show_progress="hidden")
 
 
 def list_datasets(backend: Backend):
-    return [[d.name, d.pieces, d.prompts, d.train, d.eval, d.warnings] for d in backend.datasets()]
+    return [[d.name, d.pieces, d.prompts, d.train, d.eval, d.warnings] for d in backend.datasets.list()]
 
 
 def list_folders(backend: Backend):
-    folders = backend.import_folders()
+    folders = backend.datasets.import_folders()
     return gr.update(choices=folders, value=folders[0] if folders else None)
 
 
-def build(backend: Backend, source, upload, folder, limit, name, period, composer, instrumentation, eval_split,
-          max_unaligned=1.0):
+def build(backend: Backend, source=CORPUS, upload=None, folder=None, corpus_limit=None, **options):
+    """`options`: the DatasetSpec's name, labels and shares, by name."""
     if source == "upload":
         files = upload if isinstance(upload, list) else [upload] if upload else []
-        folder = backend.store_uploads([(f, f) for f in files], name)
+        folder = backend.datasets.store_uploads([(f, f) for f in files], options.get("name") or "")
     elif source == "folder":
         if not folder:
             raise gr.Error("choose an import folder (copy scores into the workspace's imports folder first)")
-    elif source != "corpus":
+    elif source != CORPUS:
         raise gr.Error(f"unknown source {source!r}")
-    job = backend.submit_dataset(name, "corpus" if source == "corpus" else folder,
-                                 int(limit) if source == "corpus" and limit else None,
-                                 period or "", composer or "", instrumentation or "", float(eval_split),
-                                 float(max_unaligned))
-    yield from watch(backend, job.id)
+    spec = DatasetSpec(source=CORPUS if source == CORPUS else folder,
+                       corpus_limit=corpus_limit if source == CORPUS and corpus_limit else None, **options)
+    yield from watch(backend, backend.datasets.submit(spec).id)
 
 
 def watch(backend: Backend, job_id: str):
-    if not job_id:
-        yield "", "", [], list_datasets(backend)
-        return
-    try:
-        job = backend.job(job_id)
-    except JobError:
-        yield "", "", [], list_datasets(backend)
-        return
-    while not job.is_finished:
-        yield job_id, job_line(job, backend.job_position(job_id)), gr.skip(), gr.skip()
-        job = backend.wait(job_id, POLL_S)
-    rows = [[f["source"], f["piece"], f["status"], f["stage"], f["reason"]] for f in job.result.get("files", [])]
-    status = job.result.get("summary", "") if job.state == "done" else job_line(job, -1)
-    yield job_id, status, rows, list_datasets(backend)
+    def finished(done: Job) -> tuple:
+        result = backend.datasets.result(done)
+        rows = [[f.source, f.piece, f.status, f.stage, f.reason] for f in result.files]
+        return (result.summary if done.state == "done" else job_line(done, -1)), rows, list_datasets(backend)
 
-
-def cancel(backend: Backend, job_id: str):
-    return job_line(backend.cancel(job_id), -1) if job_id else "no build to cancel"
+    yield from job.follow(backend, job_id, ([], list_datasets(backend)), lambda current, first: (gr.skip(), gr.skip()),
+                          finished)

@@ -1,8 +1,9 @@
 """The Generate tab: choose a model and a prompt, generate, watch the ABC arrive, then read, listen, download, rate.
 
 Generation runs as a job on the GPU lane: a second request waits and shows its place in
-line. The job id is kept in the browser (BrowserState), so after a refresh the tab
-finds the job again and shows its progress or its pieces.
+line. The job id is kept in the browser, so after a refresh the tab finds the job again
+and shows its progress or its pieces. The request's widgets are passed to the handler by
+name (the GenerationSpec's field names), and their defaults and ranges are the spec's.
 """
 from __future__ import annotations
 
@@ -10,25 +11,38 @@ import functools
 
 import gradio as gr
 
-from pipelines.abc.prompts import composers, instrumentations, periods
-from pipelines.errors import JobError, NotaGenError
-from pipelines.generation.options import DEFAULT_BAR_RETRIES
-from pipelines.service.backend import Backend, GenerationSpec, job_line
+from pipelines.errors import NotaGenError
+from pipelines.service import (
+    CONTINUE_UPLOADS,
+    Backend,
+    GenerationSpec,
+    Job,
+    composers,
+    instrumentations,
+    periods,
+)
+from studio.controls import number, slider
 from studio.guard import bind, guarded
-from studio.piece_view import entry_view, preview_view
+from studio.job_follow import JobFollow, job_line
+from studio.piece_view import entry_view, preview_view, rating_line
 
 TITLE = "Generate"
 MAX_PIECES = 8
-POLL_S = 0.3
 LIVE_CHARS = 4000  # of each piece, while it streams
 NO_MODEL = ("**No model is installed yet.** The built-in demo model is not in this installation. "
             "Train one in the Train tab, or copy a NotaGen checkpoint (.pth) into the workspace's `models` folder "
             "and press refresh.")
+# The widgets that fill a GenerationSpec, by its field names (the handler gets them by name).
+SPEC_FIELDS = ("model", "period", "composer", "instrumentation", "count", "seed", "top_k", "top_p", "temperature",
+               "max_patches", "max_seconds", "bar_retries", "keep_lines", "add_lines")
+REPLAYED = tuple(f for f in SPEC_FIELDS if f not in ("keep_lines", "add_lines"))  # what a library replay fills
 
 ui: dict = {}
+job = JobFollow("generate", "generation", poll_s=0.3, elem_prefix="gen")
 
 
 def render(backend: Backend) -> None:
+    spec = GenerationSpec
     with gr.Row():
         ui["model"] = gr.Dropdown(label="Model", allow_custom_value=True, scale=4, elem_id="gen-model")
         ui["refresh"] = gr.Button("Refresh models", scale=1, size="sm")
@@ -39,36 +53,34 @@ def render(backend: Backend) -> None:
         ui["instrumentation"] = gr.Dropdown(label="Instrumentation", allow_custom_value=True,
                                             elem_id="gen-instrumentation")
     with gr.Row():
-        ui["count"] = gr.Slider(1, MAX_PIECES, value=1, step=1, label="Pieces")
-        ui["seed"] = gr.Number(0, precision=0, minimum=0, label="Seed (piece i uses seed + i)")
+        ui["count"] = gr.Slider(1, min(MAX_PIECES, backend.settings.max_pieces), value=1, step=1, label="Pieces")
+        ui["seed"] = number(spec, "seed", "Seed (piece i uses seed + i)", minimum=0)
     with gr.Accordion("Sampling and limits", open=False):
         with gr.Row():
-            ui["top_k"] = gr.Slider(0, 50, value=9, step=1, label="Top-k (0: off)")
-            ui["top_p"] = gr.Slider(0.05, 1.0, value=0.9, step=0.05, label="Top-p")
-            ui["temperature"] = gr.Slider(0.1, 2.5, value=1.2, step=0.05, label="Temperature")
+            ui["top_k"] = slider(spec, "top_k", "Top-k (0: off)", step=1)
+            ui["top_p"] = slider(spec, "top_p", "Top-p", step=0.05)
+            ui["temperature"] = slider(spec, "temperature", "Temperature", step=0.05)
         with gr.Row():
-            ui["max_patches"] = gr.Number(0, precision=0, minimum=0, label="Max patches per piece (0: no limit)",
-                                          elem_id="gen-max-patches")
-            ui["max_seconds"] = gr.Number(600, minimum=1, maximum=3600, label="Time limit (s)")
-            ui["bar_retries"] = gr.Number(DEFAULT_BAR_RETRIES, precision=0, minimum=0, maximum=100,
-                                          label="Redraws of a bar whose voices don't line up (0: off)")
+            ui["max_patches"] = number(spec, "max_patches", "Max patches per piece (0: no limit)",
+                                       elem_id="gen-max-patches")
+            ui["max_seconds"] = number(spec, "max_seconds", "Time limit (s)")
+            ui["bar_retries"] = number(spec, "bar_retries", "Redraws of a bar whose voices don't line up (0: off)")
     with gr.Accordion("Continue a score", open=False, elem_id="gen-continue"):
         ui["upload"] = gr.File(label="Score to continue (.abc, .musicxml, .xml, .mxl)",
-                               file_types=[".abc", ".musicxml", ".xml", ".mxl"], elem_id="gen-upload")
+                               file_types=list(CONTINUE_UPLOADS), elem_id="gen-upload")
         with gr.Row():
-            ui["keep_lines"] = gr.Number(0, precision=0, minimum=0, label="Keep its first N lines (0: all)")
-            ui["add_lines"] = gr.Number(8, precision=0, minimum=1, label="Lines to add")
+            ui["keep_lines"] = number(spec, "keep_lines", "Keep its first N lines (0: all)", minimum=0)
+            ui["add_lines"] = number(spec, "add_lines", "Lines to add", minimum=1)
         ui["preview_score"] = gr.HTML(elem_id="gen-preview-score")
         ui["preview_audio"] = gr.Audio(label="Listen to the uploaded score", type="filepath", interactive=False,
                                        elem_id="gen-preview-audio")
     with gr.Row():
         ui["generate"] = gr.Button("Generate", variant="primary", elem_id="gen-button")
-        ui["cancel"] = gr.Button("Cancel", variant="stop", elem_id="gen-cancel")
-    ui["status"] = gr.Markdown(elem_id="gen-status")
+        job.render_cancel()
+    job.render_status()
     ui["live"] = gr.Textbox(label="ABC, as it is written", lines=10, max_lines=20, interactive=False,
                             elem_id="gen-live")
     ui["ids"] = gr.State([])
-    ui["job"] = gr.BrowserState("", storage_key="notagen-generate-job")
     ui["slots"] = []
     for i in range(MAX_PIECES):
         with gr.Group(visible=False, elem_id=f"gen-piece-{i}") as group:
@@ -91,13 +103,12 @@ def slot_outputs() -> list:
 
 
 def watch_outputs() -> list:
-    return [ui["job"], ui["status"], ui["live"], ui["ids"], *slot_outputs()]
+    return job.outputs(ui["live"], ui["ids"], *slot_outputs())
 
 
 def replay_outputs() -> list:
     """The controls the Library's "replay" fills."""
-    return [ui[k] for k in ("model", "period", "composer", "instrumentation", "count", "seed", "top_k", "top_p",
-                            "temperature", "max_patches", "max_seconds", "bar_retries")]
+    return [ui[k] for k in REPLAYED]
 
 
 def listen(backend: Backend) -> None:
@@ -110,14 +121,11 @@ def listen(backend: Backend) -> None:
                          ui["instrumentation"], api_name="generate_composer")
     ui["upload"].upload(bind(preview_upload, backend), ui["upload"], [ui["preview_score"], ui["preview_audio"]],
                         api_name="generate_preview")
-    inputs = [ui[k] for k in ("model", "period", "composer", "instrumentation", "count", "seed", "top_k", "top_p",
-                              "temperature", "max_patches", "max_seconds", "upload", "keep_lines", "add_lines",
-                              "bar_retries")]
     # Many visitors may wait at once: the job queue, not Gradio's, decides who runs.
-    ui["generate"].click(bind(generate, backend), inputs, watch_outputs(), api_name="generate",
-                         concurrency_limit=None, show_progress="hidden")
-    ui["cancel"].click(bind(cancel, backend), ui["job"], ui["status"], api_name="generate_cancel",
-                       concurrency_limit=None)
+    ui["generate"].click(bind(generate, backend), inputs_kwargs={k: ui[k] for k in (*SPEC_FIELDS, "upload")},
+                         outputs=watch_outputs(), api_name="generate", concurrency_limit=None,
+                         show_progress="hidden")
+    job.listen(backend)
     for i, slot in enumerate(ui["slots"]):
         for button, rating in ((slot["up"], 1), (slot["down"], -1)):
             button.click(functools.partial(guarded(rate), backend, slot=i, rating=rating), ui["ids"], slot["rated"],
@@ -127,14 +135,14 @@ def listen(backend: Backend) -> None:
 def listen_load(backend: Backend, app) -> None:
     app.load(bind(list_models, backend), None,
              [ui["model"], ui["model_note"], ui["period"], ui["composer"], ui["instrumentation"]], api_name=False)
-    app.load(bind(watch, backend), ui["job"], watch_outputs(), api_name="generate_reattach",
+    app.load(bind(watch, backend), job.job, watch_outputs(), api_name="generate_reattach",
              concurrency_limit=None, show_progress="hidden")
 
 
 # ------------------------------------------------------------------ handlers
 
 def list_models(backend: Backend, current: str | None = None):
-    choices = [(m.label, m.ref) for m in backend.models()]
+    choices = [(m.label, m.ref) for m in backend.models.list()]
     if not choices:
         return (gr.update(choices=[], value=None), NO_MODEL, gr.update(choices=[], value=None),
                 gr.update(choices=[], value=None), gr.update(choices=[], value=None))
@@ -144,7 +152,7 @@ def list_models(backend: Backend, current: str | None = None):
 
 
 def choose_model(backend: Backend, model: str):
-    prompts, note = backend.model_prompts(model)
+    prompts, note = backend.models.prompts(model)
     first = periods(prompts)
     period = first[0] if first else None
     names = composers(prompts, period) if period else []
@@ -155,7 +163,7 @@ def choose_model(backend: Backend, model: str):
 
 
 def choose_period(backend: Backend, model: str, period: str):
-    prompts, _ = backend.model_prompts(model)
+    prompts, _ = backend.models.prompts(model)
     names = composers(prompts, period)
     composer = names[0] if names else None
     kinds = instrumentations(prompts, period, composer) if composer else []
@@ -163,7 +171,7 @@ def choose_period(backend: Backend, model: str, period: str):
 
 
 def choose_composer(backend: Backend, model: str, period: str, composer: str):
-    prompts, _ = backend.model_prompts(model)
+    prompts, _ = backend.models.prompts(model)
     kinds = instrumentations(prompts, period, composer)
     return gr.update(choices=kinds, value=kinds[0] if kinds else None)
 
@@ -171,55 +179,36 @@ def choose_composer(backend: Backend, model: str, period: str, composer: str):
 def preview_upload(backend: Backend, upload: str | None):
     if not upload:
         return "", None
-    score, audio, _ = preview_view(backend, backend.preview_score(backend.read_score(upload)))
+    score, audio, _ = preview_view(backend, backend.generation.preview_score(backend.generation.read_score(upload)))
     return score, audio
 
 
-def generate(backend: Backend, model, period, composer, instrumentation, count, seed, top_k, top_p, temperature,
-             max_patches, max_seconds, upload, keep_lines, add_lines, bar_retries=DEFAULT_BAR_RETRIES):
-    spec = GenerationSpec(
-        model=model or "", period=period or "", composer=composer or "", instrumentation=instrumentation or "",
-        count=int(count or 1), seed=int(seed or 0), top_k=int(top_k), top_p=float(top_p),
-        temperature=float(temperature), max_patches=int(max_patches or 0), max_seconds=float(max_seconds or 600),
-        continue_abc=backend.read_score(upload) if upload else "", keep_lines=int(keep_lines or 0),
-        add_lines=int(add_lines or 8), bar_retries=int(DEFAULT_BAR_RETRIES if bar_retries is None else bar_retries))
-    job = backend.submit_generation(spec)
-    yield from watch(backend, job.id)
+def generate(backend: Backend, upload: str | None = None, **request):
+    """`request`: the GenerationSpec fields, by name; `upload`: a score to continue."""
+    spec = GenerationSpec(**request, continue_abc=backend.generation.read_score(upload) if upload else "")
+    yield from watch(backend, backend.generation.submit(spec).id)
 
 
 def watch(backend: Backend, job_id: str):
     """Follow a generation job: its place in line, the ABC as it streams, then each piece."""
     hidden = [gr.update(visible=False), "", "", None, None, ""] * MAX_PIECES
-    if not job_id:
-        yield "", "", "", [], *hidden
-        return
-    try:
-        job = backend.job(job_id)
-    except JobError:
-        yield "", "", "", [], *hidden
-        return
-    if job.kind != "generate":
-        raise NotaGenError(f"job {job_id} is not a generation")
-    first = True
-    while not job.is_finished:
-        live = backend.job_live(job_id).get("texts", {})
+
+    def running(current: Job, first: bool) -> tuple:
+        live = backend.jobs.live(current.id).get("texts", {})
         text = "\n\n".join(f"--- piece {row + 1} ---\n{t[-LIVE_CHARS:]}" for row, t in sorted(live.items()))
-        yield (job_id, job_line(job, backend.job_position(job_id)), text, [],
-               *(hidden if first else [gr.skip()] * len(hidden)))
-        first = False
-        job = backend.wait(job_id, POLL_S)
-    yield job_id, *finished(backend, job)
+        return text, [], *(hidden if first else [gr.skip()] * len(hidden))
+
+    yield from job.follow(backend, job_id, ("", [], *hidden), running, lambda done: finished(backend, done))
 
 
-def finished(backend: Backend, job) -> tuple:
-    pieces = job.result.get("pieces", [])
-    status = job_line(job, -1)
-    if job.state == "done":
-        ok = sum(1 for p in pieces if p["status"] == "ok")
-        status = f"finished: {ok} of {len(pieces)} piece(s) complete"
-        if job.result.get("warning"):
-            status += f"  \n*{job.result['warning']}*"
-    entries = [backend.piece(p["id"]) for p in pieces[:MAX_PIECES]]
+def finished(backend: Backend, done: Job) -> tuple:
+    result = backend.generation.result(done)
+    status = job_line(done, -1)
+    if done.state == "done":
+        status = f"finished: {result.complete} of {len(result.pieces)} piece(s) complete"
+        if result.warning:
+            status += f"  \n*{result.warning}*"
+    entries = [backend.library.get(p.id) for p in result.pieces[:MAX_PIECES]]
     text = "\n\n".join(f"--- piece {n} ({e.status}) ---\n{e.abc or e.raw}" for n, e in enumerate(entries, 1))
     slots = []
     for i in range(MAX_PIECES):
@@ -230,14 +219,7 @@ def finished(backend: Backend, job) -> tuple:
     return (status, text, [e.id for e in entries], *slots)
 
 
-def cancel(backend: Backend, job_id: str):
-    if not job_id:
-        return "no generation to cancel"
-    return job_line(backend.cancel(job_id), -1)
-
-
 def rate(backend: Backend, ids: list, slot: int = 0, rating: int = 0):
     if not isinstance(ids, list) or not 0 <= slot < len(ids):
         raise NotaGenError("there is no piece in that place to rate")
-    entry = backend.rate(int(ids[slot]), int(rating))
-    return {1: "rated: thumbs up", -1: "rated: thumbs down"}.get(entry.rating, "")
+    return rating_line(backend.library.rate(int(ids[slot]), int(rating)).rating)

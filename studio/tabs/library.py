@@ -10,11 +10,9 @@ import time
 
 import gradio as gr
 
-from pipelines.abc.prompts import composers, instrumentations, periods
-from pipelines.service.backend import Backend
-from pipelines.service.library import STATUSES
+from pipelines.service import STATUSES, Backend, composers, instrumentations, periods
 from studio.guard import bind
-from studio.piece_view import entry_view
+from studio.piece_view import entry_view, rating_line
 from studio.tabs import generate
 
 TITLE = "Library"
@@ -63,6 +61,7 @@ def listen(backend: Backend) -> None:
 
 def listen_replay(backend: Backend, tabs) -> None:
     """Replay needs the Generate tab's controls and the tab switcher, which exist once every tab is built."""
+    ui["tabs"] = tabs
     ui["replay"].click(bind(replay, backend), ui["pick"], [*generate.replay_outputs(), tabs], api_name="library_replay")
 
 
@@ -86,7 +85,7 @@ def pick_row(table, event: gr.SelectData):
 def open_piece(backend: Backend, entry_id):
     if not entry_id:
         return "", "", None, None, "", "", None
-    entry = backend.piece(int(entry_id))
+    entry = backend.library.get(int(entry_id))
     heading, score, audio, files, rated = entry_view(backend, entry)
     params = {**entry.parameters, "seed": entry.seed, "model": entry.model, "prompt": entry.prompt,
               "made": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.created))}
@@ -104,19 +103,20 @@ def rate_down(backend: Backend, entry_id):
 def rate(backend: Backend, entry_id, rating: int) -> str:
     if not entry_id:
         return "open a piece first"
-    entry = backend.rate(int(entry_id), rating)
-    return {1: "rated: thumbs up", -1: "rated: thumbs down"}.get(entry.rating, "")
+    return rating_line(backend.library.rate(int(entry_id), rating).rating)
 
 
 def replay(backend: Backend, entry_id):
+    """The Generate tab's controls set to the piece's request, by control (no order to keep), then that tab."""
     if not entry_id:
         raise gr.Error("open a piece first")
-    spec = backend.replay(int(entry_id))
-    models = [(m.label, m.ref) for m in backend.models()]
-    prompts, _ = backend.model_prompts(spec.model)
-    return (gr.update(choices=models, value=spec.model), gr.update(choices=periods(prompts), value=spec.period),
-            gr.update(choices=composers(prompts, spec.period), value=spec.composer),
-            gr.update(choices=instrumentations(prompts, spec.period, spec.composer), value=spec.instrumentation),
-            1, spec.seed, spec.top_k,
-            spec.top_p, spec.temperature, spec.max_patches, spec.max_seconds, spec.bar_retries,
-            gr.Tabs(selected="generate"))
+    spec = backend.generation.replay(int(entry_id))
+    models = [(m.label, m.ref) for m in backend.models.list()]
+    prompts, _ = backend.models.prompts(spec.model)
+    controls = {name: getattr(spec, name) for name in generate.REPLAYED}
+    controls["model"] = gr.update(choices=models, value=spec.model)
+    controls["period"] = gr.update(choices=periods(prompts), value=spec.period)
+    controls["composer"] = gr.update(choices=composers(prompts, spec.period), value=spec.composer)
+    controls["instrumentation"] = gr.update(choices=instrumentations(prompts, spec.period, spec.composer),
+                                            value=spec.instrumentation)
+    return {**{generate.ui[name]: value for name, value in controls.items()}, ui["tabs"]: gr.Tabs(selected="generate")}

@@ -1,100 +1,101 @@
 """The Train tab: a dataset, a base model (or a size to train from scratch), settings with a VRAM estimate,
 start / cancel / resume, and the live loss curve, log and ETA. A finished run appears in every model list.
+
+The settings' defaults and ranges are TrainConfig's (through TrainingSpec); a resumed run
+goes on with the settings saved in its folder, whatever started it.
 """
 from __future__ import annotations
 
 import gradio as gr
 import pandas as pd
 
-from pipelines.errors import JobError
-from pipelines.service.backend import Backend, job_line
+from pipelines.service import DEMO, PRESET_NAMES, Backend, Job, TrainingSpec
+from studio.controls import number
 from studio.guard import bind
+from studio.job_follow import JobFollow, job_line
 
 TITLE = "Train"
 SCRATCH = "(train from scratch)"
-PRESETS = ("demo", "tiny", "notagen-small", "notagen-medium", "notagen-large")
-POLL_S = 1.0
+# The widgets that fill a TrainingSpec, by its field names.
+SPEC_FIELDS = ("dataset", "base", "preset", "run", "epochs", "max_steps", "lr", "batch_size", "grad_accum",
+               "warmup_steps", "lora_rank", "patience")
 ui: dict = {}
+job = JobFollow("train", "training", poll_s=1.0, elem_prefix="train")
 
 
 def render(backend: Backend) -> None:
+    spec = TrainingSpec
     with gr.Row():
         ui["dataset"] = gr.Dropdown(label="Dataset", allow_custom_value=True)
         ui["base"] = gr.Dropdown(label="Base model", allow_custom_value=True)
-        ui["preset"] = gr.Dropdown(list(PRESETS), value="demo", label="Size when training from scratch")
+        ui["preset"] = gr.Dropdown(list(PRESET_NAMES), value=DEMO, label="Size when training from scratch")
         ui["refresh"] = gr.Button("Refresh", size="sm", scale=0)
     ui["run"] = gr.Textbox(label="Run name (a folder in the workspace's runs)", value="my-run")
     with gr.Row():
-        ui["epochs"] = gr.Number(3, precision=0, minimum=1, label="Epochs")
-        ui["max_steps"] = gr.Number(0, precision=0, minimum=0, label="Max steps (0: no limit)")
-        ui["lr"] = gr.Number(0, minimum=0, label="Learning rate (0: 1e-5 fine-tuning, 3e-4 from scratch)")
-        ui["batch_size"] = gr.Number(1, precision=0, minimum=1, label="Batch size")
-        ui["grad_accum"] = gr.Number(1, precision=0, minimum=1, label="Gradient accumulation")
+        ui["epochs"] = number(spec, "epochs", "Epochs")
+        ui["max_steps"] = number(spec, "max_steps", "Max steps (0: no limit)")
+        ui["lr"] = number(spec, "lr", "Learning rate (0: 1e-5 fine-tuning, 3e-4 from scratch)", whole=False)
+        ui["batch_size"] = number(spec, "batch_size", "Batch size")
+        ui["grad_accum"] = number(spec, "grad_accum", "Gradient accumulation")
     with gr.Row():
-        ui["warmup_steps"] = gr.Number(100, precision=0, minimum=0, label="Warm-up steps")
-        ui["lora_rank"] = gr.Number(0, precision=0, minimum=0, label="LoRA rank (0: full fine-tuning)")
-        ui["patience"] = gr.Number(3, precision=0, minimum=0, label="Early-stop patience (epochs, 0: off)")
+        ui["warmup_steps"] = number(spec, "warmup_steps", "Warm-up steps")
+        ui["lora_rank"] = number(spec, "lora_rank", "LoRA rank (0: full fine-tuning)")
+        ui["patience"] = number(spec, "patience", "Early-stop patience (epochs, 0: off)")
     ui["estimate"] = gr.Markdown()
     with gr.Row():
         ui["start"] = gr.Button("Start", variant="primary")
         ui["resume"] = gr.Button("Resume this run")
-        ui["cancel"] = gr.Button("Cancel", variant="stop")
-    ui["status"] = gr.Markdown()
+        job.render_cancel()
+    job.render_status()
     ui["curve"] = gr.LinePlot(x="step", y="loss", color="curve", title="Loss", height=300)
     ui["log"] = gr.Textbox(label="Log", lines=6, max_lines=12, interactive=False)
-    ui["job"] = gr.BrowserState("", storage_key="notagen-train-job")
-
-
-def settings_inputs() -> list:
-    return [ui[k] for k in ("dataset", "base", "preset", "run", "epochs", "max_steps", "lr", "batch_size",
-                            "grad_accum", "warmup_steps", "lora_rank", "patience")]
 
 
 def listen(backend: Backend) -> None:
-    outputs = [ui["job"], ui["status"], ui["curve"], ui["log"]]
-    ui["start"].click(bind(start, backend), settings_inputs(), outputs, api_name="train_start",
-                      concurrency_limit=None, show_progress="hidden")
-    ui["resume"].click(bind(resume, backend), ui["run"], outputs, api_name="train_resume", concurrency_limit=None,
-                       show_progress="hidden")
-    ui["cancel"].click(bind(cancel, backend), ui["job"], ui["status"], api_name="train_cancel")
+    outputs = job.outputs(ui["curve"], ui["log"])
+    ui["start"].click(bind(start, backend), inputs_kwargs={k: ui[k] for k in SPEC_FIELDS}, outputs=outputs,
+                      api_name="train_start", concurrency_limit=None, show_progress="hidden")
+    ui["resume"].click(bind(resume, backend), inputs_kwargs={"run": ui["run"]}, outputs=outputs,
+                       api_name="train_resume", concurrency_limit=None, show_progress="hidden")
+    job.listen(backend)
     ui["refresh"].click(bind(choices, backend), None, [ui["dataset"], ui["base"]], api_name="train_choices")
-    for name in ("base", "preset", "batch_size", "lora_rank"):
-        ui[name].change(bind(estimate, backend), [ui["base"], ui["preset"], ui["batch_size"], ui["lora_rank"]],
-                        ui["estimate"], api_name=False, show_progress="hidden")
+    sizing = {k: ui[k] for k in ("base", "preset", "batch_size", "lora_rank")}
+    for name in sizing:
+        ui[name].change(bind(estimate, backend), inputs_kwargs=sizing, outputs=ui["estimate"], api_name=False,
+                        show_progress="hidden")
 
 
 def listen_load(backend: Backend, app) -> None:
     app.load(bind(choices, backend), None, [ui["dataset"], ui["base"]], api_name=False)
-    app.load(bind(watch, backend), ui["job"], [ui["job"], ui["status"], ui["curve"], ui["log"]], api_name=False,
+    app.load(bind(watch, backend), job.job, job.outputs(ui["curve"], ui["log"]), api_name=False,
              concurrency_limit=None, show_progress="hidden")
 
 
 def choices(backend: Backend):
-    datasets = [d.name for d in backend.datasets() if d.built]
-    models = [(m.label, m.ref) for m in backend.models()] + [(SCRATCH, SCRATCH)]
+    datasets = backend.datasets.built()
+    models = [(m.label, m.ref) for m in backend.models.list()] + [(SCRATCH, SCRATCH)]
     return (gr.update(choices=datasets, value=datasets[0] if datasets else None),
             gr.update(choices=models, value=models[0][1]))
 
 
 def estimate(backend: Backend, base, preset, batch_size, lora_rank):
     base = "" if base in (None, SCRATCH) else base
-    return "VRAM: " + backend.training_memory(base, preset or "demo", int(batch_size or 1), int(lora_rank or 0))
+    batch_size, lora_rank = max(1, int(batch_size or 1)), int(lora_rank or 0)
+    described = backend.training.memory(base, preset or DEMO, batch_size, lora_rank)
+    how = f"LoRA rank {lora_rank}" if lora_rank else "full fine-tuning"
+    return (f"VRAM: {described} ({how}, batch {batch_size}, full-length pieces); a rough estimate, "
+            "the first steps show the real use")
 
 
-def start(backend: Backend, dataset, base, preset, run, epochs, max_steps, lr, batch_size, grad_accum,
-          warmup_steps, lora_rank, patience):
+def start(backend: Backend, base=None, preset=None, **settings):
+    """`settings`: the TrainingSpec fields, by name; `base` is a model or the from-scratch choice."""
     scratch = base in (None, "", SCRATCH)
-    params = {"dataset": dataset or "", "run": run or "", "base": None if scratch else base,
-              "preset": preset if scratch else None, "epochs": int(epochs or 1), "max_steps": int(max_steps or 0),
-              "lr": float(lr) if lr else None, "batch_size": int(batch_size or 1), "grad_accum": int(grad_accum or 1),
-              "warmup_steps": int(warmup_steps or 0), "lora_rank": int(lora_rank or 0), "patience": int(patience or 0)}
-    job = backend.submit_training(params)
-    yield from watch(backend, job.id)
+    spec = TrainingSpec(base="" if scratch else base, preset=preset if scratch else "", **settings)
+    yield from watch(backend, backend.training.submit(spec).id)
 
 
 def resume(backend: Backend, run):
-    job = backend.submit_training(backend.resume_params(run or ""))
-    yield from watch(backend, job.id)
+    yield from watch(backend, backend.training.resume(run or "").id)
 
 
 def curve(records: list[dict]) -> pd.DataFrame:
@@ -116,28 +117,20 @@ def log_text(records: list[dict]) -> str:
 
 
 def watch(backend: Backend, job_id: str):
-    if not job_id:
-        yield "", "", curve([]), ""
-        return
-    try:
-        job = backend.job(job_id)
-    except JobError:
-        yield "", "", curve([]), ""
-        return
-    run = job.params.get("run", "")
-    while True:
-        records = backend.run_log(run) if run in backend.runs() else []
-        status = job_line(job, backend.job_position(job_id))
-        if job.is_finished:
-            if job.state == "done":
-                r = job.result
-                status = (f"{r['status']} after {r['step']} steps; best eval loss {r['best_eval_loss']}; "
-                          f"the model is {r['best'] or 'not saved'} (listed in Generate)")
-            yield job_id, status, curve(records), log_text(records)
-            return
-        yield job_id, status, curve(records), log_text(records)
-        job = backend.wait(job_id, POLL_S)
+    def records(current: Job) -> list[dict]:
+        run = backend.training.run_of(current)
+        return backend.training.log(run) if run in backend.training.runs() else []
 
+    def running(current: Job, first: bool) -> tuple:
+        found = records(current)
+        return curve(found), log_text(found)
 
-def cancel(backend: Backend, job_id: str):
-    return job_line(backend.cancel(job_id), -1) if job_id else "no training to cancel"
+    def finished(done: Job) -> tuple:
+        status = job_line(done, -1)
+        if done.state == "done":
+            r = backend.training.result(done)
+            status = (f"{r.status} after {r.step} steps; best eval loss {r.best_eval_loss}; "
+                      f"the model is {r.best or 'not saved'} (listed in Generate)")
+        return status, *running(done, False)
+
+    yield from job.follow(backend, job_id, (curve([]), ""), running, finished)

@@ -127,3 +127,15 @@ def test_state_survives_a_restart(tmp_path, gate):
     gate.release.set()
     q.close()
     again.close()
+
+
+def test_a_service_registers_its_kind_once(tmp_path):
+    queue = JobQueue(tmp_path / "jobs")
+    with pytest.raises(JobError, match="no job kind 'late'"):
+        queue.submit("late", {"n": 1})
+    queue.register("late", Runner("cpu", lambda ctx: {"n": ctx.params["n"]}))
+    with pytest.raises(JobError, match="'late' is already registered"):
+        queue.register("late", Runner("gpu", fail_plain))
+    job = queue.submit("late", {"n": 4})
+    assert queue.wait(job.id, 10).result == {"n": 4}
+    queue.close()

@@ -26,8 +26,31 @@ BAD_PATHS = ["../outside", "/etc/passwd", "C:\\Windows\\win.ini", "\\\\server\\s
 BACH = ("Baroque", "Bach, Johann Sebastian", "Choral")
 
 
-def generate_args(model=TINY, count=1, seed=0, max_patches=12, max_seconds=60.0, upload=None, bar_retries=32):
-    return (model, *BACH, count, seed, 9, 0.9, 1.2, max_patches, max_seconds, upload, 0, 8, bar_retries)
+def generate_args(model=TINY, count=1, seed=0, max_patches=12, max_seconds=60.0, upload=None, bar_retries=32,
+                  **changes) -> dict:
+    """The Generate button's inputs, by name (the GenerationSpec's fields and the upload)."""
+    return {"model": model, "period": BACH[0], "composer": BACH[1], "instrumentation": BACH[2], "count": count,
+            "seed": seed, "top_k": 9, "top_p": 0.9, "temperature": 1.2, "max_patches": max_patches,
+            "max_seconds": max_seconds, "upload": upload, "keep_lines": 0, "add_lines": 8,
+            "bar_retries": bar_retries, **changes}
+
+
+def build_args(**changes) -> dict:
+    """The Dataset tab's build inputs, by name."""
+    return {"source": "corpus", "upload": None, "folder": None, "corpus_limit": 1, "name": "ok-name", "period": "",
+            "composer": "", "instrumentation": "", "eval_split": 0.1, **changes}
+
+
+def train_args(**changes) -> dict:
+    """The Train tab's start inputs, by name."""
+    return {"dataset": "missing", "base": TINY, "preset": "demo", "run": "run", "epochs": 1, "max_steps": 1,
+            "lr": 0, "batch_size": 1, "grad_accum": 1, "warmup_steps": 0, "lora_rank": 0, "patience": 0, **changes}
+
+
+def dpo_args(**changes) -> dict:
+    """The DPO tab's start inputs, by name."""
+    return {"model": TINY, "dataset": "d", "run": "r", "scorer": "builtin", "clamp2": "", "use_ratings": True,
+            "iterations": 1, "samples": 1, "steps": 1, "max_patches": 0, **changes}
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +114,7 @@ def test_refused_without_login_accepted_with_it(studio, client):
 
 def test_generation_end_to_end(studio, client):
     _, backend = studio
-    job = client.submit(*generate_args(count=2, seed=7), api_name="/generate")
+    job = client.submit(**generate_args(count=2, seed=7), api_name="/generate")
     final = job.result(timeout=120)
     outputs = job.outputs()
     job_id, status, text = final[0], final[1], final[2]
@@ -115,7 +138,7 @@ def test_a_second_gpu_job_waits_for_the_first(studio):
     app, backend = studio
     first_client = Client(app.local_url, auth=AUTH, verbose=False)
     second_client = Client(app.local_url, auth=AUTH, verbose=False)
-    first = first_client.submit(*generate_args(max_patches=0, max_seconds=3.0), api_name="/generate")
+    first = first_client.submit(**generate_args(max_patches=0, max_seconds=3.0), api_name="/generate")
     running = threading.Event()
 
     def wait_running():
@@ -126,13 +149,13 @@ def test_a_second_gpu_job_waits_for_the_first(studio):
     watcher = threading.Thread(target=wait_running, daemon=True)
     watcher.start()
     assert running.wait(30)
-    second = second_client.submit(*generate_args(seed=1), api_name="/generate")
+    second = second_client.submit(**generate_args(seed=1), api_name="/generate")
     second_final = second.result(timeout=120)
     first_final = first.result(timeout=120)
     statuses = [out[1] for out in second.outputs()]
     assert any(s.startswith("waiting: number 1 in line") for s in statuses), statuses
     assert first_final[1].startswith("finished") and second_final[1].startswith("finished")
-    first_job, second_job = backend.job(first_final[0]), backend.job(second_final[0])
+    first_job, second_job = backend.jobs.get(first_final[0]), backend.jobs.get(second_final[0])
     assert first_job.finished <= second_job.started  # never two at once
 
 
@@ -142,7 +165,8 @@ def test_dataset_tab_builds_from_an_import_folder_and_leaves_out_unaligned_piece
     folder.mkdir(parents=True)
     for piece in ("bach_bwv66.6", "haydn_opus74no1_movement3"):  # haydn: 1 of 113 bars misaligned
         shutil.copy(fixtures / "preprocess" / f"{piece}.musicxml", folder)
-    _, status, rows, datasets = client.predict("folder", None, "mixed", 1, "mixed", "", "", "", 0.0, 0.005,
+    _, status, rows, datasets = client.predict(**build_args(source="folder", folder="mixed", name="mixed",
+                                                            eval_split=0.0, max_unaligned_share=0.005),
                                                api_name="/dataset_build")
     assert "1 converted" in status and "1 left out (voices misaligned)" in status, status
     by_piece = {row[1]: row for row in rows["data"]}
@@ -157,24 +181,27 @@ def test_path_traversal_refused_by_every_path_handler(client, bad):
     calls = [
         ((bad,), "/generate_model"),
         (generate_args(model=bad), "/generate"),
-        (("corpus", None, None, 1, bad, "", "", "", 0.1), "/dataset_build"),
-        (("folder", None, bad, 1, "ok-name", "", "", "", 0.1), "/dataset_build"),
-        (("upload", None, None, 1, bad, "", "", "", 0.1), "/dataset_build"),
+        (build_args(name=bad), "/dataset_build"),
+        (build_args(source="folder", folder=bad), "/dataset_build"),
+        (build_args(source="upload", name=bad), "/dataset_build"),
         ((bad,), "/annotate_load"),
         ((bad, "piece"), "/annotate_preview"),
-        ((bad, TINY, "demo", "run", 1, 1, 0, 1, 1, 0, 0, 0), "/train_start"),
-        (("missing", bad, "demo", "run", 1, 1, 0, 1, 1, 0, 0, 0), "/train_start"),
-        (("missing", TINY, "demo", bad, 1, 1, 0, 1, 1, 0, 0, 0), "/train_start"),
+        (train_args(dataset=bad), "/train_start"),
+        (train_args(base=bad), "/train_start"),
+        (train_args(run=bad), "/train_start"),
         ((bad,), "/train_resume"),
-        ((bad, "d", "r", "builtin", "", True, 1, 1, 1, 0), "/dpo_start"),
-        ((TINY, "d", bad, "builtin", "", True, 1, 1, 1, 0), "/dpo_start"),
-        ((TINY, "d", "r", "clamp2", bad, True, 1, 1, 1, 0), "/dpo_start"),
+        (dpo_args(model=bad), "/dpo_start"),
+        (dpo_args(run=bad), "/dpo_start"),
+        (dpo_args(scorer="clamp2", clamp2=bad), "/dpo_start"),
         ((bad, 1), "/dpo_pairs"),
         (("r", 1, bad), "/dpo_chosen"),
     ]
     for args, api_name in calls:
         with pytest.raises(AppError) as refused:
-            client.predict(*args, api_name=api_name)
+            if isinstance(args, dict):
+                client.predict(**args, api_name=api_name)
+            else:
+                client.predict(*args, api_name=api_name)
         message = str(refused.value)
         assert "secret" not in message, (api_name, message)
 
@@ -184,7 +211,7 @@ def test_file_routes_serve_only_exports(studio, http, client):
     root = backend.workspace.root
     exported = next((root / "exports").rglob("*.raw.abc"), None)
     if exported is None:  # this test may run alone
-        client.predict(*generate_args(), api_name="/generate")
+        client.predict(**generate_args(), api_name="/generate")
         exported = next((root / "exports").rglob("*.raw.abc"))
     assert http.get(f"gradio_api/file={exported}").status_code == 200  # the positive control
     for target in [root / "library.sqlite", root / "settings.json", root / "models" / "tiny.pth",
@@ -226,9 +253,9 @@ def test_continue_preview_and_errors_are_plain_messages(client, fixtures, tmp_pa
     with pytest.raises(AppError, match="not UTF-8"):
         client.predict(handle_file(str(garbled)), api_name="/generate_preview")
     with pytest.raises(AppError, match="greater than maximum"):  # Gradio checks ranges ...
-        client.predict(TINY, *BACH, 1, 0, 9, 1.5, 1.2, 5, 60, None, 0, 8, 8, api_name="/generate")
+        client.predict(**generate_args(top_p=1.5, max_patches=5, bar_retries=8), api_name="/generate")
     with pytest.raises(AppError, match="without '_'"):  # ... the studio checks what Gradio cannot
-        client.predict(TINY, "Bar_oque", *BACH[1:], 1, 0, 9, 0.9, 1.2, 5, 60, None, 0, 8, 8, api_name="/generate")
+        client.predict(**generate_args(period="Bar_oque", max_patches=5, bar_retries=8), api_name="/generate")
 
 
 def test_a_models_card_is_read_once_and_a_foreign_file_is_a_plain_error(tmp_path, fixtures):
@@ -236,19 +263,18 @@ def test_a_models_card_is_read_once_and_a_foreign_file_is_a_plain_error(tmp_path
 
     from pipelines.errors import NotaGenError
     from pipelines.model.network import count_parameters
-    from pipelines.service.backend import Backend
-    from pipelines.service.workspace import Workspace
+    from pipelines.service import Backend, Workspace
 
     ws = Workspace.open(tmp_path / "workspace")
     shutil.copy(fixtures / "tiny_model.pth", ws.area("models") / "tiny.pth")
     torch.save({"weights": torch.zeros(2)}, ws.area("models") / "foreign.pth")
     backend = Backend(ws)
     try:
-        path, card = backend.model_card(TINY)
-        assert path == ws.root / TINY and backend.model_card(TINY)[1] is card  # cached while the file is unchanged
-        assert f"{count_parameters(card.config) / 1e6:.0f} M parameters" in backend.training_memory(TINY, "", 1, 0)
-        assert backend.dpo_memory(TINY).startswith(f"{count_parameters(card.config) / 1e6:.0f} M parameters")
-        for ask in (backend.model_prompts, backend.dpo_memory, lambda ref: backend.training_memory(ref, "", 1, 0)):
+        path, card = backend.models.card(TINY)
+        assert path == ws.root / TINY and backend.models.card(TINY)[1] is card  # cached while the file is unchanged
+        assert f"{count_parameters(card.config) / 1e6:.0f} M parameters" in backend.training.memory(TINY, "", 1, 0)
+        assert backend.dpo.memory(TINY).startswith(f"{count_parameters(card.config) / 1e6:.0f} M parameters")
+        for ask in (backend.models.prompts, backend.dpo.memory, lambda ref: backend.training.memory(ref, "", 1, 0)):
             with pytest.raises(NotaGenError, match="foreign.pth: not a NotaGen checkpoint"):
                 ask("models/foreign.pth")
     finally:
@@ -257,25 +283,33 @@ def test_a_models_card_is_read_once_and_a_foreign_file_is_a_plain_error(tmp_path
 
 def test_resuming_a_run_reads_its_saved_settings(tmp_path, fixtures):
     from pipelines.errors import TrainingError
-    from pipelines.service.backend import Backend
-    from pipelines.service.workspace import Workspace
+    from pipelines.service import Backend, Workspace
 
     ws = Workspace.open(tmp_path / "workspace")
     shutil.copy(fixtures / "tiny_model.pth", ws.area("models") / "tiny.pth")
+    (ws.area("datasets") / "chorales").mkdir()
+    (ws.area("datasets") / "chorales" / "manifest.json").write_text('{"pieces": {}}', encoding="utf-8")
     run = ws.area("runs") / "r1"
     run.mkdir()
-    saved = {"data_dir": str(ws.area("datasets") / "chorales"), "base": str(ws.root / TINY), "preset": None,
-             "epochs": 4, "lr": 2e-5, "batch_size": 2, "resume": False, "out_dir": str(run), "betas": [0.9, 0.95]}
+    saved = {"data_dir": "/elsewhere/datasets/chorales", "base": str(ws.root / TINY), "preset": None,
+             "epochs": 4, "lr": 2e-5, "batch_size": 2, "resume": False, "out_dir": "/elsewhere/r1",
+             "betas": [0.9, 0.95], "device": "cuda:3"}
     (run / "config.json").write_text(json.dumps(saved), encoding="utf-8")
     backend = Backend(ws)
     try:
-        assert backend.resume_params("r1") == {"dataset": "chorales", "run": "r1", "base": TINY, "preset": None,
-                                               "resume": True, "epochs": 4, "lr": 2e-5, "batch_size": 2}
-        assert backend.base_ref("NotaGen-X") == "notagen-x"
+        config = backend.training.resume_config("r1")
+        assert (config.data_dir, config.out_dir, config.base) == (ws.area("datasets") / "chorales", run,
+                                                                  str(ws.root / TINY))
+        assert (config.preset, config.resume, config.epochs, config.lr, config.batch_size) == (None, True, 4, 2e-5, 2)
+        assert config.betas == (0.9, 0.95)  # every saved setting, not a hand-kept list of them
+        assert config.device == backend.settings.device and config.models_dirs == [ws.area("models")]
+        assert backend.models.ref_of("NotaGen-X") == "notagen-x"
         with pytest.raises(TrainingError, match="gone.pth is no longer in the workspace"):
-            backend.base_ref(str(tmp_path / "gone.pth"))
+            backend.models.ref_of(str(tmp_path / "gone.pth"))
+        with pytest.raises(TrainingError, match="has nothing to resume"):
+            backend.training.resume("r1")
         with pytest.raises(TrainingError, match="has no config.json"):
             (ws.area("runs") / "r2").mkdir()
-            backend.resume_params("r2")
+            backend.training.resume_config("r2")
     finally:
         backend.close()

@@ -69,7 +69,7 @@ def choose(page, elem_id: str, option: str | None = None) -> str:
 
 def test_choose_a_prompt_generate_see_and_hear(studio, page, fixtures, tmp_path):
     app, backend = studio
-    demo = any(m.ref == "demo" for m in backend.models())
+    demo = any(m.ref == "demo" for m in backend.models.list())
     page.goto(app.local_url)
     page.fill("input[name=username], input[type=text]", AUTH[0])
     page.fill("input[type=password]", AUTH[1])
@@ -81,6 +81,7 @@ def test_choose_a_prompt_generate_see_and_hear(studio, page, fixtures, tmp_path)
     if not demo:
         choose(page, "gen-model", "models/tiny.pth")
         page.wait_for_function("document.querySelector('#gen-model-note').innerText.includes('NotaGen-X')")
+        page.get_by_text("Sampling and limits").click()  # the limits are in a closed accordion
         page.fill("#gen-max-patches input", "12")
     period = choose(page, "gen-period", "Baroque")
     composer = choose(page, "gen-composer", "Bach")

@@ -1,0 +1,78 @@
+"""The generation service: its spec's defaults and checks, and continuing an uploaded MusicXML score end to end."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from pipelines.errors import AbcError, NotaGenError, SettingError
+from pipelines.fields import default_of, range_of
+from pipelines.generation.options import GenerationLimits, SamplingConfig
+from pipelines.service import Backend, GenerationSpec, Settings, Workspace
+
+TINY = "models/tiny.pth"
+BACH = ("Baroque", "Bach, Johann Sebastian", "Choral")
+
+
+@pytest.fixture
+def backend(tmp_path, fixtures):
+    ws = Workspace.open(tmp_path / "workspace")
+    shutil.copy(fixtures / "tiny_model.pth", ws.area("models") / "tiny.pth")
+    backend = Backend(ws, Settings(device="cpu", dtype="fp32"))
+    yield backend
+    backend.close()
+
+
+def test_the_spec_takes_its_defaults_and_ranges_from_the_generation_options():
+    for config, name in [(SamplingConfig, "top_k"), (SamplingConfig, "top_p"), (SamplingConfig, "temperature"),
+                         (GenerationLimits, "max_patches"), (GenerationLimits, "max_seconds"),
+                         (GenerationLimits, "bar_retries")]:
+        assert default_of(GenerationSpec, name) == default_of(config, name), name
+        assert range_of(GenerationSpec, name) == range_of(config, name), name
+    spec = GenerationSpec(TINY, *BACH)
+    assert spec.sampling() == SamplingConfig() and spec.limits() == GenerationLimits(
+        max_patches=spec.max_patches, max_seconds=spec.max_seconds, bar_retries=spec.bar_retries)
+
+
+def test_the_spec_refuses_what_the_configs_refuse_with_their_words():
+    assert GenerationSpec(TINY, *BACH, top_k=9.0, seed="3").seed == 3  # what a browser sends
+    for change, words in [({"top_p": 1.5}, "top-p must be over 0 up to 1, not 1.5"),
+                          ({"max_seconds": 0}, "time limit must be over 0 up to 3600"),
+                          ({"bar_retries": 101}, "bar redraws must be 0 to 100"),
+                          ({"count": 0}, "pieces per request must be at least 1"),
+                          ({"seed": -1}, "the seed must be a whole number"),
+                          ({"top_k": "many"}, "top k must be a number"),
+                          ({"add_lines": 0}, "add at least 1")]:
+        with pytest.raises(SettingError, match=words):
+            GenerationSpec(TINY, *BACH, **change)
+
+
+def test_more_pieces_than_the_settings_allow_are_refused(backend):
+    with pytest.raises(SettingError, match="pieces per request must be 1 to 8"):
+        backend.generation.submit(GenerationSpec(TINY, *BACH, count=9))
+    with pytest.raises(NotaGenError, match="no model chosen"):
+        backend.generation.submit(GenerationSpec("", *BACH))
+
+
+def test_a_musicxml_upload_is_read_and_continued(backend, fixtures):
+    xml = fixtures / "preprocess" / "bach_bwv66.6.musicxml"
+    abc = backend.generation.read_score(xml)
+    assert abc == (fixtures / "preprocess" / "bach_bwv66.6.xml2abc.abc").read_text(encoding="utf-8")
+    spec = GenerationSpec(TINY, *BACH, seed=5, max_patches=3, continue_abc=abc, continue_name=xml.name, keep_lines=2)
+    job = backend.generation.submit(spec)
+    done = backend.jobs.wait(job.id, 300)
+    assert done.state == "done", done.error
+    result = backend.generation.result(done)
+    assert [(p.seed, p.status) for p in result.pieces] == [(5, "limit")]  # random weights: the patch limit ends it
+    entry = backend.library.get(result.pieces[0].id)
+    assert entry.raw.startswith(spec.prefix()) and "[r:0/" in entry.raw  # the kept bars, then the model's
+    assert entry.parameters["continue_name"] == "bach_bwv66.6.musicxml" and entry.parameters["keep_lines"] == 2
+
+
+def test_an_upload_that_is_not_a_score_is_a_plain_error(backend, tmp_path):
+    broken = tmp_path / "broken.musicxml"
+    broken.write_text("<score-partwise><part", encoding="utf-8")
+    with pytest.raises(AbcError, match="broken.musicxml: xml2abc: not well-formed MusicXML"):
+        backend.generation.read_score(broken)
+    with pytest.raises(AbcError, match="continue an .abc, .musicxml"):
+        backend.generation.read_score(tmp_path / "notes.txt")
