@@ -205,7 +205,6 @@ def test_studio_never_imports_torch():
 STUDIO_DOORS = ("pipelines.service", "pipelines.errors", "pipelines.fields")
 
 
-@pytest.mark.xfail(strict=False, reason="studio services land in helper-a's branch")
 def test_studio_reaches_pipelines_only_through_the_service():
     bad = []
     for path in files("studio"):

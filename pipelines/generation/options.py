@@ -1,7 +1,7 @@
 """What a generation call may be asked: sampling and limits, with the one home of their defaults and ranges.
 
-Torch-free: the CLI parser and the studio's widgets read these fields (`pipelines.fields`)
-without loading the engine.
+Torch-free: the CLI's parser reads these fields (`pipelines.fields`) without loading torch;
+the studio's generation spec mirrors them.
 """
 from __future__ import annotations
 

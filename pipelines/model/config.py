@@ -1,4 +1,4 @@
-"""NotaGen's sizes and named presets, without torch (the studio reads them at start-up)."""
+"""NotaGen's sizes and named presets; torch-free, so a command's parser can list them without loading torch."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields

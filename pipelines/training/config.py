@@ -116,6 +116,9 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
-    # What must not change when a run is resumed (the data order and schedule depend on them).
+    # What must not change when a run is resumed: the data order and schedule depend on some, the
+    # model being trained on the rest (a resume that changed its dropout or adapter would be
+    # another run under the old one's name).
     RESUME_KEYS = ("epochs", "max_steps", "batch_size", "grad_accum", "lr", "schedule", "warmup_steps",
-                   "min_lr_ratio", "key_augment", "seed", "lora_rank", "freeze_patch_decoder")
+                   "min_lr_ratio", "key_augment", "seed", "lora_rank", "lora_alpha", "lora_dropout", "lora_targets",
+                   "freeze_patch_decoder", "dropout")
