@@ -24,9 +24,11 @@ def generate(args):
     from pipelines.generation.engine import GenerationRequest
     from pipelines.generation.loading import load_engine
     from pipelines.generation.options import GenerationLimits
+    from pipelines.generation.plan import DecodeOptions
 
-    engine = load_engine(Path(args.model), device=args.device, dtype=args.dtype)
-    engine.compile = args.compile
+    # Compiled steps only when asked; the kernels and pairs as the engine plans them.
+    engine = load_engine(Path(args.model), device=args.device, dtype=args.dtype,
+                         decode=DecodeOptions(compile=args.compile))
     prompts = [parse_prompt(line) for line in engine.card.prompts]
     if not prompts:
         raise SystemExit("the model records no prompts")
@@ -44,8 +46,9 @@ def generate(args):
             "restarts": p.restarts} for p in pieces]
     Path(args.out).write_text(json.dumps(out), encoding="utf-8")
     chars = sum(p.chars for p in pieces)
+    paths = sorted({p.decode_path for p in pieces})
     print(f"{len(pieces)} pieces, {chars} chars in {seconds:.1f} s ({chars / seconds:.0f} chars/s) on "
-          f"{engine.runtime.device} {engine.runtime.dtype_name}; statuses "
+          f"{engine.runtime.device} {engine.runtime.dtype_name}, decoded {' | '.join(paths)}; statuses "
           f"{ {s: sum(p.status == s for p in pieces) for s in {p.status for p in pieces}} }")
 
 

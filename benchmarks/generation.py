@@ -10,8 +10,9 @@ does: fp32 weights, no autocast, autograd recording (the demo calls the model ou
 A second ratio is to the same loop under inference_mode and autocast to the run's dtype. The
 loop with today's default (SDPA) attention, and on the studio's leaner modules, is timed as
 well. The engine: KV caches, sampling on the device, compiled CUDA-graph steps, at batches of
-up to 2 the fused decode kernels, and up to 4 two chars a pass (pipelines/pair_decode.py; rows
-on the same weights drawing one char a step compare). Prints chars/s of the references, the
+up to 2 the fused decode kernels, and up to 4 two chars a pass (pipelines/generation/kernels/pair.py; rows
+on the same weights drawing one char a step compare). Each engine row names the decode path it ran
+(`Engine.plan`; the run stops where its pieces say another ran). Prints chars/s of the references, the
 engine at batch 1 and at larger batches, the ratios to both references, and peak GPU memory.
 
     python benchmarks/generation.py                      # random NotaGen-X-shaped weights, fp16
@@ -47,8 +48,9 @@ import transformers
 
 from pipelines.abc.prompts import Prompt
 from pipelines.abc.tokenizer import BOS_ID, EOS_ID, Patchilizer
-from pipelines.generation.engine import FUSED_MAX_BATCH, PAIR_MAX_BATCH, Engine, GenerationRequest
+from pipelines.generation.engine import Engine, GenerationRequest
 from pipelines.generation.options import GenerationLimits, SamplingConfig
+from pipelines.generation.plan import FUSED_MAX_BATCH, PAIR_MAX_BATCH
 from pipelines.model.config import VOCAB_SIZE, preset
 from pipelines.model.lora import load_model
 from pipelines.model.network import NotaGen
@@ -218,13 +220,12 @@ def engine_lengths_run(engine: Engine, lengths: list[int], sampling: SamplingCon
     """The engine at batch 1 from the prompt through len(lengths) patches, patch i ending (an eos
     in place of its draw) after lengths[i] chars: the patch loop of `Engine.generate` without its
     host-side bookkeeping, which writes no eos of its own choosing."""
-    dec = engine._decoder(1)
+    dec = engine.decoder(1)
+    ran_as_planned(engine, 1, {dec.describe()})
     context = prompt_context(engine.model).tolist()
     P = engine.config.patch_size
     lengths = lengths[:engine.config.patch_length - len(context) - 1]
-    dec.enc.copy_(engine._prefill([0], [context]))
-    dec.seeds.zero_(), dec.counters.zero_(), dec.in_body.fill_(True), dec.active.fill_(True)
-    dec.top_k.fill_(sampling.top_k), dec.top_p.fill_(sampling.top_p), dec.temperature.fill_(sampling.temperature)
+    dec.reset(engine.prefill([0], [context]), seeds=[0], in_body=[True], sampling=sampling)
     dec.start_row(0, len(context), [])
     chars = 0
     synchronize(engine.runtime.device)
@@ -270,8 +271,9 @@ def main():
                     help="MusicXML scores whose patch lengths the last rows force; default: the first of each "
                          "kind (period, instrumentation) in music21's corpus")
     ap.add_argument("--no-real-bars", action="store_true", help="leave out the rows with real patch lengths")
-    ap.add_argument("--no-compile", action="store_true")
-    ap.add_argument("--no-fused", action="store_true", help="no fused decode kernels: every batch through the modules")
+    ap.add_argument("--no-compile", action="store_true", help="uncompiled steps (the kernels still run where planned)")
+    ap.add_argument("--no-fused", action="store_true",
+                    help="no decode kernels, one char a step or two: every batch through the modules")
     ap.add_argument("--no-pair", action="store_true",
                     help="every batch draws one char a step (default: two a pass up to PAIR_MAX_BATCH, and "
                          "one-char rows to compare)")
@@ -354,15 +356,15 @@ def main():
     ref_rate, lean_rate = rows[0][3], rows[1][3]
 
     runs = []
-    compile_steps = not args.no_compile and cuda
+    compile_steps = False if args.no_compile else None  # None: the engine's default (compiled on CUDA with Triton)
     if args.unfused_too:
-        runs.append((Engine(model, runtime, compile=compile_steps, fused=False),
+        runs.append((Engine(model, runtime, compile=compile_steps, fused=False, pair=False),
                      [b for b in args.batches if b <= FUSED_MAX_BATCH]))
     fused = False if args.no_fused else None
     one_char = [b for b in args.batches if b <= PAIR_MAX_BATCH]
     if one_char and not args.no_fused and not args.no_pair and cuda:  # the same weights, one char a step
-        runs.append((Engine(model, runtime, compile=compile_steps, pair=False), one_char))
-    pair = False if args.no_pair else None
+        runs.append((Engine(model, runtime, compile=compile_steps, fused=fused, pair=False), one_char))
+    pair = False if args.no_pair or args.no_fused else None
     runs.append((Engine(model, runtime, compile=compile_steps, fused=fused, pair=pair), args.batches))
     for engine, batches in runs:
         rows += engine_rows(engine, batches, args.patches, sampling, (ref_rate, lean_rate))
@@ -401,10 +403,15 @@ def main():
 
 
 def engine_path(engine: Engine, batch: int) -> str:
-    """How the engine decodes `batch` rows, read off the decoder it builds for them."""
-    dec = engine._decoder(batch)
-    blocks = "fused kernels" if hasattr(dec, "patch_stack") else "modules"
-    return f" ({blocks}, {'two chars a pass' if dec.pair_stack is not None else 'one char a step'})"
+    """How the engine plans to decode `batch` rows, for a row's label."""
+    return f" ({engine.plan(batch).describe()})"
+
+
+def ran_as_planned(engine: Engine, batch: int, ran: set[str]):
+    """Stop the benchmark where pieces of `batch` rows say they ran another path than the engine plans."""
+    planned = engine.plan(batch).describe()
+    if ran != {planned}:
+        raise SystemExit(f"engine, batch {batch}: planned {planned!r}, but ran {sorted(ran)}")
 
 
 def engine_rows(engine: Engine, batches: list[int], patches: int, sampling: SamplingConfig,
@@ -415,6 +422,7 @@ def engine_rows(engine: Engine, batches: list[int], patches: int, sampling: Samp
         path = engine_path(engine, batch)
         t0 = time.perf_counter()
         chars, secs, pieces = engine_run(engine, batch, patches, sampling)
+        ran_as_planned(engine, batch, {p.decode_path for p in pieces})
         peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
         rate = chars / secs
         statuses = {p.status for p in pieces}

@@ -5,16 +5,20 @@ import threading
 from pathlib import Path
 
 from pipelines.generation.engine import Engine
+from pipelines.generation.plan import DecodeOptions
 from pipelines.model.lora import load_model
 from pipelines.model.registry import prompt_vocabulary
 from pipelines.model.runtime import pick_runtime, release
 
 
-def load_engine(path: Path, device: str | None = "auto", dtype: str | None = "auto") -> Engine:
+def load_engine(path: Path, device: str | None = "auto", dtype: str | None = "auto",
+                decode: DecodeOptions = DecodeOptions()) -> Engine:
+    """An engine over the model file at `path`; `decode` as `Engine` takes it (default: decided by the runtime)."""
     runtime = pick_runtime(device, dtype)
     ckpt = load_model(path, device="cpu")
     ckpt.card.prompts = prompt_vocabulary(path, ckpt.card)
-    return Engine(ckpt.model, runtime, name=Path(path).name, card=ckpt.card)
+    return Engine(ckpt.model, runtime, name=Path(path).name, card=ckpt.card, compile=decode.compile,
+                  fused=decode.fused, pair=decode.pair)
 
 
 class ModelSlot:

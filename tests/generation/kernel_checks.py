@@ -1,6 +1,8 @@
-"""Checks of pipelines.decode_kernels that test_decode_kernels runs in a subprocess with
-TRITON_INTERPRET=1 (Triton reads it when the kernels are defined), so Triton's interpreter
-runs the real kernels on CPU tensors. Each check prints one line and fails by raising."""
+"""Checks of the Triton decode kernels (pipelines.generation.kernels) that test_kernels runs in a
+subprocess with TRITON_INTERPRET=1 (Triton reads it when the kernels are defined), so Triton's
+interpreter runs the real kernels on CPU tensors. Each check prints one line and fails by raising.
+The engine checks ask the engine for a decode path (`Engine.plan`) and check that its pieces say
+they ran it (`GeneratedPiece.decode_path`, read off the decoder that ran)."""
 import sys
 
 import torch
@@ -66,10 +68,12 @@ def engine_pieces_equal():
     requests = [GenerationRequest(p, seed=i) for i, p in enumerate(prompts)]
     limits = GenerationLimits(max_patches=2, bar_retries=0)
     runtime = pick_runtime("cpu", "fp32")
-    plain = Engine(model, runtime, compile=False, fused=False).generate(requests, limits=limits)
+    plain = Engine(model, runtime, compile=False, fused=False, pair=False).generate(requests, limits=limits)
     engine = Engine(model, runtime, compile=False, fused=True, pair=False)
+    plan = engine.plan(2)
+    assert plan.fused and plan.char_step == "fused kernels", plan  # one char a step through the kernels
     fused = engine.generate(requests, limits=limits)
-    assert hasattr(engine._decoder(2), "char_stack")  # one char a step through the kernels
+    assert all(a.decode_path == plan.describe() for a in fused), [a.decode_path for a in fused]
     assert all(a.patches == 2 for a in fused), [a.patches for a in fused]
     assert [a.raw for a in plain] == [b.raw for b in fused]
     print("engine pieces equal")
@@ -81,16 +85,20 @@ def _ended_patch(ends: list[int], pair: bool = False, name: str = "micro"):
     pass): the chars, the next patch states and the cache slots up to the last eos are the
     modules', and the kernels write no char cache slot after `written` of them."""
     from pipelines.abc.tokenizer import EOS_ID
-    from pipelines.generation.engine import PatchDecoder
+    from pipelines.generation.decoder import PatchDecoder
+    from pipelines.generation.plan import DecodeOptions, plan_decode
+    from pipelines.model.runtime import pick_runtime
 
     B = len(ends)
     model = _model(B, name)
     caches = [b.attn.cache for b in model.char_level_decoder.base.transformer.h]
     runs = {}
     for fused in (False, True):
-        dec = PatchDecoder(model, B, torch.device("cpu"), torch.float32, use_graph=False, fused=fused,
-                           pair=pair and fused)
-        assert (dec.pair_stack is not None) == (fused and pair)
+        options = DecodeOptions(compile=False, fused=fused, pair=pair and fused)
+        plan = plan_decode(model.config, pick_runtime("cpu", "fp32"), B, options)
+        assert (plan.fused, plan.pair, plan.graph) == (fused, fused and pair, False), plan
+        dec = PatchDecoder(model, plan, torch.device("cpu"), torch.float32)
+        assert dec.describe() == plan.describe() and (dec.pair_stack is not None) == (fused and pair)
         dec.enc.copy_(torch.randn(B, model.config.hidden_size, generator=torch.Generator().manual_seed(1)))
         dec.seeds.copy_(torch.arange(3, 3 + B))
         dec.top_k.fill_(9), dec.top_p.fill_(0.9), dec.temperature.fill_(1.2)
@@ -98,7 +106,7 @@ def _ended_patch(ends: list[int], pair: bool = False, name: str = "micro"):
             dec.forced[row, end] = EOS_ID
         for cache in caches:  # the modules' attention reads every slot (masked): NaN only for the kernels
             cache.k.fill_(float("nan") if fused else 0.0), cache.v.fill_(float("nan") if fused else 0.0)
-        dec._body(early_exit=False)
+        dec.decode_patch(early_exit=False)
         runs[fused] = (dec.out_chars.clone(), dec.enc.clone(), [(c.k.clone(), c.v.clone()) for c in caches],
                        int(dec.skip.item()))
     (chars, enc, plain_caches, _), (f_chars, f_enc, f_caches, skip) = runs[False], runs[True]
@@ -141,11 +149,13 @@ def engine_pair_pieces_equal():
                 GenerationRequest(Prompt("Romantic", "Chopin, Frederic", "Keyboard"), seed=7)]
     limits = GenerationLimits(max_patches=2, bar_retries=0)
     runtime = pick_runtime("cpu", "fp32")
-    plain = Engine(model, runtime, compile=False, fused=False).generate(requests, limits=limits)
+    plain = Engine(model, runtime, compile=False, fused=False, pair=False).generate(requests, limits=limits)
     engine = Engine(model, runtime, compile=False, fused=True, pair=True)
     for batch in (requests[:1], requests[:2], requests):
+        plan = engine.plan(len(batch))
+        assert plan.pair and plan.fused == (len(batch) <= 2), plan
         pair = engine.generate(batch, limits=limits)
-        assert engine._decoder(len(batch)).pair_stack is not None
+        assert all(p.decode_path == plan.describe() for p in pair), [p.decode_path for p in pair]
         assert all(p.patches == 2 for p in pair), [p.patches for p in pair]
         assert [p.raw for p in plain[:len(batch)]] == [p.raw for p in pair], (plain, pair)
     print("engine pair pieces equal")
@@ -191,6 +201,7 @@ def pair_stack_equals_the_modules():
         block.attn.cache = cache
     print("pair stack equals the modules")
 
+
 def other_head_sizes_run_the_modules():
     """A model whose head size the kernels cannot tile (24) decodes through the modules, even
     with the kernels asked for, and writes the pieces it writes without them."""
@@ -205,10 +216,12 @@ def other_head_sizes_run_the_modules():
     requests = [GenerationRequest(Prompt("Baroque", "Bach, Johann Sebastian", "Choral"), seed=2)]
     limits = GenerationLimits(max_patches=2, bar_retries=0)
     runtime = pick_runtime("cpu", "fp32")
-    plain = Engine(model, runtime, compile=False, fused=False).generate(requests, limits=limits)
+    plain = Engine(model, runtime, compile=False, fused=False, pair=False).generate(requests, limits=limits)
     engine = Engine(model, runtime, compile=False, fused=True, pair=True)
+    plan = engine.plan(1)
+    assert not plan.fused and not plan.pair and "head size 24" in str(plan), plan
     asked = engine.generate(requests, limits=limits)
-    assert engine._decoder(1).pair_stack is None and not hasattr(engine._decoder(1), "char_stack")
+    assert asked[0].decode_path == plan.describe() and plan.char_step == "modules", asked[0].decode_path
     assert plain[0].raw == asked[0].raw and asked[0].patches == 2
     print("other head sizes run the modules")
 

@@ -11,22 +11,19 @@ from pipelines.abc.report import bar_line_problem, header_problem
 from pipelines.abc.tokenizer import EOS_ID, Patchilizer
 from pipelines.errors import AbcError, NotaGenError
 from pipelines.generation.continuation import continuation_prefix
-from pipelines.generation.engine import (
+from pipelines.generation.engine import Engine, GeneratedPiece, GenerationRequest
+from pipelines.generation.options import GenerationLimits, SamplingConfig
+from pipelines.generation.piece import Move, MoveKind, Piece
+from pipelines.generation.policy import (
     MAX_BACK_LINES,
     MAX_HEADER_RESTARTS,
     MAX_RESTARTS,
     REDRAWS_PER_LINE,
     RESTART_WITHIN_LINES,
-    Engine,
-    GeneratedPiece,
-    GenerationLimits,
-    GenerationRequest,
-    _Piece,
-    char_step,
-    zero_after_eos,
+    RedrawPolicy,
 )
-from pipelines.generation.options import SamplingConfig
 from pipelines.generation.sampling import draw, sampling_distribution
+from pipelines.generation.steps import char_step, zero_after_eos
 from pipelines.model.checkpoint import load_checkpoint
 from pipelines.model.runtime import pick_runtime
 from tests.paths import DEMO_MODEL
@@ -109,13 +106,13 @@ def test_the_line_under_way_at_a_reencode_can_still_be_redrawn(engine, fixtures,
     source = (fixtures / "preprocess" / "bach_bwv7.7.xml2abc.abc").read_text(encoding="utf-8")
     prefix = continuation_prefix(source, BACH, add_lines=4)
     unmarked, checked = [], []
-    go_back_to = Engine._go_back_to
+    after_line = RedrawPolicy.after_line
 
-    def spy(piece, retries):
+    def spy(policy, piece):
         (unmarked if piece.line_start is None else checked).append(piece.reencodes)
-        return go_back_to(piece, retries)
+        return after_line(policy, piece)
 
-    monkeypatch.setattr(Engine, "_go_back_to", staticmethod(spy))
+    monkeypatch.setattr(RedrawPolicy, "after_line", spy)
     piece = engine.generate([GenerationRequest(BACH, seed=5, prefix=prefix)],
                             limits=GenerationLimits(max_patches=150, bar_retries=2))[0]
     assert piece.reencodes >= 2 and piece.redrawn_bars > 0
@@ -163,8 +160,7 @@ def test_first_tune_body_patch_is_forced_to_start_r0(engine):
             if pos >= 3:
                 chars[:, pos] = c
     finally:
-        engine._capacity = 0
-        model.clear_caches()
+        engine.free_caches()  # the engine's next batch sets its caches up again
     assert chars[0, 3:5].tolist() == [ord("0"), ord("/")]
     assert chars[1, 3:5].tolist() != [ord("0"), ord("/")]  # already in the tune body: not forced
 
@@ -182,9 +178,9 @@ def test_score_brackets_are_closed():
 
 
 def test_finished_piece_that_fails_postprocessing_is_invalid():
-    piece = _Piece(GenerationRequest(BACH, 0), ["%Baroque\n%Bach\n%Choral\n%end\nL:1/8\n"], metadata="")
+    piece = Piece(GenerationRequest(BACH, 0), ["%Baroque\n%Bach\n%Choral\n%end\nL:1/8\n"], metadata="")
     piece.status = "ok"
-    out = Engine._finish(piece, 1.0)
+    out = piece.result(1.0)
     assert isinstance(out, GeneratedPiece) and out.status == "invalid" and out.abc is None
     assert "no tune body" in out.reason
 
@@ -208,7 +204,7 @@ def test_zero_after_eos():
 
 
 def reference_with_redraws(model, start: str, seed: int, patches: int, retries: int) -> tuple[str, int, int, int, int]:
-    """No caches, and redraws done on the text, as Engine._go_back_to and _end_back_to say: a
+    """No caches, and redraws done on the text, as RedrawPolicy.after_line and after_end say: a
     finished tune-body line whose voices do not line up is cut off again (up to `retries` times per
     line, within the piece's budget); past that, one among the first RESTART_WITHIN_LINES cuts the
     piece back to `start` (up to MAX_RESTARTS times; `start` holds the metadata, so no header
@@ -312,12 +308,13 @@ def test_misaligned_bars_are_redrawn_as_a_reference_does(fixtures, monkeypatch):
     prefix = continuation_prefix(source, haydn, keep_lines=2)
     engine = Engine(model, pick_runtime("cpu"))
     hows = []
-    back_to = _Piece.back_to
-    monkeypatch.setattr(_Piece, "back_to", lambda piece, mark, how: hows.append(how) or back_to(piece, mark, how))
+    back_to = Piece.back_to
+    monkeypatch.setattr(Piece, "back_to", lambda piece, move: hows.append(move.kind) or back_to(piece, move))
     seeds = (7, 8)
     pieces = engine.generate([GenerationRequest(haydn, seed=s, prefix=prefix) for s in seeds],
                              limits=GenerationLimits(max_patches=60, bar_retries=1))
-    assert set(hows) == {"line", "restart", "back"}  # the comparison covers every way back but a header's
+    # the comparison covers every way back but a header's
+    assert set(hows) == {MoveKind.LINE, MoveKind.RESTART, MoveKind.BACK}
     for seed, piece in zip(seeds, pieces):
         text, redrawn, restarts, _, _ = reference_with_redraws(model, prefix, seed, piece.patches, retries=1)
         assert piece.raw == text and piece.redrawn_bars == redrawn and piece.restarts == restarts
@@ -337,9 +334,9 @@ def test_redraws_go_back_across_a_reencode_as_a_reference_does(fixtures, monkeyp
     haydn = Prompt("Classical", "Haydn, Joseph", "Chamber")
     prefix = continuation_prefix(source, haydn, keep_lines=2)
     across = []
-    back_to = _Piece.back_to
-    monkeypatch.setattr(_Piece, "back_to",
-                        lambda piece, mark, how: across.append(mark.enc is None) or back_to(piece, mark, how))
+    back_to = Piece.back_to
+    monkeypatch.setattr(Piece, "back_to",
+                        lambda piece, move: across.append(move.mark.enc is None) or back_to(piece, move))
     seeds = (1, 2)
     pieces = Engine(model, pick_runtime("cpu")).generate(
         [GenerationRequest(haydn, seed=s, prefix=prefix) for s in seeds],
@@ -355,7 +352,7 @@ def test_a_header_that_fails_its_check_is_written_again_as_the_body_begins(monke
     """The demo model writes Bach headers that pass; here the check also turns down the first two.
     Each is written again from the prompt, as the tune body begins, and the piece goes on under
     the first header that passes."""
-    import pipelines.generation.engine as generation
+    import pipelines.generation.policy as policy
 
     demo = load_checkpoint(DEMO_MODEL, device="cpu")
     checked = []
@@ -364,22 +361,23 @@ def test_a_header_that_fails_its_check_is_written_again_as_the_body_begins(monke
         checked.append(metadata)
         return "turned down by the test" if len(checked) <= 2 else header_problem(metadata)
 
-    monkeypatch.setattr(generation, "header_problem", stricter)
+    monkeypatch.setattr(policy, "header_problem", stricter)
     hows = []
-    back_to = _Piece.back_to
-    monkeypatch.setattr(_Piece, "back_to", lambda piece, mark, how: hows.append(how) or back_to(piece, mark, how))
+    back_to = Piece.back_to
+    monkeypatch.setattr(Piece, "back_to", lambda piece, move: hows.append(move.kind) or back_to(piece, move))
     piece = Engine(demo.model.float().eval(), pick_runtime("cpu")).generate(
         [GenerationRequest(BACH, seed=3)], limits=GenerationLimits(max_patches=60, bar_retries=1))[0]
-    assert hows[:2] == ["header", "header"] and piece.restarts >= 2 and len(checked) == hows.count("header") + 1
+    assert hows[:2] == [MoveKind.HEADER, MoveKind.HEADER] and piece.restarts >= 2
+    assert len(checked) == hows.count(MoveKind.HEADER) + 1
     assert piece.raw.startswith(checked[-1]) and checked[-1].startswith(GenerationRequest(BACH).start_text())
     assert header_problem(checked[-1]) is None
 
 
-def _piece(*lines: str, marks: int = 1) -> _Piece:
+def _piece(*lines: str, marks: int = 1) -> Piece:
     """A piece at the end of `lines` whose last `marks` line starts are known (the current line's
     last); its start is not."""
-    piece = _Piece(GenerationRequest(BACH), [], metadata="L:1/8\nM:3/4\nK:C\nV:1\nV:2\n", in_body=True,
-                   body_lines=list(lines))
+    piece = Piece(GenerationRequest(BACH), [], metadata="L:1/8\nM:3/4\nK:C\nV:1\nV:2\n", in_body=True,
+                  body_lines=list(lines))
     piece.marks = [SimpleNamespace(line=len(lines) - marks + i) for i in range(marks)]
     return piece
 
@@ -391,12 +389,12 @@ def test_a_piece_stops_redrawing_past_its_budget():
     """A piece whose lines keep failing goes on: at most `retries` + 4 redraws per line it has."""
     piece = _piece(GOOD, BAD)
     piece.attempt_redraws = 3 + REDRAWS_PER_LINE * 2 - 1
-    assert Engine._go_back_to(piece, retries=3) == (piece.line_start, "line")
+    assert RedrawPolicy(3).after_line(piece) == Move(MoveKind.LINE, piece.line_start)
     piece.attempt_redraws += 1
-    assert Engine._go_back_to(piece, retries=3) is None
+    assert RedrawPolicy(3).after_line(piece) is None
     piece.body_lines[-1] = GOOD
     piece.attempt_redraws = 0
-    assert Engine._go_back_to(piece, retries=3) is None  # aligned: kept
+    assert RedrawPolicy(3).after_line(piece) is None  # aligned: kept
 
 
 def test_a_line_past_its_redraws_restarts_the_piece_early_and_goes_back_a_line_later():
@@ -406,14 +404,14 @@ def test_a_line_past_its_redraws_restarts_the_piece_early_and_goes_back_a_line_l
     piece = _piece(GOOD, BAD)
     piece.start = SimpleNamespace(body_count=0, in_body=False)
     piece.redraws = 3  # the line's redraws are spent
-    assert Engine._go_back_to(piece, retries=3) == (piece.start, "restart")
+    assert RedrawPolicy(3).after_line(piece) == Move(MoveKind.RESTART, piece.start)
     piece.restarts = MAX_RESTARTS
-    assert Engine._go_back_to(piece, retries=3) is None  # no line before to go back to
+    assert RedrawPolicy(3).after_line(piece) is None  # no line before to go back to
     piece.marks.insert(0, SimpleNamespace(line=0))
-    assert Engine._go_back_to(piece, retries=3) == (piece.marks[-2], "back")
+    assert RedrawPolicy(3).after_line(piece) == Move(MoveKind.BACK, piece.marks[-2])
     piece = _piece(*[GOOD] * RESTART_WITHIN_LINES, BAD, marks=2)  # too late to restart
     piece.start, piece.redraws = SimpleNamespace(body_count=0, in_body=False), 3
-    assert Engine._go_back_to(piece, retries=3) == (piece.marks[-2], "back")
+    assert RedrawPolicy(3).after_line(piece) == Move(MoveKind.BACK, piece.marks[-2])
 
 
 def test_failing_again_at_one_place_goes_back_further_each_time():
@@ -422,59 +420,59 @@ def test_failing_again_at_one_place_goes_back_further_each_time():
     piece = _piece(*lines, marks=MAX_BACK_LINES + 1)
     piece.start, piece.redraws = SimpleNamespace(body_count=0, in_body=False), 3
     for depth in range(1, MAX_BACK_LINES + 1):
-        assert Engine._go_back_to(piece, retries=3) == (piece.marks[-1 - depth], "back")
+        assert RedrawPolicy(3).after_line(piece) == Move(MoveKind.BACK, piece.marks[-1 - depth])
         piece.redraws = 3  # the lines in between were drawn again and this one failed its redraws again
-    assert Engine._go_back_to(piece, retries=3) is None  # kept
+    assert RedrawPolicy(3).after_line(piece) is None  # kept
     piece.body_lines.insert(0, GOOD)  # another place: 1 line back again
-    assert Engine._go_back_to(piece, retries=3) == (piece.marks[-2], "back")
+    assert RedrawPolicy(3).after_line(piece) == Move(MoveKind.BACK, piece.marks[-2])
     short = _piece(*lines, marks=2)  # a re-encode left only the line before's start
     short.start, short.redraws = None, 3
-    assert Engine._go_back_to(short, retries=3) == (short.marks[0], "back")
-    assert Engine._go_back_to(short, retries=3) is None
+    assert RedrawPolicy(3).after_line(short) == Move(MoveKind.BACK, short.marks[0])
+    assert RedrawPolicy(3).after_line(short) is None
 
 
 def test_going_back_drops_the_later_marks_and_keeps_the_earlier():
     piece = _piece(GOOD, GOOD, GOOD, BAD, marks=0)
     for n in range(MAX_BACK_LINES + 3):
-        piece.mark_line_start(n, [], torch.zeros(4))
+        piece.mark_line_start(n, [], torch.zeros(4), keep=MAX_BACK_LINES + 1)
     assert [m.context for m in piece.marks] == list(range(2, MAX_BACK_LINES + 3))  # the last MAX_BACK_LINES + 1
     target = piece.marks[-3]
     piece.text, piece.chars = ["x"] * 10, 10
-    piece.back_to(target, "back")
+    piece.back_to(Move(MoveKind.BACK, target))
     assert piece.marks[-1] is target and len(piece.marks) == MAX_BACK_LINES - 1 and piece.redraws == 0
-    piece.back_to(piece.marks[0], "header")
+    piece.back_to(Move(MoveKind.HEADER, piece.marks[0]))
     assert piece.header_restarts == 1 and piece.restarts == 0 and len(piece.marks) == 1
 
 
 def test_a_header_with_a_problem_restarts_the_piece_as_its_tune_body_begins():
     piece = _piece("[r:0/6][V:1]c")  # the first patch of the tune body
     piece.start = SimpleNamespace(body_count=0, in_body=False)  # the model wrote the header
-    assert Engine._header_back_to(piece, retries=3) is None
+    assert RedrawPolicy(3).after_header(piece) is None
     piece.metadata += "V:2\n"
     assert header_problem(piece.metadata) == "voice 2 is defined twice in the header"
-    assert Engine._header_back_to(piece, retries=3) == (piece.start, "header")
+    assert RedrawPolicy(3).after_header(piece) == Move(MoveKind.HEADER, piece.start)
     piece.restarts = MAX_RESTARTS  # line restarts spent: a header's go on
-    assert Engine._header_back_to(piece, retries=3) == (piece.start, "header")
-    assert Engine._header_back_to(piece, retries=0) is None  # no redraws asked for
+    assert RedrawPolicy(3).after_header(piece) == Move(MoveKind.HEADER, piece.start)
+    assert RedrawPolicy(0).after_header(piece) is None  # no redraws asked for
     piece.header_restarts = MAX_HEADER_RESTARTS  # spent: the piece goes on as it is
-    assert Engine._header_back_to(piece, retries=3) is None
+    assert RedrawPolicy(3).after_header(piece) is None
     piece.header_restarts = 0
     piece.start = SimpleNamespace(body_count=0, in_body=True)  # a continued piece's own header
-    assert Engine._header_back_to(piece, retries=3) is None
+    assert RedrawPolicy(3).after_header(piece) is None
     piece.start = None  # its context is gone (re-encoded)
-    assert Engine._header_back_to(piece, retries=3) is None
+    assert RedrawPolicy(3).after_header(piece) is None
     header_only = _piece()
     header_only.in_body, header_only.start = False, SimpleNamespace(body_count=0, in_body=False)
-    assert Engine._header_back_to(header_only, retries=3) is None  # a header with no problem goes on
-    assert Engine._header_back_to(header_only, retries=3, ended=True) == (header_only.start, "header")
+    assert RedrawPolicy(3).after_header(header_only) is None  # a header with no problem goes on
+    assert RedrawPolicy(3).after_header(header_only, ended=True) == Move(MoveKind.HEADER, header_only.start)
 
 
 def test_a_piece_that_ends_on_an_open_ending_draws_its_last_line_again():
     piece = _piece(GOOD, "[r:1/0][V:1]c6:|2[V:2]C6:|2\n", marks=2)  # the current mark follows the last line
-    assert Engine._end_back_to(piece, retries=3) == (piece.marks[-2], "back")
+    assert RedrawPolicy(3).after_end(piece) == Move(MoveKind.BACK, piece.marks[-2])
     piece.end_redraws = 3
-    assert Engine._end_back_to(piece, retries=3) is None  # the piece ends as it is
+    assert RedrawPolicy(3).after_end(piece) is None  # the piece ends as it is
     closed = _piece(GOOD, "[r:1/0][V:1]c6|][V:2]C6|]\n", marks=2)
-    assert Engine._end_back_to(closed, retries=3) is None
+    assert RedrawPolicy(3).after_end(closed) is None
     unfinished = _piece(GOOD, "[r:1/0][V:1]c6|[V:2]C")  # ended mid-line: back to that line's start
-    assert Engine._end_back_to(unfinished, retries=3) == (unfinished.line_start, "back")
+    assert RedrawPolicy(3).after_end(unfinished) == Move(MoveKind.BACK, unfinished.line_start)

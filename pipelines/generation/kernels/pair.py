@@ -3,7 +3,7 @@
 At small batches a char step is bound by reading the char decoder's weights (236 MB for
 NotaGen-X in fp16) through a chain of small dependent kernels, not by arithmetic: on an
 H100 the 24 products of the six blocks take 208 us in cuBLAS for 129 rows, against 170 us
-for one row in the fused kernels (`decode_kernels`). So each pass runs 1 + 128 rows a piece
+for one row in the fused kernels (`kernels/decode.py`). So each pass runs 1 + 128 rows a piece
 through the decoder:
 
 - row 0 is position p, whose input (the patch state at 0, else the char at p - 1) is known;
@@ -159,7 +159,7 @@ class PairStack:
     that could be drawn there, the char at p + 1 (row 1 + c).
 
     Uses the blocks' KV caches (`setup_caches(batch)`). `skip`, when given, is the decoder's
-    one-element flag (see `decode_kernels.FusedStack`). Buffers are fixed, so passes can be
+    one-element flag (see `kernels.decode.FusedStack`). Buffers are fixed, so passes can be
     captured in a CUDA graph.
     """
 

@@ -1,0 +1,197 @@
+"""The patch decoder: static buffers and one patch of decoding (16 char steps, then the patch step).
+
+`PatchDecoder` builds the path a `DecodePlan` names (pipelines.generation.plan) and nothing
+else; `describe()` reads the path off what it built, so a caller can check that the plan ran.
+"""
+from __future__ import annotations
+
+import functools
+
+import torch
+
+from pipelines.generation.options import SamplingConfig
+from pipelines.generation.plan import DecodePlan, describe_path, kernels_run_on, kernels_take
+from pipelines.generation.steps import (
+    char_step,
+    fused_char_input,
+    fused_patch_input,
+    patch_step,
+    pick_char_marking_ends,
+    pick_pair_marking_ends,
+    rows_ended,
+    zero_after_eos,
+)
+from pipelines.model.network import NotaGen
+from pipelines.model.runtime import Runtime
+
+
+def lay_out_weights(model: NotaGen, runtime: Runtime):
+    """Where the runtime runs the Triton kernels, lay the block weights out as they read them, once,
+    before anything is compiled, whatever an engine's options: code compiled for the modules is
+    specialised to their weights' strides (a later change under it failed with a stride mismatch
+    on an H100, torch 2.11), and engines with other options may share the model."""
+    if kernels_run_on(runtime) and kernels_take(model.config):
+        from pipelines.generation.kernels.decode import lay_out_for_kernels
+
+        lay_out_for_kernels(model)
+
+
+class PatchDecoder:
+    """Static buffers and one patch of decoding: 16 char steps, then the patch-level step.
+
+    On CUDA (`plan.graph`) the whole patch is captured once as a CUDA graph and replayed, so a
+    patch costs one replay and one read of its chars. Its steps run either through the
+    model's modules, compiled with `plan.compile`, or (`plan.fused`) through the Triton
+    decode kernels (`kernels/decode.py`: five kernels per block), with the embeddings and the
+    sampling around them compiled as asked; with `plan.pair` the char decoder instead draws
+    two chars a pass (`kernels/pair.py`), eight passes a patch. Once every active row has
+    written its eos the rest of the patch is padding: eagerly (CPU, MPS) the char loop stops
+    there, and the kernels skip their work (a flag on the device, so the graph needs no host
+    sync). Each draw is keyed by its position, so the pieces are the same either way.
+    """
+
+    def __init__(self, model: NotaGen, plan: DecodePlan, device: torch.device, dtype: torch.dtype):
+        c, batch = model.config, plan.batch
+        self.model, self.P, self.compiled = model, c.patch_size, plan.compile
+        z = dict(device=device)
+        self.enc = torch.zeros(batch, c.hidden_size, dtype=dtype, **z)  # (B, C) each row's patch state
+        self.chars = torch.zeros(batch, c.patch_size, dtype=torch.long, **z)  # (B, P) the patch being drawn
+        self.out_chars = torch.zeros(batch, c.patch_size, dtype=torch.long, **z)  # (B, P) the last patch
+        self.forced = torch.full((batch, c.patch_size), -1, dtype=torch.long, **z)  # (B, P) -1: sample
+        self.in_body = torch.zeros(batch, dtype=torch.bool, **z)
+        self.active = torch.ones(batch, dtype=torch.bool, **z)  # rows still writing (early exit)
+        self._active_rows = [True] * batch  # the host's copy: `active` is written only when it changes
+        self.skip = torch.zeros(1, dtype=torch.int32, **z)  # set once every active row has ended its patch
+        self.seeds = torch.zeros(batch, dtype=torch.long, **z)
+        self.counters = torch.zeros(batch, dtype=torch.long, **z)  # (B,) patches each row has drawn
+        self.positions = torch.zeros(batch, dtype=torch.long, **z)  # (B,) each row's next patch-cache slot
+        self.top_k = torch.zeros(batch, 1, dtype=torch.long, **z)
+        self.top_p = torch.ones(batch, 1, dtype=torch.float32, **z)
+        self.temperature = torch.ones(batch, 1, dtype=torch.float32, **z)
+        self.pos_table = torch.arange(c.patch_size, **z)
+        self.last_position = c.patch_length - 1
+        self.patch_stack = self.char_stack = self.pair_stack = None
+        self._build_steps(model, plan)
+        self.graph = None
+        if plan.graph:
+            self._capture()
+
+    def _build_steps(self, model: NotaGen, plan: DecodePlan):
+        # Compiled functions take the model as an argument: a compiled functools.partial would
+        # share one code object (and one recompile budget) with every other partial.
+        step = (lambda fn: torch.compile(fn, fullgraph=True, dynamic=False)) if plan.compile else (lambda fn: fn)
+        batch = plan.batch
+        if plan.fused or plan.pair:
+            self.char_input = functools.partial(step(fused_char_input), model)
+        if plan.fused:
+            from pipelines.generation.kernels.decode import FusedStack
+
+            self.patch_stack = FusedStack(model.patch_level_decoder.base, batch)
+            self.patch_input = functools.partial(step(fused_patch_input), model)
+            self.patch_fn = self._fused_patch_step
+        else:
+            self.patch_fn = functools.partial(step(patch_step), model)
+        if plan.pair:
+            from pipelines.generation.kernels.pair import PairStack
+
+            self.pair_stack = PairStack(model.char_level_decoder.base, batch, skip=self.skip)
+            self.pick_pair = functools.partial(step(pick_pair_marking_ends), self.skip, self.active)
+        elif plan.fused:
+            from pipelines.generation.kernels.decode import FusedStack
+
+            head = model.char_level_decoder.base
+            self.char_stack = FusedStack(head.transformer, batch, head=head.lm_head.weight, skip=self.skip)
+            self.pick = functools.partial(step(pick_char_marking_ends), self.skip, self.active)
+            self.char_fn = self._fused_char_step
+        else:
+            self.char_fn = functools.partial(step(char_step), model)
+
+    def describe(self) -> str:
+        """The path this decoder runs, read off what it built (`DecodePlan.describe` of the plan it ran)."""
+        chars = ("two chars a pass" if self.pair_stack is not None else
+                 "fused kernels" if self.char_stack is not None else "modules")
+        return describe_path(self.graph is not None, self.compiled, self.patch_stack is not None, chars)
+
+    def _fused_char_step(self, enc, chars, pos, *picking):
+        logits = self.char_stack(self.char_input(enc, chars, pos), pos.expand(chars.shape[0]))  # (B, V)
+        return self.pick(logits, chars, pos, *picking)
+
+    def _fused_patch_step(self, patch, positions):
+        return self.patch_stack(self.patch_input(patch, positions), positions)  # (B, C)
+
+    # -- the host's side: rows in, patches out ----------------------------------------------------
+    def reset(self, enc: torch.Tensor, seeds: list[int], in_body: list[bool], sampling: SamplingConfig):
+        """A new batch: each row's patch state `enc` (B, C), seed and whether it is in its tune body;
+        every row active, its draws counted from 0; `start_row` says where each goes on."""
+        self.enc.copy_(enc)
+        self.seeds.copy_(torch.tensor(seeds))
+        self.counters.zero_()
+        self.in_body.copy_(torch.tensor(in_body))
+        self.active.fill_(True)
+        self._active_rows = [True] * len(seeds)
+        self.top_k.fill_(sampling.top_k)
+        self.top_p.fill_(sampling.top_p)
+        self.temperature.fill_(sampling.temperature)
+
+    def start_row(self, row: int, position: int, forced: list[int]):
+        """Where `row`'s next patch goes in its patch cache, and the chars that patch must begin with."""
+        self.positions[row] = min(position, self.last_position)
+        self.forced[row] = -1
+        if forced:
+            self.forced[row, :len(forced)] = torch.tensor(forced, device=self.forced.device)
+
+    def set_active(self, rows: list[bool]):
+        """Which rows still write (for the char loop's early exit); a copy to the device only when a row ends."""
+        if rows != self._active_rows:
+            self.active.copy_(torch.tensor(rows))
+            self._active_rows = rows
+
+    def run(self) -> list[list[int]]:
+        """Decode one patch for every row; returns the patches (pad after eos) on the host."""
+        if self.graph is not None:
+            self.graph.replay()
+        else:
+            self.decode_patch(early_exit=True)
+        return self.out_chars.cpu().tolist()
+
+    # -- the device's side ------------------------------------------------------------------------
+    def decode_patch(self, early_exit: bool = False):
+        """One patch for every row, on the device: its chars into `out_chars`, the next patch states
+        into `enc`. `early_exit` stops the char loop once every row has ended (a host sync per char)."""
+        self.chars.zero_()
+        self.skip.zero_()
+        picking = (self.forced, self.in_body, self.seeds, self.counters, self.top_k, self.top_p, self.temperature)
+        for i in range(0, self.P, 1 if self.pair_stack is None else 2):
+            self._draw_chars(i, picking)
+            if early_exit and bool(rows_ended(self.chars, self.active).all()):
+                break
+        patch = zero_after_eos(self.chars)  # (B, P)
+        self.out_chars.copy_(patch)
+        self.enc.copy_(self.patch_fn(patch, self.positions))
+        # Next patch's state stays on the device; the host writes a row only when it changes.
+        self.forced.fill_(-1)
+        self.counters.add_(1)
+        self.positions.copy_((self.positions + 1).clamp(max=self.last_position))
+
+    def _draw_chars(self, i: int, picking: tuple):
+        """The char at position `i` of every row, or the chars at `i` and `i + 1` with two chars a pass."""
+        pos = self.pos_table[i]
+        if self.pair_stack is None:
+            self.chars[:, i] = self.char_fn(self.enc, self.chars, pos, *picking)  # (B,)
+            return
+        logits = self.pair_stack(self.char_input(self.enc, self.chars, pos), i, self.chars)  # (B * 129, V)
+        self.chars[:, i], self.chars[:, i + 1] = self.pick_pair(logits, self.chars, pos, *picking)
+
+    def _capture(self):
+        # Warm-up compiles the steps; it writes garbage into the caches, which prefill overwrites.
+        # Each batch size compiles its own step (static shapes); a session sees many, so the
+        # recompile limit (8 per function by default, then a hard failure) is raised here.
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream), torch._dynamo.config.patch(cache_size_limit=256):
+            for _ in range(2):
+                self.decode_patch()
+        torch.cuda.current_stream().wait_stream(stream)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.decode_patch()

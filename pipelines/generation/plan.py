@@ -1,0 +1,126 @@
+"""Which decode path runs a batch: the one place that decides it, and says why.
+
+A patch is decoded by a `PatchDecoder` (pipelines.generation.decoder) in one of these ways:
+- graph: on CUDA the whole patch is captured once as a CUDA graph and replayed; elsewhere the
+  steps run eagerly and the char loop stops once every row has ended its patch;
+- compile: the step functions go through torch.compile;
+- fused: the patch-level step (and, one char a step, the char-level step) runs through the
+  Triton decode kernels (`kernels/decode.py`), for batches of up to FUSED_MAX_BATCH;
+- pair: the char decoder draws two chars a pass (`kernels/pair.py`), for batches of up to
+  PAIR_MAX_BATCH.
+
+`DecodeOptions` are the engine's wishes, each independent: None (auto) turns it on where the
+runtime runs it (CUDA with Triton), True asks for it elsewhere too (the Triton interpreter on
+the CPU runs the kernels: the tests do), False turns it off. `plan_decode` turns them into a
+`DecodePlan` for one batch size, within the facts: the kernels need Triton, tile only head sizes
+that `kernels_take`, and pay off only up to their batch limits.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pipelines.model.runtime import Runtime, triton_available
+
+# Rows share each weight tile in the decode kernels; on an H100 (NotaGen-X) they won at batches 1 and 2
+# and lost at 4 (8,836 against 10,250 chars/s), where batched products do better.
+FUSED_MAX_BATCH = 2
+# The char decoder draws two chars a pass (kernels/pair.py) up to this batch: on an H100 (NotaGen-X,
+# fp16) it gave 14,383 against 10,293 chars/s at batch 4, 18,260 against 18,596 at 8 and 23,094
+# against 31,059 at 16, where the 129 rows a piece make the products bound by arithmetic.
+PAIR_MAX_BATCH = 4
+
+
+def kernels_take(config) -> bool:
+    """Whether the Triton decode kernels take this model: their attention tiles a head, so its
+    size must be a power of two, 16 or more (NotaGen's presets have 64); others run the modules."""
+    d = config.head_dim
+    return d >= 16 and d & (d - 1) == 0
+
+
+def kernels_run_on(runtime: Runtime) -> bool:
+    """Whether the runtime runs compiled steps and the Triton kernels by default: CUDA with Triton."""
+    return runtime.device.type == "cuda" and triton_available()
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """What the engine is asked for; None: auto (on with CUDA and Triton). See the module docstring."""
+
+    compile: bool | None = None
+    fused: bool | None = None
+    pair: bool | None = None
+
+
+def describe_path(graph: bool, compiled: bool, patch_kernels: bool, char_step: str) -> str:
+    """One line naming a decode path; `char_step` is "modules", "fused kernels" or "two chars a pass"."""
+    how = "CUDA graph" if graph else "eager"
+    steps = "compiled" if compiled else "uncompiled"
+    patch = "fused kernels" if patch_kernels else "modules"
+    chars = "two chars a pass" if char_step == "two chars a pass" else f"one char a step ({char_step})"
+    return f"{how}, {steps}; patch step: {patch}; char step: {chars}"
+
+
+@dataclass(frozen=True)
+class DecodePlan:
+    """How one batch size is decoded, and why (one reason per choice)."""
+
+    batch: int
+    graph: bool
+    compile: bool
+    fused: bool  # the patch step through the decode kernels, and the char step too unless `pair`
+    pair: bool  # the char decoder two chars a pass
+    why: tuple[str, ...] = ()
+
+    @property
+    def char_step(self) -> str:
+        return "two chars a pass" if self.pair else "fused kernels" if self.fused else "modules"
+
+    def describe(self) -> str:
+        return describe_path(self.graph, self.compile, self.fused, self.char_step)
+
+    def __str__(self) -> str:
+        return f"batch {self.batch}: {self.describe()} ({'; '.join(self.why)})"
+
+
+def _wanted(asked: bool | None, auto: bool, what: str) -> tuple[bool, str]:
+    """An option as asked (True / False) or auto, and the reason."""
+    if asked is None:
+        return auto, f"{what} {'on' if auto else 'off'} by default ({'CUDA with' if auto else 'needs CUDA and'} Triton)"
+    return asked, f"{what} {'asked for' if asked else 'turned off'}"
+
+
+def _kernels_allow(config, batch: int, limit: int, limit_name: str) -> str:
+    """Why the kernels cannot run this batch of this model ("" where they can)."""
+    if not triton_available():
+        return "Triton is not installed"
+    if not kernels_take(config):
+        return f"the kernels do not tile head size {config.head_dim} (a power of two, 16 or more)"
+    if batch > limit:
+        return f"batch {batch} is over {limit_name} ({limit})"
+    return ""
+
+
+def plan_decode(config, runtime: Runtime, batch: int, options: DecodeOptions = DecodeOptions()) -> DecodePlan:
+    """The decode path for `batch` rows of a model (`config`) on `runtime`, from `options`."""
+    auto = kernels_run_on(runtime)
+    graph = runtime.device.type == "cuda"
+    why = ["CUDA graph: one replay a patch" if graph else
+           f"no CUDA graph on {runtime.device.type}: steps run eagerly, a patch stops once its rows have ended"]
+    compile, reason = _wanted(options.compile, auto, "compiled steps")
+    why.append(reason)
+    fused, reason = _wanted(options.fused, auto, "fused kernels")
+    fused, reason = _within_facts(fused, reason, _kernels_allow(config, batch, FUSED_MAX_BATCH, "FUSED_MAX_BATCH"))
+    why.append(reason)
+    pair, reason = _wanted(options.pair, auto, "two chars a pass")
+    facts = _kernels_allow(config, batch, PAIR_MAX_BATCH, "PAIR_MAX_BATCH")
+    if not facts and config.patch_size % 2:
+        facts = f"patch size {config.patch_size} is odd"
+    pair, reason = _within_facts(pair, reason, facts)
+    why.append(reason)
+    return DecodePlan(batch, graph, compile, fused, pair, tuple(why))
+
+
+def _within_facts(wanted: bool, reason: str, refused: str) -> tuple[bool, str]:
+    if wanted and refused:
+        return False, f"{reason}, but off: {refused}"
+    return wanted, reason

@@ -1,0 +1,104 @@
+"""The decode steps as pure tensor functions: char inputs, the char pick (sampling, forced chars,
+the `[r:0/` rule), end marks, one char or one patch through the model's modules.
+
+The patch decoder (pipelines.generation.decoder) compiles these and captures them in a CUDA
+graph; shapes never change and nothing here syncs with the host.
+"""
+from __future__ import annotations
+
+import torch
+
+from pipelines.abc.tokenizer import EOS_ID
+from pipelines.generation.sampling import draw, sorted_distribution
+from pipelines.model.network import NotaGen
+
+_R = [ord(c) for c in "[r:"]
+_ZERO, _SLASH = ord("0"), ord("/")
+
+
+def char_embeds(model: NotaGen, enc, chars, pos):
+    """(B, C) char-decoder input at position `pos` (before the position table): the patch state
+    at 0, then the embedding of the previous char."""
+    B = chars.shape[0]
+    prev = chars.gather(1, (pos - 1).clamp(min=0).expand(B, 1))[:, 0]  # (B,)
+    return torch.where(pos == 0, enc, model.char_level_decoder.base.transformer.wte(prev))
+
+
+def pick_char(logits, chars, pos, forced, in_body, seeds, counters, top_k, top_p, temperature):
+    """The char each row takes at position `pos` (B,), from the char decoder's logits (B, 128).
+
+    chars (B, P) the patch so far; forced (B, P) chars to take instead of sampling (-1:
+    sample); seeds and counters (B,) key each row's random draw (counter = patches the row
+    has generated); top_k, top_p, temperature (B, 1) per-row sampling settings.
+    """
+    B = chars.shape[0]
+    probs = torch.softmax(logits.float(), dim=-1)  # (B, 128)
+    sorted_p, order = sorted_distribution(probs, top_k, top_p, temperature)
+    c = draw(sorted_p, seeds, counters * chars.shape[1] + pos, order)
+    f = forced.gather(1, pos.expand(B, 1))[:, 0]
+    c = torch.where(f >= 0, f, c)
+    # The first tune-body patch starts `[r:0/`: force `0/` after a metadata patch began `[r:`.
+    starts_r = (chars[:, 0] == _R[0]) & (chars[:, 1] == _R[1]) & (chars[:, 2] == _R[2]) & ~in_body
+    c = torch.where(starts_r & (pos == 3), _ZERO, c)
+    return torch.where(starts_r & (pos == 4), _SLASH, c)
+
+
+def rows_ended(chars, active):
+    """(B,) whether each row's patch so far (B, P; zeros after it) holds its eos, or the row is
+    no longer active: once all have, the rest of the patch is padding."""
+    return (chars == EOS_ID).any(dim=1) | ~active
+
+
+def pick_char_marking_ends(skip, active, logits, chars, pos, *picking):
+    """`pick_char`, and `skip` (1,) set once every row has ended its patch (`rows_ended`), this
+    char included: the fused char stack then skips the rest of the patch."""
+    c = pick_char(logits, chars, pos, *picking)
+    skip.copy_((rows_ended(chars, active) | (c == EOS_ID)).all())
+    return c
+
+
+def pick_pair_marking_ends(skip, active, logits, chars, pos, *picking):
+    """Each row's chars at `pos` and `pos + 1` from a pair pass's logits (B * (1 + V), V) (see
+    `kernels/pair.py`): its row 0's draw, then the draw from the branch of that char; `skip` as
+    `pick_char_marking_ends`."""
+    B, V = chars.shape[0], logits.shape[-1]
+    rows = logits.view(B, -1, V)  # each piece's row 0, then its branches
+    first = pick_char_marking_ends(skip, active, rows[:, 0], chars, pos, *picking)
+    chars = torch.where(torch.arange(chars.shape[1], device=chars.device) == pos, first[:, None], chars)
+    branch = rows.gather(1, (first + 1).view(B, 1, 1).expand(B, 1, V))[:, 0]
+    second = pick_char_marking_ends(skip, active, branch, chars, pos + 1, *picking)
+    return first, second
+
+
+def char_step(model: NotaGen, enc, chars, pos, *picking):
+    """One char for every row at position `pos` () through the model's modules; enc (B, C) patch
+    states; `picking` as `pick_char` takes it after `pos`."""
+    head = model.char_level_decoder.base
+    x = char_embeds(model, enc, chars, pos)[:, None]  # (B, 1, C)
+    h = head.transformer(x, pos.expand(chars.shape[0], 1), use_cache=True)
+    return pick_char(head.lm_head(h[:, -1]), chars, pos, *picking)
+
+
+def patch_step(model: NotaGen, patch, positions):
+    """Append one patch per row at `positions` (B,); returns the new patch states (B, C)."""
+    return model.patch_level_decoder(patch[:, None, :], positions[:, None])[:, -1]
+
+
+def fused_char_input(model: NotaGen, enc, chars, pos):
+    """The char decoder's first-layer input (B, C) for the decode kernels (`kernels/decode.py`):
+    embeddings plus the position table."""
+    return char_embeds(model, enc, chars, pos) + model.char_level_decoder.base.transformer.wpe(pos)
+
+
+def fused_patch_input(model: NotaGen, patch, positions):
+    """The patch decoder's first-layer input (B, C) for the decode kernels (`kernels/decode.py`)."""
+    decoder = model.patch_level_decoder
+    return decoder.embed(patch[:, None, :])[:, 0] + decoder.base.wpe(positions)
+
+
+def zero_after_eos(chars: torch.Tensor) -> torch.Tensor:
+    """Upstream feeds a patch back with every char after its eos set to pad."""
+    is_eos = chars == EOS_ID
+    after = (is_eos.cumsum(dim=1) - is_eos.long()) > 0
+    return chars.masked_fill(after, 0)
+
