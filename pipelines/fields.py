@@ -21,10 +21,12 @@ _MISSING = dataclasses.MISSING
 
 def option(default: Any = _MISSING, *, help: str = "", low: float | None = None, high: float | None = None,
            choices: tuple | None = None, low_open: bool = False, high_open: bool = False,
-           default_factory: Any = _MISSING, label: str = "") -> Any:
-    """A dataclass field with its range (`low`..`high`; `low_open` / `high_open`: that end excluded) or choices."""
+           default_factory: Any = _MISSING, label: str = "", source: tuple[type, str] | None = None) -> Any:
+    """A dataclass field with its range (`low`..`high`; `low_open` / `high_open`: that end excluded) or choices.
+
+    `source` (set by `same_as`) records the config field this one is declared like."""
     metadata = {"help": help, "low": low, "high": high, "choices": choices, "low_open": low_open,
-                "high_open": high_open, "label": label}
+                "high_open": high_open, "label": label, "source": source}
     if default_factory is not _MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -33,12 +35,17 @@ def option(default: Any = _MISSING, *, help: str = "", low: float | None = None,
 def same_as(cls, name: str, **changes) -> Any:
     """A field declared like `cls.name`: the same default, range, choices, label and help unless `changes` says."""
     f = _field(cls, name)
-    settings = dict(f.metadata)
+    settings = {**f.metadata, "source": (cls, name)}
     if f.default_factory is not _MISSING:
         settings["default_factory"] = f.default_factory
     else:
         settings["default"] = f.default
     return option(**{**settings, **changes})
+
+
+def sources_of(cls) -> dict[str, tuple[type, str]]:
+    """Which config field each `same_as` field of `cls` is declared like."""
+    return {f.name: f.metadata["source"] for f in dataclasses.fields(cls) if f.metadata.get("source")}
 
 
 def _field(cls, name: str) -> dataclasses.Field:

@@ -30,7 +30,6 @@ from pipelines.service.jobs import FINISHED, STATES, Job, JobQueue
 from pipelines.service.library import STATUSES, Generation, Library
 from pipelines.service.models import DEMO, NOTAGENX, PRESET_NAMES, ModelChoice, ModelService, SystemStatus
 from pipelines.service.settings import Settings
-from pipelines.service.specs import mirrored
 from pipelines.service.training import TrainingResult, TrainingService, TrainingSpec
 from pipelines.service.workspace import Workspace
 
@@ -40,5 +39,5 @@ __all__ = [
     "GenerationResult", "GenerationService", "GenerationSpec", "Job", "JobQueue", "Library", "ModelChoice",
     "ModelService", "NOTAGENX", "PRESET_NAMES", "PieceFiles", "PieceLabels", "PieceResult", "Prompt", "SCORE_UPLOADS",
     "STATES", "STATUSES", "Settings", "SystemStatus", "TrainingResult", "TrainingService", "TrainingSpec",
-    "Workspace", "composers", "instrumentations", "mirrored", "periods",
+    "Workspace", "composers", "instrumentations", "periods",
 ]

@@ -21,9 +21,10 @@ from pipelines.dataset import (
 )
 from pipelines.dataset.annotate import clean_label, vocabulary_warnings
 from pipelines.errors import DatasetError, PromptError
+from pipelines.fields import same_as
 from pipelines.files import safe_stem
 from pipelines.service.jobs import Job, JobContext, JobQueue, Runner
-from pipelines.service.specs import check_spec, from_params, mirror
+from pipelines.service.specs import JobResult, check_spec, from_params
 from pipelines.service.workspace import Workspace, check_name, inside
 
 KIND = "dataset"
@@ -43,8 +44,8 @@ class DatasetSpec:
     period: str = ""  # for every piece; "": suggested from each score
     composer: str = ""
     instrumentation: str = ""
-    eval_split: float = mirror(DatasetConfig, "eval_split")
-    max_unaligned_share: float = mirror(DatasetConfig, "max_unaligned_share")
+    eval_split: float = same_as(DatasetConfig, "eval_split")
+    max_unaligned_share: float = same_as(DatasetConfig, "max_unaligned_share")
 
     def __post_init__(self):
         for name in ("name", "source", *LABELS):
@@ -84,13 +85,10 @@ class BuiltFile:
 
 
 @dataclass(frozen=True)
-class DatasetBuildResult:
+class DatasetBuildResult(JobResult):
     summary: str
     files: list[BuiltFile]
     cancelled: bool
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> "DatasetBuildResult":

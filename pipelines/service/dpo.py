@@ -5,7 +5,6 @@ The run's settings mirror `DPOConfig` (their one home).
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,12 +15,13 @@ from pipelines.dpo.loop import run_dpo
 from pipelines.dpo.memory import estimate_dpo_memory
 from pipelines.dpo.preference import HumanRating
 from pipelines.errors import DPOError
+from pipelines.fields import same_as
 from pipelines.service.datasets import DatasetService
 from pipelines.service.jobs import Job, JobContext, JobQueue, Runner
 from pipelines.service.library import Library
 from pipelines.service.models import ModelService
 from pipelines.service.settings import Settings
-from pipelines.service.specs import check_spec, from_params, mirror
+from pipelines.service.specs import JobResult, check_spec, from_params
 from pipelines.service.workspace import Workspace, check_name, inside
 
 KIND = "dpo"
@@ -40,21 +40,21 @@ class DPOSpec:
     run: str
     clamp2: str = ""  # CLaMP 2 weights, a model ref in models/ (the clamp2 scorer only)
     use_ratings: bool = True  # the library's thumbs up / down join the scorer's pairs
-    iterations: int = mirror(DPOConfig, "iterations")
-    samples: int = mirror(DPOConfig, "samples")
-    portion: float = mirror(DPOConfig, "portion")
-    scorer: str = mirror(DPOConfig, "scorer")
-    beta: float = mirror(DPOConfig, "beta")
-    lam: float = mirror(DPOConfig, "lam")
-    steps: int = mirror(DPOConfig, "steps")
-    lr: float = mirror(DPOConfig, "lr")
-    top_k: int = mirror(DPOConfig, "top_k")
-    top_p: float = mirror(DPOConfig, "top_p")
-    temperature: float = mirror(DPOConfig, "temperature")
-    generation_batch: int = mirror(DPOConfig, "generation_batch")
-    max_patches: int = mirror(DPOConfig, "max_patches")
-    max_seconds: float = mirror(DPOConfig, "max_seconds")
-    seed: int = mirror(DPOConfig, "seed")
+    iterations: int = same_as(DPOConfig, "iterations")
+    samples: int = same_as(DPOConfig, "samples")
+    portion: float = same_as(DPOConfig, "portion")
+    scorer: str = same_as(DPOConfig, "scorer")
+    beta: float = same_as(DPOConfig, "beta")
+    lam: float = same_as(DPOConfig, "lam")
+    steps: int = same_as(DPOConfig, "steps")
+    lr: float = same_as(DPOConfig, "lr")
+    top_k: int = same_as(DPOConfig, "top_k")
+    top_p: float = same_as(DPOConfig, "top_p")
+    temperature: float = same_as(DPOConfig, "temperature")
+    generation_batch: int = same_as(DPOConfig, "generation_batch")
+    max_patches: int = same_as(DPOConfig, "max_patches")
+    max_seconds: float = same_as(DPOConfig, "max_seconds")
+    seed: int = same_as(DPOConfig, "seed")
 
     def __post_init__(self):
         self.model, self.dataset, self.run = (self.model or "").strip(), (self.dataset or ""), (self.run or "")
@@ -68,17 +68,10 @@ class DPOSpec:
 
 
 @dataclass(frozen=True)
-class DPOResult:
+class DPOResult(JobResult):
     status: str  # finished | cancelled
     mean_scores: list[float | None]  # of each iteration's pieces, then the final model's
     final_model: str  # workspace-relative when inside the workspace, else the file's name
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "DPOResult":
-        return cls(**{f.name: data.get(f.name) for f in dataclasses.fields(cls)})
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 from pipelines.abc.prompts import Prompt
 from pipelines.dataset.convert import StageError, read_musicxml, xml_to_abc
 from pipelines.errors import AbcError, NotaGenError, SettingError, WorkspaceError
+from pipelines.fields import same_as
 from pipelines.files import atomic_write_text
 from pipelines.generation.continuation import continuation_prefix
 from pipelines.generation.engine import GenerationRequest
@@ -25,7 +26,7 @@ from pipelines.service.jobs import Job, JobContext, JobQueue, Runner
 from pipelines.service.library import Generation, Library
 from pipelines.service.models import ModelService
 from pipelines.service.settings import Settings
-from pipelines.service.specs import check_spec, from_params, mirror
+from pipelines.service.specs import JobResult, check_spec, from_params
 from pipelines.service.workspace import Workspace, inside
 
 KIND = "generate"
@@ -44,12 +45,12 @@ class GenerationSpec:
     instrumentation: str
     count: int = 1
     seed: int = 0  # piece i uses seed + i
-    top_k: int = mirror(SamplingConfig, "top_k")
-    top_p: float = mirror(SamplingConfig, "top_p")
-    temperature: float = mirror(SamplingConfig, "temperature")
-    max_patches: int = mirror(GenerationLimits, "max_patches")
-    max_seconds: float = mirror(GenerationLimits, "max_seconds")
-    bar_retries: int = mirror(GenerationLimits, "bar_retries")
+    top_k: int = same_as(SamplingConfig, "top_k")
+    top_p: float = same_as(SamplingConfig, "top_p")
+    temperature: float = same_as(SamplingConfig, "temperature")
+    max_patches: int = same_as(GenerationLimits, "max_patches")
+    max_seconds: float = same_as(GenerationLimits, "max_seconds")
+    bar_retries: int = same_as(GenerationLimits, "bar_retries")
     continue_abc: str = ""  # a piece to continue (standard or interleaved ABC); "" for a new piece
     continue_name: str = ""
     keep_lines: int = 0  # of the piece to continue; 0: all
@@ -116,7 +117,7 @@ class PieceResult:
 
 
 @dataclass(frozen=True)
-class GenerationResult:
+class GenerationResult(JobResult):
     pieces: list[PieceResult]
     warning: str  # about the prompt (a model without a vocabulary), "" when none
     model: str
@@ -125,9 +126,6 @@ class GenerationResult:
     @property
     def complete(self) -> int:
         return sum(1 for p in self.pieces if p.status == "ok")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> "GenerationResult":

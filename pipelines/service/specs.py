@@ -1,35 +1,30 @@
-"""What the service specs share: fields that mirror a config field, and the checks of a spec's values.
+"""What the service specs share: the checks of a spec's values, and the base of a job's typed result.
 
-A spec field declared with `mirror(Config, "name")` takes that config field's default
-and metadata (range, choices, help, label), so `pipelines.fields.default_of(Spec, name)`
-and `range_of` give the config's values: the studio's widgets read a spec and show the
-config's defaults and ranges, and `check_spec` refuses what the config refuses, with
+A spec field declared `same_as(Config, "name")` (pipelines.fields) takes that config field's
+default and metadata (range, choices, help, label), so the studio's widgets read a spec and
+show the config's defaults and ranges, and `check_spec` refuses what the config refuses, with
 its message.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 from pipelines.errors import SettingError
-from pipelines.fields import check_ranges, default_of
+from pipelines.fields import check_ranges
 
 NUMBERS = {"int": int, "float": float, "int | None": int, "float | None": float}
 
 
-def mirror(config: type, name: str) -> Any:
-    """A spec field with the default and metadata of `config`'s field `name` (recorded as its source)."""
-    source = next(f for f in dataclasses.fields(config) if f.name == name)
-    metadata = {**source.metadata, "mirrors": (config, name)}
-    default = default_of(config, name)
-    if isinstance(default, (list, dict, set)):
-        return dataclasses.field(default_factory=lambda: default_of(config, name), metadata=metadata)
-    return dataclasses.field(default=default, metadata=metadata)
+@dataclasses.dataclass(frozen=True)
+class JobResult:
+    """A job's typed result: kept as JSON in the job's record, read back with `from_dict`."""
 
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
 
-def mirrored(spec: type) -> dict[str, tuple[type, str]]:
-    """Which config field each mirrored field of `spec` comes from."""
-    return {f.name: f.metadata["mirrors"] for f in dataclasses.fields(spec) if "mirrors" in f.metadata}
+    @classmethod
+    def from_dict(cls, data: dict):
+        return cls(**{f.name: data.get(f.name) for f in dataclasses.fields(cls)})
 
 
 def coerce_numbers(spec) -> None:

@@ -14,12 +14,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from pipelines.errors import TrainingError
+from pipelines.fields import same_as
 from pipelines.model.notagenx import is_notagenx_name
 from pipelines.service.datasets import DatasetService
 from pipelines.service.jobs import Job, JobContext, JobQueue, Runner
 from pipelines.service.models import NOTAGENX, ModelService
 from pipelines.service.settings import Settings
-from pipelines.service.specs import check_spec, mirror
+from pipelines.service.specs import JobResult, check_spec
 from pipelines.service.workspace import Workspace, check_name
 from pipelines.training.config import TrainConfig
 from pipelines.training.loop import train
@@ -38,18 +39,18 @@ class TrainingSpec:
     run: str
     base: str = ""  # a model ref; "": train from scratch with `preset`
     preset: str = ""
-    epochs: int = mirror(TrainConfig, "epochs")
-    max_steps: int = mirror(TrainConfig, "max_steps")
-    lr: float | None = mirror(TrainConfig, "lr")  # None: the config's rate for fine-tuning or from scratch
-    batch_size: int = mirror(TrainConfig, "batch_size")
-    grad_accum: int = mirror(TrainConfig, "grad_accum")
-    warmup_steps: int = mirror(TrainConfig, "warmup_steps")
-    schedule: str = mirror(TrainConfig, "schedule")
-    patience: int = mirror(TrainConfig, "patience")
-    lora_rank: int = mirror(TrainConfig, "lora_rank")
-    seed: int = mirror(TrainConfig, "seed")
-    key_augment: bool = mirror(TrainConfig, "key_augment")
-    save_every: int = mirror(TrainConfig, "save_every")
+    epochs: int = same_as(TrainConfig, "epochs")
+    max_steps: int = same_as(TrainConfig, "max_steps")
+    lr: float | None = same_as(TrainConfig, "lr")  # None: the config's rate for fine-tuning or from scratch
+    batch_size: int = same_as(TrainConfig, "batch_size")
+    grad_accum: int = same_as(TrainConfig, "grad_accum")
+    warmup_steps: int = same_as(TrainConfig, "warmup_steps")
+    schedule: str = same_as(TrainConfig, "schedule")
+    patience: int = same_as(TrainConfig, "patience")
+    lora_rank: int = same_as(TrainConfig, "lora_rank")
+    seed: int = same_as(TrainConfig, "seed")
+    key_augment: bool = same_as(TrainConfig, "key_augment")
+    save_every: int = same_as(TrainConfig, "save_every")
 
     def __post_init__(self):
         self.dataset, self.run = (self.dataset or "").strip(), (self.run or "").strip()
@@ -67,20 +68,13 @@ class TrainingSpec:
 
 
 @dataclass(frozen=True)
-class TrainingResult:
+class TrainingResult(JobResult):
     status: str  # finished | early_stopped | max_steps | cancelled
     step: int
     epoch: int
     best_eval_loss: float | None
     best: str  # workspace-relative best.pth, "" when none was saved
     run: str  # workspace-relative run folder
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "TrainingResult":
-        return cls(**{f.name: data.get(f.name) for f in dataclasses.fields(cls)})
 
 
 class TrainingService:

@@ -7,7 +7,7 @@ import pytest
 from pipelines.dataset import DatasetConfig
 from pipelines.dpo.config import DPOConfig
 from pipelines.errors import DatasetError, DPOError, SettingError, WorkspaceError
-from pipelines.fields import default_of
+from pipelines.fields import default_of, sources_of
 from pipelines.service import (
     Backend,
     DatasetService,
@@ -17,7 +17,6 @@ from pipelines.service import (
     GenerationService,
     ModelService,
     TrainingService,
-    mirrored,
 )
 from pipelines.service.jobs import JobQueue
 
@@ -42,15 +41,18 @@ def test_the_backend_builds_each_service_once_and_registers_their_jobs(tmp_path)
 
 @pytest.mark.parametrize("spec, config", [(DPOSpec, DPOConfig), (DatasetSpec, DatasetConfig)])
 def test_a_spec_takes_its_configs_defaults(spec, config):
-    assert mirrored(spec)
-    for name, (source, field) in mirrored(spec).items():
+    assert sources_of(spec)
+    for name, (source, field) in sources_of(spec).items():
         assert source is config and field == name
         assert default_of(spec, name) == default_of(config, name), name
 
 
 def test_dataset_and_dpo_specs_refuse_with_the_configs_words():
-    with pytest.raises(DatasetError, match="eval split 1.0 must be at least 0 and below 1"):
+    with pytest.raises(SettingError) as refused_by_spec:
         DatasetSpec(name="d", eval_split=1.0)
+    with pytest.raises(DatasetError) as refused_by_config:
+        DatasetConfig(eval_split=1.0)
+    assert str(refused_by_spec.value) == str(refused_by_config.value) == "eval split must be at least 0 and below 1, not 1"
     with pytest.raises(DatasetError, match="the corpus limit must be at least 1"):
         DatasetSpec(name="d", corpus_limit=0)
     with pytest.raises(WorkspaceError, match="'..' is not allowed"):

@@ -8,9 +8,8 @@ import pytest
 
 from pipelines.cli import main
 from pipelines.errors import SettingError, TrainingError
-from pipelines.fields import default_of, range_of
+from pipelines.fields import default_of, range_of, sources_of
 from pipelines.service import Backend, Settings, TrainingSpec, Workspace
-from pipelines.service.specs import mirrored
 from pipelines.training.config import TrainConfig
 from pipelines.training.runlog import read_train_log
 from tests.training_data import build_dataset, single_thread_torch  # noqa: F401 (autouse)
@@ -67,8 +66,8 @@ def test_a_new_run_needs_a_free_name_and_one_start(workspace):
 
 
 def test_the_spec_mirrors_train_config():
-    assert mirrored(TrainingSpec)
-    for name, (config, field) in mirrored(TrainingSpec).items():
+    assert sources_of(TrainingSpec)
+    for name, (config, field) in sources_of(TrainingSpec).items():
         assert config is TrainConfig and field == name
         assert default_of(TrainingSpec, name) == default_of(TrainConfig, name), name
         assert range_of(TrainingSpec, name) == range_of(TrainConfig, name), name

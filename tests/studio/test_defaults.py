@@ -6,9 +6,9 @@ import pytest
 
 from pipelines.dataset import DatasetConfig
 from pipelines.dpo.config import DPOConfig
-from pipelines.fields import choices_of, default_of, range_of
+from pipelines.fields import choices_of, default_of, range_of, sources_of
 from pipelines.generation.options import GenerationLimits, SamplingConfig
-from pipelines.service import Backend, DatasetSpec, DPOSpec, GenerationSpec, TrainingSpec, Workspace, mirrored
+from pipelines.service import Backend, DatasetSpec, DPOSpec, GenerationSpec, TrainingSpec, Workspace
 from pipelines.training.config import TrainConfig
 from studio.app import build_app
 from studio.tabs import dataset, dpo, generate, train
@@ -48,10 +48,10 @@ def app(tmp_path_factory):
 
 
 def test_the_table_names_every_widget_that_mirrors_a_config_field(app):
-    shown = {(tab, name) for tab, spec in SPECS.items() for name in mirrored(spec) if name in tab.ui}
+    shown = {(tab, name) for tab, spec in SPECS.items() for name in sources_of(spec) if name in tab.ui}
     assert shown == set(WIDGETS)
     for (tab, name), source in WIDGETS.items():
-        assert mirrored(SPECS[tab])[name] == source, (tab.TITLE, name)
+        assert sources_of(SPECS[tab])[name] == source, (tab.TITLE, name)
 
 
 @pytest.mark.parametrize("where", list(WIDGETS), ids=lambda w: f"{w[0].TITLE}-{w[1]}")
