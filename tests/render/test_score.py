@@ -10,18 +10,10 @@ import music21
 import pytest
 
 from pipelines.cli import main
-from pipelines.errors import AbcError, NotaGenError, RenderError
-from pipelines.render.export import export_piece
-from pipelines.render.instruments import assign_instruments, choose_program
-from pipelines.render.pdf import svg_for_pdf
-from pipelines.render.score import RenderConfig, abc_to_musicxml, midi_seconds, render_abc
+from pipelines.errors import AbcError, RenderError
+from pipelines.render.score import RenderConfig, abc_to_musicxml, render_abc
 
 FAST = RenderConfig(pdf=False)
-
-
-@pytest.fixture(scope="module")
-def chorale_result(chorale):
-    return render_abc(chorale)  # with the PDF
 
 
 def music21_counts(musicxml: str, expand_repeats: bool = False) -> tuple[int, int, int]:
@@ -130,49 +122,6 @@ def test_long_quartet_counts_programs_and_held_chord_notes(postprocessed):
     assert not r.partial and r.report.aligned
 
 
-@pytest.mark.parametrize("name, program", [
-    ("Violin I", 40), ("\\n\t:2nd Violin", 40), ("Viola", 41), ("Violoncello", 42), ("Cello", 42),
-    ("Contrabass", 43), ("Double Bass", 43), ("Soprano", 52), ("Alto", 52), ("Tenor", 52), ("Bass", 52),
-    ("Voice", 53), ("Piano", 0), ("Organ", 19), ("Harpsichord", 6), ("Flute", 73), ("Piccolo", 72),
-    ("Oboe", 68), ("English Horn", 69), ("Clarinet in B♭", 71), ("Bassoon", 70), ("Horn in F", 60),
-    ("Trumpet in C", 56), ("Trombone", 57), ("Timpani", 47), ("Alto Saxophone", 65), ("Harp", 46),
-    ("Guitar", 24), ("Kazoo", 0), ("", 0),
-])
-def test_choose_program(name, program):
-    assert choose_program(name) == program
-
-
-def test_assign_instruments_piano_staff_and_existing_programs():
-    abc = ('X:1\nL:1/8\nK:C\nV:1 treble nm="Piano"\nV:2 bass\nV:3 treble nm="Flute"\n'
-           'V:4 treble nm="Oboe"\n%%MIDI program 70\n[V:1]C8|[V:2]C,8|[V:3]c8|[V:4]e8|\n')
-    text, instruments = assign_instruments(abc)
-    assert [(i.voice, i.channel, i.program) for i in instruments] == [("1", 1, 0), ("2", 1, 0), ("3", 2, 73),
-                                                                      ("4", 3, 70)]
-    assert text.count("%%MIDI program") == 4  # voice 4 keeps its own line, the others get one each
-    assert "V:2 bass\n%%MIDI channel 1\n%%MIDI program 0\n" in text
-
-
-def test_part_names_are_cleaned_for_engraving():
-    text, instruments = assign_instruments('X:1\nK:C\nV:1 treble nm="\\n\t\t\t:Violin 1" snm="\\n\t\t\t:Vln"\n')
-    assert 'V:1 treble nm="Violin 1" snm="Vln"' in text
-    assert (instruments[0].name, instruments[0].program) == ("Violin 1", 40)
-
-
-def test_pdf_pages_keep_the_metronome_mark_legible(chorale_result):
-    page = svg_for_pdf(chorale_result.svg_pages[0])
-    assert "quarter = 96" in page and 'font-family="Leipzig"' not in page
-    assert '<svg class="definition-scale"' not in page  # flattened into a scaled group for svglib
-
-
-def test_more_than_fifteen_instruments_share_channels():
-    voices = "\n".join(f'V:{n} treble nm="{"Flute" if n % 2 else "Oboe"} {n}"' for n in range(1, 19))
-    _, instruments = assign_instruments(f"X:1\nK:C\n{voices}\n")
-    channels = [i.channel for i in instruments]
-    assert 10 not in channels and channels[:15] == [1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14, 15, 16]
-    for late in instruments[15:]:  # shares with an earlier instrument of the same program
-        assert any(i.channel == late.channel and i.program == late.program for i in instruments[:15])
-
-
 def test_piano_grand_staff_is_one_part():
     abc = ('X:1\n%%score { ( 1 2 ) | ( 3 4 ) }\nL:1/8\nQ:1/4=100\nM:4/4\nK:C\n'
            'V:1 treble nm="Piano" snm="Pno."\nV:2 treble\nV:3 bass\nV:4 bass\n'
@@ -244,19 +193,6 @@ def test_render_in_a_worker_thread_finds_fonts(chorale, chorale_result):
     r = out["r"]
     assert r.written_notes == chorale_result.written_notes
     assert 'class="definition-scale"' in r.svg_pages[0] and "<use" in r.svg_pages[0]  # glyphs were drawn
-
-
-def test_export_piece(tmp_path, chorale_result):
-    exported = export_piece(chorale_result, tmp_path / "out", "chorale", wav=b"RIFF....WAVE")
-    assert sorted(exported.files) == ["abc", "mid", "musicxml", "pdf", "wav"]
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "chorale.abc", "chorale.mid", "chorale.musicxml", "chorale.pdf", "chorale.wav"]
-    reread = music21.converter.parse(exported.files["musicxml"])
-    assert len(reread.parts) == 4
-    assert midi_seconds(exported.files["mid"].read_bytes()) == pytest.approx(chorale_result.seconds)
-    assert exported.files["abc"].read_text(encoding="utf-8").rstrip("\n") == chorale_result.abc.rstrip("\n")
-    with pytest.raises(NotaGenError, match="without folders"):
-        export_piece(chorale_result, tmp_path, "../escape")
 
 
 def test_cli_render(tmp_path, chorale, capsys):
