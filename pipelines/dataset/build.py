@@ -6,7 +6,8 @@ Output folder layout (upstream's fine-tuning script reads it as is):
     augmented/<KEY>/<piece>_<KEY>.abc    header + transposed, rest-reduced text, 15 keys
     train.jsonl, eval.jsonl              {"path": "<OUT>/augmented/<piece>", "key": <KEY of the original key>}
     prompts.txt                          the dataset's Period_Composer_Instrumentation lines
-    manifest.json                        per piece: source, key, size, annotation, suggestion, warnings, split
+    manifest.json                        per piece: source, key, size, annotation, suggestion, warnings, split,
+                                         and the labels set by re-annotating ("annotated"), which a rebuild keeps
     report.json                          per input file: status, failing stage and reason, voices, bars, key, seconds
     cache/<piece>.json                   conversion stamp: source hash and facts, so a rebuild skips unchanged files
 
@@ -85,10 +86,21 @@ class BuildReport:
     def failed(self) -> list[FileResult]:
         return [f for f in self.files if f.status == "failed"]
 
+    @property
+    def empty(self) -> bool:
+        """Finished without a single usable piece: the dataset was left as it was."""
+        return not self.cancelled and not (self.train or self.eval)
+
     def count(self, status: str) -> int:
         return sum(1 for f in self.files if f.status == status)
 
     def summary(self) -> str:
+        if self.empty:
+            reasons = "; ".join(f.reason if (f.reason or "").startswith(Path(f.source).name)
+                                else f"{Path(f.source).name}: {f.reason}"
+                                for f in self.files if f.status in ("failed", "excluded"))
+            return (f"{self.out_dir}: nothing built: no piece could be converted from the {len(self.files)} "
+                    f"file(s)" + (f" ({reasons})" if reasons else ""))
         done = "cancelled" if self.cancelled else "built"
         return (f"{self.out_dir}: {done} in {self.seconds:.1f} s: {self.count('ok')} converted, "
                 f"{self.count('cached')} unchanged, {self.count('failed')} failed"
@@ -274,13 +286,16 @@ def build_named(inputs: list[tuple[Path, str]], out_dir: str | os.PathLike, conf
     notagenx_vocabulary()  # fail early if the vocabulary is missing
     out_dir.mkdir(parents=True, exist_ok=True)
     total = len(inputs)
+    annotated = _annotated_labels(out_dir)
     records: dict[str, dict] = {}
     statuses: dict[str, str] = {}
     tasks: list[PieceTask] = []
     done = 0
 
     for path, piece in inputs:
-        given = clean_labels(labels_for(config.piece_labels, piece, path).over(config.labels))
+        # labels saved by re-annotating win over those the build is given (for a piece, its file or all)
+        given = clean_labels(Labels(**annotated.get(piece, {})).over(
+            labels_for(config.piece_labels, piece, path).over(config.labels)))
         sha = file_sha256(path)
         stamp = _cached_stamp(out_dir, piece, sha) if config.use_cache else None
         if stamp is None:
@@ -334,29 +349,36 @@ def build_named(inputs: list[tuple[Path, str]], out_dir: str | os.PathLike, conf
     indexed = {f.piece: records[f.piece] for f in files if f.indexed}
     train, held_out = split_pieces(list(indexed), config.eval_split, config.seed)
     report = BuildReport(out_dir, files, train, held_out, round(time.perf_counter() - started, 3), cancelled)
-    if not cancelled:
-        _write_index(out_dir, indexed, train, held_out)
+    if not cancelled and not report.empty:  # an empty build leaves the dataset as it was
+        _write_index(out_dir, indexed, train, held_out, annotated)
     _write_report(report)
     return report
 
 
-def _manifest_entry(record: dict, split: str) -> dict:
+def _annotated_labels(out_dir: Path) -> dict[str, dict]:
+    """The labels set by re-annotating, by piece, from the dataset's current manifest (empty: none yet)."""
+    pieces = load_manifest(out_dir, missing_ok=True)["pieces"]
+    return {piece: dict(entry["annotated"]) for piece, entry in pieces.items() if entry.get("annotated")}
+
+
+def _manifest_entry(record: dict, split: str, annotated: dict) -> dict:
     prompt = Prompt(**record["prompt"])
     return {"source": record["source"], "sha256": record["sha256"], "lossy": record.get("lossy", False),
             "key": record["key"], "key_signature": record["key_signature"], "voices": record["voices"],
             "bars": record["bars"], "period": prompt.period, "composer": prompt.composer,
             "instrumentation": prompt.instrumentation, "suggested": record["suggested"],
-            "warnings": vocabulary_warnings(prompt), "split": split}
+            "warnings": vocabulary_warnings(prompt), "split": split, "annotated": annotated}
 
 
-def _write_index(out_dir: Path, records: dict[str, dict], train: list[str], held_out: list[str]) -> None:
+def _write_index(out_dir: Path, records: dict[str, dict], train: list[str], held_out: list[str],
+                 annotated: dict[str, dict]) -> None:
     old = load_manifest(out_dir, missing_ok=True)
     for piece in set(old["pieces"]) - set(records):  # pieces whose source is gone or now fails
         for path in piece_paths(out_dir, piece) + [stamp_path(out_dir, piece)]:
             path.unlink(missing_ok=True)
     splits = {p: "train" for p in train} | {p: "eval" for p in held_out}
     manifest = {"version": PIPELINE_VERSION,
-                "pieces": {p: _manifest_entry(records[p], splits[p]) for p in sorted(records)}}
+                "pieces": {p: _manifest_entry(records[p], splits[p], annotated.get(p, {})) for p in sorted(records)}}
     _write_manifest_and_index(out_dir, manifest)
 
 
@@ -406,7 +428,8 @@ def reannotate(out_dir: str | os.PathLike, labels: dict[str, Labels] | Labels,
     """Change pieces' period / composer / instrumentation and rewrite their headers, without converting.
 
     `labels` is one Labels for every piece, or a mapping piece name -> Labels;
-    unset fields keep the piece's current value. Returns the new manifest.
+    unset fields keep the piece's current value. The values that change are kept in the
+    manifest ("annotated"), so a rebuild into this folder keeps them. Returns the new manifest.
     """
     out_dir = Path(out_dir).resolve()
     manifest = load_manifest(out_dir)
@@ -423,8 +446,9 @@ def reannotate(out_dir: str | os.PathLike, labels: dict[str, Labels] | Labels,
         prompt = _kept_prompt(clean_labels(given), current)
         if asdict(prompt) != asdict(current):
             rewrite_headers(out_dir, piece, prompt)
+            changed = {k: v for k, v in asdict(prompt).items() if v != asdict(current)[k]}
             entry.update(period=prompt.period, composer=prompt.composer, instrumentation=prompt.instrumentation,
-                         warnings=vocabulary_warnings(prompt))
+                         warnings=vocabulary_warnings(prompt), annotated={**entry.get("annotated", {}), **changed})
             stamp = _read_json(stamp_path(out_dir, piece), "cache stamp")
             if stamp:
                 stamp["prompt"] = asdict(prompt)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import posixpath
+import re
 import types
 import xml.etree.ElementTree as ET
 import zipfile
@@ -75,6 +76,26 @@ def read_musicxml(path: Path) -> ScoreXml:
     return ScoreXml(_music21_to_musicxml(path), lossy=True)
 
 
+FORMAT_NAMES = {".abc": "ABC notation", ".krn": "Humdrum (**kern)", ".mei": "MEI", ".mid": "MIDI", ".midi": "MIDI"}
+
+
+def unreadable(path: Path, error: Exception) -> str:
+    """Why music21 could not read a score file, in a short sentence naming the file (not music21's internals)."""
+    what = FORMAT_NAMES.get(path.suffix.lower(), "a score")
+    if path.suffix.lower() == ".abc":
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError as e:
+            return f"cannot read {path.name}: {e.strerror or e}"
+        if not re.search(r"^K:", text, re.MULTILINE):
+            return f"{path.name} is not ABC notation: it has no K: (key) line, so it holds no tune"
+    detail = re.sub(r"<music21[^>]*>", "", str(error).splitlines()[0] if str(error).strip() else "")
+    detail = re.sub(r"\s+", " ", detail).strip(" .:,")
+    if len(detail) > 80:
+        detail = detail[:77].rstrip() + "..."
+    return f"{path.name} is not readable {what}" + (f" ({detail})" if detail else "")
+
+
 def _music21_to_musicxml(path: Path) -> bytes:
     import music21  # slow to import; only needed for non-MusicXML input
     from music21.musicxml.m21ToXml import GeneralObjectExporter
@@ -82,7 +103,7 @@ def _music21_to_musicxml(path: Path) -> bytes:
     try:
         parsed = music21.converter.parse(str(path))
     except Exception as e:  # music21 raises many types for unreadable input
-        raise StageError("import", f"music21 cannot read {path.name}: {type(e).__name__}: {e}") from None
+        raise StageError("import", unreadable(path, e)) from None
     if isinstance(parsed, music21.stream.Opus):
         scores = list(parsed.scores)
         if len(scores) != 1:

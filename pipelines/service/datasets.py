@@ -89,11 +89,12 @@ class DatasetBuildResult(JobResult):
     summary: str
     files: list[BuiltFile]
     cancelled: bool
+    empty: bool = False  # no piece could be converted: nothing was built (the summary says why, per file)
 
     @classmethod
     def from_dict(cls, data: dict) -> "DatasetBuildResult":
         return cls(summary=data.get("summary", ""), files=[BuiltFile(**f) for f in data.get("files", [])],
-                   cancelled=bool(data.get("cancelled", False)))
+                   cancelled=bool(data.get("cancelled", False)), empty=bool(data.get("empty", False)))
 
 
 @dataclass
@@ -105,7 +106,7 @@ class PieceLabels:
     composer: str = ""
     instrumentation: str = ""
     split: str = ""
-    suggested: str = ""  # the score's own suggestion, "period / composer / instrumentation"
+    suggested: str = ""  # the score's own suggestion, "period / composer / instrumentation", "-" where unknown
     warnings: str = ""
 
     @classmethod
@@ -171,11 +172,12 @@ class DatasetService:
         return f"{UPLOAD_FOLDER}/{name}"
 
     def submit(self, spec: DatasetSpec) -> Job:
-        """Build datasets/<name> from a folder in imports/ (or music21's corpus)."""
+        """Build datasets/<name> from a folder in imports/ (or music21's corpus); refused while one of the
+        same dataset is queued or running."""
         self.folder(spec.name, must_exist=False)
         if spec.source != CORPUS:
             self.workspace.path("imports", spec.source, must_exist=True)
-        return self.jobs.submit(KIND, asdict(spec), f"build dataset {spec.name}")
+        return self.jobs.submit(KIND, asdict(spec), f"build dataset {spec.name}", unique="name")
 
     @staticmethod
     def result(job: Job) -> DatasetBuildResult:
@@ -195,16 +197,15 @@ class DatasetService:
         files = [BuiltFile(source=Path(f.source).name, piece=f.piece, status=f.status, stage=f.stage or "",
                            reason=f.reason or "", lossy=f.lossy) for f in report.files]
         return DatasetBuildResult(summary=report.summary().replace(str(self.workspace.root), "workspace"),
-                                  files=files, cancelled=report.cancelled).to_dict()
+                                  files=files, cancelled=report.cancelled, empty=report.empty).to_dict()
 
     # -- labels
     def pieces(self, name: str) -> list[PieceLabels]:
         pieces = load_manifest(self.folder(name))["pieces"]
         rows = []
         for piece, e in pieces.items():
-            suggested = e.get("suggested")
-            shown = (" / ".join(v for v in suggested.values() if v) if isinstance(suggested, dict)
-                     else str(suggested or ""))
+            suggested = e.get("suggested") if isinstance(e.get("suggested"), dict) else {}
+            shown = " / ".join(suggested.get(k) or "-" for k in LABELS)
             rows.append(PieceLabels(piece=piece, period=e["period"], composer=e["composer"],
                                     instrumentation=e["instrumentation"], split=e["split"], suggested=shown,
                                     warnings="; ".join(e.get("warnings") or [])))

@@ -139,8 +139,12 @@ class JobQueue:
             raise JobError(f"job kind {kind!r} is already registered")
         self.runners[kind] = runner
 
-    def submit(self, kind: str, params: dict, title: str = "") -> Job:
-        """Queue a job; it starts when its lane is free. Returns a copy of its state."""
+    def submit(self, kind: str, params: dict, title: str = "", unique: str | None = None) -> Job:
+        """Queue a job; it starts when its lane is free. Returns a copy of its state.
+
+        `unique`: a parameter no two unfinished jobs of this kind may share (a dataset's name:
+        a double click must not start a second build of it); such a submit is refused.
+        """
         if kind not in self.runners:
             raise JobError(f"no job kind {kind!r}; known: {', '.join(sorted(self.runners))}")
         try:
@@ -153,6 +157,11 @@ class JobQueue:
         with self._lock:
             if self._closing:
                 raise JobError("the studio is shutting down; no new jobs")
+            if unique is not None:
+                for other in self._jobs.values():
+                    if other.kind == kind and not other.is_finished and other.params.get(unique) == params.get(unique):
+                        raise JobError(f"{other.title!r} is already {other.state} (job {other.id}); "
+                                       "wait for it to finish or cancel it first")
             self._jobs[job.id] = job
             self._save(job)
             self._start_worker(lane)

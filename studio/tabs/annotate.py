@@ -46,8 +46,8 @@ def listen(backend: Backend) -> None:
                      api_name="annotate_load")
     ui["bulk"].click(bulk_set, [ui["table"], ui["pieces"], ui["period"], ui["composer"], ui["instrumentation"]],
                      ui["table"], api_name=False)
-    ui["suggest"].click(bind(use_suggestions, backend), [ui["dataset"], ui["table"], ui["pieces"]], ui["table"],
-                        api_name="annotate_suggest")
+    ui["suggest"].click(bind(use_suggestions, backend), [ui["dataset"], ui["table"], ui["pieces"]],
+                        [ui["table"], ui["status"]], api_name="annotate_suggest")
     ui["check"].click(bind(check, backend), ui["table"], [ui["table"], ui["status"]], api_name="annotate_check")
     ui["save"].click(bind(save, backend), [ui["dataset"], ui["table"]], [ui["table"], ui["pieces"], ui["status"]],
                      api_name="annotate_save")
@@ -85,15 +85,22 @@ def bulk_set(table, pieces, period, composer, instrumentation):
 
 
 def use_suggestions(backend: Backend, name: str, table, pieces):
+    """Put each chosen piece's suggested labels in the table (not saved yet); says how many pieces changed."""
     suggested = backend.datasets.suggestions(name)
     chosen = set(pieces or [r[0] for r in table or []])
+    changed = 0
     for row in table or []:
         s = suggested.get(row[0])
         if s and row[0] in chosen:
+            before = list(row[1:4])
             for col, key in ((1, "period"), (2, "composer"), (3, "instrumentation")):
                 if getattr(s, key):
                     row[col] = getattr(s, key)
-    return table
+            changed += row[1:4] != before
+    if not changed:
+        return table, (f"nothing to change for these {len(chosen)} piece(s): their labels already are what "
+                       "the scores suggest, or the scores suggest nothing")
+    return table, f"{changed} piece(s) now show the scores' suggestions; Save to keep them"
 
 
 def check(backend: Backend, table):
@@ -109,7 +116,9 @@ def save(backend: Backend, name: str, table):
     rows = [PieceLabels(*(str(v or "") for v in row[:4])) for row in table or []]
     changed = backend.datasets.save_labels(name, rows)
     table, pieces, _ = load(backend, name)
-    return table, pieces, f"saved: {changed} piece(s) changed, headers rewritten"
+    if not changed:
+        return table, pieces, "nothing to save: every piece's labels are as they were"
+    return table, pieces, f"saved: {changed} piece(s) changed; their headers were rewritten"
 
 
 def pick_piece(table, event: gr.SelectData):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from pipelines.errors import DatasetError, NotaGenError
 from pipelines.fields import default_of, range_of
 from pipelines.service import CORPUS, SCORE_UPLOADS, Backend, DatasetSpec, Job
 from studio.controls import number, slider
@@ -33,7 +34,8 @@ def render(backend: Backend) -> None:
             ui["folder"] = gr.Dropdown(label="Import folder (inside the workspace's imports)", allow_custom_value=True,
                                        scale=3)
             ui["refresh_folders"] = gr.Button("Refresh", size="sm", scale=1)
-        ui["corpus_limit"] = number(spec, "corpus_limit", "Corpus pieces (first N; chorales come first)", minimum=1)
+        # no minimum here: a wrong number reaches the build, which says why in the status line
+        ui["corpus_limit"] = number(spec, "corpus_limit", "Corpus pieces (first N; chorales come first)")
     ui["name"] = gr.Textbox(label="Dataset name", value="corpus", elem_id="dataset-name")
     with gr.Accordion("Labels for every piece (empty: suggested from each score) and options", open=False):
         with gr.Row():
@@ -90,25 +92,45 @@ def list_folders(backend: Backend):
 
 
 def build(backend: Backend, source=CORPUS, upload=None, folder=None, corpus_limit=None, **options):
-    """`options`: the DatasetSpec's name, labels and shares, by name."""
+    """`options`: the DatasetSpec's name, labels and shares, by name.
+
+    Input the build refuses (a bad name, a limit below 1, a build of this dataset already
+    queued or running) is said in the status line; the Files and Datasets tables keep what they show.
+    """
+    try:
+        job_id = start_build(backend, source, upload, folder, corpus_limit, **options)
+    except (NotaGenError, ValueError) as e:
+        yield gr.skip(), f"**not started:** {e}", gr.skip(), gr.skip()
+        return
+    yield from watch(backend, job_id)
+
+
+def start_build(backend: Backend, source, upload, folder, corpus_limit, **options) -> str:
+    """Check the form, store an upload, submit the build; the job's id."""
     if source == "upload":
         files = upload if isinstance(upload, list) else [upload] if upload else []
         folder = backend.datasets.store_uploads([(f, f) for f in files], options.get("name") or "")
     elif source == "folder":
         if not folder:
-            raise gr.Error("choose an import folder (copy scores into the workspace's imports folder first)")
+            raise DatasetError("choose an import folder (copy scores into the workspace's imports folder first)")
     elif source != CORPUS:
-        raise gr.Error(f"unknown source {source!r}")
-    spec = DatasetSpec(source=CORPUS if source == CORPUS else folder,
-                       corpus_limit=corpus_limit if source == CORPUS and corpus_limit else None, **options)
-    yield from watch(backend, backend.datasets.submit(spec).id)
+        raise DatasetError(f"unknown source {source!r}")
+    limit = corpus_limit if source == CORPUS and corpus_limit not in (None, "") else None
+    spec = DatasetSpec(source=CORPUS if source == CORPUS else folder, corpus_limit=limit, **options)
+    return backend.datasets.submit(spec).id
 
 
 def watch(backend: Backend, job_id: str):
     def finished(done: Job) -> tuple:
         result = backend.datasets.result(done)
         rows = [[f.source, f.piece, f.status, f.stage, f.reason] for f in result.files]
-        return (result.summary if done.state == "done" else job_line(done, -1)), rows, list_datasets(backend)
+        if done.state != "done":
+            line = job_line(done, -1)
+        elif result.empty:  # finished, yet nothing usable: a failure to the musician, with each file's reason
+            line = f"**failed:** {result.summary}"
+        else:
+            line = result.summary
+        return line, rows, list_datasets(backend)
 
     yield from job.follow(backend, job_id, ([], list_datasets(backend)), lambda current, first: (gr.skip(), gr.skip()),
                           finished)

@@ -232,3 +232,48 @@ def test_other_formats_go_through_music21_and_are_marked_lossy(tmp_path):
     (result,) = report.files
     assert result.status == "ok" and result.lossy and result.voices == 4
     assert load_manifest(tmp_path / "out")["pieces"]["bwv366"]["lossy"] is True
+
+
+def test_a_rebuild_keeps_the_labels_saved_by_reannotating(tmp_path, fixtures):
+    source = fixtures / "preprocess"
+    files = [source / "bach_bwv66.6.musicxml", source / "bach_bwv7.7.musicxml"]
+    out = tmp_path / "out"
+    build_dataset(files, out, DatasetConfig(workers=0, labels=CHORALE))
+    reannotate(out, {"bach_bwv7.7": Labels(period="Modern", composer="Frederic Chopin")})
+    assert load_manifest(out)["pieces"]["bach_bwv7.7"]["annotated"] == {"period": "Modern",
+                                                                        "composer": "Chopin, Frederic"}
+    # the same labels given to the build again, every file converted again: the saved labels still win
+    build_dataset(files, out, DatasetConfig(workers=0, labels=CHORALE, use_cache=False))
+    pieces = load_manifest(out)["pieces"]
+    assert (pieces["bach_bwv7.7"]["period"], pieces["bach_bwv7.7"]["composer"]) == ("Modern", "Chopin, Frederic")
+    assert pieces["bach_bwv7.7"]["instrumentation"] == "Choral"  # not re-annotated: the build's label
+    assert pieces["bach_bwv7.7"]["annotated"] == {"period": "Modern", "composer": "Chopin, Frederic"}
+    assert pieces["bach_bwv66.6"]["period"] == "Baroque" and pieces["bach_bwv66.6"]["annotated"] == {}
+    for key in KEYS:
+        assert _header(out, "bach_bwv7.7", key) == ["%Modern", "%Chopin, Frederic", "%Choral", "%end"]
+    # a cached rebuild with other labels for every piece keeps them too
+    build_dataset(files, out, DatasetConfig(workers=0, labels=Labels(period="Romantic")))
+    pieces = load_manifest(out)["pieces"]
+    assert (pieces["bach_bwv7.7"]["period"], pieces["bach_bwv66.6"]["period"]) == ("Modern", "Romantic")
+    assert _header(out, "bach_bwv7.7", "C")[0] == "%Modern"
+
+
+def test_a_build_with_no_usable_piece_builds_nothing_and_says_why_per_file(tmp_path, fixtures):
+    out = tmp_path / "out"
+    build_dataset([fixtures / "preprocess" / "bach_bwv66.6.musicxml"], out, DatasetConfig(workers=0))
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "shopping.abc").write_text("This is my shopping list\n", encoding="utf-8")
+    (junk / "broken.abc").write_text("X:1\nT:bad\nM:4/4\nK:C\n|: [[[ zz8 ::: \n", encoding="utf-8")
+    (junk / "notes.xml").write_text("garbage", encoding="utf-8")
+    report = build_dataset([junk], out, DatasetConfig(workers=0))
+    assert report.empty and [f.status for f in report.files] == ["failed"] * 3
+    by_piece = {f.piece: f for f in report.files}
+    assert by_piece["shopping"].reason == "shopping.abc is not ABC notation: it has no K: (key) line, so it holds no tune"
+    assert by_piece["broken"].reason.startswith("broken.abc is not readable ABC notation (")
+    assert all("Exception" not in f.reason and "music21" not in f.reason for f in report.files)
+    summary = report.summary()
+    assert "nothing built: no piece could be converted from the 3 file(s)" in summary
+    assert "shopping.abc is not ABC notation" in summary and "notes.xml: not well-formed MusicXML" in summary
+    assert list(load_manifest(out)["pieces"]) == ["bach_bwv66.6"]  # the dataset is left as it was
+    assert json.loads(_text(out / "report.json"))["counts"]["failed"] == 3

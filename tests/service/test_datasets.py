@@ -2,11 +2,12 @@
 pieces listed, checked and rewritten."""
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
 
-from pipelines.errors import DatasetError, PromptError
+from pipelines.errors import DatasetError, JobError, PromptError
 from pipelines.service import Backend, DatasetSpec, PieceLabels
 
 
@@ -48,3 +49,59 @@ def test_labels_are_listed_checked_and_rewritten(built):
     assert set(backend.datasets.suggestions("one")) == {row.piece}
     with pytest.raises(DatasetError, match="has no piece 'nope'"):
         backend.datasets.save_labels("one", [PieceLabels("nope")])
+
+
+@pytest.fixture
+def backend(tmp_path, fixtures):
+    backend = Backend.open(tmp_path / "workspace")
+    folder = backend.workspace.area("imports") / "chorale"
+    folder.mkdir()
+    shutil.copy(fixtures / "preprocess" / "bach_bwv66.6.musicxml", folder)
+    yield backend
+    backend.close()
+
+
+def test_a_second_build_of_the_same_dataset_is_refused_while_the_first_runs(backend):
+    first = backend.datasets.submit(DatasetSpec(name="one", source="chorale", eval_split=0.0))
+    with pytest.raises(JobError, match=r"'build dataset one' is already (queued|running) \(job .*cancel it first"):
+        backend.datasets.submit(DatasetSpec(name="one", source="chorale", eval_split=0.0))
+    other = backend.datasets.submit(DatasetSpec(name="two", source="chorale", eval_split=0.0))  # another dataset
+    assert backend.jobs.wait(first.id, 300).state == "done"
+    assert backend.jobs.wait(other.id, 300).state == "done"
+    again = backend.datasets.submit(DatasetSpec(name="one", source="chorale", eval_split=0.0))  # once it ended
+    assert backend.jobs.wait(again.id, 300).state == "done"
+
+
+def test_a_rebuild_keeps_the_labels_saved_in_annotate(backend):
+    spec = DatasetSpec(name="one", source="chorale", eval_split=0.0, period="Baroque")
+    assert backend.jobs.wait(backend.datasets.submit(spec).id, 300).state == "done"
+    (row,) = backend.datasets.pieces("one")
+    assert backend.datasets.save_labels("one", [PieceLabels(row.piece, "Romantic", row.composer, "Keyboard")]) == 1
+    assert backend.jobs.wait(backend.datasets.submit(spec).id, 300).state == "done"  # period="Baroque" given again
+    (kept,) = backend.datasets.pieces("one")
+    assert (kept.period, kept.composer, kept.instrumentation) == ("Romantic", row.composer, "Keyboard")
+
+
+def test_the_suggested_column_always_shows_three_labels(backend):
+    spec = DatasetSpec(name="one", source="chorale", eval_split=0.0)
+    assert backend.jobs.wait(backend.datasets.submit(spec).id, 300).state == "done"
+    (row,) = backend.datasets.pieces("one")
+    assert row.suggested.count(" / ") == 2, row.suggested
+    manifest_path = backend.datasets.folder("one") / "manifest.json"
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    manifest["pieces"][row.piece]["suggested"] = {"period": None, "composer": "Bach, Johann Sebastian",
+                                                  "instrumentation": None}
+    manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
+    assert backend.datasets.pieces("one")[0].suggested == "- / Bach, Johann Sebastian / -"
+
+
+def test_a_build_of_junk_only_is_marked_empty_with_each_files_reason(backend):
+    folder = backend.workspace.area("imports") / "junk"
+    folder.mkdir()
+    (folder / "shopping.abc").write_text("This is my shopping list\n", encoding="utf-8")
+    done = backend.jobs.wait(backend.datasets.submit(DatasetSpec(name="junk", source="junk")).id, 300)
+    result = backend.datasets.result(done)
+    assert done.state == "done" and result.empty and "nothing built" in result.summary
+    assert [(f.source, f.status) for f in result.files] == [("shopping.abc", "failed")]
+    assert result.files[0].reason.startswith("shopping.abc is not ABC notation")
+    assert "junk" not in backend.datasets.built()
