@@ -51,9 +51,10 @@ def render(backend: Backend) -> None:
         ui["start"] = gr.Button("Start", variant="primary")
         job.render_cancel()
     job.render_status()
-    # Bars, not a line: a run of one iteration has one score before the final model's.
-    ui["chart"] = gr.BarPlot(x="pieces", y="mean score", title="Mean score of the pieces each model wrote",
-                             height=260, elem_id="dpo-chart")
+    # Points, not a line (a run of one iteration has one score before the final model's), nor points (the
+    # plot's axis does not start at 0, so the lowest bar would have no height).
+    ui["chart"] = gr.ScatterPlot(x="pieces", y="mean score", title="Mean score of the pieces each model wrote",
+                                 height=260, elem_id="dpo-chart")
     with gr.Row():
         ui["iteration"] = gr.Number(1, precision=0, minimum=1, label="Iteration")
         ui["pairs"] = gr.Button("Show chosen and rejected")
@@ -114,23 +115,23 @@ def clamp2_box(scorer: str):
 
 
 def chart(scores: list[float | None]) -> pd.DataFrame:
-    """The chart's bars: one per scored model, "iteration 1", "iteration 2", ..., then "final model".
+    """The chart's points: one per scored model, "iteration 1", "iteration 2", ..., then "final model".
 
     `scores`: each iteration's mean score, then the final model's (DPOService.mean_scores); a
-    score not known yet (None) has no bar. The columns' types are fixed, even with no rows (the
+    score not known yet (None) has no point. The columns' types are fixed, even with no rows (the
     plot reads them from the first frame it gets).
     """
     labels = [f"iteration {i}" for i in range(1, len(scores))] + ["final model"] if scores else []
-    bars = [(label, float(score)) for label, score in zip(labels, scores)
-            if isinstance(score, (int, float)) and math.isfinite(score)]
-    return pd.DataFrame({"pieces": pd.Series([b[0] for b in bars], dtype="str"),
-                         "mean score": pd.Series([b[1] for b in bars], dtype="float64")})
+    points = [(label, float(score)) for label, score in zip(labels, scores)
+              if isinstance(score, (int, float)) and math.isfinite(score)]
+    return pd.DataFrame({"pieces": pd.Series([p[0] for p in points], dtype="str"),
+                         "mean score": pd.Series([p[1] for p in points], dtype="float64")})
 
 
 def chart_plot(scores: list[float | None]) -> dict:
-    """The chart's update, its bars in run order (the plot would sort the names: "iteration 10" before 2)."""
-    bars = chart(scores)
-    return gr.update(value=bars, sort=list(bars["pieces"]))
+    """The chart's update, its points in run order (the plot would sort the names: "iteration 10" before 2)."""
+    points = chart(scores)
+    return gr.update(value=points, sort=list(points["pieces"]))
 
 
 def watch(backend: Backend, job_id: str):
