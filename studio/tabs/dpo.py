@@ -51,7 +51,7 @@ def render(backend: Backend) -> None:
         ui["start"] = gr.Button("Start", variant="primary")
         job.render_cancel()
     job.render_status()
-    # Points, not a line (a run of one iteration has one score before the final model's), nor points (the
+    # Points, not a line (a run of one iteration has one score before the final model's), nor bars (the
     # plot's axis does not start at 0, so the lowest bar would have no height).
     ui["chart"] = gr.ScatterPlot(x="pieces", y="mean score", title="Mean score of the pieces each model wrote",
                                  height=260, elem_id="dpo-chart")
