@@ -25,8 +25,8 @@ def job_line(job: Job, position: int) -> str:
         return f"running{progress}: {job.message}"
     if job.state == "failed":
         return f"failed: {job.error}"
-    if job.state == "cancelled":
-        return f"cancelled: {job.error}"
+    if job.state == "cancelled":  # the queue's own reason ("cancelled by the user") says nothing more
+        return f"cancelled: {job.error}" if job.error and not job.error.startswith("cancelled") else "cancelled"
     return "finished"
 
 

@@ -80,6 +80,26 @@ class DPOPairs:
     rejected: list[str]
 
 
+def progress_line(record: dict, config: DPOConfig) -> str | None:
+    """What a run is doing now, from one of its log records; None for a record that changes nothing shown."""
+    event, k = record.get("event"), record.get("iteration")
+    if event == "generate":
+        return f"iteration {k} of {config.iterations}: writing {record.get('samples')} pieces"
+    if event == "scored":
+        mean = record.get("mean_score")
+        scored = "" if mean is None else f", mean score {mean:.3f}"
+        return f"iteration {k}: {record.get('ok')} of {record.get('generated')} pieces usable{scored}"
+    if event == "step":
+        return f"iteration {k}: learning from the pairs, step {record.get('step')} of {config.steps}"
+    if event == "iteration":
+        scoring_final = k == config.iterations and config.scorer != "none" and config.score_final
+        return (f"iteration {k} done; the final model is writing pieces to be scored" if scoring_final
+                else f"iteration {k} done")
+    if event == "final":
+        return "the final model's pieces are scored"
+    return None
+
+
 class DPOService:
     def __init__(self, workspace: Workspace, settings: Settings, jobs: JobQueue, models: ModelService,
                  datasets: DatasetService, library: Library):
@@ -124,11 +144,9 @@ class DPOService:
         ratings = self.human_ratings() if spec.use_ratings else []
 
         def on_log(record: dict) -> None:
-            event = record.get("event", "")
-            if event in ("generate", "scored", "iteration", "final"):
-                ctx.say(f"{event}: iteration {record.get('iteration', '')}")
-            elif event == "step":
-                ctx.say(f"iteration {record.get('iteration', '')}: optimising, step {record.get('step', '')}")
+            line = progress_line(record, config)
+            if line:
+                ctx.say(line)
 
         result = run_dpo(config, ratings=ratings, on_log=on_log, on_progress=ctx.progress,
                          should_stop=ctx.should_stop)
@@ -142,7 +160,8 @@ class DPOService:
         return self.workspace.path("runs", check_name(run, "run name"), must_exist=True)
 
     def mean_scores(self, run: str) -> list[float | None]:
-        """The mean score of each finished iteration's pieces (from the run's summary.json; [] before one)."""
+        """The mean score of each iteration's pieces, then the final model's (None until scored), from the run's
+        summary.json ([] before the first iteration has finished)."""
         path = self.run_folder(run) / "summary.json"
         return list(json.loads(path.read_text(encoding="utf-8")).get("mean_scores") or []) if path.is_file() else []
 

@@ -5,9 +5,12 @@ The settings' defaults and ranges are DPOConfig's (through DPOSpec).
 """
 from __future__ import annotations
 
+import math
+
 import gradio as gr
 import pandas as pd
 
+from pipelines.fields import default_of
 from pipelines.service import Backend, DPOSpec, Job
 from studio.controls import number, radio
 from studio.guard import bind
@@ -15,7 +18,8 @@ from studio.job_follow import JobFollow, job_line
 from studio.piece_view import preview_view
 
 TITLE = "DPO"
-SCORERS = {"builtin": "Built-in (music statistics vs the dataset)", "clamp2": "CLaMP 2 (weights in models/)",
+CLAMP2 = "clamp2"  # the scorer that needs CLaMP 2 weights
+SCORERS = {"builtin": "Built-in (music statistics vs the dataset)", CLAMP2: "CLaMP 2 (weights in models/)",
            "none": "None: my ratings only"}
 # The widgets that fill a DPOSpec, by its field names.
 SPEC_FIELDS = ("model", "dataset", "run", "scorer", "clamp2", "use_ratings", "iterations", "samples", "steps",
@@ -32,7 +36,8 @@ def render(backend: Backend) -> None:
         ui["refresh"] = gr.Button("Refresh", size="sm", scale=0)
     with gr.Row():
         ui["scorer"] = radio(spec, "scorer", "Scorer", SCORERS)
-        ui["clamp2"] = gr.Dropdown(label="CLaMP 2 weights (a .pth in models/)", allow_custom_value=True)
+        ui["clamp2"] = gr.Dropdown(label="CLaMP 2 weights (a .pth in models/)", allow_custom_value=True,
+                                   visible=default_of(spec, "scorer") == CLAMP2)
         ui["use_ratings"] = gr.Checkbox(spec.__dataclass_fields__["use_ratings"].default,
                                         label="Use my thumbs up / down from the library")
     ui["run"] = gr.Textbox("my-dpo", label="Run name (a folder in the workspace's runs)")
@@ -46,8 +51,10 @@ def render(backend: Backend) -> None:
         ui["start"] = gr.Button("Start", variant="primary")
         job.render_cancel()
     job.render_status()
-    ui["chart"] = gr.LinePlot(x="iteration", y="mean score", title="Mean score of each iteration's pieces",
-                              height=260)
+    # Points, not a line (a run of one iteration has one score before the final model's), nor bars (the
+    # plot's axis does not start at 0, so the lowest bar would have no height).
+    ui["chart"] = gr.ScatterPlot(x="pieces", y="mean score", title="Mean score of the pieces each model wrote",
+                                 height=260, elem_id="dpo-chart")
     with gr.Row():
         ui["iteration"] = gr.Number(1, precision=0, minimum=1, label="Iteration")
         ui["pairs"] = gr.Button("Show chosen and rejected")
@@ -67,6 +74,7 @@ def listen(backend: Backend) -> None:
                       outputs=job.outputs(ui["chart"]), api_name="dpo_start", concurrency_limit=None,
                       show_progress="hidden")
     job.listen(backend)
+    ui["scorer"].change(clamp2_box, ui["scorer"], ui["clamp2"], api_name=False, show_progress="hidden")
     ui["refresh"].click(bind(choices, backend), None, [ui["model"], ui["dataset"], ui["clamp2"]],
                         api_name="dpo_choices")
     ui["model"].change(bind(memory, backend), ui["model"], ui["memory"], api_name=False, show_progress="hidden")
@@ -101,15 +109,35 @@ def start(backend: Backend, **settings):
     yield from watch(backend, backend.dpo.submit(DPOSpec(**settings)).id)
 
 
+def clamp2_box(scorer: str):
+    """The CLaMP 2 weights box is there for the CLaMP 2 scorer only."""
+    return gr.update(visible=scorer == CLAMP2)
+
+
 def chart(scores: list[float | None]) -> pd.DataFrame:
-    rows = [{"iteration": i, "mean score": s} for i, s in enumerate(scores, 1) if s is not None]
-    return pd.DataFrame(rows or {"iteration": [], "mean score": []})
+    """The chart's points: one per scored model, "iteration 1", "iteration 2", ..., then "final model".
+
+    `scores`: each iteration's mean score, then the final model's (DPOService.mean_scores); a
+    score not known yet (None) has no point. The columns' types are fixed, even with no rows (the
+    plot reads them from the first frame it gets).
+    """
+    labels = [f"iteration {i}" for i in range(1, len(scores))] + ["final model"] if scores else []
+    points = [(label, float(score)) for label, score in zip(labels, scores)
+              if isinstance(score, (int, float)) and math.isfinite(score)]
+    return pd.DataFrame({"pieces": pd.Series([p[0] for p in points], dtype="str"),
+                         "mean score": pd.Series([p[1] for p in points], dtype="float64")})
+
+
+def chart_plot(scores: list[float | None]) -> dict:
+    """The chart's update, its points in run order (the plot would sort the names: "iteration 10" before 2)."""
+    points = chart(scores)
+    return gr.update(value=points, sort=list(points["pieces"]))
 
 
 def watch(backend: Backend, job_id: str):
     def running(current: Job, first: bool) -> tuple:
         run = backend.dpo.run_of(current)
-        return (chart(backend.dpo.mean_scores(run) if run in backend.training.runs() else []),)
+        return (chart_plot(backend.dpo.mean_scores(run) if run in backend.training.runs() else []),)
 
     def finished(done: Job) -> tuple:
         status = job_line(done, -1)
@@ -118,7 +146,7 @@ def watch(backend: Backend, job_id: str):
             status = f"{r.status}; the improved model is {r.final_model} (listed in Generate)"
         return status, *running(done, False)
 
-    yield from job.follow(backend, job_id, (chart([]),), running, finished)
+    yield from job.follow(backend, job_id, (chart_plot([]),), running, finished)
 
 
 def pairs(backend: Backend, run, iteration):

@@ -6,6 +6,8 @@ goes on with the settings saved in its folder, whatever started it.
 """
 from __future__ import annotations
 
+import math
+
 import gradio as gr
 import pandas as pd
 
@@ -47,7 +49,7 @@ def render(backend: Backend) -> None:
         ui["resume"] = gr.Button("Resume this run")
         job.render_cancel()
     job.render_status()
-    ui["curve"] = gr.LinePlot(x="step", y="loss", color="curve", title="Loss", height=300)
+    ui["curve"] = gr.LinePlot(x="step", y="loss", color="curve", title="Loss", height=300, elem_id="train-curve")
     ui["log"] = gr.Textbox(label="Log", lines=6, max_lines=12, interactive=False)
 
 
@@ -98,21 +100,66 @@ def resume(backend: Backend, run):
     yield from watch(backend, backend.training.resume(run or "").id)
 
 
+# How a run ended, in words (TrainingResult.status).
+ENDINGS = {"finished": "finished", "early_stopped": "stopped early (the eval loss stopped improving)",
+           "max_steps": "stopped at the step limit", "cancelled": "cancelled"}
+
+
 def curve(records: list[dict]) -> pd.DataFrame:
-    rows = [{"step": r["step"], "loss": r["loss"], "curve": "train"} for r in records if r.get("event") == "step"]
-    rows += [{"step": r["step"], "loss": r["eval_loss"], "curve": "eval"}
-             for r in records if r.get("event") == "eval" and r.get("eval_loss") is not None]
-    return pd.DataFrame(rows or {"step": [], "loss": [], "curve": []})
+    """The loss chart's rows: one per step record (curve "train") and per evaluation (curve "eval").
+
+    The columns' types are fixed, even with no rows: the plot reads its axis and colour types from
+    the first frame it gets, and an empty frame of another type never draws (gradio 6.31).
+    Losses that are not finite numbers (a diverged step, an epoch without eval pieces) are left out.
+    """
+    rows = [(r["step"], r["loss"], "train") for r in records if r.get("event") == "step"]
+    rows += [(r["step"], r["eval_loss"], "eval") for r in records if r.get("event") == "eval"]
+    rows = [(int(step), float(loss), name) for step, loss, name in rows
+            if isinstance(loss, (int, float)) and math.isfinite(loss)]
+    return pd.DataFrame({"step": pd.Series([r[0] for r in rows], dtype="int64"),
+                         "loss": pd.Series([r[1] for r in rows], dtype="float64"),
+                         "curve": pd.Series([r[2] for r in rows], dtype="str")})
+
+
+def curve_plot(records: list[dict]) -> dict:
+    """The loss chart's update: the rows, and the curves they hold as the legend.
+
+    The plot keeps its colour scale until a setting such as the legend changes, so the legend
+    names the curves present (the eval curve appears after the first epoch).
+    """
+    rows = curve(records)
+    return gr.update(value=rows, colors_in_legend=list(dict.fromkeys(rows["curve"])))
+
+
+def loss_text(loss: float | None) -> str:
+    return "none" if loss is None else f"{loss:.3f}"
+
+
+def outcome_line(status: str, step: int, best_eval_loss: float | None) -> str:
+    """How a run ended: "stopped at the step limit after 300 steps; best eval loss 0.908"."""
+    return f"{ENDINGS.get(status, status)} after {step} steps; best eval loss {loss_text(best_eval_loss)}"
+
+
+def record_line(r: dict) -> str | None:
+    """A log record as a line a musician reads; None for the records the chart shows (steps)."""
+    event = r.get("event")
+    if event == "eval":
+        if r.get("eval_loss") is None:
+            return f"epoch {r.get('epoch')} done (no pieces to evaluate on)"
+        best = " (best so far)" if r.get("best") else ""
+        return f"epoch {r.get('epoch')}: eval loss {loss_text(r['eval_loss'])}{best}"
+    if event in ("start", "resume"):
+        verb = "started" if event == "start" else f"resumed at step {r.get('step', 0)}"
+        pieces = f"{r.get('train_pieces', '?')} pieces to learn from, {r.get('eval_pieces', '?')} to evaluate on"
+        return (f"{verb} on {r.get('device', '?')}: {pieces}; {r.get('total_steps', '?')} steps "
+                f"({r.get('steps_per_epoch', '?')} per epoch)")
+    if event == "end":
+        return outcome_line(r.get("status", ""), r.get("step", 0), r.get("best_eval_loss"))
+    return None
 
 
 def log_text(records: list[dict]) -> str:
-    lines = []
-    for r in records[-200:]:
-        if r.get("event") == "eval":
-            loss = "n/a" if r.get("eval_loss") is None else f"{r['eval_loss']:.4f}"
-            lines.append(f"epoch {r['epoch']}: eval loss {loss}{' (best)' if r.get('best') else ''}")
-        elif r.get("event") in ("start", "resume", "end"):
-            lines.append(" ".join(f"{k}={v}" for k, v in r.items() if k != "time"))
+    lines = [line for line in map(record_line, records[-200:]) if line]
     return "\n".join(lines[-20:])
 
 
@@ -123,14 +170,14 @@ def watch(backend: Backend, job_id: str):
 
     def running(current: Job, first: bool) -> tuple:
         found = records(current)
-        return curve(found), log_text(found)
+        return curve_plot(found), log_text(found)
 
     def finished(done: Job) -> tuple:
         status = job_line(done, -1)
         if done.state == "done":
             r = backend.training.result(done)
-            status = (f"{r.status} after {r.step} steps; best eval loss {r.best_eval_loss}; "
-                      f"the model is {r.best or 'not saved'} (listed in Generate)")
+            saved = f"the model is {r.best} (listed in Generate)" if r.best else "no model was saved"
+            status = f"{outcome_line(r.status, r.step, r.best_eval_loss)}; {saved}"
         return status, *running(done, False)
 
-    yield from job.follow(backend, job_id, (curve([]), ""), running, finished)
+    yield from job.follow(backend, job_id, (curve_plot([]), ""), running, finished)

@@ -10,6 +10,7 @@ from pipelines.cli import main
 from pipelines.errors import SettingError, TrainingError
 from pipelines.fields import default_of, range_of, sources_of
 from pipelines.service import Backend, Settings, TrainingSpec, Workspace
+from pipelines.service.training import progress_line
 from pipelines.training.config import TrainConfig
 from pipelines.training.runlog import read_train_log
 from tests.training_data import build_dataset, single_thread_torch  # noqa: F401 (autouse)
@@ -73,3 +74,10 @@ def test_the_spec_mirrors_train_config():
         assert range_of(TrainingSpec, name) == range_of(TrainConfig, name), name
     with pytest.raises(SettingError, match="must be a whole number"):
         TrainingSpec(dataset="chorales", run="r", preset="micro", epochs=2.5)
+
+
+def test_the_status_line_of_a_step_reads_in_words():
+    step = {"event": "step", "step": 3, "total_steps": 10, "loss": 2.34567, "eta_s": 4.6}
+    assert progress_line(step) == "step 3 of 10, loss 2.346, about 5 s left"
+    assert progress_line({**step, "eta_s": 185.0}).endswith("about 3 min 05 s left")
+    assert progress_line({**step, "eta_s": 7800.0}).endswith("about 2 h 10 min left")
