@@ -8,6 +8,7 @@ name (the GenerationSpec's field names), and their defaults and ranges are the s
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import gradio as gr
 
@@ -206,7 +207,8 @@ def preview_upload(backend: Backend, upload: str | None):
 
 def generate(backend: Backend, upload: str | None = None, **request):
     """`request`: the GenerationSpec fields, by name; `upload`: a score to continue."""
-    spec = GenerationSpec(**request, continue_abc=backend.generation.read_score(upload) if upload else "")
+    spec = GenerationSpec(**request, continue_abc=backend.generation.read_score(upload) if upload else "",
+                          continue_name=Path(upload).name if upload else "")
     yield from watch(backend, backend.generation.submit(spec).id)
 
 

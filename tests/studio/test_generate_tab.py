@@ -49,3 +49,20 @@ def test_an_upload_that_is_not_music_is_refused_at_preview_naming_it(backend, tm
     with pytest.raises(gr.Error, match="shopping.abc: not an ABC tune"):
         bind(generate.preview_upload, backend)(str(shopping))
     assert generate.clear_preview() == ("", None)  # what the page shows while a new upload is read
+
+
+class Submitted(Exception):
+    """Raised by a stand-in submit once the handler has made its spec."""
+
+
+def test_a_continued_piece_keeps_the_uploads_name(backend, fixtures, monkeypatch):
+    def submit(spec):
+        raise Submitted(spec)
+
+    monkeypatch.setattr(backend.generation, "submit", submit)
+    xml = fixtures / "preprocess" / "bach_bwv66.6.musicxml"
+    request = dict(model=TINY, period="Baroque", composer="Bach, Johann Sebastian", instrumentation="Choral")
+    with pytest.raises(Submitted) as made:
+        next(generate.generate(backend, str(xml), **request))
+    spec = made.value.args[0]
+    assert spec.continue_name == "bach_bwv66.6.musicxml" and "K:F#min" in spec.continue_abc
