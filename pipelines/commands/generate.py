@@ -31,7 +31,8 @@ def register(subparsers):
         add_option(p, SamplingConfig, name)
     for name in LIMIT_OPTIONS:
         add_option(p, GenerationLimits, name)
-    p.add_argument("--prefix", type=Path, help="an ABC piece (e.g. from `notagen dataset build`) to continue")
+    p.add_argument("--prefix", type=Path, help="a score to continue: .abc (e.g. from `notagen dataset build`), "
+                   ".musicxml, .xml or .mxl")
     p.add_argument("--prefix-lines", type=int, default=0, help="tune-body lines of --prefix to keep (0: all)")
     p.add_argument("--continue-lines", type=int, default=8, help="lines to add after --prefix (a target)")
     p.add_argument("--device", default="auto", help="auto, cuda, cuda:1, mps or cpu")
@@ -46,33 +47,30 @@ def options_from_args(args) -> tuple[SamplingConfig, GenerationLimits]:
 
 
 def run_generate(args) -> int:
-    from pipelines.generation.continuation import continuation_prefix
+    from pipelines.generation.continuation import continuation_prefix, judge_continuation, read_score
 
     if args.num < 0:
         raise NotaGenError("--num must be 0 (as many as fit) or more")
     sampling, limits = options_from_args(args)  # refused values stop here, before a model loads
+    prompt = Prompt(args.period, args.composer, args.instrumentation)
+    prefix = ""
+    if args.prefix:  # so is a file that is not a score
+        source = read_score(args.prefix, str(args.prefix))
+        prefix = continuation_prefix(source, prompt, keep_lines=args.prefix_lines, add_lines=args.continue_lines)
     model_path = Path(args.model) if args.model else default_model_path()
     engine = load_engine(model_path, device=args.device, dtype=args.dtype)
     if args.num == 0:
         args.num = engine.max_pieces()
         print(f"{args.num} pieces fit in one batch on {engine.runtime.device}", file=sys.stderr)
-    prompt = Prompt(args.period, args.composer, args.instrumentation)
     warning = validate_prompt(engine.card, prompt)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
-    prefix = ""
-    if args.prefix:
-        try:
-            source = args.prefix.read_text(encoding="utf-8")
-        except (FileNotFoundError, UnicodeDecodeError) as e:
-            raise NotaGenError(f"{args.prefix}: cannot be read ({e})") from None
-        prefix = continuation_prefix(source, prompt, keep_lines=args.prefix_lines, add_lines=args.continue_lines)
     requests = [GenerationRequest(prompt=prompt, seed=args.seed + i, prefix=prefix) for i in range(args.num)]
 
     def show(row, text):
         print(f"\rpiece {row + 1}/{args.num}: {len(text)} chars", end="", file=sys.stderr, flush=True)
 
-    pieces = engine.generate(requests, sampling, limits, on_patch=show)
+    pieces = [judge_continuation(piece) for piece in engine.generate(requests, sampling, limits, on_patch=show)]
     print(file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
     failures = 0

@@ -11,11 +11,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from pipelines.abc.prompts import Prompt
-from pipelines.dataset.convert import StageError, read_musicxml, xml_to_abc
 from pipelines.errors import AbcError, NotaGenError, SettingError, WorkspaceError
 from pipelines.fields import same_as
 from pipelines.files import atomic_write_text
-from pipelines.generation.continuation import continuation_prefix
+from pipelines.generation.continuation import (
+    MAX_ABC_BYTES,
+    SCORE_SUFFIXES,
+    continuation_prefix,
+    judge_continuation,
+    read_score,
+)
 from pipelines.generation.engine import GenerationRequest
 from pipelines.generation.options import GenerationLimits, SamplingConfig
 from pipelines.model.registry import validate_prompt
@@ -30,8 +35,7 @@ from pipelines.service.specs import JobResult, check_spec, from_params
 from pipelines.service.workspace import Workspace, inside
 
 KIND = "generate"
-CONTINUE_UPLOADS = (".abc", ".xml", ".musicxml", ".mxl")
-MAX_CONTINUE_BYTES = 2 * 2**20
+CONTINUE_UPLOADS = SCORE_SUFFIXES
 MAX_SEED = 2**62
 
 
@@ -66,8 +70,8 @@ class GenerationSpec:
             raise SettingError(f"the seed must be a whole number from 0 to 2**62, not {self.seed}")
         if self.keep_lines < 0 or self.add_lines < 1:
             raise SettingError("keep 0 or more of the piece's lines (0: all), and add at least 1")
-        if len(self.continue_abc.encode("utf-8")) > MAX_CONTINUE_BYTES:
-            raise AbcError(f"the piece to continue is over {MAX_CONTINUE_BYTES // 2**20} MB of ABC")
+        if len(self.continue_abc.encode("utf-8")) > MAX_ABC_BYTES:
+            raise AbcError(f"the piece to continue is over {MAX_ABC_BYTES // 2**20} MB of ABC")
 
     @property
     def prompt(self) -> Prompt:
@@ -84,8 +88,11 @@ class GenerationSpec:
         """The continued piece in the training format ("" for a new piece); AbcError when it cannot be read."""
         if not self.continue_abc:
             return ""
-        return continuation_prefix(self.continue_abc, self.prompt, keep_lines=self.keep_lines,
-                                   add_lines=self.add_lines)
+        try:
+            return continuation_prefix(self.continue_abc, self.prompt, keep_lines=self.keep_lines,
+                                       add_lines=self.add_lines)
+        except AbcError as e:
+            raise AbcError(f"{self.continue_name or 'the piece to continue'}: {e}") from None
 
     def parameters(self) -> dict:
         """What the library keeps to replay a piece (the seed is stored per piece)."""
@@ -109,7 +116,7 @@ class PieceFiles:
 class PieceResult:
     id: int  # the library row
     seed: int
-    status: str  # ok | limit | cancelled | invalid
+    status: str  # ok | limit | cancelled | invalid | unchanged (a continuation the model ended at once)
     reason: str
     chars: int
     render_error: str
@@ -173,6 +180,7 @@ class GenerationService:
         ctx.say(f"generating on {engine.runtime.device}")
         pieces = engine.generate(requests, spec.sampling(), spec.limits(), on_patch=on_patch,
                                  should_stop=ctx.should_stop)
+        pieces = [judge_continuation(piece) for piece in pieces]
         results = []
         folder = self.exports / ctx.job_id
         for n, piece in enumerate(pieces, 1):
@@ -213,24 +221,11 @@ class GenerationService:
         out.problems = list(result.problems)
         return out
 
-    def read_score(self, path: str | Path, name: str = "") -> str:
-        """An uploaded score (ABC or MusicXML) as ABC text, for continuing or previewing it."""
-        path = Path(path)
-        name = name or path.name
-        suffix = Path(name).suffix.lower()
-        if suffix not in CONTINUE_UPLOADS:
-            raise AbcError(f"{name}: continue an .abc, .musicxml, .xml or .mxl file")
-        if path.stat().st_size > MAX_CONTINUE_BYTES * (4 if suffix != ".abc" else 1):
-            raise AbcError(f"{name}: too large to continue")
-        if suffix == ".abc":
-            try:
-                return path.read_text(encoding="utf-8")
-            except UnicodeDecodeError as e:
-                raise AbcError(f"{name}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-        try:
-            return xml_to_abc(read_musicxml(path).data, Path(name).stem)
-        except StageError as e:
-            raise AbcError(f"{name}: {e}") from None
+    @staticmethod
+    def read_score(path: str | Path, name: str = "") -> str:
+        """An uploaded score (ABC or MusicXML) as ABC text, for continuing or previewing it; AbcError naming
+        the file when it is not music that can be continued (`continuation.read_score`)."""
+        return read_score(path, name)
 
     def preview_score(self, abc: str) -> PieceFiles:
         """Render a piece someone uploaded (to continue it, or to check it) into exports/previews/."""

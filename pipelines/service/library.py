@@ -44,7 +44,7 @@ CREATE TABLE IF NOT EXISTS generations (
 );
 CREATE INDEX IF NOT EXISTS generations_created ON generations(created);
 """
-STATUSES = ("ok", "limit", "cancelled", "invalid")
+STATUSES = ("ok", "limit", "cancelled", "invalid", "unchanged")  # unchanged: a continuation with nothing added
 _COLUMNS = ("id", "created", "job_id", "model", "prompt", "period", "composer", "instrumentation", "parameters",
             "seed", "status", "reason", "raw", "abc", "files", "seconds", "rating")
 

@@ -8,6 +8,7 @@ name (the GenerationSpec's field names), and their defaults and ranges are the s
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import gradio as gr
 
@@ -32,6 +33,7 @@ LIVE_CHARS = 4000  # of each piece, while it streams
 NO_MODEL = ("**No model is installed yet.** The built-in demo model is not in this installation. "
             "Train one in the Train tab, or copy a NotaGen checkpoint (.pth) into the workspace's `models` folder "
             "and press refresh.")
+NO_MODEL_CHOSEN = "*No model chosen: pick one in the Model box to see its periods, composers and instruments.*"
 # The widgets that fill a GenerationSpec, by its field names (the handler gets them by name).
 SPEC_FIELDS = ("model", "period", "composer", "instrumentation", "count", "seed", "top_k", "top_p", "temperature",
                "max_patches", "max_seconds", "bar_retries", "keep_lines", "add_lines")
@@ -119,8 +121,11 @@ def listen(backend: Backend) -> None:
                        [ui["composer"], ui["instrumentation"]], api_name="generate_period")
     ui["composer"].input(bind(choose_composer, backend), [ui["model"], ui["period"], ui["composer"]],
                          ui["instrumentation"], api_name="generate_composer")
-    ui["upload"].upload(bind(preview_upload, backend), ui["upload"], [ui["preview_score"], ui["preview_audio"]],
-                        api_name="generate_preview")
+    preview = [ui["preview_score"], ui["preview_audio"]]
+    # The last upload's score goes first, so a refused file never shows under an earlier one's score.
+    ui["upload"].upload(clear_preview, None, preview, api_name=False, show_progress="hidden").then(
+        bind(preview_upload, backend), ui["upload"], preview, api_name="generate_preview")
+    ui["upload"].clear(clear_preview, None, preview, api_name=False, show_progress="hidden")
     # Many visitors may wait at once: the job queue, not Gradio's, decides who runs.
     ui["generate"].click(bind(generate, backend), inputs_kwargs={k: ui[k] for k in (*SPEC_FIELDS, "upload")},
                          outputs=watch_outputs(), api_name="generate", concurrency_limit=None,
@@ -144,25 +149,35 @@ def listen_load(backend: Backend, app) -> None:
 def list_models(backend: Backend, current: str | None = None):
     choices = [(m.label, m.ref) for m in backend.models.list()]
     if not choices:
-        return (gr.update(choices=[], value=None), NO_MODEL, gr.update(choices=[], value=None),
-                gr.update(choices=[], value=None), gr.update(choices=[], value=None))
+        return (gr.update(choices=[], value=None), NO_MODEL, *no_prompts())
     refs = [ref for _, ref in choices]
     model = current if current in refs else refs[0]
     return (gr.update(choices=choices, value=model), *choose_model(backend, model))
 
 
-def choose_model(backend: Backend, model: str):
+def no_prompts():
+    """The three prompt dropdowns, emptied and off while no model is chosen."""
+    return tuple(gr.update(choices=[], value=None, interactive=False) for _ in range(3))
+
+
+def choose_model(backend: Backend, model: str | None):
+    """The chosen model's note and its prompts; a cleared Model box empties the prompts, with a quiet note."""
+    if not model:
+        return (NO_MODEL_CHOSEN, *no_prompts())
     prompts, note = backend.models.prompts(model)
     first = periods(prompts)
     period = first[0] if first else None
     names = composers(prompts, period) if period else []
     composer = names[0] if names else None
     kinds = instrumentations(prompts, period, composer) if composer else []
-    return (note and f"*{note}*", gr.update(choices=first, value=period), gr.update(choices=names, value=composer),
-            gr.update(choices=kinds, value=kinds[0] if kinds else None))
+    return (note and f"*{note}*", gr.update(choices=first, value=period, interactive=True),
+            gr.update(choices=names, value=composer, interactive=True),
+            gr.update(choices=kinds, value=kinds[0] if kinds else None, interactive=True))
 
 
-def choose_period(backend: Backend, model: str, period: str):
+def choose_period(backend: Backend, model: str | None, period: str):
+    if not model:
+        return no_prompts()[1:]
     prompts, _ = backend.models.prompts(model)
     names = composers(prompts, period)
     composer = names[0] if names else None
@@ -170,13 +185,20 @@ def choose_period(backend: Backend, model: str, period: str):
     return gr.update(choices=names, value=composer), gr.update(choices=kinds, value=kinds[0] if kinds else None)
 
 
-def choose_composer(backend: Backend, model: str, period: str, composer: str):
+def choose_composer(backend: Backend, model: str | None, period: str, composer: str):
+    if not model:
+        return no_prompts()[2]
     prompts, _ = backend.models.prompts(model)
     kinds = instrumentations(prompts, period, composer)
     return gr.update(choices=kinds, value=kinds[0] if kinds else None)
 
 
+def clear_preview():
+    return "", None
+
+
 def preview_upload(backend: Backend, upload: str | None):
+    """The uploaded score engraved, with its audio; a file that is not music is refused, naming it."""
     if not upload:
         return "", None
     score, audio, _ = preview_view(backend, backend.generation.preview_score(backend.generation.read_score(upload)))
@@ -185,7 +207,8 @@ def preview_upload(backend: Backend, upload: str | None):
 
 def generate(backend: Backend, upload: str | None = None, **request):
     """`request`: the GenerationSpec fields, by name; `upload`: a score to continue."""
-    spec = GenerationSpec(**request, continue_abc=backend.generation.read_score(upload) if upload else "")
+    spec = GenerationSpec(**request, continue_abc=backend.generation.read_score(upload) if upload else "",
+                          continue_name=Path(upload).name if upload else "")
     yield from watch(backend, backend.generation.submit(spec).id)
 
 

@@ -76,3 +76,32 @@ def test_an_upload_that_is_not_a_score_is_a_plain_error(backend, tmp_path):
         backend.generation.read_score(broken)
     with pytest.raises(AbcError, match="continue an .abc, .musicxml"):
         backend.generation.read_score(tmp_path / "notes.txt")
+
+
+def test_text_that_is_not_music_is_refused_when_read_and_when_submitted(backend, tmp_path):
+    shopping = tmp_path / "upload-1234.abc"
+    shopping.write_text("This is my shopping list\n", encoding="utf-8")
+    with pytest.raises(AbcError, match="list.abc: not an ABC tune"):
+        backend.generation.read_score(shopping, "list.abc")  # the upload's own name, not the temporary one
+    spec = GenerationSpec(TINY, *BACH, continue_abc="This is my shopping list\n", continue_name="list.abc")
+    with pytest.raises(AbcError, match="list.abc: not an ABC tune"):
+        backend.generation.submit(spec)  # the browser is not trusted to have previewed it
+    assert backend.jobs.list() == []  # nothing was queued
+
+
+def test_a_continuation_the_model_ends_at_once_is_stored_as_unchanged(backend, postprocessed, monkeypatch):
+    from pipelines.generation.engine import Engine
+    from pipelines.generation.piece import GeneratedPiece
+
+    def ends_at_once(self, requests, *args, **kwargs):
+        return [GeneratedPiece(r, r.prefix, None, "ok", patches=1) for r in requests]
+
+    monkeypatch.setattr(Engine, "generate", ends_at_once)
+    spec = GenerationSpec(TINY, *BACH, continue_abc=postprocessed["bach_bwv66.6_C"], continue_name="chorale.abc")
+    done = backend.jobs.wait(backend.generation.submit(spec).id, 300)
+    assert done.state == "done", done.error
+    result = backend.generation.result(done)
+    assert [p.status for p in result.pieces] == ["unchanged"] and result.complete == 0
+    assert "not continued" in result.pieces[0].reason
+    entry = backend.library.get(result.pieces[0].id)
+    assert entry.status == "unchanged" and entry.abc is None and entry.raw == spec.prefix()

@@ -1,0 +1,54 @@
+"""`notagen generate --prefix`: the studio's score formats, continued from the score's own lines."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from launch import cli
+from pipelines.abc.tokenizer import STREAM_PREFIX
+from pipelines.generation.continuation import read_score, score_lines
+
+BACH = ["--period", "Baroque", "--composer", "Bach, Johann Sebastian", "--instrumentation", "Choral"]
+
+
+def body_lines(abc: str) -> list[str]:
+    return [STREAM_PREFIX.sub("", line) for line in abc.splitlines() if line.startswith(("[r:", "[V:"))]
+
+
+def continue_score(score, fixtures, out, *extra) -> tuple[int, dict, str]:
+    code = cli(["generate", "--model", str(fixtures / "tiny_model.pth"), *BACH, "--prefix", str(score),
+                "--prefix-lines", "4", "--continue-lines", "4", "--max-patches", "6", "--device", "cpu",
+                "--out", str(out), *extra])
+    meta = json.loads(next(out.glob("*.json")).read_text(encoding="utf-8"))
+    raw = next(out.glob("*.raw.abc")).read_text(encoding="utf-8")
+    return code, meta, raw
+
+
+def test_a_music21_corpus_mxl_is_continued_from_its_first_four_lines(fixtures, tmp_path):
+    music21 = pytest.importorskip("music21")
+    mxl = music21.corpus.getWork("bwv1.6")
+    _, meta, raw = continue_score(mxl, fixtures, tmp_path / "out")
+    own = [line.rstrip("\n") for line in score_lines(read_score(mxl))[1][:4]]
+    assert body_lines(raw)[:4] == own and len(own) == 4
+    assert meta["parameters"]["continued_from"] == str(mxl)
+    assert meta["status"] == "limit" and "6-patch limit" in meta["reason"]  # random weights: the limit ends it
+    assert meta["patches"] == 6 and meta["chars"] > 0
+
+
+def test_a_musicxml_file_is_continued_like_the_studios_upload(fixtures, tmp_path):
+    xml = fixtures / "preprocess" / "bach_bwv7.7.musicxml"
+    _, _, raw = continue_score(xml, fixtures, tmp_path / "out")
+    # upstream's training file of this chorale in its own key: the same rest-reduced bar lines
+    training = (fixtures / "preprocess" / "augmented" / "D" / "bach_bwv7.7_D.abc").read_text(encoding="utf-8")
+    assert body_lines(raw)[:4] == body_lines(training)[:4]
+
+
+def test_a_file_that_is_not_music_is_refused_before_a_model_loads(tmp_path, capsys):
+    shopping = tmp_path / "shopping.abc"
+    shopping.write_text("This is my shopping list\n", encoding="utf-8")
+    code = cli(["generate", "--model", str(tmp_path / "missing.pth"), *BACH, "--prefix", str(shopping),
+                "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and f"{shopping}: not an ABC tune" in err and "missing.pth" not in err
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,68 @@
+"""The Generate tab's handlers: a cleared Model box, and an upload that is not music."""
+from __future__ import annotations
+
+import shutil
+
+import gradio as gr
+import pytest
+
+from pipelines.service import Backend, Settings, Workspace
+from studio.guard import bind
+from studio.tabs import generate
+
+TINY = "models/tiny.pth"
+
+
+@pytest.fixture
+def backend(tmp_path, fixtures):
+    ws = Workspace.open(tmp_path / "workspace")
+    shutil.copy(fixtures / "tiny_model.pth", ws.area("models") / "tiny.pth")
+    backend = Backend(ws, Settings(device="cpu", dtype="fp32"))
+    yield backend
+    backend.close()
+
+
+def emptied(update: dict) -> bool:
+    return update["choices"] == [] and update["value"] is None and update["interactive"] is False
+
+
+@pytest.mark.parametrize("cleared", ["", None])
+def test_clearing_the_model_box_empties_the_prompts_with_a_quiet_note(backend, cleared):
+    note, *prompts = bind(generate.choose_model, backend)(cleared)  # guarded, as Gradio calls it: no gr.Error
+    assert note == generate.NO_MODEL_CHOSEN and len(prompts) == 3 and all(emptied(p) for p in prompts)
+    composer, instrumentation = bind(generate.choose_period, backend)(cleared, "Baroque")
+    assert emptied(composer) and emptied(instrumentation)
+    assert emptied(bind(generate.choose_composer, backend)(cleared, "Baroque", "Bach, Johann Sebastian"))
+    # choosing a model again turns the dropdowns back on
+    _, *prompts = bind(generate.choose_model, backend)(TINY)
+    assert all(p["interactive"] is True for p in prompts)
+
+
+def test_a_model_that_is_not_there_is_still_refused(backend):
+    with pytest.raises(gr.Error, match="no such file"):
+        bind(generate.choose_model, backend)("models/notes.txt")
+
+
+def test_an_upload_that_is_not_music_is_refused_at_preview_naming_it(backend, tmp_path):
+    shopping = tmp_path / "shopping.abc"
+    shopping.write_text("This is my shopping list\n", encoding="utf-8")
+    with pytest.raises(gr.Error, match="shopping.abc: not an ABC tune"):
+        bind(generate.preview_upload, backend)(str(shopping))
+    assert generate.clear_preview() == ("", None)  # what the page shows while a new upload is read
+
+
+class Submitted(Exception):
+    """Raised by a stand-in submit once the handler has made its spec."""
+
+
+def test_a_continued_piece_keeps_the_uploads_name(backend, fixtures, monkeypatch):
+    def submit(spec):
+        raise Submitted(spec)
+
+    monkeypatch.setattr(backend.generation, "submit", submit)
+    xml = fixtures / "preprocess" / "bach_bwv66.6.musicxml"
+    request = dict(model=TINY, period="Baroque", composer="Bach, Johann Sebastian", instrumentation="Choral")
+    with pytest.raises(Submitted) as made:
+        next(generate.generate(backend, str(xml), **request))
+    spec = made.value.args[0]
+    assert spec.continue_name == "bach_bwv66.6.musicxml" and "K:F#min" in spec.continue_abc
