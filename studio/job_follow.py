@@ -18,8 +18,9 @@ from studio.guard import bind
 
 def job_line(job: Job, position: int) -> str:
     """One line a musician reads about a job (`position`: its place in line, 0 running, -1 finished)."""
-    if job.state == "queued":
-        return f"waiting: number {position} in line for the GPU" if position > 0 else "waiting"
+    if job.state == "queued":  # generation, training and DPO share one line, whatever the device
+        shared = " (one generation, training or DPO job runs at a time)" if job.lane == "gpu" else ""
+        return f"waiting: number {position} in line{shared}" if position > 0 else "waiting"
     if job.state == "running":
         progress = f" ({job.done}/{job.total})" if job.total else ""
         return f"running{progress}: {job.message}"

@@ -39,12 +39,14 @@ def listen_load(backend: Backend, app) -> None:
 
 
 def status_line(backend: Backend) -> str:
+    """The strip's line; on a machine without a GPU it names the CPU and shows no VRAM or GPU queue."""
     s = backend.models.system()
-    vram = (f"VRAM {s.vram_used_gib:.1f} GiB used / {s.vram_free_gib:.1f} GiB free of {s.vram_total_gib:.1f}"
-            if s.vram_total_gib is not None else "VRAM n/a")
-    job = f"running: {s.running}" + (f" ({s.waiting} waiting)" if s.waiting else "") if s.running else "GPU idle"
-    return (f"**{s.gpu}** ({s.device}) | {vram} | dtype {s.dtype} | "
-            f"model: {s.loaded_model or 'none loaded'} | {job}")
+    job = f"running: {s.running}" + (f" ({s.waiting} waiting)" if s.waiting else "") if s.running else "idle"
+    if s.device == "cpu":
+        return f"**CPU** (no GPU in use) | dtype {s.dtype} | model: {s.loaded_model or 'none loaded'} | {job}"
+    vram = (f" | VRAM {s.vram_used_gib:.1f} GiB used / {s.vram_free_gib:.1f} GiB free of {s.vram_total_gib:.1f}"
+            if s.vram_total_gib is not None else "")
+    return f"**{s.gpu}** ({s.device}){vram} | dtype {s.dtype} | model: {s.loaded_model or 'none loaded'} | {job}"
 
 
 def refresh(backend: Backend):
