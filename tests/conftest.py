@@ -1,9 +1,11 @@
 """Shared fixtures: upstream NotaGen's golden outputs, kept in tests/fixtures/upstream."""
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
+from pipelines.service import Backend, Settings, Workspace
 from tests.paths import FIXTURES
 
 
@@ -24,3 +26,24 @@ def postprocessed(fixtures) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def chorale(postprocessed) -> str:
     return postprocessed["bach_bwv66.6_C"]
+
+
+@pytest.fixture
+def chorale_backend(tmp_path, fixtures):
+    """A studio backend whose workspace has a Bach chorale (MusicXML) in imports/chorale."""
+    backend = Backend.open(tmp_path / "workspace")
+    folder = backend.workspace.area("imports") / "chorale"
+    folder.mkdir()
+    shutil.copy(fixtures / "preprocess" / "bach_bwv66.6.musicxml", folder)
+    yield backend
+    backend.close()
+
+
+@pytest.fixture
+def tiny_backend(tmp_path, fixtures):
+    """A studio backend on the CPU (fp32) whose workspace holds the tiny upstream model as models/tiny.pth."""
+    ws = Workspace.open(tmp_path / "workspace")
+    shutil.copy(fixtures / "tiny_model.pth", ws.area("models") / "tiny.pth")
+    backend = Backend(ws, Settings(device="cpu", dtype="fp32"))
+    yield backend
+    backend.close()

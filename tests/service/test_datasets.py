@@ -52,13 +52,8 @@ def test_labels_are_listed_checked_and_rewritten(built):
 
 
 @pytest.fixture
-def backend(tmp_path, fixtures):
-    backend = Backend.open(tmp_path / "workspace")
-    folder = backend.workspace.area("imports") / "chorale"
-    folder.mkdir()
-    shutil.copy(fixtures / "preprocess" / "bach_bwv66.6.musicxml", folder)
-    yield backend
-    backend.close()
+def backend(chorale_backend):
+    return chorale_backend
 
 
 def test_a_second_build_of_the_same_dataset_is_refused_while_the_first_runs(backend):

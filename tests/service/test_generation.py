@@ -1,26 +1,20 @@
 """The generation service: its spec's defaults and checks, and continuing an uploaded MusicXML score end to end."""
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
 from pipelines.errors import AbcError, NotaGenError, SettingError
 from pipelines.fields import default_of, range_of
 from pipelines.generation.options import GenerationLimits, SamplingConfig
-from pipelines.service import Backend, GenerationSpec, Settings, Workspace
+from pipelines.service import GenerationSpec
 
 TINY = "models/tiny.pth"
 BACH = ("Baroque", "Bach, Johann Sebastian", "Choral")
 
 
 @pytest.fixture
-def backend(tmp_path, fixtures):
-    ws = Workspace.open(tmp_path / "workspace")
-    shutil.copy(fixtures / "tiny_model.pth", ws.area("models") / "tiny.pth")
-    backend = Backend(ws, Settings(device="cpu", dtype="fp32"))
-    yield backend
-    backend.close()
+def backend(tiny_backend):
+    return tiny_backend
 
 
 def test_the_spec_takes_its_defaults_and_ranges_from_the_generation_options():

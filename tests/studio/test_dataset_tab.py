@@ -1,11 +1,9 @@
 """The Dataset and Annotate tabs' handlers, called directly: bad input answered in the status line with the
 tables left alone, a double click, a build that converts nothing, and Annotate's messages that say what happened."""
-import shutil
 
 import gradio as gr
 import pytest
 
-from pipelines.service import Backend
 from studio.tabs import annotate, dataset
 
 SKIP = gr.skip()
@@ -19,13 +17,8 @@ def build_args(**changes) -> dict:
 
 
 @pytest.fixture
-def backend(tmp_path, fixtures):
-    backend = Backend.open(tmp_path / "workspace")
-    folder = backend.workspace.area("imports") / "chorale"
-    folder.mkdir()
-    shutil.copy(fixtures / "preprocess" / "bach_bwv66.6.musicxml", folder)
-    yield backend
-    backend.close()
+def backend(chorale_backend):
+    return chorale_backend
 
 
 @pytest.mark.parametrize("changes, said", [

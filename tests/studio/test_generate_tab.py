@@ -1,12 +1,9 @@
 """The Generate tab's handlers: a cleared Model box, and an upload that is not music."""
 from __future__ import annotations
 
-import shutil
-
 import gradio as gr
 import pytest
 
-from pipelines.service import Backend, Settings, Workspace
 from studio.guard import bind
 from studio.tabs import generate
 
@@ -14,12 +11,8 @@ TINY = "models/tiny.pth"
 
 
 @pytest.fixture
-def backend(tmp_path, fixtures):
-    ws = Workspace.open(tmp_path / "workspace")
-    shutil.copy(fixtures / "tiny_model.pth", ws.area("models") / "tiny.pth")
-    backend = Backend(ws, Settings(device="cpu", dtype="fp32"))
-    yield backend
-    backend.close()
+def backend(tiny_backend):
+    return tiny_backend
 
 
 def emptied(update: dict) -> bool:
