@@ -43,7 +43,8 @@ def download_paths(backend: Backend, files: dict) -> list[str]:
 
 def heading(entry: Generation) -> str:
     status = "ok" if entry.status == "ok" else f"{entry.status}: {entry.reason}"
-    return (f"**#{entry.id}** {html.escape(entry.prompt)} - seed {entry.seed} - {status} "
+    prompt = " / ".join(p for p in (entry.period, entry.composer, entry.instrumentation) if p) or entry.prompt
+    return (f"**#{entry.id}** {html.escape(prompt)} - seed {entry.seed} - {status} "
             f"({entry.seconds:.1f} s, model {html.escape(entry.model)})")
 
 

@@ -28,6 +28,13 @@ BARLINES = ("|:", "::", ":|", "[|", "||", "|]", "|")
 _BARLINE_SPLIT = re.compile("(" + "|".join(map(re.escape, BARLINES)) + ")")
 
 
+def readable(text: str) -> str:
+    """Generated text as a musician reads it while it is written: without the prompt's single-`%`
+    header lines (`%end` ...) and without the `[r:i/j]` line prefixes the model counts bars with."""
+    return "\n".join(STREAM_PREFIX.sub("", line) for line in text.split("\n")
+                     if not (line.startswith("%") and not line.startswith("%%")))
+
+
 def split_bars(lines: list[str]) -> list[str]:
     """Split tune-body lines into bars; each bar after the first starts with its barline.
 

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from pipelines.abc.prompts import Prompt
+from pipelines.abc.tokenizer import readable
 from pipelines.errors import AbcError, NotaGenError, SettingError, WorkspaceError
 from pipelines.fields import same_as
 from pipelines.files import atomic_write_text
@@ -174,7 +175,7 @@ class GenerationService:
         texts: dict[int, str] = {}
 
         def on_patch(row: int, text: str) -> None:
-            texts[row] = text
+            texts[row] = readable(text)  # the raw text is kept with the piece
             ctx.stream("texts", dict(texts))
 
         ctx.say(f"generating on {engine.runtime.device}")

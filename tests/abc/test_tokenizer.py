@@ -3,7 +3,7 @@ import random
 
 import pytest
 
-from pipelines.abc.tokenizer import Patchilizer, split_bars
+from pipelines.abc.tokenizer import Patchilizer, readable, split_bars
 
 P = Patchilizer()
 
@@ -63,3 +63,10 @@ def test_generation_prefix_leaves_last_patch_open():
     abc = "%Baroque\n%Bach, Johann Sebastian\n%Choral\n%end\nL:1/8\nM:4/4\nK:C\nV:1 treble\n[r:0/3][V:1]ab"
     ids = P.encode_generate(abc, 100000)
     assert ids[-1] == [ord(c) for c in "[r:0/3][V:1]ab"]
+
+
+def test_readable_text_drops_the_prompt_lines_and_the_bar_counters_only():
+    raw = ("%Baroque\n%Bach, Johann Sebastian\n%Choral\n%end\n%%score { 1 | 2 }\nL:1/8\nM:4/4\nK:G\n"
+           "[r:0/2][V:1]G2 A2|[V:2]B,4|\n[r:1/1][V:1]B2 c2|[V:2]D4|\n[r:2/0][V:1]d4")
+    assert readable(raw) == ("%%score { 1 | 2 }\nL:1/8\nM:4/4\nK:G\n"
+                             "[V:1]G2 A2|[V:2]B,4|\n[V:1]B2 c2|[V:2]D4|\n[V:1]d4")
