@@ -71,7 +71,8 @@ def child(args) -> None:
     sync()
     phases["load the model"] = time.perf_counter() - mark
     mark = time.perf_counter()
-    engine.decoder(args.batch)
+    with torch.inference_mode():  # as Engine.generate builds it
+        engine.decoder(args.batch)
     sync()
     phases["build the decoder (compile, capture)"] = time.perf_counter() - mark
     requests = [GenerationRequest(prompt=Prompt(*PROMPT), seed=i) for i in range(args.batch)]
@@ -90,7 +91,8 @@ def child(args) -> None:
     stalls = {}
     for other in args.then_batches:
         mark = time.perf_counter()
-        engine.decoder(other)
+        with torch.inference_mode():
+            engine.decoder(other)
         sync()
         stalls[str(other)] = time.perf_counter() - mark
     print(json.dumps({"phases": phases, "total": total, "chars": chars, "steady": steady, "stalls": stalls,
