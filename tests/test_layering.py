@@ -249,6 +249,23 @@ def test_torch_free_modules_load_no_torch_in_a_fresh_interpreter():
     assert done.stdout.strip() == "[]", f"importing {', '.join(TORCH_FREE)} loaded {done.stdout.strip()}"
 
 
+# What a fresh `notagen generate` loads before its first piece: torch, not the training stack (transformers, peft
+# and accelerate took seconds of a first piece's wait).
+TRAINING_STACK = {"transformers", "peft", "accelerate", "music21", "gradio", "pandas"}
+
+
+def test_the_command_line_and_generation_load_no_training_stack():
+    probe = ("import sys, launch\n"
+             "from pipelines.cli import build_parser\n"
+             "import pipelines.commands.generate, pipelines.generation.loading\n"
+             "build_parser(launch.STUDIO_COMMANDS)\n"
+             f"print(sorted({{m.split('.')[0] for m in sys.modules}} & {TRAINING_STACK!r}))")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]", f"the command line and the generation path loaded {done.stdout.strip()}"
+
+
 LAYERS = {
     # importer: packages it must never import (lower layers never reach up)
     "pipelines.abc": ("pipelines.model", "pipelines.generation", "pipelines.render", "pipelines.dataset",

@@ -14,10 +14,10 @@ import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from peft import LoraConfig, get_peft_model_state_dict, set_peft_model_state_dict
-from peft.tuners.lora import LoraModel
+from torch import nn
 
 from pipelines.errors import CheckpointError
 from pipelines.files import atomic_write
@@ -29,8 +29,14 @@ from pipelines.model.checkpoint import (
     save_checkpoint,
 )
 from pipelines.model.config import NotaGenConfig
-from pipelines.model.network import NotaGen
+from pipelines.model.network import Conv1D, NotaGen
 from pipelines.model.notagenx import find_notagenx, is_notagenx_name
+
+# peft (and the transformers it needs) takes seconds to import: loading a plain checkpoint to generate
+# never does, so these modules import it where an adapter is made or read.
+if TYPE_CHECKING:
+    from peft import LoraConfig
+    from peft.tuners.lora import LoraModel
 
 ADAPTER_FORMAT = "notagen-lora-v1"
 ADAPTER_NAME = "default"
@@ -45,6 +51,8 @@ class LoraSpec:
     char_only: bool = False  # adapt the char-level decoder only (the patch-level one is frozen)
 
     def peft_config(self) -> LoraConfig:
+        from peft import LoraConfig
+
         names = "|".join(self.targets)
         scope = r"char_level_decoder\..*" if self.char_only else r".*"
         return LoraConfig(r=self.rank, lora_alpha=self.alpha, lora_dropout=self.dropout, bias="none",
@@ -67,6 +75,9 @@ def add_lora(model: NotaGen, spec: LoraSpec) -> LoraModel:
     Only the adapter weights train; they are kept in fp32 whatever the base's dtype.
     The returned peft wrapper is what `merge_into` needs.
     """
+    from peft.tuners.lora import LoraModel
+
+    as_peft_layers(model)
     wrapper = LoraModel(model, spec.peft_config(), ADAPTER_NAME)
     for name, param in model.named_parameters():
         if "lora_" in name:
@@ -75,11 +86,29 @@ def add_lora(model: NotaGen, spec: LoraSpec) -> LoraModel:
     return wrapper
 
 
+def as_peft_layers(model: nn.Module) -> None:
+    """Swap NotaGen's own Conv1D layers for transformers' class (same parameters, shared), which peft's LoRA
+    adapts; the forward is the same product. Built on the meta device: no weights are drawn."""
+    from transformers.pytorch_utils import Conv1D as PeftConv1D
+
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is Conv1D:
+                with torch.device("meta"):
+                    layer = PeftConv1D(child.nf, child.nx)
+                layer.weight, layer.bias = child.weight, child.bias
+                setattr(parent, name, layer)
+
+
 def adapter_state(model: NotaGen) -> dict:
+    from peft import get_peft_model_state_dict
+
     return {k: v.detach().float().cpu() for k, v in get_peft_model_state_dict(model, adapter_name=ADAPTER_NAME).items()}
 
 
 def load_adapter_state(model: NotaGen, state: dict) -> None:
+    from peft import set_peft_model_state_dict
+
     result = set_peft_model_state_dict(model, state, adapter_name=ADAPTER_NAME)
     missing = [k for k in result.missing_keys if "lora_" in k]
     if missing or result.unexpected_keys:

@@ -19,10 +19,26 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers.pytorch_utils import Conv1D  # GPT-2's (in, out) linear; peft's LoRA knows it
 
 from pipelines.abc.tokenizer import PAD_ID
 from pipelines.model.config import VOCAB_SIZE, NotaGenConfig
+
+
+class Conv1D(nn.Module):
+    """GPT-2's linear layer: weight stored (in, out), y = x @ W + b; the parameter names and shapes of upstream's
+    checkpoints. Our own, so generation never imports transformers (seconds at every start); LoRA hands these to
+    peft as transformers' own class (pipelines.model.lora)."""
+
+    def __init__(self, nf: int, nx: int):
+        super().__init__()
+        self.nf, self.nx = nf, nx
+        self.weight = nn.Parameter(torch.empty(nx, nf))
+        self.bias = nn.Parameter(torch.zeros(nf))
+        nn.init.normal_(self.weight, std=0.02)
+
+    def forward(self, x):
+        out = torch.addmm(self.bias, x.view(-1, x.size(-1)), self.weight)
+        return out.view(*x.shape[:-1], self.nf)
 
 
 class KVCache(nn.Module):
