@@ -67,7 +67,9 @@ def child(args) -> None:
             torch.cuda.synchronize()
 
     mark = time.perf_counter()
-    engine = load_engine(Path(args.model), args.device, args.dtype)
+    from pipelines.generation.plan import DecodeOptions
+    compile = {"auto": None, "on": True, "off": False}[args.compile]
+    engine = load_engine(Path(args.model), args.device, args.dtype, DecodeOptions(compile=compile))
     sync()
     phases["load the model"] = time.perf_counter() - mark
     mark = time.perf_counter()
@@ -120,6 +122,8 @@ def main() -> None:
     p.add_argument("--patches", type=int, default=200)
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto")
+    p.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
+                   help="driver rows: compile the decode steps (auto: the engine's choice)")
     p.add_argument("--skip-cli", action="store_true", help="driver rows only")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--batch", type=int, default=1, help=argparse.SUPPRESS)
@@ -139,7 +143,7 @@ def main() -> None:
         for state in ("cold", "warm"):
             wall, out = spawn([sys.executable, __file__, "--child", "--model", str(args.model), "--batch", str(batch),
                                "--patches", str(args.patches), "--device", args.device, "--dtype", args.dtype,
-                               "--then-batches", *map(str, args.then_batches)], caches)
+                               "--compile", args.compile, "--then-batches", *map(str, args.then_batches)], caches)
             found = json.loads(out.strip().splitlines()[-1])
             rows.append(("driver", batch, state, wall, found))
             print(f"\nbatch {batch}, {state} caches, fresh process: {wall:.1f} s wall; path: {found['path']}")
