@@ -24,6 +24,20 @@ from pipelines.abc.tokenizer import PAD_ID
 from pipelines.model.config import VOCAB_SIZE, NotaGenConfig
 
 
+def draw_normal(tensor: torch.Tensor, std: float) -> None:
+    """nn.init.normal_, except on the meta device (a model built there to receive a checkpoint's tensors):
+    the first normal_ on meta loads torch's reference ops, seconds of a fresh process's first piece."""
+    if not tensor.is_meta:
+        nn.init.normal_(tensor, std=std)
+
+
+def embedding(count: int, dim: int) -> nn.Embedding:
+    """nn.Embedding(count, dim), drawn as it draws (std 1), except on the meta device (see draw_normal)."""
+    table = nn.Embedding(count, dim, _weight=torch.empty(count, dim))
+    draw_normal(table.weight, 1.0)
+    return table
+
+
 class Conv1D(nn.Module):
     """GPT-2's linear layer: weight stored (in, out), y = x @ W + b; the parameter names and shapes of upstream's
     checkpoints. Our own, so generation never imports transformers (seconds at every start); LoRA hands these to
@@ -34,7 +48,7 @@ class Conv1D(nn.Module):
         self.nf, self.nx = nf, nx
         self.weight = nn.Parameter(torch.empty(nx, nf))
         self.bias = nn.Parameter(torch.zeros(nf))
-        nn.init.normal_(self.weight, std=0.02)
+        draw_normal(self.weight, 0.02)
 
     def forward(self, x):
         out = torch.addmm(self.bias, x.view(-1, x.size(-1)), self.weight)
@@ -142,14 +156,14 @@ class GPT2Stack(nn.Module):
 
     def __init__(self, config: NotaGenConfig, vocab: int, positions: int, layers: int):
         super().__init__()
-        self.wte = nn.Embedding(vocab, config.hidden_size)
-        self.wpe = nn.Embedding(positions, config.hidden_size)
+        self.wte = embedding(vocab, config.hidden_size)
+        self.wpe = embedding(positions, config.hidden_size)
         self.h = nn.ModuleList(Block(config) for _ in range(layers))
         self.ln_f = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = config.dropout
         self.checkpointing = False
-        nn.init.normal_(self.wte.weight, std=0.02)
-        nn.init.normal_(self.wpe.weight, std=0.01)
+        draw_normal(self.wte.weight, 0.02)
+        draw_normal(self.wpe.weight, 0.01)
 
     def forward(self, embeds, positions, rows=None, use_cache: bool = False):
         """embeds (B, T, C); positions (B, T) absolute positions, also the KV-cache slots with `use_cache`.
@@ -172,7 +186,7 @@ class PatchLevelDecoder(nn.Module):
         super().__init__()
         self.patch_size = config.patch_size
         self.patch_embedding = nn.Linear(config.patch_size * VOCAB_SIZE, config.hidden_size)
-        nn.init.normal_(self.patch_embedding.weight, std=0.02)
+        draw_normal(self.patch_embedding.weight, 0.02)
         nn.init.zeros_(self.patch_embedding.bias)
         self.base = GPT2Stack(config, vocab=1, positions=config.patch_length, layers=config.patch_layers)
 

@@ -149,3 +149,16 @@ def test_read_card_without_building_the_model(fixtures, tiny, tmp_path):
     torch.save({"weights": torch.zeros(1)}, foreign)
     with pytest.raises(CheckpointError, match="foreign.pth: not a NotaGen checkpoint"):
         read_card(foreign)
+
+
+def test_a_model_built_on_the_meta_device_draws_no_weights(monkeypatch):
+    """Loading builds the model on the meta device; drawing there costs a fresh process seconds (see draw_normal)."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("a weight was drawn on the meta device")
+
+    monkeypatch.setattr(torch.nn.init, "normal_", refuse)
+    with torch.device("meta"):
+        model = NotaGen(preset("tiny"))
+    assert all(p.is_meta for p in model.parameters())
+    with pytest.raises(AssertionError, match="drawn"):
+        NotaGen(preset("tiny"))  # on the CPU the weights are drawn
