@@ -41,7 +41,8 @@ def test_an_upload_that_is_not_music_is_refused_at_preview_naming_it(backend, tm
     shopping.write_text("This is my shopping list\n", encoding="utf-8")
     with pytest.raises(gr.Error, match="shopping.abc: not an ABC tune"):
         bind(generate.preview_upload, backend)(str(shopping))
-    assert generate.clear_preview() == ("", None)  # what the page shows while a new upload is read
+    score, audio, card = generate.clear_preview()  # what the page shows while a new upload is read
+    assert (score, audio, card["visible"]) == ("", None, False)
 
 
 class Submitted(Exception):
