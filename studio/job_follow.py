@@ -42,7 +42,8 @@ def job_line(job: Job, position: int) -> str:
 
 
 def progress_bar(job: Job, now: float | None = None) -> str:
-    """A running job's bar as HTML: its stage, done / total and the time left; "" when it does not run."""
+    """A running job's bar as HTML: what the job is, its stage, done / total and the time left; "" when it does not
+    run."""
     if job.state != "running":
         return ""
     eta = job.eta_s(now)
@@ -53,6 +54,7 @@ def progress_bar(job: Job, now: float | None = None) -> str:
     track = (f'<div class="job-track"><div class="job-fill" style="width:{share:.1f}%"></div></div>' if job.total
              else '<div class="job-track job-busy"><div class="job-fill"></div></div>')
     return (f'<div class="job-progress" role="progressbar" aria-valuenow="{job.done}" aria-valuemax="{job.total}">'
+            f'<div class="job-title">{html.escape(job.title)}</div>'
             f'<div class="job-words"><span class="job-stage">{html.escape(job.message or "running")}</span>'
             f'<span class="job-left">{side}</span></div>{track}</div>')
 

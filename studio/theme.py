@@ -53,6 +53,7 @@ CSS = """
 
 /* a running job: stage, count and time left over a thin bar */
 .job-progress {display: flex; flex-direction: column; gap: 6px; padding: 8px 2px}
+.job-title {font-size: var(--text-xs); color: var(--body-text-color-subdued)}
 .job-words {display: flex; justify-content: space-between; gap: 12px; font-size: var(--text-sm)}
 .job-stage {font-weight: 600}
 .job-left {color: var(--body-text-color-subdued); white-space: nowrap}

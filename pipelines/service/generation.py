@@ -297,7 +297,10 @@ class GenerationService:
         if spec.count > self.settings.max_pieces:
             raise SettingError(f"pieces per request must be 1 to {self.settings.max_pieces}, not {spec.count}")
         spec.prefix()
-        return self.jobs.submit(KIND, asdict(spec), f"generate {spec.count} x {spec.prompt.line}")
+        p, pieces = spec.prompt, f"{spec.count} piece{'s' if spec.count > 1 else ''}"
+        title = f"generate {pieces}{' continuing a score' if spec.continue_abc else ''}: " + " / ".join(
+            (p.period, p.composer, p.instrumentation))
+        return self.jobs.submit(KIND, asdict(spec), title)
 
     @staticmethod
     def result(job: Job) -> GenerationResult:

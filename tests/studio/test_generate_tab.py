@@ -60,3 +60,14 @@ def test_a_continued_piece_keeps_the_uploads_name(backend, fixtures, monkeypatch
         next(generate.generate(backend, str(xml), **request))
     spec = made.value.args[0]
     assert spec.continue_name == "bach_bwv66.6.musicxml" and "K:F#min" in spec.continue_abc
+
+
+def test_the_limits_start_sized_to_the_device_and_the_estimate_follows_the_settings(backend):
+    max_patches, max_seconds, said = bind(generate.size_request, backend)(TINY, 1)
+    assert (max_patches, max_seconds) == tuple(backend.generation.defaults(TINY).values())
+    assert said == f"Estimate: {backend.generation.estimate(TINY, 1, max_patches, max_seconds).words()}"
+    assert "on this CPU" in said
+    two = bind(generate.estimate, backend)(TINY, 2, max_patches, max_seconds)
+    assert two == f"Estimate: {backend.generation.estimate(TINY, 2, max_patches, max_seconds).words()}" != said
+    assert bind(generate.estimate, backend)("", 1, 10, 60) == ""  # no model chosen: nothing to estimate
+    assert bind(generate.size_request, backend)("models/missing.pth", 1)[2] == ""  # the Model box says why
