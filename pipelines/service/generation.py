@@ -241,6 +241,22 @@ def short_reason(reason: str) -> str:
     return reason.split(" (")[0].split(" ('")[0].strip() or "no reason given"
 
 
+class MoveNotes:
+    """The latest notes of why the engine went back; the same bar drawn again once more replaces its note."""
+
+    def __init__(self, kept: int = NOTES_KEPT):
+        self.kept = kept
+        self.notes: list[tuple[tuple, str]] = []  # (what it is about, the note)
+
+    def add(self, row: int, event: MoveEvent) -> list[str]:
+        """Note `event` of piece `row`; returns the notes to show, newest last."""
+        about = (row, event.kind, event.line)
+        if self.notes and self.notes[-1][0] == about:
+            self.notes.pop()
+        self.notes = [*self.notes, (about, move_note(row, event))][-self.kept:]
+        return [note for _, note in self.notes]
+
+
 def ordinal(n: int) -> str:
     return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
 
@@ -317,7 +333,7 @@ class GenerationService:
         requests = [GenerationRequest(prompt=prompt, seed=spec.seed + i, prefix=prefix) for i in range(spec.count)]
         texts: dict[int, str] = {}
         raw: dict[int, str] = {}
-        notes: list[str] = []
+        notes = MoveNotes()
         progress = BatchProgress(spec.count, spec.max_patches)
         many = spec.count > 1
         what = f"writing {spec.count} pieces" if many else "writing the piece"
@@ -336,8 +352,7 @@ class GenerationService:
         def on_move(row: int, event: MoveEvent) -> None:
             if event.kind in (MoveKind.HEADER, MoveKind.RESTART):
                 progress.restarted(row)
-            notes.append(move_note(row, event))
-            ctx.stream("notes", notes[-NOTES_KEPT:])
+            ctx.stream("notes", notes.add(row, event))
 
         ctx.say(f"{what} on {engine.runtime.device}", stage="writing")
         pieces = engine.generate(requests, spec.sampling(), spec.limits(), on_patch=on_patch,

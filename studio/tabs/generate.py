@@ -40,6 +40,21 @@ NO_MODEL = ("**No model is installed yet.** The built-in demo model is not in th
             "Train one in the Train tab, or copy a NotaGen checkpoint (.pth) into the workspace's `models` folder "
             "and press refresh.")
 NO_MODEL_CHOSEN = "*No model chosen: pick one in the Model box to see its periods, composers and instruments.*"
+# The live text follows its newest line unless the reader scrolled up (Gradio's own autoscroll left
+# the box at its top in Chromium, gradio 6.31). Only the reader's own wheel, touch, keys or mouse say
+# whether to follow: the box's scroll events also come from the text growing and from this script.
+FOLLOW_LIVE_TEXT = """() => {
+  const box = document.querySelector('#gen-live textarea');
+  if (!box) return;
+  if (!box.dataset.watched) {
+    box.dataset.watched = '1';
+    const judge = () => setTimeout(() => {
+      box.dataset.follow = box.scrollHeight - box.scrollTop - box.clientHeight < 40 ? '1' : '0';
+    }, 50);
+    for (const kind of ['wheel', 'touchmove', 'keyup', 'mouseup']) box.addEventListener(kind, judge, {passive: true});
+  }
+  if (box.dataset.follow !== '0') setTimeout(() => { box.scrollTop = box.scrollHeight; }, 30);
+}"""
 EMPTY = ("*Choose a model and a prompt, then press **Generate**: the score appears here as it is written, "
          "then each piece with its player and downloads.*")
 # The widgets that fill a GenerationSpec, by its field names (the handler gets them by name).
@@ -127,7 +142,8 @@ def slot_outputs() -> list:
 
 
 def watch_outputs() -> list:
-    return job.outputs(ui["live"], ui["ids"], *slot_outputs(), ui["sketch"], ui["notes"], ui["empty"])
+    return job.outputs(ui["live"], ui["ids"], *slot_outputs(), ui["sketch"], ui["notes"], ui["empty"],
+                       ui["estimate"])
 
 
 def replay_outputs() -> list:
@@ -158,6 +174,7 @@ def listen(backend: Backend) -> None:
     ui["generate"].click(bind(generate, backend), inputs_kwargs={k: ui[k] for k in (*SPEC_FIELDS, "upload")},
                          outputs=watch_outputs(), api_name="generate", concurrency_limit=None,
                          show_progress="hidden")
+    ui["live"].change(None, None, None, js=FOLLOW_LIVE_TEXT, api_name=False, queue=False, show_progress="hidden")
     job.listen(backend)
     for i, slot in enumerate(ui["slots"]):
         for button, rating in ((slot["up"], 1), (slot["down"], -1)):
@@ -287,9 +304,9 @@ def watch(backend: Backend, job_id: str):
         return (gr.update(value=text, visible=True) if first else shown, [],
                 *(hidden if first else [gr.skip()] * len(hidden)),
                 changed("sketch", sketch), changed("notes", notes_text(backend.generation.notes(current.id))),
-                gr.update(visible=False) if first else gr.skip())
+                gr.update(visible=False) if first else gr.skip(), gr.skip())
 
-    empty = (gr.update(value="", visible=False), [], *hidden, "", "", gr.update(visible=True))
+    empty = (gr.update(value="", visible=False), [], *hidden, "", "", gr.update(visible=True), gr.skip())
     yield from job.follow(backend, job_id, empty, running, lambda done: finished(backend, done))
 
 
@@ -315,7 +332,17 @@ def finished(backend: Backend, done: Job) -> tuple:
             slots += [gr.update(visible=False), "", "", None, None, ""]
     notes = notes_text(backend.generation.notes(done.id))
     return (status, gr.update(value=text, visible=True), [e.id for e in entries], *slots, "", notes,
-            gr.update(visible=not entries))
+            gr.update(visible=not entries), estimate_after(backend, done))
+
+
+def estimate_after(backend: Backend, done: Job):
+    """The estimate of the request that just ran, now from the speed it showed (it leaves the box alone when
+    the request cannot be read back)."""
+    params = done.params
+    if "model" not in params:
+        return gr.skip()
+    return estimate(backend, params["model"], params.get("count", 1), params.get("max_patches", 0),
+                    params.get("max_seconds", 0))
 def rate(backend: Backend, ids: list, slot: int = 0, rating: int = 0):
     if not isinstance(ids, list) or not 0 <= slot < len(ids):
         raise NotaGenError("there is no piece in that place to rate")

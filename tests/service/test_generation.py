@@ -19,6 +19,7 @@ from pipelines.service.generation import (
     CPU_TARGET_S,
     TYPICAL_PATCHES,
     BatchProgress,
+    MoveNotes,
     move_note,
     ordinal,
 )
@@ -151,6 +152,16 @@ def test_why_the_engine_went_back_reads_in_words():
     assert note(MoveKind.RESTART, count=1).endswith("starting the piece again (1st time)")
     assert [ordinal(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 22, 111)] == [
         "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "111th"]
+
+
+def test_the_same_bar_drawn_again_keeps_one_note_and_only_the_latest_notes_are_kept():
+    notes = MoveNotes(kept=2)
+    notes.add(0, MoveEvent(MoveKind.LINE, 9, 9, 1, "voices differ in length"))
+    shown = notes.add(0, MoveEvent(MoveKind.LINE, 9, 9, 2, "voices differ in length"))
+    assert shown == ["piece 1: bar 9's voices did not line up (voices differ in length); drawing it again (2nd time)"]
+    notes.add(1, MoveEvent(MoveKind.LINE, 9, 9, 1, "voices differ in length"))  # another piece: its own note
+    shown = notes.add(0, MoveEvent(MoveKind.HEADER, 0, 0, 1, "voice 2 is defined twice in the header"))
+    assert len(shown) == 2 and shown[0].startswith("piece 2: bar 9") and shown[1].startswith("piece 1: the header")
 
 
 def test_a_piece_being_written_is_engraved_as_far_as_it_goes_and_shared_by_watchers(backend, chorale):

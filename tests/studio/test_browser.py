@@ -97,6 +97,9 @@ def test_choose_a_prompt_generate_see_and_hear(studio, page, fixtures, tmp_path)
     status = page.inner_text("#gen-status")
     live = page.input_value("#gen-live textarea")
     assert "--- piece 1" in live and "[V:1]" in live  # the ABC written (prompt lines are dropped when it ends well)
+    # the text box shows its newest lines
+    page.wait_for_function("(t => t.scrollHeight - t.scrollTop - t.clientHeight < 5)"
+                           "(document.querySelector('#gen-live textarea'))", timeout=10_000)
     shot(page, "2-generated")
     if demo and status.startswith("finished: 1 of 1"):
         score = page.locator("#gen-score-0 img.score-page")
