@@ -133,7 +133,7 @@ def render(backend: Backend) -> None:
                                     "files": files, "up": up, "down": down, "rated": rated})
             # the text as the model writes it (the newest lines in view), below the score
             ui["live"] = gr.Textbox(label="ABC, as it is written", lines=8, max_lines=14, interactive=False,
-                                    autoscroll=True, visible=False, elem_id="gen-live")
+                                    autoscroll=True, elem_id="gen-live")
 
 
 def slot_outputs() -> list:
@@ -300,13 +300,12 @@ def watch(backend: Backend, job_id: str):
         live = backend.jobs.live(current.id).get("texts", {})
         text = "\n\n".join(f"--- piece {row + 1} ---\n{t[-LIVE_CHARS:]}" for row, t in sorted(live.items()))
         sketch = sketch_html(backend.generation.sketch(current.id)) if current.state == "running" else ""
-        shown = changed("text", text)
-        return (gr.update(value=text, visible=True) if first else shown, [],
+        return (changed("text", text), [],
                 *(hidden if first else [gr.skip()] * len(hidden)),
                 changed("sketch", sketch), changed("notes", notes_text(backend.generation.notes(current.id))),
                 gr.update(visible=False) if first else gr.skip(), gr.skip())
 
-    empty = (gr.update(value="", visible=False), [], *hidden, "", "", gr.update(visible=True), gr.skip())
+    empty = ("", [], *hidden, "", "", gr.update(visible=True), gr.skip())
     yield from job.follow(backend, job_id, empty, running, lambda done: finished(backend, done))
 
 
@@ -331,7 +330,7 @@ def finished(backend: Backend, done: Job) -> tuple:
         else:
             slots += [gr.update(visible=False), "", "", None, None, ""]
     notes = notes_text(backend.generation.notes(done.id))
-    return (status, gr.update(value=text, visible=True), [e.id for e in entries], *slots, "", notes,
+    return (status, text, [e.id for e in entries], *slots, "", notes,
             gr.update(visible=not entries), estimate_after(backend, done))
 
 
