@@ -15,9 +15,9 @@ import gradio as gr
 from pipelines.service import Backend
 from studio import system
 from studio.tabs import annotate, dataset, dpo, generate, library, train
+from studio.theme import CSS, studio_theme
 
 TABS = (dataset, annotate, train, generate, dpo, library)
-CSS = ".score-page {border: 1px solid #ddd; margin-bottom: 8px}"
 
 
 @dataclass
@@ -33,7 +33,8 @@ class StudioOptions:
 def build_app(backend: Backend) -> gr.Blocks:
     # Gradio copies served files into its cache; files older than a day are removed every hour.
     with gr.Blocks(title="NotaGen Studio", analytics_enabled=False, delete_cache=(3600, 86400)) as app:
-        gr.Markdown("# NotaGen Studio")
+        gr.Markdown("# NotaGen Studio\nWrite sheet music with NotaGen: build a dataset, train, generate, listen.",
+                    elem_classes="studio-title")
         system.render(backend)
         with gr.Tabs() as tabs:
             for tab in TABS:
@@ -58,6 +59,6 @@ def launch_studio(options: StudioOptions, prevent_thread_lock: bool = False, qui
                auth_message="NotaGen Studio: log in with the user and password the studio printed or was given.",
                show_error=False, enable_monitoring=False, max_file_size=f"{options.max_upload_mb}mb",
                allowed_paths=[str(backend.generation.exports)], run_history=False,
-               footer_links=["gradio", "settings"], ssr_mode=False, mcp_server=False, css=CSS,
+               footer_links=["gradio", "settings"], ssr_mode=False, mcp_server=False, css=CSS, theme=studio_theme(),
                prevent_thread_lock=prevent_thread_lock, quiet=quiet)
     return app, backend

@@ -1,4 +1,5 @@
-"""How a piece is shown in the Generate and Library tabs: a heading, the score pages, the audio, the downloads.
+"""How a piece is shown in the Generate and Library tabs: a heading, the score pages, the audio, the downloads;
+and a piece being written, engraved as far as it goes.
 
 Score pages are shown as <img> data URIs of Verovio's SVG, so nothing in a page can run
 as script; audio and downloads are files in the workspace's exports folder, the only
@@ -9,7 +10,7 @@ from __future__ import annotations
 import base64
 import html
 
-from pipelines.service import Backend, Generation, PieceFiles
+from pipelines.service import Backend, Generation, PieceFiles, Sketch
 
 DOWNLOADS = ("abc", "musicxml", "mid", "wav", "pdf", "raw")
 RATING = {1: "rated: thumbs up", -1: "rated: thumbs down", 0: "not rated"}
@@ -19,14 +20,18 @@ def rating_line(rating: int) -> str:
     return RATING.get(rating, "")
 
 
+def page_image(svg: bytes, css_class: str = "score-page") -> str:
+    """One engraved page as an <img> (a data URI: nothing in the SVG can run as script)."""
+    return (f'<img class="{css_class}" alt="score page" style="width:100%;background:white" '
+            f'src="data:image/svg+xml;base64,{base64.b64encode(svg).decode("ascii")}">')
+
+
 def score_html(backend: Backend, svg_pages: list[str], problems: list[str] = (), error: str = "") -> str:
     parts = []
     if error:
         parts.append(f'<p class="score-error">{html.escape(error)}</p>')
     for rel in svg_pages:
-        data = backend.generation.exported_file(rel).read_bytes()
-        parts.append(f'<img class="score-page" alt="score page" style="width:100%;background:white" '
-                     f'src="data:image/svg+xml;base64,{base64.b64encode(data).decode("ascii")}">')
+        parts.append(page_image(backend.generation.exported_file(rel).read_bytes()))
     if problems:
         items = "".join(f"<li>{html.escape(p)}</li>" for p in problems)
         parts.append(f"<details><summary>Score notes ({len(problems)})</summary><ul>{items}</ul></details>")
@@ -63,3 +68,14 @@ def preview_view(backend: Backend, piece: PieceFiles) -> tuple[str, str | None, 
     """(score html, audio path, downloads) of an uploaded score's preview."""
     return (score_html(backend, piece.svg_pages, piece.problems, piece.error), audio_path(backend, piece.files),
             download_paths(backend, piece.files))
+
+
+def sketch_html(sketches: list[Sketch]) -> str:
+    """Pieces being written, each engraved as far as it goes (its whole lines), with how far that is."""
+    parts = []
+    for sketch in sketches:
+        bars = f"{sketch.lines} bar{'s' if sketch.lines != 1 else ''}"
+        note = f" - {html.escape(sketch.error)}" if sketch.error else ""
+        parts.append(f'<div class="sketch"><p class="sketch-heading">Piece {sketch.row + 1} so far: {bars}{note}</p>'
+                     + "".join(page_image(svg.encode("utf-8"), "sketch-page") for svg in sketch.svg_pages) + "</div>")
+    return "".join(parts)

@@ -1,4 +1,8 @@
-"""The system strip above the tabs: device, VRAM used / free, dtype, loaded model, the GPU job; unload; the job list."""
+"""The system strip above the tabs: device, VRAM used / free, dtype, loaded model, the GPU job; unload; the job list.
+
+The strip looks every CHECK_S whether a job started, ended or was cancelled (the queue's
+`version`) and then refreshes at once; otherwise it refreshes every REFRESH_S (VRAM, progress).
+"""
 from __future__ import annotations
 
 import time
@@ -9,6 +13,7 @@ from pipelines.service import Backend
 from studio.guard import bind
 from studio.job_follow import job_line
 
+CHECK_S = 1.0
 REFRESH_S = 5.0
 ui: dict = {}
 
@@ -22,20 +27,32 @@ def render(backend: Backend) -> None:
                                   interactive=False, elem_id="system-jobs")
         with gr.Row():
             ui["pick"] = gr.Dropdown(label="Job", allow_custom_value=True, scale=3)
-            ui["cancel"] = gr.Button("Cancel job", variant="stop", scale=1)
-    ui["timer"] = gr.Timer(REFRESH_S)
+            ui["cancel"] = gr.Button("Cancel job", variant="secondary", scale=1, elem_classes="cancel-button")
+    ui["timer"] = gr.Timer(CHECK_S)
+    ui["seen"] = gr.State((-1, 0.0))  # the queue's version and the time of the strip's last refresh
 
 
 def listen(backend: Backend) -> None:
     outputs = [ui["status"], ui["jobs"], ui["pick"]]
-    ui["timer"].tick(bind(refresh, backend), None, outputs, show_progress="hidden", api_name="system_refresh",
-                     concurrency_limit=None)
+    ui["timer"].tick(bind(check, backend), ui["seen"], [*outputs, ui["seen"]], show_progress="hidden",
+                     api_name="system_refresh", concurrency_limit=None)
     ui["unload"].click(bind(unload, backend), None, outputs, api_name="system_unload")
     ui["cancel"].click(bind(cancel, backend), ui["pick"], outputs, api_name="system_cancel")
 
 
 def listen_load(backend: Backend, app) -> None:
-    app.load(bind(refresh, backend), None, [ui["status"], ui["jobs"], ui["pick"]], api_name=False)
+    app.load(bind(refresh, backend), None, [ui["status"], ui["jobs"], ui["pick"]], api_name=False,
+             show_progress="hidden")
+
+
+def check(backend: Backend, seen: tuple[int, float]):
+    """A timer tick: the strip refreshed when a job started, ended or was cancelled since `seen`, or
+    REFRESH_S after its last refresh; else nothing is sent."""
+    version, now = backend.jobs.version, time.monotonic()
+    last_version, last_time = seen if isinstance(seen, (list, tuple)) and len(seen) == 2 else (-1, 0.0)
+    if version == last_version and now - last_time < REFRESH_S:
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+    return (*refresh(backend), (version, now))
 
 
 def status_line(backend: Backend) -> str:

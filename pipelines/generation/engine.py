@@ -32,7 +32,7 @@ from pipelines.errors import AbcError, NotaGenError
 from pipelines.generation.context import Context, ContextEncoder
 from pipelines.generation.decoder import PatchDecoder, lay_out_weights
 from pipelines.generation.options import GenerationLimits, SamplingConfig
-from pipelines.generation.piece import GeneratedPiece, GenerationRequest, Move, Piece
+from pipelines.generation.piece import GeneratedPiece, GenerationRequest, Move, MoveEvent, Piece
 from pipelines.generation.plan import DecodeOptions, DecodePlan, plan_decode
 from pipelines.generation.policy import RedrawPolicy
 from pipelines.model.checkpoint import ModelCard
@@ -41,7 +41,7 @@ from pipelines.model.runtime import Runtime, bytes_per_piece, check_fits, free_m
 
 # GenerationRequest and GeneratedPiece live in piece.py; callers import them from here as well.
 __all__ = ["DecodeOptions", "DecodePlan", "Engine", "GeneratedPiece", "GenerationLimits", "GenerationRequest",
-           "SamplingConfig"]
+           "MoveEvent", "SamplingConfig"]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ class _Batch:
     limits: GenerationLimits
     started: float
     on_patch: Callable[[int, str], None] | None
+    on_move: Callable[[int, MoveEvent], None] | None = None
 
 
 def _is_end(patch: list[int]) -> bool:
@@ -149,14 +150,17 @@ class Engine:
     def generate(self, requests: list[GenerationRequest], sampling: SamplingConfig = SamplingConfig(),
                  limits: GenerationLimits = GenerationLimits(),
                  on_patch: Callable[[int, str], None] | None = None,
-                 should_stop: Callable[[], bool] | None = None) -> list[GeneratedPiece]:
-        """Write one piece per request, all in one batch; `on_patch(row, text_so_far)` streams."""
+                 should_stop: Callable[[], bool] | None = None,
+                 on_move: Callable[[int, MoveEvent], None] | None = None) -> list[GeneratedPiece]:
+        """Write one piece per request, all in one batch; `on_patch(row, text_so_far)` streams, and
+        `on_move(row, event)` says where and why a row went back (a header or a bar drawn again)."""
         if not requests:
             return []
         if self.model is None:
             raise NotaGenError("the model was unloaded; load it again")
         started = time.perf_counter()  # the time limit counts the decoder's setup (on CUDA, its capture)
-        run = _Batch(self.decoder(len(requests)), RedrawPolicy(limits.bar_retries), limits, started, on_patch)
+        run = _Batch(self.decoder(len(requests)), RedrawPolicy(limits.bar_retries), limits, started, on_patch,
+                     on_move)
         pieces, forced = self._start(requests, run, sampling)
         while any(p.active for p in pieces):
             if should_stop and should_stop():
@@ -215,7 +219,12 @@ class Engine:
         else:
             move, ends_line = self._add_patch(run, b, piece, patch, known)
         move, rebuilt = self._reachable(piece, move)
-        forced = self._go_back(run.decoder, b, piece, move, rebuilt, run.policy) if move else []
+        forced = []
+        if move:
+            line = len(piece.body_lines)
+            forced = self._go_back(run.decoder, b, piece, move, rebuilt, run.policy)
+            if run.on_move:
+                run.on_move(b, piece.moved(move, line))
         if run.on_patch:
             run.on_patch(b, piece.text_so_far)
         piece.check_limits(run.limits, run.started)

@@ -4,7 +4,8 @@
 is one row of a batch on the host: its text, where its tune body begins, its line marks
 (`LineStart`: where a line began, to draw it again from there) and its redraw counters.
 `Move` (a `MoveKind` and a mark) is a way back that the redraw policy
-(`pipelines.generation.policy`) chooses and `Piece.back_to` applies.
+(`pipelines.generation.policy`) chooses and `Piece.back_to` applies; `MoveEvent` tells a
+caller of the engine that one was made, and why.
 """
 from __future__ import annotations
 
@@ -99,14 +100,31 @@ class MoveKind(enum.Enum):
 
 @dataclass(frozen=True)
 class Move:
-    """A way back the redraw policy chose: its kind and the mark to go back to."""
+    """A way back the redraw policy chose: its kind, the mark to go back to, and why (not compared)."""
 
     kind: MoveKind
     mark: LineStart
+    reason: str = field(default="", compare=False)
 
     @property
     def restarts(self) -> bool:
         return self.kind in (MoveKind.RESTART, MoveKind.HEADER)
+
+
+@dataclass(frozen=True)
+class MoveEvent:
+    """A way back as the engine made it, for a caller to say why a piece went back (`Engine.generate`'s on_move).
+
+    `line`: the tune-body line (1-based) the piece had reached, 0 in its header; `to_line`: the
+    line it writes again from (0: its start); `count`: the how-many-th move of its kind this is
+    (HEADER and RESTART: since the piece began; LINE: redraws of this line; BACK: lines gone back).
+    """
+
+    kind: MoveKind
+    line: int
+    to_line: int
+    count: int
+    reason: str
 
 
 @dataclass
@@ -190,6 +208,13 @@ class Piece:
         """After a re-encode: marks keep only their text (going back there rebuilds the context) and
         the piece's start is gone."""
         self.marks, self.start = [m.text_only() for m in self.marks], None
+
+    def moved(self, move: Move, line: int) -> MoveEvent:
+        """The event of `move`, just made by `back_to` from tune-body line `line`."""
+        counts = {MoveKind.HEADER: self.header_restarts, MoveKind.RESTART: self.restarts,
+                  MoveKind.LINE: self.redraws, MoveKind.BACK: max(1, line - move.mark.body_count)}
+        to_line = 0 if move.restarts else move.mark.body_count + 1
+        return MoveEvent(move.kind, line, to_line, counts[move.kind], move.reason)
 
     def back_to(self, move: Move):
         """Cut the text back to the move's mark and count the move (see `MoveKind`)."""

@@ -63,7 +63,8 @@ class RedrawPolicy:
         start = piece.start
         if not self.on or start is None or start.in_body or piece.header_restarts >= self.max_header_restarts:
             return None
-        return Move(MoveKind.HEADER, start) if ended or header_problem(piece.metadata) else None
+        problem = "the model ended the piece in its header" if ended else header_problem(piece.metadata)
+        return Move(MoveKind.HEADER, start, problem) if problem else None
 
     def after_line(self, piece: Piece) -> Move | None:
         """After `piece` finished a tune-body line whose voices do not line up (differ in length or
@@ -89,14 +90,17 @@ class RedrawPolicy:
         restart = early and piece.restarts < self.max_restarts
         depth = piece.back_depth + 1 if piece.backed_at == len(piece.body_lines) else 1
         back = budget_left and depth <= self.max_back_lines and len(piece.marks) > depth
-        if not (line or restart or back) or bar_line_problem(piece.metadata, piece.body_lines[-1]) is None:
+        if not (line or restart or back):
+            return None
+        problem = bar_line_problem(piece.metadata, piece.body_lines[-1])
+        if problem is None:
             return None
         if line:
-            return Move(MoveKind.LINE, piece.marks[-1])
+            return Move(MoveKind.LINE, piece.marks[-1], problem)
         if restart:
-            return Move(MoveKind.RESTART, start)
+            return Move(MoveKind.RESTART, start, problem)
         piece.backed_at, piece.back_depth = len(piece.body_lines), depth
-        return Move(MoveKind.BACK, piece.marks[-1 - depth])
+        return Move(MoveKind.BACK, piece.marks[-1 - depth], problem)
 
     def after_end(self, piece: Piece) -> Move | None:
         """As the model ends `piece` on a last line that does not close (an ending opened with
@@ -109,6 +113,5 @@ class RedrawPolicy:
         # the last line's start: the current mark while it is unfinished, else the one before
         finished = piece.body_lines[-1].endswith("\n")
         mark = piece.marks[-1 - finished] if len(piece.marks) > finished else None
-        if mark is None or bar_line_problem(piece.metadata, piece.body_lines[-1], last=True) is None:
-            return None
-        return Move(MoveKind.BACK, mark)
+        problem = None if mark is None else bar_line_problem(piece.metadata, piece.body_lines[-1], last=True)
+        return None if problem is None else Move(MoveKind.BACK, mark, problem)

@@ -47,6 +47,7 @@ class RenderConfig:
     svg: bool = True
     pdf: bool = True
     time_limit_s: float = 60.0  # per library call (abc2xml, Verovio); the PDF gets 5 s more a page
+    fit_height: bool = False  # pages only as tall as their music (a few bars being written), not A4
 
 
 
@@ -155,7 +156,7 @@ def new_toolkit(config: RenderConfig) -> verovio.toolkit:
     tk.setOptions({
         "inputFrom": "musicxml",
         "pageWidth": config.page_width, "pageHeight": config.page_height, "scale": config.scale,
-        "footer": "none", "header": "auto", "breaks": "auto",
+        "footer": "none", "header": "auto", "breaks": "auto", "adjustPageHeight": config.fit_height,
     })
     return tk
 

@@ -20,11 +20,13 @@ from pipelines.service.datasets import (
 from pipelines.service.dpo import DPOPairs, DPOResult, DPOService, DPOSpec
 from pipelines.service.generation import (
     CONTINUE_UPLOADS,
+    Estimate,
     GenerationResult,
     GenerationService,
     GenerationSpec,
     PieceFiles,
     PieceResult,
+    Sketch,
 )
 from pipelines.service.jobs import FINISHED, STATES, Job, JobQueue
 from pipelines.service.library import STATUSES, Generation, Library
@@ -35,9 +37,9 @@ from pipelines.service.workspace import Workspace
 
 __all__ = [
     "Backend", "BuiltFile", "CONTINUE_UPLOADS", "CORPUS", "DEMO", "DPOPairs", "DPOResult", "DPOService", "DPOSpec",
-    "DatasetBuildResult", "DatasetService", "DatasetSpec", "DatasetSummary", "FINISHED", "Generation",
+    "DatasetBuildResult", "DatasetService", "DatasetSpec", "DatasetSummary", "Estimate", "FINISHED", "Generation",
     "GenerationResult", "GenerationService", "GenerationSpec", "Job", "JobQueue", "Library", "ModelChoice",
     "ModelService", "NOTAGENX", "PRESET_NAMES", "PieceFiles", "PieceLabels", "PieceResult", "Prompt", "SCORE_UPLOADS",
-    "STATES", "STATUSES", "Settings", "SystemStatus", "TrainingResult", "TrainingService", "TrainingSpec",
+    "STATES", "STATUSES", "Settings", "Sketch", "SystemStatus", "TrainingResult", "TrainingService", "TrainingSpec",
     "Workspace", "composers", "instrumentations", "periods",
 ]

@@ -2,16 +2,27 @@
 one library row per piece), uploaded scores read or previewed, and replaying a library piece.
 
 The sampling and limit fields mirror `SamplingConfig` and `GenerationLimits`, the one home
-of their defaults and ranges.
+of their defaults and ranges; `defaults` sizes the limits to the device (on a CPU, a request
+that ends in about a minute) and `estimate` says how long a request will take, both from
+the speed the engine last showed on this device (a job's own record) or a documented fallback.
+
+While a job runs it streams, for watchers: the text of each piece (`texts`, as a musician
+reads it, and `raw`), why the engine went back (`notes`: a header written again, a bar drawn
+again), and its progress (bars written against the bars each piece planned); `sketch` engraves
+each piece so far, at most every few seconds.
 """
 from __future__ import annotations
 
 import hashlib
+import re
+import threading
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from pipelines.abc.postprocess import postprocess_partial
 from pipelines.abc.prompts import Prompt
-from pipelines.abc.tokenizer import readable
+from pipelines.abc.tokenizer import STREAM_PREFIX, readable
 from pipelines.errors import AbcError, NotaGenError, SettingError, WorkspaceError
 from pipelines.fields import same_as
 from pipelines.files import atomic_write_text
@@ -22,9 +33,12 @@ from pipelines.generation.continuation import (
     judge_continuation,
     read_score,
 )
-from pipelines.generation.engine import GenerationRequest
+from pipelines.generation.engine import GenerationRequest, MoveEvent
 from pipelines.generation.options import GenerationLimits, SamplingConfig
+from pipelines.generation.piece import MoveKind
+from pipelines.model.network import count_parameters
 from pipelines.model.registry import validate_prompt
+from pipelines.model.runtime import pick_runtime
 from pipelines.render.audio import AudioConfig, render_audio
 from pipelines.render.export import export_piece
 from pipelines.render.score import RenderConfig, render_abc
@@ -38,6 +52,24 @@ from pipelines.service.workspace import Workspace, inside
 KIND = "generate"
 CONTINUE_UPLOADS = SCORE_SUFFIXES
 MAX_SEED = 2**62
+NOTES_KEPT = 4  # the engine's latest notes a watcher sees
+SKETCH_EVERY_S = 3.0  # a piece's score so far is engraved again at most this often (and only with new lines)
+# Sizing a request to the device. On a CPU the default request should end in about CPU_TARGET_S:
+# its patch limit is what the engine writes in that time at the speed it last showed on this
+# device (a finished job's own record), rounded, and never below CPU_MIN_PATCHES.
+CPU_TARGET_S = 60.0
+CPU_MIN_PATCHES = 64
+# Fallback speeds, before any job ran with the model on this device: seconds per patch of one
+# piece (a CPU spends them per piece of a batch, a GPU per step of the whole batch). CPU: a fixed
+# cost plus a cost per million parameters. The demo model (7.9 M) wrote 6-10 patches/s of a Bach
+# chorale on one thread of this project's shared 2-core test machine (0.10-0.16 s a patch, the
+# bar checks of the redraw policy included); the per-parameter term is a rough guess for larger
+# models. GPU: an H100 writes a batch-1 patch of NotaGen-X in about 3 ms (benchmarks/README.md);
+# setup and host work make that about 10 ms. The studio says an estimate from these is a first guess.
+CPU_S_PER_PATCH = 0.15
+CPU_S_PER_PATCH_PER_M_PARAMS = 0.004
+GPU_S_PER_PATCH = 0.01
+TYPICAL_PATCHES = 200  # a piece with no patch limit, before the model showed its own length here
 
 
 @dataclass
@@ -122,6 +154,7 @@ class PieceResult:
     chars: int
     render_error: str
     problems: list[str]
+    patches: int = 0  # written, redrawn ones included
 
 
 @dataclass(frozen=True)
@@ -130,6 +163,9 @@ class GenerationResult(JobResult):
     warning: str  # about the prompt (a model without a vocabulary), "" when none
     model: str
     prompt: str
+    device: str = ""  # the engine's speed on it, for estimates: `seconds` for the batch's `steps` patches
+    seconds: float = 0.0
+    steps: int = 0
 
     @property
     def complete(self) -> int:
@@ -138,7 +174,125 @@ class GenerationResult(JobResult):
     @classmethod
     def from_dict(cls, data: dict) -> "GenerationResult":
         return cls(pieces=[PieceResult(**p) for p in data.get("pieces", [])], warning=data.get("warning", ""),
-                   model=data.get("model", ""), prompt=data.get("prompt", ""))
+                   model=data.get("model", ""), prompt=data.get("prompt", ""), device=data.get("device", ""),
+                   seconds=data.get("seconds", 0.0), steps=data.get("steps", 0))
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """How long a request will take on this device, and what that rests on."""
+
+    seconds: float
+    device: str  # "cpu", "cuda", ...
+    bound: str  # what ends the pieces in the estimate: "patch limit", "time limit" or "typical length"
+    measured: bool  # from this device's last job with the model (else the documented fallback)
+
+    def words(self) -> str:
+        """"about 1 min on this CPU (at most 300 patches a piece)"."""
+        s = max(1, round(self.seconds))
+        when = f"about {s} s" if s < 60 else f"about {round(s / 60)} min" if s < 3600 else f"about {s / 3600:.1f} h"
+        where = "on this CPU" if self.device == "cpu" else "on this GPU"
+        basis = "" if self.measured else ", a first guess until a piece has been written here"
+        return f"{when} {where} ({self.bound}{basis})"
+
+
+@dataclass(frozen=True)
+class Sketch:
+    """A piece being written, engraved as far as it goes: `lines` whole tune-body lines."""
+
+    row: int
+    lines: int
+    svg_pages: list[str]
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class _Engraved:
+    """A piece's last engraving while it is written: at how many newlines of its text, when, how long
+    until the next may be made, and what it showed."""
+
+    lines: int
+    when: float
+    wait: float
+    sketch: Sketch | None
+
+
+def move_note(row: int, event: MoveEvent) -> str:
+    """Why the engine went back in a piece, as a musician reads it ("piece 2: bar 14's voices did not line
+    up (voices differ in length); drawing it again")."""
+    piece, times, why = f"piece {row + 1}", ordinal(event.count), short_reason(event.reason)
+    if event.kind is MoveKind.HEADER:
+        return f"{piece}: the header it wrote cannot make a score ({why}); starting again ({times} time)"
+    if event.kind is MoveKind.RESTART:
+        return (f"{piece}: bar {event.line}'s voices still did not line up ({why}); starting the piece again "
+                f"({times} time)")
+    if event.kind is MoveKind.LINE:
+        again = "" if event.count == 1 else f" ({times} time)"
+        return f"{piece}: bar {event.line}'s voices did not line up ({why}); drawing it again{again}"
+    if event.to_line == event.line:
+        return f"{piece}: it ended on bar {event.line}, which does not close ({why}); drawing it again"
+    return f"{piece}: bar {event.line}'s voices still did not line up ({why}); going back to bar {event.to_line}"
+
+
+def short_reason(reason: str) -> str:
+    """The gist of a check's finding: a line is checked alone, so its "bar 1: " goes, and the details in
+    brackets (each voice's length, the text that could not be timed) too."""
+    reason = re.sub(r"^bar \d+: ", "", reason.strip())
+    return reason.split(" (")[0].split(" ('")[0].strip() or "no reason given"
+
+
+class MoveNotes:
+    """The latest notes of why the engine went back; the same bar drawn again once more replaces its note."""
+
+    def __init__(self, kept: int = NOTES_KEPT):
+        self.kept = kept
+        self.notes: list[tuple[tuple, str]] = []  # (what it is about, the note)
+
+    def add(self, row: int, event: MoveEvent) -> list[str]:
+        """Note `event` of piece `row`; returns the notes to show, newest last."""
+        about = (row, event.kind, event.line)
+        if self.notes and self.notes[-1][0] == about:
+            self.notes.pop()
+        self.notes = [*self.notes, (about, move_note(row, event))][-self.kept:]
+        return [note for _, note in self.notes]
+
+
+def ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
+class BatchProgress:
+    """A batch's progress: per piece, the tune-body lines (bars) written against those it planned
+    (the first line's `[r:i/j]` says i + j + 1), the furthest since it last began again; or, while a
+    piece has no plan yet, the patches written against the patch limit, when there is one."""
+
+    def __init__(self, pieces: int, max_patches: int):
+        self.max_patches = max_patches
+        self.patches = [0] * pieces
+        self.planned: list[int | None] = [None] * pieces
+        self.lines = [0] * pieces
+
+    def patch(self, row: int, text: str) -> None:
+        self.patches[row] += 1
+        body = [line for line in text.split("\n") if line.startswith(("[r:", "[V:"))]
+        if not body:
+            self.planned[row] = None
+            return
+        first = STREAM_PREFIX.match(body[0])
+        self.planned[row] = (sum(map(int, first.group(0)[3:-1].split("/"))) + 1) if first else None
+        whole = len(body) - (not text.endswith("\n"))
+        self.lines[row] = max(self.lines[row], whole)
+
+    def restarted(self, row: int) -> None:
+        self.lines[row] = 0
+
+    def counts(self) -> tuple[int, int, str]:
+        """(done, total, unit): bars where every piece has its plan, else patches of the limit, else nothing."""
+        if all(p is not None for p in self.planned):
+            return sum(min(n, p) for n, p in zip(self.lines, self.planned)), sum(self.planned), "bars"
+        if self.max_patches:
+            return sum(min(n, self.max_patches) for n in self.patches), self.max_patches * len(self.patches), "patches"
+        return 0, 0, ""
 
 
 class GenerationService:
@@ -149,6 +303,8 @@ class GenerationService:
         self.jobs = jobs
         self.models = models
         self.library = library
+        self._sketches: dict[tuple[str, int], _Engraved] = {}  # (job, row) -> its last engraving
+        self._sketch_lock = threading.Lock()
         jobs.register(KIND, Runner("gpu", self.run))
 
     def submit(self, spec: GenerationSpec) -> Job:
@@ -157,7 +313,10 @@ class GenerationService:
         if spec.count > self.settings.max_pieces:
             raise SettingError(f"pieces per request must be 1 to {self.settings.max_pieces}, not {spec.count}")
         spec.prefix()
-        return self.jobs.submit(KIND, asdict(spec), f"generate {spec.count} x {spec.prompt.line}")
+        p, pieces = spec.prompt, f"{spec.count} piece{'s' if spec.count > 1 else ''}"
+        title = f"generate {pieces}{' continuing a score' if spec.continue_abc else ''}: " + " / ".join(
+            (p.period, p.composer, p.instrumentation))
+        return self.jobs.submit(KIND, asdict(spec), title)
 
     @staticmethod
     def result(job: Job) -> GenerationResult:
@@ -173,19 +332,36 @@ class GenerationService:
         prefix = spec.prefix()
         requests = [GenerationRequest(prompt=prompt, seed=spec.seed + i, prefix=prefix) for i in range(spec.count)]
         texts: dict[int, str] = {}
+        raw: dict[int, str] = {}
+        notes = MoveNotes()
+        progress = BatchProgress(spec.count, spec.max_patches)
+        many = spec.count > 1
+        what = f"writing {spec.count} pieces" if many else "writing the piece"
+        units = {"bars": f"{what}: bars of the planned length{'s' if many else ''}",
+                 "patches": f"{what}: patches of the {spec.max_patches}-patch limit", "": what}
 
         def on_patch(row: int, text: str) -> None:
-            texts[row] = readable(text)  # the raw text is kept with the piece
+            texts[row], raw[row] = readable(text), text  # the raw text is kept with the piece
             ctx.stream("texts", dict(texts))
+            ctx.stream("raw", dict(raw))
+            progress.patch(row, text)
+            done, total, unit = progress.counts()
+            ctx.say(units[unit], stage=f"writing {unit}")
+            ctx.progress(done, total)
 
-        ctx.say(f"generating on {engine.runtime.device}")
+        def on_move(row: int, event: MoveEvent) -> None:
+            if event.kind in (MoveKind.HEADER, MoveKind.RESTART):
+                progress.restarted(row)
+            ctx.stream("notes", notes.add(row, event))
+
+        ctx.say(f"{what} on {engine.runtime.device}", stage="writing")
         pieces = engine.generate(requests, spec.sampling(), spec.limits(), on_patch=on_patch,
-                                 should_stop=ctx.should_stop)
+                                 should_stop=ctx.should_stop, on_move=on_move)
         pieces = [judge_continuation(piece) for piece in pieces]
         results = []
         folder = self.exports / ctx.job_id
         for n, piece in enumerate(pieces, 1):
-            ctx.say(f"rendering piece {n} of {len(pieces)}")
+            ctx.say(f"rendering piece {n} of {len(pieces)}", stage="rendering")
             ctx.progress(n - 1, len(pieces))
             stem = prompt.file_stem(piece.request.seed)
             rendered = (self.render_piece(piece.abc, folder, stem) if piece.abc is not None
@@ -200,9 +376,112 @@ class GenerationService:
                 job_id=ctx.job_id))
             results.append(PieceResult(id=entry_id, seed=piece.request.seed, status=piece.status,
                                        reason=piece.reason, chars=piece.chars, render_error=rendered.error,
-                                       problems=list(rendered.problems)))
+                                       problems=list(rendered.problems), patches=piece.patches))
         ctx.progress(len(pieces), len(pieces))
-        return GenerationResult(results, warning, spec.model, prompt.line).to_dict()
+        seconds = max((p.seconds for p in pieces), default=0.0)  # the batch's: every piece carries it
+        return GenerationResult(results, warning, spec.model, prompt.line, device=engine.runtime.device.type,
+                                seconds=round(seconds, 3), steps=max((p.patches for p in pieces), default=0)).to_dict()
+
+    # -- watching a job
+    def notes(self, job_id: str) -> list[str]:
+        """The engine's latest notes about a running job (why it wrote a header or drew a bar again)."""
+        return list(self.jobs.live(job_id).get("notes", []))
+
+    def sketch(self, job_id: str) -> list[Sketch]:
+        """Each piece of a running job engraved so far (its whole lines whose voices line up). A piece is
+        engraved again once it has new lines, at most every SKETCH_EVERY_S (or twice as long as its last
+        engraving took, where that is longer); watchers share the engravings."""
+        raw = self.jobs.live(job_id).get("raw", {})
+        sketches = []
+        with self._sketch_lock:
+            for key in [k for k in self._sketches if k[0] != job_id]:  # an earlier job's: no longer watched
+                del self._sketches[key]
+            for row, text in sorted(raw.items()):
+                key, lines = (job_id, row), text.count("\n")
+                last = self._sketches.get(key)
+                if last is not None and (last.lines == lines or time.monotonic() - last.when < last.wait):
+                    if last.sketch is not None:
+                        sketches.append(last.sketch)
+                    continue
+                started = time.monotonic()
+                sketch = self._engrave(row, text, last.sketch if last else None)
+                took = time.monotonic() - started
+                self._sketches[key] = _Engraved(lines, time.monotonic(), max(SKETCH_EVERY_S, 2 * took), sketch)
+                if sketch is not None:
+                    sketches.append(sketch)
+        return sketches
+
+    @staticmethod
+    def _engrave(row: int, text: str, last: Sketch | None) -> Sketch | None:
+        """A piece's text so far engraved (None before its first whole line); where it cannot be engraved
+        now, the last engraving with the reason."""
+        abc = postprocess_partial(text)
+        if abc is None:
+            return last
+        bars = sum(1 for line in abc.split("\n") if line.startswith("[V:"))
+        try:
+            return Sketch(row, bars, render_abc(abc, RenderConfig(pdf=False, fit_height=True)).svg_pages)
+        except NotaGenError as e:
+            return Sketch(row, last.lines if last else 0, last.svg_pages if last else [], f"not engraved: {e}")
+
+    # -- sizing a request to the device
+    def device(self) -> str:
+        """The device type generation runs on: "cpu", "cuda" or "mps"."""
+        return pick_runtime(self.settings.device, self.settings.dtype).device.type
+
+    def speed(self, model: str, device: str | None = None) -> tuple[float, int, bool]:
+        """(seconds per patch step, the batch it was measured at, measured?) of `model` on this device: from
+        the newest finished job that wrote with it here, else the documented fallback."""
+        device = device or self.device()
+        for job in self.jobs.list(200):
+            if job.kind != KIND or job.state != "done":
+                continue
+            r = self.result(job)
+            if r.model == model and r.device == device and r.steps > 0 and r.seconds > 0:
+                return r.seconds / r.steps, max(1, len(r.pieces)), True
+        if device == "cpu":
+            millions = count_parameters(self.models.config(model)) / 1e6
+            return CPU_S_PER_PATCH + CPU_S_PER_PATCH_PER_M_PARAMS * millions, 1, False
+        return GPU_S_PER_PATCH, 1, False
+
+    def typical_patches(self, model: str, device: str | None = None) -> int:
+        """Patches a piece of `model` took here, from the newest job with pieces that ended well; else
+        TYPICAL_PATCHES."""
+        device = device or self.device()
+        for job in self.jobs.list(200):
+            if job.kind == KIND and job.state == "done":
+                r = self.result(job)
+                ended = [p.patches for p in r.pieces if p.status == "ok" and p.patches]
+                if r.model == model and r.device == device and ended:
+                    return max(ended)
+        return TYPICAL_PATCHES
+
+    def defaults(self, model: str) -> dict:
+        """The limits a new request starts with on this device: on a CPU a patch limit that ends the request
+        in about CPU_TARGET_S (see `speed`); elsewhere the GenerationLimits defaults."""
+        limits = GenerationLimits()
+        values = {"max_patches": limits.max_patches, "max_seconds": limits.max_seconds}
+        if self.device() == "cpu":
+            per_patch, batch, _ = self.speed(model, "cpu")
+            patches = CPU_TARGET_S / (per_patch / batch)
+            values["max_patches"] = max(CPU_MIN_PATCHES, int(round(patches, -1)))
+        return values
+
+    def estimate(self, model: str, count: int, max_patches: int, max_seconds: float) -> Estimate:
+        """How long a request of `count` pieces will take here: the patches each piece writes (its limit, or
+        the model's typical length) at this device's speed (`speed`), never past the time limit."""
+        device = self.device()
+        per_patch, batch, measured = self.speed(model, device)
+        count = max(1, int(count or 1))
+        if device == "cpu":  # a CPU spends its time per piece; a GPU per step of the whole batch
+            per_patch = per_patch / batch * count
+        typical = self.typical_patches(model, device)
+        patches, bound = ((max_patches, f"at most {max_patches} patches a piece") if max_patches
+                          else (typical, "a piece of typical length"))
+        seconds = patches * per_patch
+        if max_seconds and seconds > max_seconds:
+            seconds, bound = float(max_seconds), f"the {max_seconds:g} s time limit"
+        return Estimate(seconds=seconds, device=device, bound=bound, measured=measured)
 
     def render_piece(self, abc: str, folder: Path, stem: str) -> PieceFiles:
         """Score pages, MusicXML, MIDI, PDF and WAV of a piece in `folder`; a failure is reported, not raised."""

@@ -12,10 +12,18 @@ refresh finds it again and a restarted studio still lists it. A job that was run
 when the studio stopped is marked failed with that reason; one that was still waiting
 is marked cancelled. Live data a runner streams (e.g. the text being generated) is
 kept in memory only.
+
+Progress comes with an estimate of the time left: a job remembers when its current
+progress series began (a new series starts when the total changes, when the count goes
+back, or when the runner's stage changes), and the rate since then gives `Job.eta_s`.
+`latest(kind)` is the job a tab shows on a page load: the one running or next in line,
+else the newest; `version` counts the changes of state, so a watcher can tell cheaply
+whether anything started or ended.
 """
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import traceback
@@ -30,6 +38,23 @@ from pipelines.files import atomic_write_text
 STATES = ("queued", "running", "done", "failed", "cancelled")
 FINISHED = ("done", "failed", "cancelled")
 SAVE_INTERVAL_S = 1.0
+ETA_AFTER_S = 2.0  # an estimate of the time left needs this much of a progress series
+_NUMBERS = re.compile(r"\d+(?:[.,]\d+)*")
+
+
+def stage_of(message: str) -> str:
+    """A status line's stage: the line without its numbers ("rendering piece 2 of 3" -> "rendering piece of")."""
+    return " ".join(_NUMBERS.sub(" ", message).split())
+
+
+def time_left(seconds: float) -> str:
+    """"about 5 s left", "about 3 min 05 s left", "about 2 h 10 min left"."""
+    s = max(0, int(round(seconds)))
+    if s < 60:
+        return f"about {s} s left"
+    if s < 3600:
+        return f"about {s // 60} min {s % 60:02d} s left"
+    return f"about {s // 3600} h {s % 3600 // 60:02d} min left"
 
 
 @dataclass
@@ -46,6 +71,9 @@ class Job:
     done: int = 0  # progress, in the runner's own units
     total: int = 0
     message: str = ""  # the latest status line
+    stage: str = ""  # what the runner is doing, without counts (`stage_of` the message, or as the runner named it)
+    series_started: float | None = None  # when the current progress series began (wall clock)
+    series_from: int = 0  # `done` when it began
     error: str = ""  # why it failed or was cancelled
     result: dict = field(default_factory=dict)
     cancel_requested: bool = False
@@ -53,6 +81,16 @@ class Job:
     @property
     def is_finished(self) -> bool:
         return self.state in FINISHED
+
+    def eta_s(self, now: float | None = None) -> float | None:
+        """Seconds left at the rate of the current progress series; None until it has run a while and moved."""
+        if self.state != "running" or self.total <= 0 or self.series_started is None:
+            return None
+        elapsed = (time.time() if now is None else now) - self.series_started
+        moved = self.done - self.series_from
+        if moved <= 0 or elapsed < ETA_AFTER_S:
+            return None
+        return max(0, self.total - self.done) * elapsed / moved
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -74,8 +112,11 @@ class JobContext:
     def progress(self, done: int, total: int) -> None:
         self._queue._update(self.job_id, done=int(done), total=int(total))
 
-    def say(self, message: str) -> None:
-        self._queue._update(self.job_id, message=str(message))
+    def say(self, message: str, stage: str | None = None) -> None:
+        """The job's status line; `stage` names what it does (default: the line without its numbers),
+        and a new stage starts a new progress series."""
+        message = str(message)
+        self._queue._update(self.job_id, message=message, stage=stage_of(message) if stage is None else stage)
 
     def stream(self, key: str, value) -> None:
         """Live data for watchers (not saved): e.g. stream("text", {row: text})."""
@@ -105,6 +146,7 @@ class JobQueue:
         self._saved_at: dict[str, float] = {}
         self._workers: dict[str, threading.Thread] = {}
         self._closing = False
+        self._version = 0  # changes of state: submit, start, end, cancel
         self._recover()
 
     # -- persistence
@@ -164,6 +206,7 @@ class JobQueue:
                                        "wait for it to finish or cancel it first")
             self._jobs[job.id] = job
             self._save(job)
+            self._version += 1
             self._start_worker(lane)
             self._changed.notify_all()
             return Job.from_dict(job.to_dict())
@@ -189,6 +232,23 @@ class JobQueue:
                              key=lambda j: (j.created, j.id))
             return 1 + [j.id for j in waiting].index(job.id)
 
+    def latest(self, kind: str) -> Job | None:
+        """The job of `kind` a tab shows: the one running, else the next in line, else the newest; None if none."""
+        with self._lock:
+            jobs = [j for j in self._jobs.values() if j.kind == kind]
+            if not jobs:
+                return None
+            running = [j for j in jobs if j.state == "running"]
+            queued = sorted((j for j in jobs if j.state == "queued"), key=lambda j: (j.created, j.id))
+            job = (running or queued or [max(jobs, key=lambda j: (j.created, j.id))])[0]
+            return Job.from_dict(job.to_dict())
+
+    @property
+    def version(self) -> int:
+        """A count of the changes of state (a job submitted, started, ended or asked to stop)."""
+        with self._lock:
+            return self._version
+
     def list(self, limit: int = 50) -> list[Job]:
         """Newest first."""
         with self._lock:
@@ -206,6 +266,7 @@ class JobQueue:
                 job.cancel_requested = True
                 job.message = "stopping..."
                 self._save(job)
+            self._version += 1
             self._changed.notify_all()
             return Job.from_dict(job.to_dict())
 
@@ -242,8 +303,12 @@ class JobQueue:
     def _update(self, job_id: str, **changes) -> None:
         with self._lock:
             job = self._find(job_id)
+            new_series = (job.series_started is None or changes.get("total", job.total) != job.total
+                          or changes.get("done", job.done) < job.done or changes.get("stage", job.stage) != job.stage)
             for key, value in changes.items():
                 setattr(job, key, value)
+            if new_series:
+                job.series_started, job.series_from = time.time(), job.done
             if time.monotonic() - self._saved_at.get(job_id, 0.0) >= SAVE_INTERVAL_S:
                 self._save(job)
             self._changed.notify_all()
@@ -266,6 +331,7 @@ class JobQueue:
                     job = waiting[0]
                     job.state, job.started, job.message = "running", time.time(), "starting"
                     self._save(job)
+                    self._version += 1
                     self._changed.notify_all()
                     return job
                 self._changed.wait()
@@ -292,4 +358,5 @@ class JobQueue:
             job.state, job.error, job.result, job.finished = state, error, result, time.time()
             job.message = {"done": "finished", "failed": "failed", "cancelled": "cancelled"}[state]
             self._save(job)
+            self._version += 1
             self._changed.notify_all()

@@ -77,19 +77,10 @@ class TrainingResult(JobResult):
     run: str  # workspace-relative run folder
 
 
-def time_left(seconds: float) -> str:
-    """"about 5 s left", "about 3 min 05 s left", "about 2 h 10 min left"."""
-    s = max(0, int(round(seconds)))
-    if s < 60:
-        return f"about {s} s left"
-    if s < 3600:
-        return f"about {s // 60} min {s % 60:02d} s left"
-    return f"about {s // 3600} h {s % 3600 // 60:02d} min left"
-
-
 def progress_line(step: dict) -> str:
-    """A step record of the run log as the job's status line: "step 3 of 10, loss 2.346, about 5 s left"."""
-    return f"step {step['step']} of {step['total_steps']}, loss {step['loss']:.3f}, {time_left(step['eta_s'])}"
+    """A step record of the run log as the job's status line: "step 3 of 10, loss 2.346" (the job's
+    progress bar says the time left)."""
+    return f"step {step['step']} of {step['total_steps']}, loss {step['loss']:.3f}"
 
 
 class TrainingService:
@@ -165,7 +156,7 @@ class TrainingService:
 
         def on_log(record: dict) -> None:
             if record.get("event") == "step":
-                ctx.say(progress_line(record))
+                ctx.say(progress_line(record), stage="training")
 
         result = train(config, on_log=on_log, on_progress=ctx.progress, should_stop=ctx.should_stop)
         rel = self.workspace.relative

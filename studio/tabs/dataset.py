@@ -100,7 +100,7 @@ def build(backend: Backend, source=CORPUS, upload=None, folder=None, corpus_limi
     try:
         job_id = start_build(backend, source, upload, folder, corpus_limit, **options)
     except (NotaGenError, ValueError) as e:
-        yield gr.skip(), f"**not started:** {e}", gr.skip(), gr.skip()
+        yield job.note(f"**not started:** {e}", views=2)
         return
     yield from watch(backend, job_id)
 

@@ -1,13 +1,19 @@
-"""The Generate tab: choose a model and a prompt, generate, watch the ABC arrive, then read, listen, download, rate.
+"""The Generate tab: choose a model and a prompt, generate, watch the piece grow, then read, listen, download, rate.
 
-Generation runs as a job on the GPU lane: a second request waits and shows its place in
-line. The job id is kept in the browser, so after a refresh the tab finds the job again
-and shows its progress or its pieces. The request's widgets are passed to the handler by
-name (the GenerationSpec's field names), and their defaults and ranges are the spec's.
+The controls sit in a side column (model, prompt, count, seed, Generate / Cancel, the
+estimate, the progress; sampling, limits and "continue a score" folded away); the main column
+holds the score: the piece engraved as far as it is written, then each piece as a card with
+its player, downloads and rating. Generation runs as a job on the GPU lane: a second request
+waits and shows its place in line; a reload or a second browser finds the running job again
+(studio/job_follow.py). On a page load the limits are sized to the device by the service (on
+a CPU: a request of about a minute) and the estimate next to Generate follows the settings.
+The request's widgets are passed to the handler by name (the GenerationSpec's field names),
+and their defaults and ranges are the spec's.
 """
 from __future__ import annotations
 
 import functools
+import html
 from pathlib import Path
 
 import gradio as gr
@@ -25,7 +31,7 @@ from pipelines.service import (
 from studio.controls import number, slider
 from studio.guard import bind, guarded
 from studio.job_follow import JobFollow, job_line
-from studio.piece_view import entry_view, preview_view, rating_line
+from studio.piece_view import entry_view, preview_view, rating_line, sketch_html
 
 TITLE = "Generate"
 MAX_PIECES = 8
@@ -34,6 +40,23 @@ NO_MODEL = ("**No model is installed yet.** The built-in demo model is not in th
             "Train one in the Train tab, or copy a NotaGen checkpoint (.pth) into the workspace's `models` folder "
             "and press refresh.")
 NO_MODEL_CHOSEN = "*No model chosen: pick one in the Model box to see its periods, composers and instruments.*"
+# The live text follows its newest line unless the reader scrolled up (Gradio's own autoscroll left
+# the box at its top in Chromium, gradio 6.31). Only the reader's own wheel, touch, keys or mouse say
+# whether to follow: the box's scroll events also come from the text growing and from this script.
+FOLLOW_LIVE_TEXT = """() => {
+  const box = document.querySelector('#gen-live textarea');
+  if (!box) return;
+  if (!box.dataset.watched) {
+    box.dataset.watched = '1';
+    const judge = () => setTimeout(() => {
+      box.dataset.follow = box.scrollHeight - box.scrollTop - box.clientHeight < 40 ? '1' : '0';
+    }, 50);
+    for (const kind of ['wheel', 'touchmove', 'keyup', 'mouseup']) box.addEventListener(kind, judge, {passive: true});
+  }
+  if (box.dataset.follow !== '0') setTimeout(() => { box.scrollTop = box.scrollHeight; }, 30);
+}"""
+EMPTY = ("*Choose a model and a prompt, then press **Generate**: the score appears here as it is written, "
+         "then each piece with its player and downloads.*")
 # The widgets that fill a GenerationSpec, by its field names (the handler gets them by name).
 SPEC_FIELDS = ("model", "period", "composer", "instrumentation", "count", "seed", "top_k", "top_p", "temperature",
                "max_patches", "max_seconds", "bar_retries", "keep_lines", "add_lines")
@@ -44,59 +67,73 @@ job = JobFollow("generate", "generation", poll_s=0.3, elem_prefix="gen")
 
 
 def render(backend: Backend) -> None:
+    """Controls in a side column, the score in the main one: the piece growing, then each piece as a card."""
     spec = GenerationSpec
-    with gr.Row():
-        ui["model"] = gr.Dropdown(label="Model", allow_custom_value=True, scale=4, elem_id="gen-model")
-        ui["refresh"] = gr.Button("Refresh models", scale=1, size="sm")
-    ui["model_note"] = gr.Markdown(elem_id="gen-model-note")
-    with gr.Row():
-        ui["period"] = gr.Dropdown(label="Period", allow_custom_value=True, elem_id="gen-period")
-        ui["composer"] = gr.Dropdown(label="Composer", allow_custom_value=True, elem_id="gen-composer")
-        ui["instrumentation"] = gr.Dropdown(label="Instrumentation", allow_custom_value=True,
-                                            elem_id="gen-instrumentation")
-    with gr.Row():
-        ui["count"] = gr.Slider(1, min(MAX_PIECES, backend.settings.max_pieces), value=1, step=1, label="Pieces")
-        ui["seed"] = number(spec, "seed", "Seed (piece i uses seed + i)", minimum=0)
-    with gr.Accordion("Sampling and limits", open=False):
-        with gr.Row():
-            ui["top_k"] = slider(spec, "top_k", "Top-k (0: off)", step=1)
-            ui["top_p"] = slider(spec, "top_p", "Top-p", step=0.05)
-            ui["temperature"] = slider(spec, "temperature", "Temperature", step=0.05)
-        with gr.Row():
-            ui["max_patches"] = number(spec, "max_patches", "Max patches per piece (0: no limit)",
-                                       elem_id="gen-max-patches")
-            ui["max_seconds"] = number(spec, "max_seconds", "Time limit (s)")
-            ui["bar_retries"] = number(spec, "bar_retries", "Redraws of a bar whose voices don't line up (0: off)")
-    with gr.Accordion("Continue a score", open=False, elem_id="gen-continue"):
-        ui["upload"] = gr.File(label="Score to continue (.abc, .musicxml, .xml, .mxl)",
-                               file_types=list(CONTINUE_UPLOADS), elem_id="gen-upload")
-        with gr.Row():
-            ui["keep_lines"] = number(spec, "keep_lines", "Keep its first N lines (0: all)", minimum=0)
-            ui["add_lines"] = number(spec, "add_lines", "Lines to add", minimum=1)
-        ui["preview_score"] = gr.HTML(elem_id="gen-preview-score")
-        ui["preview_audio"] = gr.Audio(label="Listen to the uploaded score", type="filepath", interactive=False,
-                                       elem_id="gen-preview-audio")
-    with gr.Row():
-        ui["generate"] = gr.Button("Generate", variant="primary", elem_id="gen-button")
-        job.render_cancel()
-    job.render_status()
-    ui["live"] = gr.Textbox(label="ABC, as it is written", lines=10, max_lines=20, interactive=False,
-                            elem_id="gen-live")
-    ui["ids"] = gr.State([])
-    ui["slots"] = []
-    for i in range(MAX_PIECES):
-        with gr.Group(visible=False, elem_id=f"gen-piece-{i}") as group:
-            heading = gr.Markdown()
-            score = gr.HTML(elem_id=f"gen-score-{i}")
-            audio = gr.Audio(type="filepath", interactive=False, label="Listen", elem_id=f"gen-audio-{i}")
-            files = gr.File(label="Downloads: ABC, MusicXML, MIDI, WAV, PDF", file_count="multiple",
-                            interactive=False)
+    with gr.Row(elem_id="gen-layout", equal_height=False):
+        with gr.Column(scale=1, min_width=340, elem_id="gen-side"):
+            with gr.Row(equal_height=False, elem_id="gen-model-row"):
+                ui["model"] = gr.Dropdown(label="Model", allow_custom_value=True, scale=5, elem_id="gen-model")
+                ui["refresh"] = gr.Button("Refresh", scale=1, min_width=70, size="sm", elem_id="gen-refresh")
+            ui["model_note"] = gr.Markdown(elem_id="gen-model-note")
+            ui["period"] = gr.Dropdown(label="Period", allow_custom_value=True, elem_id="gen-period")
+            ui["composer"] = gr.Dropdown(label="Composer", allow_custom_value=True, elem_id="gen-composer")
+            ui["instrumentation"] = gr.Dropdown(label="Instrumentation", allow_custom_value=True,
+                                                elem_id="gen-instrumentation")
             with gr.Row():
-                up = gr.Button("Thumbs up", size="sm", elem_id=f"gen-up-{i}")
-                down = gr.Button("Thumbs down", size="sm", elem_id=f"gen-down-{i}")
-                rated = gr.Markdown()
-        ui["slots"].append({"group": group, "heading": heading, "score": score, "audio": audio, "files": files,
-                            "up": up, "down": down, "rated": rated})
+                ui["count"] = gr.Slider(1, min(MAX_PIECES, backend.settings.max_pieces), value=1, step=1,
+                                        label="Pieces", scale=3, elem_id="gen-count")
+                ui["seed"] = number(spec, "seed", "Seed", minimum=0, scale=2, elem_id="gen-seed")
+            with gr.Row():
+                ui["generate"] = gr.Button("Generate", variant="primary", scale=3, elem_id="gen-button")
+                job.render_cancel()
+            ui["estimate"] = gr.Markdown(elem_id="gen-estimate", elem_classes="quiet-note")
+            job.render_status()
+            ui["notes"] = gr.Markdown(elem_id="gen-notes", elem_classes="quiet-note")
+            with gr.Accordion("Sampling and limits", open=False, elem_id="gen-limits"):
+                ui["top_k"] = slider(spec, "top_k", "Top-k (0: off)", step=1)
+                ui["top_p"] = slider(spec, "top_p", "Top-p", step=0.05)
+                ui["temperature"] = slider(spec, "temperature", "Temperature", step=0.05)
+                ui["max_patches"] = number(spec, "max_patches", "Max patches per piece (0: no limit)",
+                                           elem_id="gen-max-patches")
+                ui["max_seconds"] = number(spec, "max_seconds", "Time limit (s)", elem_id="gen-max-seconds")
+                ui["bar_retries"] = number(spec, "bar_retries", "Redraws of a bar whose voices don't line up (0: off)")
+            with gr.Accordion("Continue a score", open=False, elem_id="gen-continue"):
+                ui["upload"] = gr.File(label="Score to continue (.abc, .musicxml, .xml, .mxl)",
+                                       file_types=list(CONTINUE_UPLOADS), elem_id="gen-upload")
+                with gr.Row():
+                    ui["keep_lines"] = number(spec, "keep_lines", "Keep its first N lines (0: all)", minimum=0)
+                    ui["add_lines"] = number(spec, "add_lines", "Lines to add", minimum=1)
+        with gr.Column(scale=2, min_width=480, elem_id="gen-main"):
+            ui["empty"] = gr.Markdown(EMPTY, elem_id="gen-empty", elem_classes="quiet-note")
+            with gr.Column(visible=False, elem_id="gen-preview", elem_classes="piece-card") as preview:
+                gr.Markdown("**The score to continue**")
+                ui["preview_score"] = gr.HTML(elem_id="gen-preview-score")
+                ui["preview_audio"] = gr.Audio(label="Listen to the uploaded score", type="filepath",
+                                               interactive=False, elem_id="gen-preview-audio")
+            ui["preview"] = preview
+            ui["sketch"] = gr.HTML(elem_id="gen-sketch")
+            ui["ids"] = gr.State([])
+            ui["slots"] = []
+            for i in range(MAX_PIECES):
+                with gr.Column(visible=False, elem_id=f"gen-piece-{i}", elem_classes="piece-card") as group:
+                    heading = gr.Markdown(elem_classes="piece-heading")
+                    score = gr.HTML(elem_id=f"gen-score-{i}")
+                    with gr.Row(equal_height=True):
+                        audio = gr.Audio(type="filepath", interactive=False, label="Listen", scale=3,
+                                         elem_id=f"gen-audio-{i}")
+                        files = gr.File(label="Downloads: ABC, MusicXML, MIDI, WAV, PDF", file_count="multiple",
+                                        interactive=False, scale=2, elem_id=f"gen-files-{i}")
+                    with gr.Row(elem_classes="rating-row"):
+                        up = gr.Button("Thumbs up", size="sm", variant="secondary", scale=0, min_width=110,
+                                       elem_id=f"gen-up-{i}")
+                        down = gr.Button("Thumbs down", size="sm", variant="secondary", scale=0, min_width=110,
+                                         elem_id=f"gen-down-{i}")
+                        rated = gr.Markdown(elem_classes="quiet-note")
+                ui["slots"].append({"group": group, "heading": heading, "score": score, "audio": audio,
+                                    "files": files, "up": up, "down": down, "rated": rated})
+            # the text as the model writes it (the newest lines in view), below the score
+            ui["live"] = gr.Textbox(label="ABC, as it is written", lines=8, max_lines=14, interactive=False,
+                                    autoscroll=True, elem_id="gen-live")
 
 
 def slot_outputs() -> list:
@@ -105,7 +142,8 @@ def slot_outputs() -> list:
 
 
 def watch_outputs() -> list:
-    return job.outputs(ui["live"], ui["ids"], *slot_outputs())
+    return job.outputs(ui["live"], ui["ids"], *slot_outputs(), ui["sketch"], ui["notes"], ui["empty"],
+                       ui["estimate"])
 
 
 def replay_outputs() -> list:
@@ -115,13 +153,19 @@ def replay_outputs() -> list:
 
 def listen(backend: Backend) -> None:
     model_outputs = [ui["model"], ui["model_note"], ui["period"], ui["composer"], ui["instrumentation"]]
+    sizing = [ui["max_patches"], ui["max_seconds"], ui["estimate"]]
     ui["refresh"].click(bind(list_models, backend), ui["model"], model_outputs, api_name="generate_models")
     ui["model"].input(bind(choose_model, backend), ui["model"], model_outputs[1:], api_name="generate_model")
+    ui["model"].input(bind(size_request, backend), [ui["model"], ui["count"]], sizing, api_name=False,
+                      show_progress="hidden")
+    for name in ("count", "max_patches", "max_seconds"):  # a Library replay sets them too
+        ui[name].change(bind(estimate, backend), [ui["model"], ui["count"], ui["max_patches"], ui["max_seconds"]],
+                        ui["estimate"], api_name=False, show_progress="hidden")
     ui["period"].input(bind(choose_period, backend), [ui["model"], ui["period"]],
                        [ui["composer"], ui["instrumentation"]], api_name="generate_period")
     ui["composer"].input(bind(choose_composer, backend), [ui["model"], ui["period"], ui["composer"]],
                          ui["instrumentation"], api_name="generate_composer")
-    preview = [ui["preview_score"], ui["preview_audio"]]
+    preview = [ui["preview_score"], ui["preview_audio"], ui["preview"]]
     # The last upload's score goes first, so a refused file never shows under an earlier one's score.
     ui["upload"].upload(clear_preview, None, preview, api_name=False, show_progress="hidden").then(
         bind(preview_upload, backend), ui["upload"], preview, api_name="generate_preview")
@@ -130,6 +174,7 @@ def listen(backend: Backend) -> None:
     ui["generate"].click(bind(generate, backend), inputs_kwargs={k: ui[k] for k in (*SPEC_FIELDS, "upload")},
                          outputs=watch_outputs(), api_name="generate", concurrency_limit=None,
                          show_progress="hidden")
+    ui["live"].change(None, None, None, js=FOLLOW_LIVE_TEXT, api_name=False, queue=False, show_progress="hidden")
     job.listen(backend)
     for i, slot in enumerate(ui["slots"]):
         for button, rating in ((slot["up"], 1), (slot["down"], -1)):
@@ -139,7 +184,11 @@ def listen(backend: Backend) -> None:
 
 def listen_load(backend: Backend, app) -> None:
     app.load(bind(list_models, backend), None,
-             [ui["model"], ui["model_note"], ui["period"], ui["composer"], ui["instrumentation"]], api_name=False)
+             [ui["model"], ui["model_note"], ui["period"], ui["composer"], ui["instrumentation"]],
+             api_name=False).then(bind(size_request, backend), [ui["model"], ui["count"]],
+                                  [ui["max_patches"], ui["max_seconds"], ui["estimate"]], api_name=False,
+                                  show_progress="hidden")
+    # The job the page shows: the running or newest generation (a reload, a second browser).
     app.load(bind(watch, backend), job.job, watch_outputs(), api_name="generate_reattach",
              concurrency_limit=None, show_progress="hidden")
 
@@ -193,16 +242,39 @@ def choose_composer(backend: Backend, model: str | None, period: str, composer: 
     return gr.update(choices=kinds, value=kinds[0] if kinds else None)
 
 
+def size_request(backend: Backend, model: str | None, count=1):
+    """The limits a request with `model` starts with on this device (on a CPU: about a minute), and its estimate."""
+    if not model:
+        return gr.skip(), gr.skip(), ""
+    try:
+        limits = backend.generation.defaults(model)
+    except NotaGenError:  # a model that cannot be read: the Model box's own handler says why
+        return gr.skip(), gr.skip(), ""
+    return limits["max_patches"], limits["max_seconds"], estimate(backend, model, count, limits["max_patches"],
+                                                                  limits["max_seconds"])
+
+
+def estimate(backend: Backend, model: str | None, count=1, max_patches=0, max_seconds=0):
+    """How long Generate will take with these settings, in words (the service's estimate)."""
+    if not model:
+        return ""
+    try:
+        found = backend.generation.estimate(model, int(count or 1), int(max_patches or 0), float(max_seconds or 0))
+    except (NotaGenError, ValueError, TypeError):
+        return ""
+    return f"Estimate: {found.words()}"
+
+
 def clear_preview():
-    return "", None
+    return "", None, gr.update(visible=False)
 
 
 def preview_upload(backend: Backend, upload: str | None):
     """The uploaded score engraved, with its audio; a file that is not music is refused, naming it."""
     if not upload:
-        return "", None
+        return "", None, gr.update(visible=False)
     score, audio, _ = preview_view(backend, backend.generation.preview_score(backend.generation.read_score(upload)))
-    return score, audio
+    return score, audio, gr.update(visible=True)
 
 
 def generate(backend: Backend, upload: str | None = None, **request):
@@ -213,15 +285,33 @@ def generate(backend: Backend, upload: str | None = None, **request):
 
 
 def watch(backend: Backend, job_id: str):
-    """Follow a generation job: its place in line, the ABC as it streams, then each piece."""
+    """Follow a generation job (on a page load, the running or newest one): its place in line, the piece
+    engraved as far as it goes and the ABC as it streams, why the engine went back, then each piece."""
     hidden = [gr.update(visible=False), "", "", None, None, ""] * MAX_PIECES
+    sent: dict[str, str] = {}  # what the page shows already: unchanged views are not sent again
+
+    def changed(name: str, value: str):
+        if sent.get(name) == value:
+            return gr.skip()
+        sent[name] = value
+        return value
 
     def running(current: Job, first: bool) -> tuple:
         live = backend.jobs.live(current.id).get("texts", {})
         text = "\n\n".join(f"--- piece {row + 1} ---\n{t[-LIVE_CHARS:]}" for row, t in sorted(live.items()))
-        return text, [], *(hidden if first else [gr.skip()] * len(hidden))
+        sketch = sketch_html(backend.generation.sketch(current.id)) if current.state == "running" else ""
+        return (changed("text", text), [],
+                *(hidden if first else [gr.skip()] * len(hidden)),
+                changed("sketch", sketch), changed("notes", notes_text(backend.generation.notes(current.id))),
+                gr.update(visible=False) if first else gr.skip(), gr.skip())
 
-    yield from job.follow(backend, job_id, ("", [], *hidden), running, lambda done: finished(backend, done))
+    empty = ("", [], *hidden, "", "", gr.update(visible=True), gr.skip())
+    yield from job.follow(backend, job_id, empty, running, lambda done: finished(backend, done))
+
+
+def notes_text(notes: list[str]) -> str:
+    """Why the engine went back (a header written again, a bar drawn again), newest last."""
+    return "**Why it went back**\n" + "\n".join(f"- {html.escape(n)}" for n in notes) if notes else ""
 
 
 def finished(backend: Backend, done: Job) -> tuple:
@@ -239,9 +329,19 @@ def finished(backend: Backend, done: Job) -> tuple:
             slots += [gr.update(visible=True), *entry_view(backend, entries[i])]
         else:
             slots += [gr.update(visible=False), "", "", None, None, ""]
-    return (status, text, [e.id for e in entries], *slots)
+    notes = notes_text(backend.generation.notes(done.id))
+    return (status, text, [e.id for e in entries], *slots, "", notes,
+            gr.update(visible=not entries), estimate_after(backend, done))
 
 
+def estimate_after(backend: Backend, done: Job):
+    """The estimate of the request that just ran, now from the speed it showed (it leaves the box alone when
+    the request cannot be read back)."""
+    params = done.params
+    if "model" not in params:
+        return gr.skip()
+    return estimate(backend, params["model"], params.get("count", 1), params.get("max_patches", 0),
+                    params.get("max_seconds", 0))
 def rate(backend: Backend, ids: list, slot: int = 0, rating: int = 0):
     if not isinstance(ids, list) or not 0 <= slot < len(ids):
         raise NotaGenError("there is no piece in that place to rate")

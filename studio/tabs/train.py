@@ -54,6 +54,7 @@ def render(backend: Backend) -> None:
 
 
 def listen(backend: Backend) -> None:
+    job.fill(ui["run"], backend.training.run_of)  # "Resume this run" resumes the run the tab shows
     outputs = job.outputs(ui["curve"], ui["log"])
     ui["start"].click(bind(start, backend), inputs_kwargs={k: ui[k] for k in SPEC_FIELDS}, outputs=outputs,
                       api_name="train_start", concurrency_limit=None, show_progress="hidden")

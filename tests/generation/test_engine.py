@@ -311,10 +311,23 @@ def test_misaligned_bars_are_redrawn_as_a_reference_does(fixtures, monkeypatch):
     back_to = Piece.back_to
     monkeypatch.setattr(Piece, "back_to", lambda piece, move: hows.append(move.kind) or back_to(piece, move))
     seeds = (7, 8)
+    events = []
     pieces = engine.generate([GenerationRequest(haydn, seed=s, prefix=prefix) for s in seeds],
-                             limits=GenerationLimits(max_patches=60, bar_retries=1))
+                             limits=GenerationLimits(max_patches=60, bar_retries=1),
+                             on_move=lambda row, event: events.append((row, event)))
     # the comparison covers every way back but a header's
     assert set(hows) == {MoveKind.LINE, MoveKind.RESTART, MoveKind.BACK}
+    # each way back is told as it is made (where the piece was, where it goes on from, why)
+    assert [e.kind for _, e in events] == hows and all(e.reason for _, e in events)
+    for _, e in events:
+        if e.kind is MoveKind.LINE:
+            assert e.to_line == e.line and e.count == 1  # bar_retries=1: one redraw of a line
+        elif e.kind is MoveKind.RESTART:
+            assert e.to_line == 0
+        else:
+            assert 1 <= e.to_line <= e.line and e.count == e.line - e.to_line + 1
+    for row, piece in enumerate(pieces):
+        assert piece.redrawn_bars == sum(r == row and e.kind is not MoveKind.RESTART for r, e in events)
     for seed, piece in zip(seeds, pieces):
         text, redrawn, restarts, _, _ = reference_with_redraws(model, prefix, seed, piece.patches, retries=1)
         assert piece.raw == text and piece.redrawn_bars == redrawn and piece.restarts == restarts
@@ -365,9 +378,13 @@ def test_a_header_that_fails_its_check_is_written_again_as_the_body_begins(monke
     hows = []
     back_to = Piece.back_to
     monkeypatch.setattr(Piece, "back_to", lambda piece, move: hows.append(move.kind) or back_to(piece, move))
+    events = []
     piece = Engine(demo.model.float().eval(), pick_runtime("cpu")).generate(
-        [GenerationRequest(BACH, seed=3)], limits=GenerationLimits(max_patches=60, bar_retries=1))[0]
+        [GenerationRequest(BACH, seed=3)], limits=GenerationLimits(max_patches=60, bar_retries=1),
+        on_move=lambda row, event: events.append(event))[0]
     assert hows[:2] == [MoveKind.HEADER, MoveKind.HEADER] and piece.restarts >= 2
+    assert [(e.kind, e.count, e.reason, e.to_line) for e in events[:2]] == [
+        (MoveKind.HEADER, 1, "turned down by the test", 0), (MoveKind.HEADER, 2, "turned down by the test", 0)]
     assert len(checked) == hows.count(MoveKind.HEADER) + 1
     assert piece.raw.startswith(checked[-1]) and checked[-1].startswith(GenerationRequest(BACH).start_text())
     assert header_problem(checked[-1]) is None
@@ -476,3 +493,12 @@ def test_a_piece_that_ends_on_an_open_ending_draws_its_last_line_again():
     assert RedrawPolicy(3).after_end(closed) is None
     unfinished = _piece(GOOD, "[r:1/0][V:1]c6|[V:2]C")  # ended mid-line: back to that line's start
     assert RedrawPolicy(3).after_end(unfinished) == Move(MoveKind.BACK, unfinished.line_start)
+
+
+def test_a_move_carries_the_policys_reason():
+    piece = _piece(GOOD, BAD)
+    move = RedrawPolicy(3).after_line(piece)
+    assert move.reason == bar_line_problem(piece.metadata, BAD) and move.reason
+    header_only = _piece()
+    header_only.in_body, header_only.start = False, SimpleNamespace(body_count=0, in_body=False)
+    assert RedrawPolicy(3).after_header(header_only, ended=True).reason == "the model ended the piece in its header"

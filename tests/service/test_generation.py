@@ -1,12 +1,29 @@
-"""The generation service: its spec's defaults and checks, and continuing an uploaded MusicXML score end to end."""
+"""The generation service: its spec's defaults and checks, continuing an uploaded MusicXML score end to end, and
+what a watcher sees while a job runs (progress, why the engine went back, the piece engraved so far) and before
+it starts (the estimate, the limits sized to the device)."""
 from __future__ import annotations
+
+import threading
 
 import pytest
 
+from pipelines.abc.prompts import Prompt
 from pipelines.errors import AbcError, NotaGenError, SettingError
 from pipelines.fields import default_of, range_of
+from pipelines.generation.continuation import continuation_prefix
 from pipelines.generation.options import GenerationLimits, SamplingConfig
+from pipelines.generation.piece import MoveEvent, MoveKind
 from pipelines.service import GenerationSpec
+from pipelines.service.generation import (
+    CPU_MIN_PATCHES,
+    CPU_TARGET_S,
+    TYPICAL_PATCHES,
+    BatchProgress,
+    MoveNotes,
+    move_note,
+    ordinal,
+)
+from pipelines.service.jobs import Runner
 
 TINY = "models/tiny.pth"
 BACH = ("Baroque", "Bach, Johann Sebastian", "Choral")
@@ -99,3 +116,92 @@ def test_a_continuation_the_model_ends_at_once_is_stored_as_unchanged(backend, p
     assert "not continued" in result.pieces[0].reason
     entry = backend.library.get(result.pieces[0].id)
     assert entry.status == "unchanged" and entry.abc is None and entry.raw == spec.prefix()
+
+
+HEADER = "%Baroque\n%Bach, Johann Sebastian\n%Choral\n%end\nL:1/8\nM:4/4\nK:C\nV:1 treble\nV:2 bass\n"
+
+
+def test_a_batchs_progress_is_bars_written_against_the_bars_each_piece_planned():
+    progress = BatchProgress(2, max_patches=50)
+    progress.patch(0, HEADER)
+    assert progress.counts() == (1, 100, "patches")  # no plan yet: patches of the limit
+    progress.patch(0, HEADER + "[r:0/3][V:1]c8|[V:2]C8|\n[r:1/2][V:1]d4")  # plans 4 lines, 1 whole
+    progress.patch(1, HEADER + "[r:0/1][V:1]c8|")  # plans 2, none whole
+    assert progress.counts() == (1, 6, "bars")
+    progress.patch(0, HEADER + "[r:0/3][V:1]c8|[V:2]C8|\n")  # drawn again: the furthest still counts
+    assert progress.counts() == (1, 6, "bars")
+    progress.restarted(0)  # began again from its prompt
+    progress.patch(0, HEADER)
+    assert progress.counts() == (5, 100, "patches")  # patches of the limit: every one written counts
+    assert BatchProgress(1, max_patches=0).counts() == (0, 0, "")  # nothing to count against
+
+
+def test_why_the_engine_went_back_reads_in_words():
+    def note(kind, line=14, to_line=14, count=1, reason="voice 2 is 3/4 long, voice 1 4/4"):
+        return move_note(1, MoveEvent(kind, line, to_line, count, reason))
+
+    assert note(MoveKind.HEADER, 0, 0, 3, "voice 2 is defined twice in the header") == (
+        "piece 2: the header it wrote cannot make a score (voice 2 is defined twice in the header); "
+        "starting again (3rd time)")
+    assert note(MoveKind.LINE) == (
+        "piece 2: bar 14's voices did not line up (voice 2 is 3/4 long, voice 1 4/4); drawing it again")
+    assert note(MoveKind.LINE, count=2).endswith("drawing it again (2nd time)")
+    assert note(MoveKind.BACK, to_line=13, count=2).endswith("still did not line up "
+                                                             "(voice 2 is 3/4 long, voice 1 4/4); going back to bar 13")
+    assert note(MoveKind.BACK).startswith("piece 2: it ended on bar 14, which does not close")
+    assert note(MoveKind.RESTART, count=1).endswith("starting the piece again (1st time)")
+    assert [ordinal(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 22, 111)] == [
+        "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "111th"]
+
+
+def test_the_same_bar_drawn_again_keeps_one_note_and_only_the_latest_notes_are_kept():
+    notes = MoveNotes(kept=2)
+    notes.add(0, MoveEvent(MoveKind.LINE, 9, 9, 1, "voices differ in length"))
+    shown = notes.add(0, MoveEvent(MoveKind.LINE, 9, 9, 2, "voices differ in length"))
+    assert shown == ["piece 1: bar 9's voices did not line up (voices differ in length); drawing it again (2nd time)"]
+    notes.add(1, MoveEvent(MoveKind.LINE, 9, 9, 1, "voices differ in length"))  # another piece: its own note
+    shown = notes.add(0, MoveEvent(MoveKind.HEADER, 0, 0, 1, "voice 2 is defined twice in the header"))
+    assert len(shown) == 2 and shown[0].startswith("piece 2: bar 9") and shown[1].startswith("piece 1: the header")
+
+
+def test_a_piece_being_written_is_engraved_as_far_as_it_goes_and_shared_by_watchers(backend, chorale):
+    written = continuation_prefix(chorale, Prompt(*BACH), keep_lines=4)
+    go_on = threading.Event()
+
+    def writing(ctx):  # stands in for the engine: the text of one piece, one line under way
+        ctx.stream("raw", {0: written + "[r:4/7][V:1]c2"})
+        go_on.wait(30)
+        return {}
+
+    backend.jobs.register("writing", Runner("gpu", writing))
+    job = backend.jobs.submit("writing", {})
+    while not backend.jobs.live(job.id):
+        backend.jobs.wait(job.id, 0.05)
+    first = backend.generation.sketch(job.id)
+    assert [(s.row, s.lines, s.error) for s in first] == [(0, 4, "")]
+    assert first[0].svg_pages and first[0].svg_pages[0].lstrip().startswith(("<svg", "<?xml"))
+    assert backend.generation.sketch(job.id)[0] is first[0]  # no new line: the same engraving, not made again
+    go_on.set()
+    backend.jobs.wait(job.id, 10)
+
+
+def test_the_estimate_and_the_cpu_defaults_come_from_this_devices_speed(backend):
+    guess = backend.generation.estimate(TINY, 1, 100, 600.0)
+    per_patch, batch, measured = backend.generation.speed(TINY)
+    assert not measured and batch == 1 and guess.seconds == pytest.approx(100 * per_patch)
+    assert guess.device == "cpu" and "on this CPU" in guess.words() and "first guess" in guess.words()
+    assert backend.generation.estimate(TINY, 2, 100, 600.0).seconds == pytest.approx(2 * guess.seconds)
+    capped = backend.generation.estimate(TINY, 1, 100, 1.0)
+    assert capped.seconds == 1.0 and "the 1 s time limit" in capped.words()
+    unlimited = backend.generation.estimate(TINY, 1, 0, 3600.0)
+    assert unlimited.seconds == pytest.approx(TYPICAL_PATCHES * per_patch) and "typical length" in unlimited.words()
+    # a job on this device: its own speed from then on
+    done = backend.jobs.wait(backend.generation.submit(GenerationSpec(TINY, *BACH, max_patches=12)).id, 300)
+    result = backend.generation.result(done)
+    assert (result.device, result.steps) == ("cpu", 12) and result.seconds > 0
+    assert backend.generation.speed(TINY) == (result.seconds / 12, 1, True)
+    measured = backend.generation.estimate(TINY, 1, 12, 600.0)
+    assert measured.seconds == pytest.approx(result.seconds) and "first guess" not in measured.words()
+    patches = backend.generation.defaults(TINY)["max_patches"]  # about a minute's worth on this CPU
+    assert patches == max(CPU_MIN_PATCHES, round(CPU_TARGET_S * 12 / result.seconds, -1))
+    assert backend.generation.defaults(TINY)["max_seconds"] == default_of(GenerationLimits, "max_seconds")

@@ -1,11 +1,13 @@
-"""The job queue: one job at a time per lane, positions, cancel, failure reasons, restart recovery."""
+"""The job queue: one job at a time per lane, positions, cancel, failure reasons, restart recovery, the job a tab
+shows, and the time left."""
 import json
+import queue as queue_module
 import threading
 
 import pytest
 
 from pipelines.errors import JobError, NotaGenError
-from pipelines.service.jobs import JobQueue, Runner
+from pipelines.service.jobs import JobQueue, Runner, time_left
 
 
 class Gate:
@@ -139,3 +141,78 @@ def test_a_service_registers_its_kind_once(tmp_path):
     job = queue.submit("late", {"n": 4})
     assert queue.wait(job.id, 10).result == {"n": 4}
     queue.close()
+
+
+class Script:
+    """A runner the test drives step by step: each `step(fn)` runs fn(ctx) in the job's thread and waits."""
+
+    def __init__(self):
+        self.steps = queue_module.Queue()
+        self.done = queue_module.Queue()
+
+    def __call__(self, ctx):
+        while (fn := self.steps.get()) is not None:
+            fn(ctx)
+            self.done.put(True)
+        return {}
+
+    def step(self, fn):
+        self.steps.put(fn)
+        assert self.done.get(timeout=5)
+
+    def end(self):
+        self.steps.put(None)
+
+
+def test_latest_is_the_running_job_else_the_next_in_line_else_the_newest(tmp_path):
+    script = Script()
+    q = JobQueue(tmp_path / "jobs", {"gen": Runner("gpu", script), "other": Runner("cpu", lambda ctx: {})})
+    assert q.latest("gen") is None
+    first = q.submit("gen", {"n": 1})
+    script.step(lambda ctx: None)  # running now
+    second = q.submit("gen", {"n": 2})
+    q.wait(q.submit("other", {}).id, 5)
+    assert q.latest("gen").id == first.id and q.latest("gen").state == "running"
+    before = q.version
+    script.end()
+    assert q.wait(first.id, 5).state == "done"
+    script.step(lambda ctx: None)  # the second one runs
+    assert q.latest("gen").id == second.id
+    assert q.version > before  # an end and a start are changes of state
+    script.end()
+    q.wait(second.id, 5)
+    third = q.submit("gen", {"n": 3})
+    q.cancel(third.id)
+    assert q.latest("gen").id == third.id  # none unfinished: the newest, whatever its state
+    q.close()
+
+
+def test_the_time_left_follows_the_rate_of_the_current_progress_series(tmp_path):
+    script = Script()
+    q = JobQueue(tmp_path / "jobs", {"gen": Runner("gpu", script)})
+    job = q.submit("gen", {})
+    script.step(lambda ctx: (ctx.say("writing piece 1 of 2"), ctx.progress(0, 10)))
+    started = q.get(job.id)
+    assert started.stage == "writing piece of" and started.eta_s() is None  # nothing moved yet
+    script.step(lambda ctx: ctx.progress(5, 10))
+    now = started.series_started + 10.0
+    assert q.get(job.id).eta_s(now) == pytest.approx(10.0)  # 5 in 10 s, 5 to go
+    assert q.get(job.id).eta_s(started.series_started + 1.0) is None  # too early to tell
+    script.step(lambda ctx: ctx.say("writing piece 2 of 2"))  # the same stage: the series goes on
+    assert q.get(job.id).series_from == 0
+    script.step(lambda ctx: ctx.progress(3, 10))  # back: a new series from 3
+    assert q.get(job.id).series_from == 3
+    script.step(lambda ctx: ctx.progress(4, 12))  # another total: a new series
+    assert q.get(job.id).series_from == 4 and q.get(job.id).eta_s(now + 100) is None
+    script.step(lambda ctx: ctx.progress(6, 12))
+    script.step(lambda ctx: ctx.say("rendering", stage="rendering"))  # another stage: a new series
+    assert q.get(job.id).series_from == 6 and q.get(job.id).stage == "rendering"
+    script.end()
+    assert q.wait(job.id, 5).eta_s(now + 100) is None  # finished
+    q.close()
+
+
+def test_time_left_in_words():
+    assert time_left(4.6) == "about 5 s left"
+    assert time_left(185.0) == "about 3 min 05 s left"
+    assert time_left(7800.0) == "about 2 h 10 min left"

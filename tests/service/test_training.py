@@ -78,6 +78,4 @@ def test_the_spec_mirrors_train_config():
 
 def test_the_status_line_of_a_step_reads_in_words():
     step = {"event": "step", "step": 3, "total_steps": 10, "loss": 2.34567, "eta_s": 4.6}
-    assert progress_line(step) == "step 3 of 10, loss 2.346, about 5 s left"
-    assert progress_line({**step, "eta_s": 185.0}).endswith("about 3 min 05 s left")
-    assert progress_line({**step, "eta_s": 7800.0}).endswith("about 2 h 10 min left")
+    assert progress_line(step) == "step 3 of 10, loss 2.346"  # the job's progress bar says the time left

@@ -129,8 +129,8 @@ def test_generation_end_to_end(studio, client):
     # the thumbs buttons rate the session's pieces, and the rating lands in the library
     assert client.predict(api_name="/generate_rate_1_down") == "rated: thumbs down"
     assert backend.library.get(entries[1].id).rating == -1
-    # a refresh finds the job again from the id the browser kept
-    again = client.predict(job_id, api_name="/generate_reattach")
+    # a fresh page (a reload: it keeps no job) is shown the newest generation by the backend
+    again = client.predict("", api_name="/generate_reattach")
     assert again[0] == job_id and again[1] == status
 
 
@@ -165,9 +165,9 @@ def test_dataset_tab_builds_from_an_import_folder_and_leaves_out_unaligned_piece
     folder.mkdir(parents=True)
     for piece in ("bach_bwv66.6", "haydn_opus74no1_movement3"):  # haydn: 1 of 113 bars misaligned
         shutil.copy(fixtures / "preprocess" / f"{piece}.musicxml", folder)
-    _, status, rows, datasets = client.predict(**build_args(source="folder", folder="mixed", name="mixed",
-                                                            eval_split=0.0, max_unaligned_share=0.005),
-                                               api_name="/dataset_build")
+    _, status, rows, datasets, *_ = client.predict(**build_args(source="folder", folder="mixed", name="mixed",
+                                                                eval_split=0.0, max_unaligned_share=0.005),
+                                                   api_name="/dataset_build")
     assert "1 converted" in status and "1 left out (voices misaligned)" in status, status
     by_piece = {row[1]: row for row in rows["data"]}
     assert by_piece["bach_bwv66.6"][2] == "ok"
@@ -198,7 +198,7 @@ def test_path_traversal_refused_by_every_path_handler(client, bad):
     ]
     for args, api_name in calls:
         if api_name == "/dataset_build":  # refused in the status line, the tables left as they were
-            _, message, _, _ = client.predict(**args, api_name=api_name)
+            _, message, *_ = client.predict(**args, api_name=api_name)
             assert message.startswith("**not started:**"), (bad, message)
             assert "secret" not in message, (api_name, message)
             continue

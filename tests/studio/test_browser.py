@@ -1,4 +1,5 @@
-"""The studio in a real browser: log in, choose a prompt, generate, see the score and the audio player.
+"""The studio in a real browser: log in, choose a prompt, generate, see the score and the audio player; reload the
+page while a generation runs and find it again, with its progress bar and a Cancel that stops it.
 
 Headless Chromium from the system (Debian packages `chromium` and `chromium-driver`), driven by
 Playwright for Python; Playwright never downloads a browser of its own here. With the built-in
@@ -96,6 +97,9 @@ def test_choose_a_prompt_generate_see_and_hear(studio, page, fixtures, tmp_path)
     status = page.inner_text("#gen-status")
     live = page.input_value("#gen-live textarea")
     assert "--- piece 1" in live and "[V:1]" in live  # the ABC written (prompt lines are dropped when it ends well)
+    # the text box shows its newest lines
+    page.wait_for_function("(t => t.scrollHeight - t.scrollTop - t.clientHeight < 5)"
+                           "(document.querySelector('#gen-live textarea'))", timeout=10_000)
     shot(page, "2-generated")
     if demo and status.startswith("finished: 1 of 1"):
         score = page.locator("#gen-score-0 img.score-page")
@@ -122,3 +126,37 @@ def test_choose_a_prompt_generate_see_and_hear(studio, page, fixtures, tmp_path)
     score.first.scroll_into_view_if_needed()
     shot(page, "3-score-and-audio")
     print(f"model: {'demo' if demo else 'tiny'}; generation took {seconds:.1f} s; status: {status!r}")
+
+
+def open_generate(page, app) -> None:
+    """The Generate tab of a fresh page (logged in if the page asks)."""
+    page.goto(app.local_url)
+    if page.locator("input[type=password]").count():
+        page.fill("input[name=username], input[type=text]", AUTH[0])
+        page.fill("input[type=password]", AUTH[1])
+        page.get_by_role("button", name="Login").click()
+    page.get_by_role("tab", name="Generate").click()
+    page.wait_for_function("document.querySelector('#gen-period input').value.length > 0")
+
+
+def test_a_reload_while_a_generation_runs_finds_it_and_its_cancel_stops_it(studio, page):
+    app, backend = studio
+    open_generate(page, app)
+    before = page.inner_text("#gen-estimate")
+    choose(page, "gen-model", "models/tiny.pth")  # random weights: with no patch limit it writes until stopped
+    page.wait_for_function(f"document.querySelector('#gen-estimate').innerText !== {json.dumps(before)}")
+    page.get_by_text("Sampling and limits").click()
+    page.fill("#gen-max-patches input", "0")
+    assert not page.is_enabled("#gen-cancel")  # nothing to cancel yet
+    page.click("#gen-button")
+    page.locator("#gen-progress .job-progress").wait_for()
+    job = backend.jobs.latest("generate")
+    assert job.state == "running" and job.params["max_patches"] == 0
+    page.reload()  # the page keeps nothing: the backend names the running job
+    page.get_by_role("tab", name="Generate").click()
+    page.locator("#gen-progress .job-progress").wait_for()
+    assert page.is_enabled("#gen-cancel") and "writing the piece" in page.inner_text("#gen-progress")
+    shot(page, "4-reloaded-while-writing")
+    page.click("#gen-cancel")
+    page.wait_for_function("document.querySelector('#gen-status').innerText.startsWith('cancelled')")
+    assert backend.jobs.get(job.id).state == "cancelled" and not page.is_enabled("#gen-cancel")

@@ -41,7 +41,8 @@ def test_an_upload_that_is_not_music_is_refused_at_preview_naming_it(backend, tm
     shopping.write_text("This is my shopping list\n", encoding="utf-8")
     with pytest.raises(gr.Error, match="shopping.abc: not an ABC tune"):
         bind(generate.preview_upload, backend)(str(shopping))
-    assert generate.clear_preview() == ("", None)  # what the page shows while a new upload is read
+    score, audio, card = generate.clear_preview()  # what the page shows while a new upload is read
+    assert (score, audio, card["visible"]) == ("", None, False)
 
 
 class Submitted(Exception):
@@ -59,3 +60,14 @@ def test_a_continued_piece_keeps_the_uploads_name(backend, fixtures, monkeypatch
         next(generate.generate(backend, str(xml), **request))
     spec = made.value.args[0]
     assert spec.continue_name == "bach_bwv66.6.musicxml" and "K:F#min" in spec.continue_abc
+
+
+def test_the_limits_start_sized_to_the_device_and_the_estimate_follows_the_settings(backend):
+    max_patches, max_seconds, said = bind(generate.size_request, backend)(TINY, 1)
+    assert (max_patches, max_seconds) == tuple(backend.generation.defaults(TINY).values())
+    assert said == f"Estimate: {backend.generation.estimate(TINY, 1, max_patches, max_seconds).words()}"
+    assert "on this CPU" in said
+    two = bind(generate.estimate, backend)(TINY, 2, max_patches, max_seconds)
+    assert two == f"Estimate: {backend.generation.estimate(TINY, 2, max_patches, max_seconds).words()}" != said
+    assert bind(generate.estimate, backend)("", 1, 10, 60) == ""  # no model chosen: nothing to estimate
+    assert bind(generate.size_request, backend)("models/missing.pth", 1)[2] == ""  # the Model box says why
