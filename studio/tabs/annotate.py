@@ -16,7 +16,7 @@ from studio.piece_view import preview_view
 TITLE = "Annotate"
 HEADERS = PieceLabels.columns()  # piece, period, composer, instrumentation, split, suggested, warnings
 # piece, period, composer, instrumentation, split, suggested, warnings: the labels wide, the split narrow
-WIDTHS = ["13%", "10%", "18%", "17%", "7%", "22%", "13%"]
+WIDTHS = ["15%", "10%", "17%", "15%", "8%", "22%", "13%"]
 ui: dict = {}
 
 
