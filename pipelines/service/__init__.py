@@ -32,14 +32,22 @@ from pipelines.service.jobs import FINISHED, STATES, Job, JobQueue
 from pipelines.service.library import STATUSES, Generation, Library
 from pipelines.service.models import DEMO, NOTAGENX, PRESET_NAMES, ModelChoice, ModelService, SystemStatus
 from pipelines.service.settings import Settings
-from pipelines.service.training import TrainingResult, TrainingService, TrainingSpec
+from pipelines.service.training import (
+    CPU_BUDGET_S,
+    ENDINGS,
+    RunState,
+    TrainingPlan,
+    TrainingResult,
+    TrainingService,
+    TrainingSpec,
+)
 from pipelines.service.workspace import Workspace
 
 __all__ = [
-    "Backend", "BuiltFile", "CONTINUE_UPLOADS", "CORPUS", "DEMO", "DPOPairs", "DPOResult", "DPOService", "DPOSpec",
-    "DatasetBuildResult", "DatasetService", "DatasetSpec", "DatasetSummary", "Estimate", "FINISHED", "Generation",
-    "GenerationResult", "GenerationService", "GenerationSpec", "Job", "JobQueue", "Library", "ModelChoice",
-    "ModelService", "NOTAGENX", "PRESET_NAMES", "PieceFiles", "PieceLabels", "PieceResult", "Prompt", "SCORE_UPLOADS",
-    "STATES", "STATUSES", "Settings", "Sketch", "SystemStatus", "TrainingResult", "TrainingService", "TrainingSpec",
-    "Workspace", "composers", "instrumentations", "periods",
+    "Backend", "BuiltFile", "CONTINUE_UPLOADS", "CORPUS", "CPU_BUDGET_S", "DEMO", "DPOPairs", "DPOResult",
+    "DPOService", "DPOSpec", "DatasetBuildResult", "DatasetService", "DatasetSpec", "DatasetSummary", "ENDINGS", "Estimate",
+    "FINISHED", "Generation", "GenerationResult", "GenerationService", "GenerationSpec", "Job", "JobQueue", "Library",
+    "ModelChoice", "ModelService", "NOTAGENX", "PRESET_NAMES", "PieceFiles", "PieceLabels", "PieceResult", "Prompt",
+    "RunState", "SCORE_UPLOADS", "STATES", "STATUSES", "Settings", "Sketch", "SystemStatus", "TrainingPlan", "TrainingResult",
+    "TrainingService", "TrainingSpec", "Workspace", "composers", "instrumentations", "periods",
 ]

@@ -47,14 +47,19 @@ def stage_of(message: str) -> str:
     return " ".join(_NUMBERS.sub(" ", message).split())
 
 
-def time_left(seconds: float) -> str:
-    """"about 5 s left", "about 3 min 05 s left", "about 2 h 10 min left"."""
+def duration(seconds: float) -> str:
+    """"about 5 s", "about 3 min 05 s", "about 2 h 10 min"."""
     s = max(0, int(round(seconds)))
     if s < 60:
-        return f"about {s} s left"
+        return f"about {s} s"
     if s < 3600:
-        return f"about {s // 60} min {s % 60:02d} s left"
-    return f"about {s // 3600} h {s % 3600 // 60:02d} min left"
+        return f"about {s // 60} min {s % 60:02d} s"
+    return f"about {s // 3600} h {s % 3600 // 60:02d} min"
+
+
+def time_left(seconds: float) -> str:
+    """"about 5 s left", "about 3 min 05 s left", "about 2 h 10 min left"."""
+    return f"{duration(seconds)} left"
 
 
 @dataclass

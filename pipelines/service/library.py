@@ -4,7 +4,12 @@ A row keeps what is needed to find, replay and judge a piece: the model, the pro
 the sampling parameters and seed, when it was made, its status (ok / limit /
 cancelled / invalid, with the reason), the generated and post-processed text, the
 exported files and a rating (-1 thumbs down, 0 none, +1 thumbs up). Rated pieces are
-the human preference records DPO learns from (`preference_records`).
+the human preference records DPO learns from (`preference_records`). A continued piece
+names the score it continued in its parameters (`continue_name`).
+
+`revision()` is a counter that every added or re-rated row moves on (SQLite triggers, so any
+writer counts, the CLI included): a viewer asks it every few seconds and reloads only when it
+moved. Schema 2 added it; a library of schema 1 gets the counter when it is opened.
 
 Every call opens its own connection, so the UI's threads and the job worker can use
 one Library object; WAL mode lets readers go on while a job writes.
@@ -21,7 +26,7 @@ from pathlib import Path
 
 from pipelines.errors import NotaGenError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS generations (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -43,6 +48,14 @@ CREATE TABLE IF NOT EXISTS generations (
     rating INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS generations_created ON generations(created);
+CREATE TABLE IF NOT EXISTS changes (one INTEGER PRIMARY KEY CHECK (one = 1), revision INTEGER NOT NULL);
+INSERT OR IGNORE INTO changes (one, revision) VALUES (1, 0);
+CREATE TRIGGER IF NOT EXISTS generations_added AFTER INSERT ON generations
+    BEGIN UPDATE changes SET revision = revision + 1; END;
+CREATE TRIGGER IF NOT EXISTS generations_changed AFTER UPDATE ON generations
+    BEGIN UPDATE changes SET revision = revision + 1; END;
+CREATE TRIGGER IF NOT EXISTS generations_removed AFTER DELETE ON generations
+    BEGIN UPDATE changes SET revision = revision + 1; END;
 """
 STATUSES = ("ok", "limit", "cancelled", "invalid", "unchanged")  # unchanged: a continuation with nothing added
 _COLUMNS = ("id", "created", "job_id", "model", "prompt", "period", "composer", "instrumentation", "parameters",
@@ -72,6 +85,11 @@ class Generation:
     rating: int = 0
     created: float = 0.0
     id: int | None = None
+
+    @property
+    def continued_from(self) -> str:
+        """The name of the score this piece continues ("" for a new piece)."""
+        return str(self.parameters.get("continue_name") or "")
 
 
 @dataclass(frozen=True)
@@ -156,6 +174,10 @@ class Library:
         sql = "SELECT * FROM generations" + (" WHERE " + " AND ".join(where) if where else "")
         rows = self._run(sql + " ORDER BY id DESC LIMIT ?", (*args, max(1, min(int(limit), 10_000))))
         return [_entry(r) for r in rows]
+
+    def revision(self) -> int:
+        """A counter that moves on whenever a row is added or changed: compare it to know whether to reload."""
+        return int(self._run("SELECT revision FROM changes")[0]["revision"])
 
     def by_job(self, job_id: str) -> list[Generation]:
         return [_entry(r) for r in self._run("SELECT * FROM generations WHERE job_id = ? ORDER BY id", (job_id,))]

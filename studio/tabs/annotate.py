@@ -3,6 +3,7 @@
 The table is editable; a selection of pieces can be set at once or take the score's
 own suggestions; "Check" validates (ASCII, NotaGen-X vocabulary warnings); "Save"
 rewrites the headers of the pieces that changed. Selecting a row shows that piece's score.
+The controls are a side column; the table and the score have the main column.
 """
 from __future__ import annotations
 
@@ -14,36 +15,40 @@ from studio.piece_view import preview_view
 
 TITLE = "Annotate"
 HEADERS = PieceLabels.columns()  # piece, period, composer, instrumentation, split, suggested, warnings
+# piece, period, composer, instrumentation, split, suggested, warnings: the labels wide, the split narrow
+WIDTHS = ["15%", "10%", "17%", "15%", "8%", "22%", "13%"]
 ui: dict = {}
 
 
 def render(backend: Backend) -> None:
     with gr.Row():
-        ui["dataset"] = gr.Dropdown(label="Dataset", allow_custom_value=True, scale=3)
-        ui["load"] = gr.Button("Load", scale=1)
-    ui["table"] = gr.Dataframe(headers=HEADERS, type="array", interactive=True, static_columns=[0, 4, 5, 6],
-                               label="Pieces (edit period, composer, instrumentation)", wrap=True)
-    with gr.Accordion("Set several pieces at once", open=False):
-        ui["pieces"] = gr.Dropdown(label="Pieces", multiselect=True, allow_custom_value=True)
-        with gr.Row():
-            ui["period"] = gr.Textbox(label="Period")
-            ui["composer"] = gr.Textbox(label="Composer (Last, First)")
-            ui["instrumentation"] = gr.Textbox(label="Instrumentation")
-        with gr.Row():
-            ui["bulk"] = gr.Button("Set for these pieces")
-            ui["suggest"] = gr.Button("Use the scores' suggestions for these pieces")
-    with gr.Row():
-        ui["check"] = gr.Button("Check")
-        ui["save"] = gr.Button("Save", variant="primary")
-    ui["status"] = gr.Markdown()
-    ui["picked"] = gr.Textbox(label="Piece shown", interactive=False)
-    ui["score"] = gr.HTML()
-    ui["audio"] = gr.Audio(type="filepath", interactive=False, label="Listen")
+        with gr.Column(scale=1, min_width=280):  # choose, set, check and save; the piece picked in the table
+            ui["dataset"] = gr.Dropdown(label="Dataset", allow_custom_value=True)
+            ui["load"] = gr.Button("Load again", size="sm")  # choosing a dataset loads it
+            with gr.Accordion("Set several pieces at once", open=False):
+                ui["pieces"] = gr.Dropdown(label="Pieces", multiselect=True, allow_custom_value=True)
+                ui["period"] = gr.Textbox(label="Period")
+                ui["composer"] = gr.Textbox(label="Composer (Last, First)")
+                ui["instrumentation"] = gr.Textbox(label="Instrumentation")
+                ui["bulk"] = gr.Button("Set for these pieces", size="sm")
+                ui["suggest"] = gr.Button("Use the scores' suggestions for these pieces", size="sm")
+            with gr.Row():
+                ui["check"] = gr.Button("Check")
+                ui["save"] = gr.Button("Save", variant="primary")
+            ui["status"] = gr.Markdown(elem_id="annotate-status")
+            ui["picked"] = gr.Textbox(label="Piece shown (select a row)", interactive=False)
+            ui["audio"] = gr.Audio(type="filepath", interactive=False, label="Listen")
+        with gr.Column(scale=4):
+            ui["table"] = gr.Dataframe(headers=HEADERS, type="array", interactive=True, static_columns=[0, 4, 5, 6],
+                                       label="Pieces (edit period, composer, instrumentation)", wrap=True,
+                                       column_widths=WIDTHS, max_height=560, elem_id="annotate-table")
+            ui["score"] = gr.HTML(elem_id="annotate-score")
 
 
 def listen(backend: Backend) -> None:
-    ui["load"].click(bind(load, backend), ui["dataset"], [ui["table"], ui["pieces"], ui["status"]],
-                     api_name="annotate_load")
+    loaded = [ui["table"], ui["pieces"], ui["status"]]
+    ui["load"].click(bind(load, backend), ui["dataset"], loaded, api_name="annotate_load")
+    ui["dataset"].select(bind(load, backend), ui["dataset"], loaded, api_name=False)
     ui["bulk"].click(bulk_set, [ui["table"], ui["pieces"], ui["period"], ui["composer"], ui["instrumentation"]],
                      ui["table"], api_name=False)
     ui["suggest"].click(bind(use_suggestions, backend), [ui["dataset"], ui["table"], ui["pieces"]],
@@ -56,7 +61,8 @@ def listen(backend: Backend) -> None:
 
 
 def listen_load(backend: Backend, app) -> None:
-    app.load(bind(list_datasets, backend), None, ui["dataset"], api_name=False)
+    app.load(bind(list_datasets, backend), None, ui["dataset"], api_name=False).then(
+        bind(load, backend), ui["dataset"], [ui["table"], ui["pieces"], ui["status"]], api_name=False)
 
 
 def list_datasets(backend: Backend):
@@ -69,6 +75,9 @@ def rows_of(backend: Backend, name: str) -> list[list]:
 
 
 def load(backend: Backend, name: str):
+    """The dataset's pieces in the table (shown when the tab opens and when a dataset is chosen)."""
+    if not name:
+        return [], gr.update(choices=[], value=[]), "no dataset yet: build one in the Dataset tab"
     rows = rows_of(backend, name)
     names = [r[0] for r in rows]
     return rows, gr.update(choices=names, value=[]), f"{len(rows)} pieces"

@@ -1,8 +1,9 @@
 """The Dataset tab: scores in (upload, a folder in the workspace's imports, or the built-in corpus), training data out.
 
-The build runs as a job with a progress line; each file's result (converted, unchanged,
-failed with its stage and reason) is listed, and so is every dataset with its piece and
-prompt counts. The options' defaults and ranges are DatasetConfig's (through DatasetSpec).
+The form is a side column that shows only the boxes of the chosen source, with the status line
+under its buttons. The build runs as a job with a progress line; the main column lists each
+file's result (converted, unchanged, failed with its stage and reason) and every dataset with
+its piece and prompt counts. The options' defaults and ranges are DatasetConfig's (through DatasetSpec).
 """
 from __future__ import annotations
 
@@ -27,35 +28,48 @@ job = JobFollow("dataset", "build", poll_s=0.5, elem_prefix="dataset")
 
 def render(backend: Backend) -> None:
     spec = DatasetSpec
-    ui["source"] = gr.Radio([(v, k) for k, v in SOURCES.items()], value=CORPUS, label="Scores from")
-    with gr.Group():
-        ui["upload"] = gr.File(label="Score files", file_count="multiple", file_types=list(SCORE_UPLOADS))
-        with gr.Row():
-            ui["folder"] = gr.Dropdown(label="Import folder (inside the workspace's imports)", allow_custom_value=True,
-                                       scale=3)
-            ui["refresh_folders"] = gr.Button("Refresh", size="sm", scale=1)
-        # no minimum here: a wrong number reaches the build, which says why in the status line
-        ui["corpus_limit"] = number(spec, "corpus_limit", "Corpus pieces (first N; chorales come first)")
-    ui["name"] = gr.Textbox(label="Dataset name", value="corpus", elem_id="dataset-name")
-    with gr.Accordion("Labels for every piece (empty: suggested from each score) and options", open=False):
-        with gr.Row():
-            ui["period"] = gr.Textbox(label="Period")
-            ui["composer"] = gr.Textbox(label="Composer (Last, First)")
-            ui["instrumentation"] = gr.Textbox(label="Instrumentation")
-        ui["eval_split"] = share_slider("eval_split", "Share held out for evaluation", 0.05, fallback=(0.0, 0.5))
-        ui["max_unaligned_share"] = share_slider(
-            "max_unaligned_share", "Leave out pieces whose voices misalign in more than this share of their bars "
-            "(1: keep all)", 0.01, elem_id="dataset-max-unaligned")
     with gr.Row():
-        ui["build"] = gr.Button("Build dataset", variant="primary")
-        job.render_cancel()
-    job.render_status()
-    ui["files"] = gr.Dataframe(headers=["file", "piece", "status", "stage", "reason"], type="array",
-                               interactive=False, label="Files")
-    with gr.Row():
-        ui["datasets"] = gr.Dataframe(headers=["dataset", "pieces", "prompts", "train", "eval", "with warnings"],
-                                      type="array", interactive=False, label="Datasets", scale=4)
-        ui["refresh"] = gr.Button("Refresh", size="sm", scale=0)
+        with gr.Column(scale=2, min_width=360):  # the form, with its status line under the buttons
+            ui["source"] = gr.Radio([(v, k) for k, v in SOURCES.items()], value=CORPUS, label="Scores from",
+                                    elem_id="dataset-source")
+            shown = source_boxes(CORPUS)  # only the boxes of the chosen source
+            with gr.Group(visible=shown[0]["visible"]) as ui["upload_box"]:
+                ui["upload"] = gr.File(label="Score files", file_count="multiple", file_types=list(SCORE_UPLOADS),
+                                       height=140)
+            with gr.Row(visible=shown[1]["visible"], equal_height=True) as ui["folder_box"]:
+                ui["folder"] = gr.Dropdown(label="Import folder (inside the workspace's imports)",
+                                           allow_custom_value=True, scale=3)
+                ui["refresh_folders"] = gr.Button("Refresh", size="sm", scale=1, min_width=80)
+            # no minimum here: a wrong number reaches the build, which says why in the status line
+            ui["corpus_limit"] = number(spec, "corpus_limit", "Corpus pieces (first N; chorales come first)",
+                                        visible=shown[2]["visible"])
+            ui["name"] = gr.Textbox(label="Dataset name", value="corpus", elem_id="dataset-name")
+            with gr.Accordion("Labels for every piece (empty: suggested from each score) and options", open=False):
+                ui["period"] = gr.Textbox(label="Period")
+                ui["composer"] = gr.Textbox(label="Composer (Last, First)")
+                ui["instrumentation"] = gr.Textbox(label="Instrumentation")
+                ui["eval_split"] = share_slider("eval_split", "Share held out for evaluation", 0.05,
+                                                fallback=(0.0, 0.5))
+                ui["max_unaligned_share"] = share_slider(
+                    "max_unaligned_share", "Leave out pieces whose voices misalign in more than this share of their "
+                    "bars (1: keep all)", 0.01, elem_id="dataset-max-unaligned")
+            with gr.Row():
+                ui["build"] = gr.Button("Build dataset", variant="primary", elem_id="dataset-build")
+                job.render_cancel()
+            job.render_status()
+        with gr.Column(scale=3):  # what the build made, and every dataset
+            ui["files"] = gr.Dataframe(headers=["file", "piece", "status", "stage", "reason"], type="array",
+                                       interactive=False, label="Files of the last build", wrap=True,
+                                       column_widths=["22%", "18%", "11%", "11%", "38%"], max_height=420)
+            ui["datasets"] = gr.Dataframe(headers=["dataset", "pieces", "prompts", "train", "eval", "with warnings"],
+                                          type="array", interactive=False, label="Datasets", max_height=300)
+            ui["refresh"] = gr.Button("Refresh the list", size="sm")
+
+
+def source_boxes(source: str) -> tuple[dict, dict, dict]:
+    """Which boxes the source needs: (upload, import folder, corpus limit), each shown or hidden."""
+    return (gr.update(visible=source == "upload"), gr.update(visible=source == "folder"),
+            gr.update(visible=source == CORPUS))
 
 
 def share_slider(name: str, label: str, step: float, fallback: tuple[float, float] = (0.0, 1.0),
@@ -72,6 +86,8 @@ def listen(backend: Backend) -> None:
     ui["build"].click(bind(build, backend), inputs_kwargs={k: ui[k] for k in BUILD_FIELDS}, outputs=outputs,
                       api_name="dataset_build", concurrency_limit=None)
     job.listen(backend)
+    ui["source"].change(source_boxes, ui["source"], [ui["upload_box"], ui["folder_box"], ui["corpus_limit"]],
+                        api_name=False, show_progress="hidden")
     ui["refresh"].click(bind(list_datasets, backend), None, ui["datasets"], api_name="dataset_list")
     ui["refresh_folders"].click(bind(list_folders, backend), None, ui["folder"], api_name="dataset_folders")
 

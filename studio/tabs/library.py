@@ -2,22 +2,28 @@
 
 Search and filter, open a piece (score, audio, downloads, ABC), rate it (ratings feed
 DPO), or replay it: the Generate tab is filled with the piece's exact settings and seed.
+A continued piece names the score it continues. The table follows the library by itself:
+it reloads when the tab is selected, after a rating, and, while the tab is shown, whenever
+the library's revision counter has moved (asked every few seconds; a cheap query).
 """
 from __future__ import annotations
 
+import html
 import json
 import time
 
 import gradio as gr
 
-from pipelines.service import STATUSES, Backend, composers, instrumentations, periods
-from studio.guard import bind
+from pipelines.service import STATUSES, Backend, Generation, composers, instrumentations, periods
+from studio.guard import bind, guarded
 from studio.piece_view import entry_view, rating_line
 from studio.tabs import generate
 
 TITLE = "Library"
 RATINGS = {"any": None, "thumbs up": 1, "thumbs down": -1, "not rated": 0}
-HEADERS = ["id", "time", "model", "prompt", "seed", "status", "rating"]
+HEADERS = ["id", "time", "model", "prompt", "continued from", "seed", "status", "rating"]
+PIECE_BUTTONS = ("open", "replay", "up", "down")  # they act on the picked piece
+REFRESH_S = 3.0  # how often the shown tab asks whether the library changed
 ui: dict = {}
 
 
@@ -30,10 +36,11 @@ def render(backend: Backend) -> None:
     ui["table"] = gr.Dataframe(headers=HEADERS, type="array", interactive=False, elem_id="library-table")
     with gr.Row():
         ui["pick"] = gr.Number(label="Piece id", precision=0, minimum=1, scale=1)
-        ui["open"] = gr.Button("Open", scale=1)
-        ui["replay"] = gr.Button("Replay in Generate", scale=1)
-        ui["up"] = gr.Button("Thumbs up", scale=1)
-        ui["down"] = gr.Button("Thumbs down", scale=1)
+        # quiet until a piece is picked (a row of the table, or its id typed)
+        ui["open"] = gr.Button("Open", scale=1, interactive=False)
+        ui["replay"] = gr.Button("Replay in Generate", scale=1, interactive=False)
+        ui["up"] = gr.Button("Thumbs up", scale=1, interactive=False)
+        ui["down"] = gr.Button("Thumbs down", scale=1, interactive=False)
     ui["heading"] = gr.Markdown()
     ui["rated"] = gr.Markdown()
     ui["score"] = gr.HTML(elem_id="library-score")
@@ -42,6 +49,8 @@ def render(backend: Backend) -> None:
     with gr.Accordion("ABC and parameters", open=False):
         ui["abc"] = gr.Code(label="ABC", lines=12)
         ui["params"] = gr.JSON(label="Parameters")
+    ui["seen"] = gr.State(-1)  # the library revision the table shows
+    ui["timer"] = gr.Timer(REFRESH_S, active=False)  # on while the tab is shown
 
 
 def detail_outputs() -> list:
@@ -54,27 +63,64 @@ def listen(backend: Backend) -> None:
     ui["text"].submit(bind(search, backend), filters, ui["table"], api_name=False)
     ui["table"].select(pick_row, ui["table"], ui["pick"], api_name=False).then(
         bind(open_piece, backend), ui["pick"], detail_outputs(), api_name=False)
+    ui["pick"].change(piece_buttons, ui["pick"], [ui[k] for k in PIECE_BUTTONS], api_name=False,
+                      show_progress="hidden")
     ui["open"].click(bind(open_piece, backend), ui["pick"], detail_outputs(), api_name="library_open")
-    ui["up"].click(bind(rate_up, backend), ui["pick"], ui["rated"], api_name="library_rate_up")
-    ui["down"].click(bind(rate_down, backend), ui["pick"], ui["rated"], api_name="library_rate_down")
+    follow = {"fn": bind(refresh, backend), "inputs": [ui["seen"], *filters], "outputs": [ui["table"], ui["seen"]],
+              "api_name": False, "show_progress": "hidden"}
+    ui["up"].click(bind(rate_up, backend), ui["pick"], ui["rated"], api_name="library_rate_up").then(**follow)
+    ui["down"].click(bind(rate_down, backend), ui["pick"], ui["rated"], api_name="library_rate_down").then(**follow)
+    ui["timer"].tick(**follow, concurrency_limit=None)
 
 
 def listen_replay(backend: Backend, tabs) -> None:
     """Replay needs the Generate tab's controls and the tab switcher, which exist once every tab is built."""
     ui["tabs"] = tabs
-    ui["replay"].click(bind(replay, backend), ui["pick"], [*generate.replay_outputs(), tabs], api_name="library_replay")
+
+    def selected(seen, text, status, rating, event: gr.SelectData):  # Gradio fills `event` from the annotation
+        return tab_selected(backend, seen, text, status, rating, event)
+
+    tabs.select(selected, [ui["seen"], ui["text"], ui["status"], ui["rating"]], [ui["timer"], ui["table"], ui["seen"]],
+                api_name=False, show_progress="hidden")
+    ui["replay"].click(bind(replay, backend), ui["pick"], [*generate.replay_outputs(), tabs, ui["timer"]],
+                       api_name="library_replay")
 
 
 def listen_load(backend: Backend, app) -> None:
-    app.load(bind(search, backend), None, ui["table"], api_name=False)
+    app.load(bind(refresh, backend), [ui["seen"], ui["text"], ui["status"], ui["rating"]], [ui["table"], ui["seen"]],
+             api_name=False)
 
 
 def search(backend: Backend, text: str = "", status: str = "any", rating: str = "any"):
     entries = backend.library.search(text or "", "" if status in ("any", None) else status,
                                      RATINGS.get(rating or "any"))
     mark = {1: "up", -1: "down", 0: ""}
-    return [[e.id, time.strftime("%Y-%m-%d %H:%M", time.localtime(e.created)), e.model, e.prompt, e.seed,
-             e.status, mark.get(e.rating, "")] for e in entries]
+    return [[e.id, time.strftime("%Y-%m-%d %H:%M", time.localtime(e.created)), e.model, prompt_words(e),
+             e.continued_from, e.seed, e.status, mark.get(e.rating, "")] for e in entries]
+
+
+def prompt_words(entry: Generation) -> str:
+    """"Baroque / Bach, Johann Sebastian / Choral" (the prompt's file form when its parts are missing)."""
+    return " / ".join(p for p in (entry.period, entry.composer, entry.instrumentation) if p) or entry.prompt
+
+
+def refresh(backend: Backend, seen: int, text: str = "", status: str = "any", rating: str = "any"):
+    """(table, revision): the search again when the library changed since revision `seen`, else nothing to send."""
+    now = backend.library.revision()
+    if now == seen:
+        return gr.skip(), gr.skip()
+    return search(backend, text, status, rating), now
+
+
+def tab_selected(backend: Backend, seen: int, text: str, status: str, rating: str, event: gr.SelectData):
+    """Selecting this tab reloads the table (when the library changed) and starts its timer; another tab stops it."""
+    if event.value != TITLE:
+        return gr.update(active=False), gr.skip(), gr.skip()
+    return gr.update(active=True), *guarded(refresh)(backend, seen, text, status, rating)
+
+
+def piece_buttons(entry_id) -> list:
+    return [gr.update(interactive=bool(entry_id))] * len(PIECE_BUTTONS)
 
 
 def pick_row(table, event: gr.SelectData):
@@ -87,6 +133,8 @@ def open_piece(backend: Backend, entry_id):
         return "", "", None, None, "", "", None
     entry = backend.library.get(int(entry_id))
     heading, score, audio, files, rated = entry_view(backend, entry)
+    if entry.continued_from:
+        heading += f" - continued from {html.escape(entry.continued_from)}"
     params = {**entry.parameters, "seed": entry.seed, "model": entry.model, "prompt": entry.prompt,
               "made": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.created))}
     return heading, score, audio, files, rated, entry.abc or entry.raw, json.loads(json.dumps(params))
@@ -119,4 +167,5 @@ def replay(backend: Backend, entry_id):
     controls["composer"] = gr.update(choices=composers(prompts, spec.period), value=spec.composer)
     controls["instrumentation"] = gr.update(choices=instrumentations(prompts, spec.period, spec.composer),
                                             value=spec.instrumentation)
-    return {**{generate.ui[name]: value for name, value in controls.items()}, ui["tabs"]: gr.Tabs(selected="generate")}
+    return {**{generate.ui[name]: value for name, value in controls.items()}, ui["tabs"]: gr.Tabs(selected="generate"),
+            ui["timer"]: gr.update(active=False)}  # a tab chosen here sends no select event

@@ -1,5 +1,7 @@
 """The SQLite library of generations: add, search, rate, replay data, preference records."""
+import sqlite3
 import threading
+from contextlib import closing
 
 import pytest
 
@@ -84,3 +86,54 @@ def test_concurrent_writers(tmp_path):
     assert not errors
     assert len(lib.search(limit=1000)) == 80
     assert [e.seed for e in lib.by_job("2")] == list(range(200, 220))
+
+
+def test_the_revision_moves_on_when_a_piece_is_added_or_rated(tmp_path):
+    lib = Library(tmp_path / "l.sqlite")
+    start = lib.revision()
+    first = lib.add(piece())
+    assert lib.revision() == start + 1
+    lib.rate(first, 1)
+    assert lib.revision() == start + 2
+    lib.search("bach")
+    lib.get(first)
+    assert lib.revision() == start + 2  # reading changes nothing
+    assert Library(tmp_path / "l.sqlite").revision() == start + 2  # kept across a restart
+
+
+# The library as schema 1 wrote it (before the revision counter).
+SCHEMA_1 = """
+CREATE TABLE generations (id INTEGER PRIMARY KEY AUTOINCREMENT, created REAL NOT NULL, job_id TEXT NOT NULL DEFAULT '',
+    model TEXT NOT NULL, prompt TEXT NOT NULL, period TEXT NOT NULL DEFAULT '', composer TEXT NOT NULL DEFAULT '',
+    instrumentation TEXT NOT NULL DEFAULT '', parameters TEXT NOT NULL DEFAULT '{}', seed INTEGER NOT NULL,
+    status TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '', raw TEXT NOT NULL DEFAULT '', abc TEXT,
+    files TEXT NOT NULL DEFAULT '{}', seconds REAL NOT NULL DEFAULT 0, rating INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX generations_created ON generations(created);
+INSERT INTO generations (created, model, prompt, parameters, seed, status)
+    VALUES (1.0, 'demo', 'Baroque_Bach, Johann Sebastian_Choral', '{"continue_name": "bwv1.6.mxl"}', 1, 'ok');
+PRAGMA user_version = 1;
+"""
+
+
+def test_a_library_of_schema_1_is_read_and_gets_the_revision(tmp_path):
+    path = tmp_path / "library.sqlite"
+    with closing(sqlite3.connect(path)) as db:
+        db.executescript(SCHEMA_1)
+    lib = Library(path)
+    old = lib.get(1)
+    assert (old.model, old.continued_from) == ("demo", "bwv1.6.mxl")
+    start = lib.revision()
+    lib.rate(1, -1)
+    lib.add(piece())
+    assert lib.revision() == start + 2
+    with closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+
+
+def test_a_continued_piece_names_the_score_it_continues(tmp_path):
+    lib = Library(tmp_path / "l.sqlite")
+    new = lib.add(piece(parameters={"continue_name": "", "keep_lines": 0}))
+    continued = lib.add(piece(parameters={"continue_name": "bwv1.6.mxl", "keep_lines": 4}))
+    assert lib.get(new).continued_from == ""
+    assert lib.get(continued).continued_from == "bwv1.6.mxl"
+    assert piece(parameters={}).continued_from == ""  # a piece stored before continuations were recorded

@@ -4,6 +4,8 @@ tables left alone, a double click, a build that converts nothing, and Annotate's
 import gradio as gr
 import pytest
 
+from pipelines.service import Backend
+from studio.app import build_app
 from studio.tabs import annotate, dataset
 
 SKIP = gr.skip()
@@ -77,3 +79,28 @@ def test_annotate_says_what_the_suggestions_and_save_changed(backend):
     assert said.startswith("nothing to change for these 1 piece(s)")
     _, _, said = annotate.save(backend, "chorale", table)
     assert said == "nothing to save: every piece's labels are as they were"
+
+
+@pytest.mark.parametrize("source, shown", [
+    ("upload", (True, False, False)),
+    ("folder", (False, True, False)),
+    ("corpus", (False, False, True)),
+])
+def test_the_form_shows_only_the_boxes_of_the_chosen_source(source, shown):
+    assert tuple(update["visible"] for update in dataset.source_boxes(source)) == shown
+
+
+def test_the_form_opens_with_the_corpus_boxes(tmp_path):
+    backend = Backend.open(tmp_path / "workspace")
+    try:
+        build_app(backend)
+        assert dataset.ui["source"].value == "corpus"
+        boxes = (dataset.ui["upload_box"], dataset.ui["folder_box"], dataset.ui["corpus_limit"])
+        assert tuple(box.visible for box in boxes) == (False, False, True)
+    finally:
+        backend.close()
+
+
+def test_annotate_without_a_dataset_says_to_build_one(backend):
+    table, pieces, said = annotate.load(backend, None)
+    assert table == [] and pieces["choices"] == [] and said == "no dataset yet: build one in the Dataset tab"
