@@ -28,10 +28,10 @@ from pipelines.training.config import CHECKPOINTING, OPTIMIZERS, PRECISIONS  # t
 SCORERS = ("builtin", "clamp2", "none")
 REF_DTYPES = ("auto", "bf16", "fp16", "fp32")
 # What a device type changes in the defaults (the rest are DPOConfig's, sized for a GPU). A CPU writes a few
-# hundred chars/s with the demo model and takes seconds per step (docs/dpo.md): eight short pieces, one
-# iteration, a few steps, no second sample to measure the result: about a minute.
+# hundred chars/s with the demo model and takes seconds per step (docs/dpo.md): eight pieces of up to 160
+# patches (a chorale ends in 110-140), one iteration, a few steps, no second sample: a minute or two.
 SIZED: dict[str, dict] = {
-    "cpu": {"iterations": 1, "samples": 8, "generation_batch": 8, "max_patches": 128, "steps": 8, "min_pairs": 1,
+    "cpu": {"iterations": 1, "samples": 8, "generation_batch": 8, "max_patches": 160, "steps": 8, "min_pairs": 1,
             "score_final": False},
 }
 

@@ -24,7 +24,7 @@ def test_sizes_per_device(tmp_path):
     """The GPU takes DPOConfig's defaults; a CPU's sizes finish in a minute or two and build a valid config."""
     gpu, cpu = sized_settings("cuda"), sized_settings("cpu")
     assert gpu["samples"] == default_of(DPOConfig, "samples") and gpu["max_patches"] == 800
-    assert (cpu["samples"], cpu["max_patches"], cpu["iterations"], cpu["steps"]) == (8, 128, 1, 8)
+    assert (cpu["samples"], cpu["max_patches"], cpu["iterations"], cpu["steps"]) == (8, 160, 1, 8)
     assert set(cpu) == set(gpu) and "model" not in cpu
     DPOConfig(model=tmp_path / "m.pth", data_dir=tmp_path, out_dir=tmp_path, **cpu)
 

@@ -103,7 +103,7 @@ def test_the_settings_are_sized_to_the_machine_with_an_estimate(backend):
     cpu = sized_settings("cpu")
     assert defaults == {name: cpu[name] for name in SETTINGS} and defaults["samples"] == 8
     line = backend.dpo.estimate("models/tiny.pth")
-    assert line.startswith("Estimate: at most about ") and "on this CPU: 1 x 8 pieces of up to 128 patches" in line
+    assert line.startswith("Estimate: at most about ") and "on this CPU: 1 x 8 pieces of up to 160 patches" in line
     assert "VRAM" not in line  # a CPU machine has none
     longer = backend.dpo.estimate("models/tiny.pth", iterations=3, samples=64, max_patches=0, score_final=True)
     assert "4 x 64 pieces with no patch limit" in longer
