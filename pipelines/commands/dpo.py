@@ -18,7 +18,7 @@ from pipelines.fields import add_option, values_of
 
 # DPOConfig fields with a flag; defaults, ranges, choices and help come from the field.
 DPO_OPTIONS = ("samples", "iterations", "portion", "min_pairs", "score_final", "keep_best", "scorer", "clamp2_weights",
-               "m3_weights", "plagiarism_threshold", "beta", "lam", "steps", "steps_per_pair", "lr", "warmup_steps",
+               "m3_weights", "plagiarism_threshold", "beta", "lam", "steps", "steps_per_pair", "holdout", "lr", "warmup_steps",
                "pairs_per_step", "top_k", "top_p", "temperature", "generation_batch", "max_patches", "max_seconds",
                "precision", "reference_dtype", "checkpointing", "optimizer", "logprob_batch", "device", "seed")
 FLAGS = {"lam": "--lambda", "score_final": "--final-score"}  # the others: --field-name

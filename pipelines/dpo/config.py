@@ -6,7 +6,8 @@ similarity) and add what upstream lacks: mixed precision with a bf16 reference o
 GPU, checkpointed char decoder, no dropout while optimising (so the policy's log-probs
 match the reference's at step 0), a seed per piece, a patch limit (a piece that never
 ends becomes a rejected candidate instead of running to the time limit), optimiser
-steps that scale with the pairs, and a minimum of pairs below which the run stops.
+steps that scale with the pairs and stop early on held-out pairs, and a minimum of
+pairs below which the run stops.
 The sampling fields are declared `same_as` the generator's (SamplingConfig, GenerationLimits).
 
 The defaults are sized for a GPU (the engine writes tens of thousands of chars/s at
@@ -73,6 +74,9 @@ class DPOConfig:
     steps_per_pair: float = option(2.0, low=0.0, low_open=True, label="steps per pair",
                                    help="optimiser steps per preference pair, up to `steps`: a handful of pairs gets "
                                         "a handful of steps, so it cannot be fit to zero loss")
+    holdout: float = option(0.2, low=0.0, high=0.5, label="held-out share",
+                            help="share of the rejected pieces (at most 16) kept out of the optimiser; it stops when "
+                                 "their pairs' loss has not fallen for 3 checks in a row (0: off; needs 5 rejected)")
     pairs_per_step: int = option(1, low=1, help="preference pairs per optimiser step", label="pairs per step")
     lr: float = option(1e-6, low=0.0, low_open=True, label="learning rate", help="AdamW's learning rate")
     warmup_steps: int = option(0, low=0, label="warm-up steps", help="steps of linear warm-up to the learning rate")

@@ -94,6 +94,12 @@ class OptimiseStats:
     peak_memory_bytes: int | None = None  # CUDA only
     seconds_per_step: float | None = None
     mean_patches: float | None = None  # of the chosen and rejected pieces as measured (cut to the context)
+    planned_steps: int = 0  # `optimiser_steps(training pairs)`; fewer when the held-out loss stopped falling
+    heldout_pairs: int = 0  # pairs of the held-out rejected pieces, never optimised on
+    heldout_loss_first: float | None = None  # their mean DPOP loss before the first step (log 2)
+    heldout_loss_best: float | None = None
+    heldout_loss_last: float | None = None
+    stopped_early: str = ""  # why optimising stopped before `planned_steps`, in words
     cancelled: bool = False
 
 
@@ -408,17 +414,52 @@ def encode_candidates(candidates: list[Candidate], patchilizer: Patchilizer, len
     return encode_pieces(texts, patchilizer, length, [c.ended for c in candidates])
 
 
+HELDOUT_MIN_REJECTED = 5  # fewer rejected pieces than this: none is held out
+HELDOUT_MAX_PIECES = 16  # held-out rejected pieces, at most (each check measures them all)
+HELDOUT_PATIENCE = 3  # checks in a row without a lower held-out loss before optimising stops
+HELDOUT_CHECKS = 10  # checks per iteration
+
+
+def split_heldout(pairs: list[tuple[int, int]], rejected: int, config: DPOConfig,
+                  iteration: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """(training pairs, held-out pairs): the pairs of a `holdout` share of the rejected pieces (drawn with the
+    run's seed) are kept out of the optimiser to tell when it stops generalising. None are held out where
+    fewer than HELDOUT_MIN_REJECTED pieces are rejected or no training pair would be left."""
+    count = min(round(config.holdout * rejected), HELDOUT_MAX_PIECES)
+    if config.holdout == 0 or rejected < HELDOUT_MIN_REJECTED or count == 0:
+        return pairs, []
+    held = set(random.Random(f"notagen-dpo-holdout:{config.seed}:{iteration}").sample(range(rejected), count))
+    train = [p for p in pairs if p[1] not in held]
+    return (train, [p for p in pairs if p[1] in held]) if train else (pairs, [])
+
+
+@torch.no_grad()
+def heldout_loss(policy: NotaGen, chosen: list, rejected: list, held: list[tuple[int, int]], ref_c: torch.Tensor,
+                 ref_r: torch.Tensor, config: DPOConfig, amp: Amp) -> float:
+    """The mean DPOP loss of the held-out pairs under the policy now (log 2 while it is the reference)."""
+    ci, rj = sorted({i for i, _ in held}), sorted({j for _, j in held})
+    pol_c = dict(zip(ci, measure_logprobs(policy, [chosen[i] for i in ci], config.logprob_batch, amp.autocast)))
+    pol_r = dict(zip(rj, measure_logprobs(policy, [rejected[j] for j in rj], config.logprob_batch, amp.autocast)))
+    losses, _, _ = dpo_loss(torch.stack([pol_c[i] for i, _ in held]), torch.stack([pol_r[j] for _, j in held]),
+                            ref_c[[i for i, _ in held]], ref_r[[j for _, j in held]], config.beta, config.lam)
+    return float(losses.mean())
+
+
 def optimise(policy: NotaGen, reference: NotaGen, preference: Preference, config: DPOConfig, iteration: int,
              device: torch.device, on_step: Callable[[dict], None] | None = None,
              should_stop: Callable[[], bool] | None = None) -> OptimiseStats:
-    """DPOP steps on random (chosen, rejected) pairs, `config.optimiser_steps(pairs)` of them; the reference's
-    log-probs are measured once."""
-    pairs = preference.pairs()
-    stats = OptimiseStats(pairs=len(pairs))
-    if not pairs:
+    """DPOP steps on random (chosen, rejected) training pairs, `config.optimiser_steps(training pairs)` of them,
+    stopped early when the held-out pairs' loss has not fallen for HELDOUT_PATIENCE checks (`split_heldout`);
+    the reference's log-probs are measured once."""
+    every_pair = preference.pairs()
+    stats = OptimiseStats(pairs=len(every_pair))
+    if not every_pair:
         raise DPOError(f"iteration {iteration}: no preference pairs ({len(preference.chosen)} chosen, "
                        f"{len(preference.rejected)} rejected); generate more samples or rate pieces")
-    steps = config.optimiser_steps(len(pairs))
+    pairs, held = split_heldout(every_pair, len(preference.rejected), config, iteration)
+    stats.heldout_pairs = len(held)
+    steps = stats.planned_steps = config.optimiser_steps(len(pairs))
+    check_every = max(1, steps // HELDOUT_CHECKS)
     amp = Amp.create(device, resolve_precision(config.precision, device))
     patchilizer = Patchilizer(policy.config.patch_size)
     length = policy.config.patch_length
@@ -442,6 +483,10 @@ def optimise(policy: NotaGen, reference: NotaGen, preference: Preference, config
     scheduler = build_scheduler(optimizer, WarmupDecay(config.warmup_steps, steps, "constant"))
     rng = random.Random(f"notagen-dpo:{config.seed}:{iteration}")
     losses_seen = []
+    if held:
+        stats.heldout_loss_first = stats.heldout_loss_best = stats.heldout_loss_last = heldout_loss(
+            policy, chosen, rejected, held, ref_c, ref_r, config, amp)
+    stale = 0
     started = time.perf_counter()
     for step in range(steps):
         drawn = [pairs[rng.randrange(len(pairs))] for _ in range(config.pairs_per_step)]
@@ -464,6 +509,17 @@ def optimise(policy: NotaGen, reference: NotaGen, preference: Preference, config
         if should_stop and should_stop():
             stats.cancelled = True
             break
+        if held and (step + 1) % check_every == 0 and step + 1 < steps:
+            stats.heldout_loss_last = heldout_loss(policy, chosen, rejected, held, ref_c, ref_r, config, amp)
+            if stats.heldout_loss_last < stats.heldout_loss_best - 1e-4:
+                stats.heldout_loss_best, stale = stats.heldout_loss_last, 0
+            else:
+                stale += 1
+            if stale >= HELDOUT_PATIENCE:
+                stats.stopped_early = (f"stopped learning at step {step + 1} of {steps}: the loss of the {len(held)} "
+                                       f"held-out pair{'s' if len(held) != 1 else ''} had not fallen for "
+                                       f"{HELDOUT_PATIENCE} checks ({stats.heldout_loss_best:.3f} at best)")
+                break
     if stats.steps:
         stats.seconds_per_step = (time.perf_counter() - started) / stats.steps
     if device.type == "cuda":
@@ -626,15 +682,19 @@ class DPORun:
             raise TooFewPairs(self.too_few_pairs(k, candidates, preference))
         policy, reference, card = load_policy_and_reference(model_path, c, self.device)
         self.rates["parameters"] = count_parameters(policy.config)
-        steps = c.optimiser_steps(result.pairs)
+        training, held = split_heldout(preference.pairs(), result.rejected, c, k)
+        steps = c.optimiser_steps(len(training))
+        aside = f"; the pairs of {len({j for _, j in held})} held out" if held else ""
         self.stage(f"{what}: learning from {result.pairs} pairs ({result.chosen} chosen, {result.rejected} "
-                   f"rejected pieces), {steps} steps", steps)
+                   f"rejected pieces{aside}), up to {steps} steps", steps)
 
         def on_step(record):
             self.emit(record)
             self.progress(record["step"], record["steps"])
 
         result.optimise = optimise(policy, reference, preference, c, k, self.device, on_step, self.should_stop)
+        if result.optimise.stopped_early:
+            self.say(f"{what}: {result.optimise.stopped_early}", event="stopped_early", iteration=k)
         self.rates["seconds_per_step"] = result.optimise.seconds_per_step
         self.rates["step_patches"] = result.optimise.mean_patches
         new_path = None

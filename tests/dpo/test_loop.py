@@ -13,6 +13,7 @@ import torch
 
 from pipelines.abc.prompts import parse_prompt
 from pipelines.dpo import DPOConfig, HumanRating, run_dpo
+from pipelines.dpo.loop import split_heldout
 from pipelines.dpo.preference import Candidate
 from pipelines.errors import DPOError
 from pipelines.model.checkpoint import load_checkpoint
@@ -62,7 +63,7 @@ def real_then_unfinished(iteration: int, model_path: Path) -> list[Candidate]:
 
 def test_two_iterations_raise_the_margin(data, tmp_path):
     config = DPOConfig(model=TINY, data_dir=data, out_dir=tmp_path / "run", iterations=2, samples=6, portion=0.34,
-                       steps=6, lr=1e-4, device="cpu", seed=3, min_pairs=1)
+                       steps=6, lr=1e-4, device="cpu", seed=3, min_pairs=1, holdout=0.0)
     logs, progress = [], []
     result = run_dpo(config, candidate_source=real_pieces, on_log=logs.append,
                      on_progress=lambda d, t: progress.append((d, t)))
@@ -102,7 +103,7 @@ def test_two_iterations_raise_the_margin(data, tmp_path):
     # every stage says what it does, then counts its own work from 0 to its total
     stages = [r["text"] for r in logs if r["event"] == "stage"]
     assert stages[:2] == ["iteration 1 of 2: writing 6 pieces of up to 800 patches",
-                          "iteration 1 of 2: learning from 5 pairs (1 chosen, 5 rejected pieces), 6 steps"]
+                          "iteration 1 of 2: learning from 5 pairs (1 chosen, 5 rejected pieces), up to 6 steps"]
     assert stages[-1] == "the final model: writing 6 pieces of up to 800 patches" and len(stages) == 5
     starts = [i for i, (done, _) in enumerate(progress) if done == 0]
     assert len(starts) == 5 and progress[-1][0] == progress[-1][1]
@@ -112,11 +113,36 @@ def test_two_iterations_raise_the_margin(data, tmp_path):
 def test_steps_scale_with_the_pairs(data, tmp_path):
     """A handful of pairs gets a handful of steps, not `steps`: it cannot be fit to zero loss."""
     config = DPOConfig(model=TINY, data_dir=data, out_dir=tmp_path / "run", samples=6, portion=0.34, steps=500,
-                       steps_per_pair=0.5, lr=1e-3, device="cpu", min_pairs=1, score_final=False)
+                       steps_per_pair=0.5, lr=1e-3, device="cpu", min_pairs=1, score_final=False, holdout=0.0)
     assert [config.optimiser_steps(n) for n in (0, 1, 5, 999, 1000, 5000)] == [0, 1, 3, 500, 500, 500]
     assert DPOConfig(model=TINY, data_dir=data, out_dir=tmp_path, pairs_per_step=2).optimiser_steps(9) == 9
     result = run_dpo(config, candidate_source=real_pieces)
     assert result.iterations[0].optimise.steps == 3 and result.iterations[0].pairs == 5
+
+
+def test_held_out_pairs_are_not_learnt_from_and_stop_the_optimiser_when_their_loss_stays(data, tmp_path):
+    """With a learning rate too small to move anything, the held-out pairs' loss stays at log 2: optimising
+    stops after three checks instead of running its planned steps."""
+    pairs = [(0, j) for j in range(10)]
+    config = DPOConfig(model=TINY, data_dir=data, out_dir=tmp_path, seed=3)
+    train, held = split_heldout(pairs, 10, config, 1)
+    assert len(held) == 2 and sorted(train + held) == pairs and not {j for _, j in train} & {j for _, j in held}
+    assert split_heldout(pairs[:4], 4, config, 1) == (pairs[:4], [])  # too few rejected pieces to hold any out
+    assert split_heldout(pairs, 10, DPOConfig(model=TINY, data_dir=data, out_dir=tmp_path, holdout=0.0), 1)[1] == []
+
+    still = DPOConfig(model=TINY, data_dir=data, out_dir=tmp_path / "run", samples=6, portion=0.34, steps=40,
+                      steps_per_pair=10, lr=1e-30, device="cpu", min_pairs=1, score_final=False, holdout=0.2)
+    logs = []
+    result = run_dpo(still, candidate_source=real_pieces, on_log=logs.append)
+    o = result.iterations[0].optimise
+    assert o.heldout_pairs == 1 and o.planned_steps == 40  # 4 training pairs x 10, one held out
+    assert o.steps == 4 * 3 and o.heldout_loss_first == pytest.approx(0.693147, abs=1e-4)  # checks every 4 steps
+    assert o.stopped_early == ("stopped learning at step 12 of 40: the loss of the 1 held-out pair had not fallen "
+                               "for 3 checks (0.693 at best)")
+    texts = [r["text"] for r in logs if "text" in r]
+    assert ("iteration 1 of 1: learning from 5 pairs (1 chosen, 5 rejected pieces; the pairs of 1 held out), "
+            "up to 40 steps") in texts
+    assert "iteration 1 of 1: " + o.stopped_early in texts
 
 
 def test_too_few_pairs_stop_the_run_and_keep_best_keeps_the_starting_model(data, tmp_path):

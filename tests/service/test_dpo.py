@@ -64,7 +64,7 @@ def test_each_stage_says_what_it_does_and_counts_from_zero(backend):
     said = [e[1] for e in ctx.events if e[0] == "say"]
     assert said[0] == "iteration 1 of 1: writing 2 pieces of up to 3 patches"
     assert said[1] == "iteration 1 of 1: 2 pieces: 0 ended (0%), 0 usable (0%), no mean score"
-    assert said[2] == "iteration 1 of 1: learning from 2 pairs (1 chosen, 2 rejected pieces), 2 steps"
+    assert said[2] == "iteration 1 of 1: learning from 2 pairs (1 chosen, 2 rejected pieces), up to 2 steps"
     assert said[3] == "the final model: writing 2 pieces of up to 3 patches"  # keep-best measures the last model
     # each stage's progress starts at 0 and reaches its own total
     stages = []
