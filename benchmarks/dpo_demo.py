@@ -77,8 +77,12 @@ def dataset(args, out: Path, limit: int | None) -> Path:
     return folder
 
 
+def score_text(f: SampleFigures) -> str:
+    return "-" if f.mean_score is None else f"{f.mean_score:.4f}"
+
+
 def row(name: str, f: SampleFigures) -> str:
-    score = "-" if f.mean_score is None else f"{f.mean_score:.3f}"
+    score = score_text(f)
     return (f"{name:<28} {f.pieces:>6} {f.ended:>5} ({f.ended_share:>4.0%}) {f.usable:>5} ({f.usable_share:>4.0%}) "
             f"{score:>10}")
 
@@ -137,7 +141,7 @@ def main(argv=None) -> int:
     score_rose = (after.mean_score or 0.0) > (start.mean_score or 0.0)
     lines += [f"usable share {'rose' if usable_rose else 'did not rise'}: {start.usable_share:.1%} -> "
               f"{after.usable_share:.1%}; mean score {'rose' if score_rose else 'did not rise'}: "
-              f"{start.mean_score} -> {after.mean_score}",
+              f"{score_text(start)} -> {score_text(after)}",
               f"keep-best would keep: {kept.label if kept else '-'}; status {result.status}; {seconds:.0f} s in all"]
     print("\n".join(lines), flush=True)
     record = {"command": "python benchmarks/dpo_demo.py" + (" --quick" if args.quick else ""), "card": card,

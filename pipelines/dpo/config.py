@@ -52,8 +52,8 @@ class DPOConfig:
                             help="an iteration with fewer preference pairs stops the run before it optimises "
                                  "(the model so far is the result)")
     score_final: bool = option(True, label="final score",
-                               help="generate and score `samples` more pieces with the last model (its usable "
-                                    "share and mean score)")
+                               help="the last model writes as many pieces again, to measure its share of usable "
+                                    "pieces and its mean score")
     keep_best: bool = option(False, label="keep best",
                              help="the result is the measured model with the highest usable share x mean score "
                                   "(the starting model included), not the last one")

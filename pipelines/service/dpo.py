@@ -97,9 +97,9 @@ class ModelFigures:
     """One measured model of a run: its sample's shares and mean score, the pairs of the iteration that made it."""
 
     label: str  # "starting model", "after iteration 1", ...
-    pieces: int
-    ended_share: float
-    usable_share: float
+    pieces: int  # 0: not measured (the last model without a final sample)
+    ended_share: float | None  # None: not measured
+    usable_share: float | None
     mean_score: float | None
     pairs: int | None  # None for the starting model
     lowered_usable: bool  # the iteration that made it lowered the usable share
@@ -216,13 +216,18 @@ class DPOService:
         if not path.is_file():
             return DPOReport("", "", [])
         summary = json.loads(path.read_text(encoding="utf-8"))
-        iterations = summary.get("iterations") or []
+        iterations = [it for it in summary.get("iterations") or [] if it.get("checkpoint")]  # those that made one
+        measured = summary.get("models") or []
         models = []
-        for i, m in enumerate(summary.get("models") or []):
+        for i in range(max(len(measured), len(iterations) + 1 if iterations else 0)):
             made_by = iterations[i - 1] if 0 < i <= len(iterations) else None
-            models.append(ModelFigures(m["label"], m["pieces"], m["ended_share"], m["usable_share"], m["mean_score"],
-                                       made_by["pairs"] if made_by else None,
-                                       bool(made_by and made_by.get("lowered_usable"))))
+            pairs, lowered = (made_by["pairs"], bool(made_by.get("lowered_usable"))) if made_by else (None, False)
+            if i < len(measured):
+                m = measured[i]
+                models.append(ModelFigures(m["label"], m["pieces"], m["ended_share"], m["usable_share"],
+                                           m["mean_score"], pairs, lowered))
+            else:  # a model no sample measured (the last one, without the final score)
+                models.append(ModelFigures(f"after iteration {i}", 0, None, None, None, pairs, False))
         return DPOReport(summary.get("status", ""), summary.get("message", ""), models)
 
     def pairs(self, run: str, iteration: int) -> DPOPairs:

@@ -78,7 +78,7 @@ def render(backend: Backend) -> None:
     # Points, not lines (a run of one iteration has one model before the final one), nor bars (the plot's axis
     # does not start at 0, so the lowest bar would have no height).
     ui["chart"] = gr.ScatterPlot(x="model", y="value", color="measure", title="What each model's pieces are",
-                                 height=280, elem_id="dpo-chart")
+                                 y_lim=[0, 1], height=280, elem_id="dpo-chart")
     ui["table"] = gr.Dataframe(headers=TABLE_COLUMNS, interactive=False, elem_id="dpo-table")
     with gr.Row():
         ui["iteration"] = gr.Number(1, precision=0, minimum=1, label="Iteration")
@@ -175,9 +175,13 @@ def chart_plot(models: list) -> dict:
 
 def table(models: list) -> pd.DataFrame:
     """One row per measured model: its figures, the pairs of the iteration that made it, the flag."""
-    rows = [[m.label, m.pieces, f"{m.ended_share:.0%}", f"{m.usable_share:.0%}",
+    def share(value: float | None) -> str:
+        return "-" if value is None else f"{value:.0%}"
+
+    rows = [[m.label, m.pieces or "-", share(m.ended_share), share(m.usable_share),
              "-" if m.mean_score is None else f"{m.mean_score:.3f}", "" if m.pairs is None else str(m.pairs),
-             "lowered the usable share" if m.lowered_usable else ""] for m in models]
+             "lowered the usable share" if m.lowered_usable else ("not measured" if not m.pieces else "")]
+            for m in models]
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
 

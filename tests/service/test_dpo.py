@@ -86,6 +86,14 @@ def test_each_stage_says_what_it_does_and_counts_from_zero(backend):
         backend.dpo.piece("r", 1, "sample_0001")
 
 
+def test_the_report_lists_the_last_model_unmeasured_without_a_final_sample(backend):
+    rate(backend, "bach_bwv66.6", 1)
+    backend.dpo.run(Recorded(spec().__dict__))
+    models = backend.dpo.report("r").models
+    assert [(m.label, m.pieces, m.usable_share, m.pairs) for m in models] == [
+        ("starting model", 2, 0.0, None), ("after iteration 1", 0, None, 2)]
+
+
 def test_no_preference_pairs_says_every_piece_hit_the_patch_limit(backend):
     job = backend.dpo.submit(spec(use_ratings=False))
     done = backend.jobs.wait(job.id, 120)

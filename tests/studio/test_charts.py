@@ -141,6 +141,11 @@ def test_the_dpo_table_names_the_pairs_and_the_flag():
         {"model": "after iteration 1", "pieces": 200, "end": "12%", "usable": "10%", "mean score": "0.938",
          "pairs": "6", "note": "lowered the usable share"}]
     assert list(dpo.table([]).columns) == dpo.TABLE_COLUMNS
+    unmeasured = ModelFigures("after iteration 1", 0, None, None, None, 6, False)
+    assert dpo.table([unmeasured]).to_dict("records")[0] == {
+        "model": "after iteration 1", "pieces": "-", "end": "-", "usable": "-", "mean score": "-", "pairs": "6",
+        "note": "not measured"}
+    assert dpo.chart([unmeasured]).empty  # no point for what was not measured
 
 
 def test_the_clamp2_weights_box_is_there_for_the_clamp2_scorer_only():
