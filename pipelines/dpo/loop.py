@@ -584,6 +584,8 @@ class DPORun:
     # -- pieces
     def candidates(self, iteration: int, model_path: Path, folder: Path, what: str) -> list[Candidate]:
         c = self.config
+        if c.samples == 0 and self.candidate_source is None:  # rated pieces only
+            return []
         total = generation_work(c, c.samples)
         limit = f" of up to {c.max_patches} patches" if c.max_patches else ""
         self.stage(f"{what}: writing {c.samples} pieces{limit}", total)
@@ -591,8 +593,6 @@ class DPORun:
             found = self.candidate_source(iteration, model_path)
             self.progress(total, total)
             return found
-        if c.samples == 0:
-            return []
         started = time.perf_counter()
         found = generate_candidates(model_path, self.prompts, c, iteration, folder / "samples",
                                     on_progress=self.progress, should_stop=self.should_stop)
