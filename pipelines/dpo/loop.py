@@ -771,18 +771,19 @@ class DPORun:
         if status == "finished" and self.stopped():
             status = "cancelled"
         kept, why = self.kept_model(model_path)
-        message = "; ".join(x for x in (message, why) if x)
+        flagged = [str(r.iteration) for r in self.results if r.lowered_usable]
+        flags = (f"iteration{'s' if len(flagged) > 1 else ''} {', '.join(flagged)} lowered the usable share"
+                 if flagged else "")
+        message = "; ".join(x for x in (message, flags, why) if x)
         summary = self.write_summary(status, kept, message)
         self.say(self.closing_line(status, kept, message), event="end", status=status)
         final_score = self.measured[len(self.results)].mean_score if len(self.measured) > len(self.results) else None
         return DPOResult(status=status, iterations=self.results, final_mean_score=final_score, final_model=kept,
                          summary_path=summary, message=message, measured=list(self.measured))
 
-    def closing_line(self, status: str, kept: Path, message: str) -> str:
-        flagged = [r.iteration for r in self.results if r.lowered_usable]
-        flag = (f"; iteration{'s' if len(flagged) > 1 else ''} {', '.join(map(str, flagged))} lowered the usable "
-                f"share" if flagged else "")
-        return f"{status}: the model is {kept}{flag}" + (f" ({message})" if message else "")
+    @staticmethod
+    def closing_line(status: str, kept: Path, message: str) -> str:
+        return f"{status}: the model is {kept}" + (f" ({message})" if message else "")
 
 
 def run_dpo(config: DPOConfig, ratings: list[HumanRating] | None = None,

@@ -158,7 +158,7 @@ def test_too_few_pairs_stop_the_run_and_keep_best_keeps_the_starting_model(data,
     assert result.message.startswith(
         "iteration 2 of 3: no preference pairs, fewer than the minimum of 2 (minimum pairs): all 6 pieces reached "
         "the 300-patch limit without an ending; none ended, so none can be chosen; the model of iteration 1 is "
-        "the result; kept the starting model")
+        "the result; iteration 1 lowered the usable share; kept the starting model")
     assert result.final_model == TINY  # keep-best: 3 of 6 usable beats 0 of 6
     texts = [r["text"] for r in logs if "text" in r]
     assert ("iteration 1 lowered the usable share: 50% of its starting model's pieces were usable, 0% of its own"
