@@ -205,5 +205,7 @@ def test_dpo_samples_the_way_generation_does():
         assert default_of(DPOConfig, name) == default_of(SamplingConfig, name)
         assert range_of(DPOConfig, name) == range_of(SamplingConfig, name)
     for name in ("max_patches", "max_seconds"):
-        assert default_of(DPOConfig, name) == default_of(GenerationLimits, name)
         assert range_of(DPOConfig, name) == range_of(GenerationLimits, name)
+    assert default_of(DPOConfig, "max_seconds") == default_of(GenerationLimits, "max_seconds")
+    # DPO's patch limit is its own on purpose (docs/dpo.md): a piece that never ends is rejected at the limit
+    assert default_of(DPOConfig, "max_patches") == 800 and default_of(GenerationLimits, "max_patches") == 0

@@ -72,9 +72,30 @@ def piece_rng(text: str) -> random.Random:
     return random.Random(hashlib.sha256(text.encode("utf-8")).hexdigest())
 
 
-def encode_pieces(texts: list[str], patchilizer: Patchilizer, patch_length: int) -> list[list[list[int]]]:
-    """Training-format texts -> patch id lists, cut to the model's context as in training."""
-    return [patchilizer.encode_train(t, patch_length, rng=piece_rng(t)) for t in texts]
+def unfinished_text(raw: str) -> str:
+    """A generated piece that did not end, as the model wrote it: prompt, metadata and its complete tune-body
+    lines with their own `[r:i/j]` prefixes; the last line, cut off by the limit, is dropped."""
+    text = raw.replace("\r\n", "\n")
+    return text if text.endswith("\n") else text[:text.rfind("\n") + 1]
+
+
+def encode_pieces(texts: list[str], patchilizer: Patchilizer, patch_length: int,
+                  ended: list[bool] | None = None) -> list[list[list[int]]]:
+    """Texts -> patch id lists, cut to the model's context.
+
+    A piece that ended (`ended` True, the default) is a training-format text, encoded as in training (its
+    end patch included). One that did not is an `unfinished_text`, encoded as written: the `[r:i/j]`
+    counts the model wrote and no end patch (it wrote none, and a rejected piece must not teach the
+    model not to end), the head kept where it is longer than the context.
+    """
+    as_written = Patchilizer(patchilizer.patch_size, stream=False)
+    out = []
+    for text, done in zip(texts, ended if ended is not None else [True] * len(texts)):
+        if done:
+            out.append(patchilizer.encode_train(text, patch_length, rng=piece_rng(text)))
+        else:
+            out.append(as_written.encode_train(text, patch_length, cut=False)[:-1][:patch_length])
+    return out
 
 
 def sequence_logprobs(model: NotaGen, patches: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:

@@ -4,13 +4,19 @@ Run folder:
 
     iter_K/samples/<name>.abc, <name>.raw.abc   post-processed and as-generated pieces
     iter_K/scores.csv                            name, prompt, seed, status, score, nearest reference, decision
-    iter_K/preference.json                       chosen, rejected and skipped pieces, each with score and reason
+    iter_K/preference.json                       chosen and rejected pieces, each with score and reason
     iter_K/model.pth, iter_K/prompts.txt         the optimised model (card included) and its prompt vocabulary
-    final/samples/, final/scores.csv             pieces of the last model, scored (the last mean score)
-    summary.json                                 settings, status, per-iteration figures, mean score per iteration
+    final/samples/, final/scores.csv             pieces of the last model, measured
+    summary.json                                 settings, status, per-model figures, per-iteration results
 
 Each iteration starts from the previous one's model, which is both the policy (fp32
-master weights, autocast) and the frozen reference (bf16 on GPU, no gradients).
+master weights, autocast) and the frozen reference (bf16 on GPU, no gradients). Each
+iteration's samples measure the model it starts from (`report.py`): the share of pieces
+that end, the share usable, the mean score.
+
+Progress: every stage says what it does (an `on_log` record with `text`) and then counts
+its own work from 0 through `on_progress(done, total)`: patches written (pieces where there
+is no patch limit), optimiser steps.
 """
 from __future__ import annotations
 
@@ -28,9 +34,24 @@ import torch
 from pipelines.abc.prompts import Prompt, read_prompts, write_prompts
 from pipelines.abc.tokenizer import Patchilizer, pad_patches
 from pipelines.dpo.config import DPOConfig
-from pipelines.dpo.logprobs import encode_pieces, measure_logprobs, sequence_logprobs, training_text
+from pipelines.dpo.logprobs import (
+    encode_pieces,
+    measure_logprobs,
+    sequence_logprobs,
+    training_text,
+    unfinished_text,
+)
 from pipelines.dpo.loss import dpo_loss
-from pipelines.dpo.preference import Candidate, HumanRating, Preference, merge_ratings, select_preferences
+from pipelines.dpo.preference import (
+    Candidate,
+    HumanRating,
+    Preference,
+    classify,
+    merge_ratings,
+    select_preferences,
+    why_few_pairs,
+)
+from pipelines.dpo.report import SampleFigures, best_model, flag_text, lowered_usable, measure
 from pipelines.dpo.scorers import BuiltinScorer, Scorer, cosine_to_mean, nearest_reference
 from pipelines.errors import DPOError, NotaGenError
 from pipelines.files import atomic_write_text
@@ -38,7 +59,7 @@ from pipelines.generation.engine import Engine, GenerationRequest
 from pipelines.generation.options import GenerationLimits, SamplingConfig
 from pipelines.model.checkpoint import ModelCard, save_checkpoint
 from pipelines.model.lora import load_model
-from pipelines.model.network import NotaGen
+from pipelines.model.network import NotaGen, count_parameters
 from pipelines.model.registry import prompt_vocabulary
 from pipelines.model.runtime import DTYPES, pick_runtime, release
 from pipelines.training.data import union_prompts
@@ -56,6 +77,7 @@ from pipelines.training.schedule import WarmupDecay, build_scheduler
 MODEL_NAME = "model.pth"
 SUMMARY = "summary.json"
 CandidateSource = Callable[[int, Path], list[Candidate]]  # (iteration, model path) -> pieces to score
+Progress = Callable[[int, int], None]
 
 
 @dataclass
@@ -70,6 +92,14 @@ class OptimiseStats:
     chosen_logprob_before: float | None = None
     chosen_logprob_after: float | None = None
     peak_memory_bytes: int | None = None  # CUDA only
+    seconds_per_step: float | None = None
+    mean_patches: float | None = None  # of the chosen and rejected pieces as measured (cut to the context)
+    planned_steps: int = 0  # `optimiser_steps(training pairs)`; fewer when the held-out loss stopped falling
+    heldout_pairs: int = 0  # pairs of the held-out rejected pieces, never optimised on
+    heldout_loss_first: float | None = None  # their mean DPOP loss before the first step (log 2)
+    heldout_loss_best: float | None = None
+    heldout_loss_last: float | None = None
+    stopped_early: str = ""  # why optimising stopped before `planned_steps`, in words
     cancelled: bool = False
 
 
@@ -83,21 +113,28 @@ class IterationResult:
     scored: int
     chosen: int
     rejected: int
-    skipped: int
+    pairs: int
     seconds: float
+    figures: SampleFigures | None = None  # of the pieces generated at the start (its starting model's)
+    usable_after: float | None = None  # usable share of this iteration's model, once measured
+    lowered_usable: bool = False  # this iteration's model writes a smaller usable share than its starting model
     optimise: OptimiseStats = field(default_factory=OptimiseStats)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        data["figures"] = self.figures.to_dict() if self.figures else None
+        return data
 
 
 @dataclass
 class DPOResult:
-    status: str  # finished | cancelled
+    status: str  # finished | stopped (too few pairs) | cancelled
     iterations: list[IterationResult]
     final_mean_score: float | None
     final_model: Path
     summary_path: Path
+    message: str = ""  # what the run did, in words (why it stopped; which model was kept)
+    measured: list[SampleFigures] = field(default_factory=list)  # the starting model, each iteration's model
 
     @property
     def mean_scores(self) -> list[float | None]:
@@ -171,12 +208,46 @@ def gather_candidates(mine: list[Candidate], world: int) -> list[Candidate]:
     return sorted(gather_object(mine), key=lambda c: c.seed)
 
 
+def generation_work(config: DPOConfig, pieces: int) -> int:
+    """The progress units of writing `pieces` pieces: patches where they have a limit, else pieces."""
+    return pieces * (config.max_patches or 1)
+
+
+class _WrittenCount:
+    """Progress of a generation stage in patches (pieces where there is no patch limit), reported at most
+    every 1% of the stage; a batch counts in full once it is done (most pieces end before their limit)."""
+
+    def __init__(self, config: DPOConfig, total: int, on_progress: Progress | None):
+        self.per_piece = config.max_patches or 0
+        self.total, self.on_progress = total, on_progress
+        self.done = self.shown = 0
+        self.batch_done = self.batch_top = 0
+        self.step = max(1, total // 100)
+
+    def start_batch(self, pieces: int):
+        self.batch_done, self.batch_top = 0, pieces * self.per_piece
+
+    def on_patch(self, _row: int, _text: str):
+        self.batch_done += 1
+        self._show(self.done + min(self.batch_done, max(self.batch_top - 1, 0)))
+
+    def end_batch(self, pieces: int):
+        self.done += pieces * (self.per_piece or 1)
+        self._show(self.done, force=True)
+
+    def _show(self, done: int, force: bool = False):
+        if self.on_progress and (force or done - self.shown >= self.step):
+            self.shown = done
+            self.on_progress(min(done, self.total), self.total)
+
+
 def generate_candidates(model_path: Path, prompts: list[Prompt], config: DPOConfig, iteration: int,
-                        samples_dir: Path, on_piece: Callable[[int], None] | None = None,
+                        samples_dir: Path, on_progress: Progress | None = None,
                         should_stop: Callable[[], bool] | None = None, rank: int = 0,
                         world: int = 1) -> list[Candidate]:
     """`config.samples` pieces over the prompts (cycled), in batches; written to `samples_dir`.
 
+    `on_progress(done, total)` counts patches written (pieces where there is no patch limit).
     With `world` > 1 (processes started by accelerate / torchrun, process group set up),
     process `rank` generates only its share of the batches (`shard_requests`) and every process
     returns all the pieces (`gather_candidates`). A piece's draws depend only on its seed and its
@@ -189,22 +260,26 @@ def generate_candidates(model_path: Path, prompts: list[Prompt], config: DPOConf
     # No bar redraws: DPO learns from what the model writes on its own, so a misaligned piece
     # must reach the scorer as the model wrote it (a redraw would hide the very fault to unlearn).
     limits = GenerationLimits(max_patches=config.max_patches, max_seconds=config.max_seconds, bar_retries=0)
+    batches = shard_requests(config.samples, config.generation_batch, rank, world)
+    count = _WrittenCount(config, generation_work(config, sum(map(len, batches))), on_progress)
     candidates: list[Candidate] = []
     try:
-        for indices in shard_requests(config.samples, config.generation_batch, rank, world):
+        for indices in batches:
             if should_stop and should_stop():
                 break
             requests = [GenerationRequest(prompt=prompts[i % len(prompts)], seed=sample_seed(config, iteration, i))
                         for i in indices]
-            for i, piece in zip(indices, engine.generate(requests, sampling, limits, should_stop=should_stop)):
+            count.start_batch(len(indices))
+            pieces = engine.generate(requests, sampling, limits, on_patch=count.on_patch, should_stop=should_stop)
+            for i, piece in zip(indices, pieces):
                 name = f"sample_{i + 1:04d}"
                 atomic_write_text(samples_dir / f"{name}.raw.abc", piece.raw)
                 if piece.abc is not None:
                     atomic_write_text(samples_dir / f"{name}.abc", piece.abc)
                 candidates.append(Candidate(name=name, text=piece.raw, abc=piece.abc, prompt=piece.request.prompt,
-                                            seed=piece.request.seed, status=piece.status, reason=piece.reason))
-            if on_piece:
-                on_piece(len(indices))
+                                            seed=piece.request.seed, status=piece.status,
+                                            problem=piece.reason if piece.abc is None else "", chars=piece.chars))
+            count.end_batch(len(indices))
     finally:
         engine.unload()
     return gather_candidates(candidates, world)
@@ -227,13 +302,61 @@ def score_candidates(candidates: list[Candidate], scorer: Scorer, references: li
 def scores_csv(candidates: list[Candidate]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["name", "source", "prompt", "seed", "status", "score", "nearest_reference",
+    writer.writerow(["name", "source", "prompt", "seed", "status", "ended", "usable", "score", "nearest_reference",
                      "nearest_similarity", "decision", "reason"])
     for c in candidates:
         writer.writerow([c.name, c.source, c.prompt.line if c.prompt else "", "" if c.seed is None else c.seed,
-                         c.status, "" if c.score is None else f"{c.score:.6f}", c.nearest_reference,
-                         "" if c.nearest_similarity is None else f"{c.nearest_similarity:.6f}", c.decision, c.reason])
+                         c.status, int(c.ended), int(c.usable), "" if c.score is None else f"{c.score:.6f}",
+                         c.nearest_reference, "" if c.nearest_similarity is None else f"{c.nearest_similarity:.6f}",
+                         c.decision, c.reason or c.problem])
     return buffer.getvalue()
+
+
+@dataclass
+class Judge:
+    """Scores pieces against the dataset's reference pieces and measures a model's sample."""
+
+    scorer: Scorer
+    references: list[tuple[str, str]]
+    reference_features: torch.Tensor
+    threshold: float
+
+    @classmethod
+    def for_run(cls, config: DPOConfig, device: torch.device) -> Judge | None:
+        """None without a scorer (`scorer="none"`)."""
+        scorer = build_scorer(config, device)
+        if scorer is None:
+            return None
+        references = read_references(config.data_dir)
+        threshold = (config.plagiarism_threshold if config.plagiarism_threshold is not None
+                     else scorer.plagiarism_threshold)
+        return cls(scorer, references, scorer.features([text for _, text in references]), threshold)
+
+    def score(self, candidates: list[Candidate]) -> float | None:
+        return score_candidates(candidates, self.scorer, self.references, self.reference_features)
+
+    def measure(self, candidates: list[Candidate], model: Path, label: str) -> SampleFigures:
+        """Score, classify (usable or why not) and count a model's pieces."""
+        mean = self.score(candidates)
+        classify(candidates, self.threshold)
+        for c in candidates:
+            c.decision = c.decision or "scored"
+        return measure(candidates, str(model), label, mean)
+
+
+def evaluate_model(config: DPOConfig, model_path: Path, folder: Path, seed_block: int, label: str,
+                   on_progress: Progress | None = None,
+                   should_stop: Callable[[], bool] | None = None) -> SampleFigures:
+    """A fresh sample of `config.samples` pieces of a model (seeds of block `seed_block`, see `sample_seed`),
+    measured as a run measures its models; the pieces and their scores.csv go to `folder`."""
+    judge = Judge.for_run(config, resolve_device(config.device))
+    if judge is None:
+        raise DPOError("measuring a model needs a scorer (builtin or clamp2)")
+    candidates = generate_candidates(model_path, dataset_prompt_list(config.data_dir), config, seed_block,
+                                     folder / "samples", on_progress, should_stop)
+    figures = judge.measure(candidates, model_path, label)
+    atomic_write_text(folder / "scores.csv", scores_csv(candidates))
+    return figures
 
 
 # ---------------------------------------------------------------- optimisation
@@ -284,23 +407,68 @@ def dpo_step(policy: NotaGen, optimizer: torch.optim.Optimizer, amp: Amp, patche
     return losses.detach(), chosen_rewards, rejected_rewards, stepped, norm
 
 
+def encode_candidates(candidates: list[Candidate], patchilizer: Patchilizer, length: int) -> list[list[list[int]]]:
+    """Each piece as the model is to learn it: one that ended in the training format, one that did not as
+    written (`encode_pieces`)."""
+    texts = [training_text(c.text, c.prompt) if c.ended else unfinished_text(c.text) for c in candidates]
+    return encode_pieces(texts, patchilizer, length, [c.ended for c in candidates])
+
+
+HELDOUT_MIN_REJECTED = 5  # fewer rejected pieces than this: none is held out
+HELDOUT_MAX_PIECES = 16  # held-out rejected pieces, at most (each check measures them all)
+HELDOUT_PATIENCE = 3  # checks in a row without a lower held-out loss before optimising stops
+HELDOUT_CHECKS = 10  # checks per iteration
+
+
+def split_heldout(pairs: list[tuple[int, int]], rejected: int, config: DPOConfig,
+                  iteration: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """(training pairs, held-out pairs): the pairs of a `holdout` share of the rejected pieces (drawn with the
+    run's seed) are kept out of the optimiser to tell when it stops generalising. None are held out where
+    fewer than HELDOUT_MIN_REJECTED pieces are rejected or no training pair would be left."""
+    count = min(round(config.holdout * rejected), HELDOUT_MAX_PIECES)
+    if config.holdout == 0 or rejected < HELDOUT_MIN_REJECTED or count == 0:
+        return pairs, []
+    held = set(random.Random(f"notagen-dpo-holdout:{config.seed}:{iteration}").sample(range(rejected), count))
+    train = [p for p in pairs if p[1] not in held]
+    return (train, [p for p in pairs if p[1] in held]) if train else (pairs, [])
+
+
+@torch.no_grad()
+def heldout_loss(policy: NotaGen, chosen: list, rejected: list, held: list[tuple[int, int]], ref_c: torch.Tensor,
+                 ref_r: torch.Tensor, config: DPOConfig, amp: Amp) -> float:
+    """The mean DPOP loss of the held-out pairs under the policy now (log 2 while it is the reference)."""
+    ci, rj = sorted({i for i, _ in held}), sorted({j for _, j in held})
+    pol_c = dict(zip(ci, measure_logprobs(policy, [chosen[i] for i in ci], config.logprob_batch, amp.autocast)))
+    pol_r = dict(zip(rj, measure_logprobs(policy, [rejected[j] for j in rj], config.logprob_batch, amp.autocast)))
+    losses, _, _ = dpo_loss(torch.stack([pol_c[i] for i, _ in held]), torch.stack([pol_r[j] for _, j in held]),
+                            ref_c[[i for i, _ in held]], ref_r[[j for _, j in held]], config.beta, config.lam)
+    return float(losses.mean())
+
+
 def optimise(policy: NotaGen, reference: NotaGen, preference: Preference, config: DPOConfig, iteration: int,
              device: torch.device, on_step: Callable[[dict], None] | None = None,
              should_stop: Callable[[], bool] | None = None) -> OptimiseStats:
-    """DPOP steps on random (chosen, rejected) pairs; the reference's log-probs are measured once."""
-    pairs = preference.pairs()
-    stats = OptimiseStats(pairs=len(pairs))
-    if not pairs:
+    """DPOP steps on random (chosen, rejected) training pairs, `config.optimiser_steps(training pairs)` of them,
+    stopped early when the held-out pairs' loss has not fallen for HELDOUT_PATIENCE checks (`split_heldout`);
+    the reference's log-probs are measured once."""
+    every_pair = preference.pairs()
+    stats = OptimiseStats(pairs=len(every_pair))
+    if not every_pair:
         raise DPOError(f"iteration {iteration}: no preference pairs ({len(preference.chosen)} chosen, "
                        f"{len(preference.rejected)} rejected); generate more samples or rate pieces")
+    pairs, held = split_heldout(every_pair, len(preference.rejected), config, iteration)
+    stats.heldout_pairs = len(held)
+    steps = stats.planned_steps = config.optimiser_steps(len(pairs))
+    check_every = max(1, steps // HELDOUT_CHECKS)
     amp = Amp.create(device, resolve_precision(config.precision, device))
     patchilizer = Patchilizer(policy.config.patch_size)
     length = policy.config.patch_length
     try:
-        chosen = encode_pieces([training_text(c.text, c.prompt) for c in preference.chosen], patchilizer, length)
-        rejected = encode_pieces([training_text(c.text, c.prompt) for c in preference.rejected], patchilizer, length)
+        chosen = encode_candidates(preference.chosen, patchilizer, length)
+        rejected = encode_candidates(preference.rejected, patchilizer, length)
     except NotaGenError as e:
         raise DPOError(f"iteration {iteration}: a chosen or rejected piece cannot be encoded: {e}") from None
+    stats.mean_patches = sum(map(len, chosen + rejected)) / len(chosen + rejected)
     batch = config.logprob_batch
     ref_c = measure_logprobs(reference, chosen, batch, amp.autocast)
     ref_r = measure_logprobs(reference, rejected, batch, amp.autocast)
@@ -312,10 +480,15 @@ def optimise(policy: NotaGen, reference: NotaGen, preference: Preference, config
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     optimizer = build_optimizer(policy, config, device)
-    scheduler = build_scheduler(optimizer, WarmupDecay(config.warmup_steps, config.steps, "constant"))
+    scheduler = build_scheduler(optimizer, WarmupDecay(config.warmup_steps, steps, "constant"))
     rng = random.Random(f"notagen-dpo:{config.seed}:{iteration}")
     losses_seen = []
-    for step in range(config.steps):
+    if held:
+        stats.heldout_loss_first = stats.heldout_loss_best = stats.heldout_loss_last = heldout_loss(
+            policy, chosen, rejected, held, ref_c, ref_r, config, amp)
+    stale = 0
+    started = time.perf_counter()
+    for step in range(steps):
         drawn = [pairs[rng.randrange(len(pairs))] for _ in range(config.pairs_per_step)]
         ci, ri = [i for i, _ in drawn], [j for _, j in drawn]
         patches, masks = pad_patches([chosen[i] for i in ci] + [rejected[j] for j in ri], policy.config.patch_size)
@@ -330,12 +503,25 @@ def optimise(policy: NotaGen, reference: NotaGen, preference: Preference, config
         if stats.loss_first is None:
             stats.loss_first = value
         if on_step:
-            on_step({"event": "step", "iteration": iteration, "step": step + 1, "steps": config.steps,
+            on_step({"event": "step", "iteration": iteration, "step": step + 1, "steps": steps,
                      "loss": value, "grad_norm": norm, "chosen_reward": float(chosen_rewards.mean()),
                      "rejected_reward": float(rejected_rewards.mean())})
         if should_stop and should_stop():
             stats.cancelled = True
             break
+        if held and (step + 1) % check_every == 0 and step + 1 < steps:
+            stats.heldout_loss_last = heldout_loss(policy, chosen, rejected, held, ref_c, ref_r, config, amp)
+            if stats.heldout_loss_last < stats.heldout_loss_best - 1e-4:
+                stats.heldout_loss_best, stale = stats.heldout_loss_last, 0
+            else:
+                stale += 1
+            if stale >= HELDOUT_PATIENCE:
+                stats.stopped_early = (f"stopped learning at step {step + 1} of {steps}: the loss of the {len(held)} "
+                                       f"held-out pair{'s' if len(held) != 1 else ''} had not fallen for "
+                                       f"{HELDOUT_PATIENCE} checks ({stats.heldout_loss_best:.3f} at best)")
+                break
+    if stats.steps:
+        stats.seconds_per_step = (time.perf_counter() - started) / stats.steps
     if device.type == "cuda":
         stats.peak_memory_bytes = int(torch.cuda.max_memory_allocated(device))
     if losses_seen:
@@ -352,11 +538,15 @@ def optimise(policy: NotaGen, reference: NotaGen, preference: Preference, config
 
 # ---------------------------------------------------------------- the run
 
+class TooFewPairs(Exception):
+    """An iteration's selection left fewer pairs than `min_pairs`; the message says why."""
+
+
 class DPORun:
     """One run; `run_dpo()` is the front door."""
 
     def __init__(self, config: DPOConfig, ratings: list[HumanRating] | None, candidate_source: CandidateSource | None,
-                 on_log: Callable[[dict], None] | None, on_progress: Callable[[int, int], None] | None,
+                 on_log: Callable[[dict], None] | None, on_progress: Progress | None,
                  should_stop: Callable[[], bool] | None):
         self.config = config
         self.ratings = list(ratings or [])
@@ -365,59 +555,84 @@ class DPORun:
         self.on_progress = on_progress
         self.should_stop = should_stop
         self.device = resolve_device(config.device)
-        self.done = 0
-        final = config.samples if config.score_final and config.scorer != "none" else 0
-        self.total = config.iterations * (config.samples + config.steps) + final
         self.results: list[IterationResult] = []
+        self.measured: list[SampleFigures] = []
+        # what this device did, for the next run's estimate (estimate.py: measured_rates)
+        self.rates = {"device": self.device.type, "chars": 0, "generation_seconds": 0.0,
+                      "seconds_per_step": None, "step_patches": None, "parameters": None}
 
+    # -- reporting
     def emit(self, record: dict):
         if self.on_log:
             self.on_log({"time": round(time.time(), 3), **record})
 
-    def advance(self, amount: int):
-        self.done = min(self.total, self.done + amount)
+    def say(self, text: str, event: str = "stage", **record):
+        self.emit({"event": event, "text": text, **record})
+
+    def stage(self, text: str, total: int):
+        """A new stage: its words, then its progress from 0."""
+        self.say(text, total=total)
+        self.progress(0, total)
+
+    def progress(self, done: int, total: int):
         if self.on_progress:
-            self.on_progress(self.done, self.total)
+            self.on_progress(done, total)
 
     def stopped(self) -> bool:
         return bool(self.should_stop and self.should_stop())
 
-    def candidates(self, iteration: int, model_path: Path, folder: Path) -> list[Candidate]:
+    # -- pieces
+    def candidates(self, iteration: int, model_path: Path, folder: Path, what: str) -> list[Candidate]:
+        c = self.config
+        if c.samples == 0 and self.candidate_source is None:  # rated pieces only
+            return []
+        total = generation_work(c, c.samples)
+        limit = f" of up to {c.max_patches} patches" if c.max_patches else ""
+        self.stage(f"{what}: writing {c.samples} pieces{limit}", total)
         if self.candidate_source is not None:
             found = self.candidate_source(iteration, model_path)
-            self.advance(self.config.samples)
+            self.progress(total, total)
             return found
-        if self.config.samples == 0:
-            return []
-        return generate_candidates(model_path, self.prompts, self.config, iteration, folder / "samples",
-                                   on_piece=self.advance, should_stop=self.should_stop)
+        started = time.perf_counter()
+        found = generate_candidates(model_path, self.prompts, c, iteration, folder / "samples",
+                                    on_progress=self.progress, should_stop=self.should_stop)
+        self.rates["chars"] += sum(x.chars for x in found)
+        self.rates["generation_seconds"] += time.perf_counter() - started
+        return found
 
-    def score(self, candidates: list[Candidate]) -> float | None:
-        if self.scorer is None:
-            return None
-        return score_candidates(candidates, self.scorer, self.references, self.reference_features)
+    def take_measure(self, candidates: list[Candidate], model_path: Path, label: str, what: str) -> SampleFigures:
+        """Score and count a model's pieces; flag the iteration that made the model if it lowered the usable share."""
+        figures = self.judge.measure(candidates, model_path, label)
+        self.measured.append(figures)
+        self.say(f"{what}: {figures.describe()}", event="scored", figures=figures.to_dict(),
+                 mean_score=figures.mean_score)
+        if len(self.measured) >= 2 and self.results:
+            made_by = self.results[len(self.measured) - 2]
+            made_by.usable_after = figures.usable_share
+            made_by.lowered_usable = lowered_usable(self.measured[-2], figures)
+            if made_by.lowered_usable:
+                self.say(flag_text(made_by.iteration, self.measured[-2], figures), event="flag",
+                         iteration=made_by.iteration)
+        return figures
 
-    def write_summary(self, status: str, final_score: float | None, final_model: Path) -> Path:
+    # -- the summary
+    def write_summary(self, status: str, final_model: Path, message: str = "") -> Path:
         c = self.config
-        summary = {"status": status, "config": c.to_dict(), "device": str(self.device),
+        final_score = self.measured[len(self.results)].mean_score if len(self.measured) > len(self.results) else None
+        summary = {"status": status, "message": message, "config": c.to_dict(), "device": str(self.device),
                    "scorer": c.scorer, "plagiarism_threshold": self.threshold, "final_model": str(final_model),
                    "mean_scores": [r.mean_score for r in self.results] + [final_score],
                    "mean_score_labels": [f"iteration {r.iteration} samples (model {r.start_model})"
                                          for r in self.results] + ["final model samples"],
-                   "iterations": [r.to_dict() for r in self.results]}
+                   "models": [f.to_dict() for f in self.measured],
+                   "iterations": [r.to_dict() for r in self.results],
+                   "rates": self.rates}
         return atomic_write_text(c.out_dir / SUMMARY, json.dumps(summary, indent=2) + "\n")
 
-    def iteration(self, k: int, model_path: Path) -> tuple[IterationResult, Path | None]:
+    # -- one iteration
+    def select(self, k: int, candidates: list[Candidate], folder: Path) -> Preference:
         c = self.config
-        t0 = time.monotonic()
-        folder = c.out_dir / f"iter_{k}"
-        folder.mkdir(parents=True, exist_ok=True)
-        self.emit({"event": "generate", "iteration": k, "model": str(model_path), "samples": c.samples})
-        candidates = self.candidates(k, model_path, folder)
-        mean_score = self.score(candidates)
-        self.emit({"event": "scored", "iteration": k, "mean_score": mean_score,
-                   "ok": sum(x.abc is not None for x in candidates), "generated": len(candidates)})
-        if self.scorer is not None:
+        if self.judge is not None:
             preference = select_preferences(candidates, c.portion, self.threshold)
         else:
             preference = Preference()
@@ -429,30 +644,70 @@ class DPORun:
         atomic_write_text(folder / "preference.json", json.dumps(
             preference.record(iteration=k, portion=c.portion, plagiarism_threshold=self.threshold,
                               scorer=c.scorer), indent=2) + "\n")
-        result = IterationResult(iteration=k, start_model=str(model_path), checkpoint=None, mean_score=mean_score,
-                                 generated=len(candidates), scored=sum(x.score is not None for x in candidates),
-                                 chosen=len(preference.chosen), rejected=len(preference.rejected),
-                                 skipped=len(preference.skipped), seconds=0.0)
+        return preference
+
+    def too_few_pairs(self, k: int, candidates: list[Candidate], preference: Preference) -> str:
+        """Why iteration `k` stops the run, in words: how few pairs, and what became of the pieces."""
+        c, pairs = self.config, len(preference.pairs())
+        what = (why_few_pairs(candidates, preference) if self.judge is not None
+                else f"{len(preference.chosen)} pieces rated up and {len(preference.rejected)} rated down")
+        few = "no preference pairs" if not pairs else f"only {pairs} preference pair{'s' if pairs > 1 else ''}"
+        return (f"iteration {k} of {c.iterations}: {few}, fewer than the minimum of {c.min_pairs} (minimum pairs): "
+                f"{what}")
+
+    def iteration(self, k: int, model_path: Path) -> tuple[IterationResult, Path | None]:
+        c = self.config
+        t0 = time.monotonic()
+        folder = c.out_dir / f"iter_{k}"
+        folder.mkdir(parents=True, exist_ok=True)
+        what = f"iteration {k} of {c.iterations}"
+        candidates = self.candidates(k, model_path, folder, what)
+        figures = None
+        if self.judge is not None:
+            label = "starting model" if k == 1 else f"after iteration {k - 1}"
+            figures = self.take_measure(candidates, model_path, label, what)
+        result = IterationResult(iteration=k, start_model=str(model_path), checkpoint=None,
+                                 mean_score=figures.mean_score if figures else None, generated=len(candidates),
+                                 scored=sum(x.score is not None for x in candidates), chosen=0, rejected=0, pairs=0,
+                                 seconds=0.0, figures=figures)
+        self.results.append(result)
+        preference = self.select(k, candidates, folder)
+        result.chosen, result.rejected = len(preference.chosen), len(preference.rejected)
+        result.pairs = len(preference.pairs())
         if self.stopped():
             result.optimise.cancelled = True
             result.seconds = time.monotonic() - t0
             return result, None
+        if result.pairs < c.min_pairs:
+            raise TooFewPairs(self.too_few_pairs(k, candidates, preference))
         policy, reference, card = load_policy_and_reference(model_path, c, self.device)
+        self.rates["parameters"] = count_parameters(policy.config)
+        training, held = split_heldout(preference.pairs(), result.rejected, c, k)
+        steps = c.optimiser_steps(len(training))
+        aside = f"; the pairs of {len({j for _, j in held})} held out" if held else ""
+        self.stage(f"{what}: learning from {result.pairs} pairs ({result.chosen} chosen, {result.rejected} "
+                   f"rejected pieces{aside}), up to {steps} steps", steps)
 
         def on_step(record):
             self.emit(record)
-            self.advance(1)
+            self.progress(record["step"], record["steps"])
 
         result.optimise = optimise(policy, reference, preference, c, k, self.device, on_step, self.should_stop)
+        if result.optimise.stopped_early:
+            self.say(f"{what}: {result.optimise.stopped_early}", event="stopped_early", iteration=k)
+        self.rates["seconds_per_step"] = result.optimise.seconds_per_step
+        self.rates["step_patches"] = result.optimise.mean_patches
         new_path = None
         if not result.optimise.cancelled:
             new_path = folder / MODEL_NAME
             prompts = union_prompts(prompt_vocabulary(model_path, card), self.prompts)
+            mean = result.mean_score
             new_card = ModelCard(config=policy.config, prompts=[p.line for p in prompts],
                                  base_model=card.base_model or Path(model_path).name,
                                  notes=(f"CLaMP-DPO iteration {k} of {c.iterations} from {Path(model_path).name}: "
                                         f"{c.scorer} scorer, beta {c.beta}, lambda {c.lam}, {result.optimise.steps} "
-                                        f"steps at lr {c.lr}; mean score of its start model's samples {mean_score}"))
+                                        f"steps at lr {c.lr} on {result.pairs} pairs; its start model's samples: "
+                                        f"{figures.describe() if figures else 'not scored'}; mean score {mean}"))
             save_checkpoint(new_path, policy, new_card)
             write_prompts(folder / "prompts.txt", prompts)
             result.checkpoint = str(new_path)
@@ -460,6 +715,18 @@ class DPORun:
         release(self.device)
         result.seconds = time.monotonic() - t0
         return result, new_path
+
+    # -- the run
+    def kept_model(self, last: Path) -> tuple[Path, str]:
+        """The result: the last model, or with `keep_best` the best measured one; and why, in words."""
+        if not self.config.keep_best:
+            return last, ""
+        best = best_model(self.measured)
+        if best is None:
+            return last, "no model was measured, so the last one is kept"
+        why = (f"kept the {best.label} ({best.model}): the highest usable share x mean score, "
+               f"{best.usable_share:.0%} x {best.mean_score or 0:.3f}")
+        return Path(best.model), why
 
     def run(self) -> DPOResult:
         c = self.config
@@ -471,53 +738,68 @@ class DPORun:
         generating = c.samples > 0 and self.candidate_source is None
         self.prompts = dataset_prompt_list(c.data_dir) if generating else (read_prompts(listed) if listed.is_file()
                                                                            else [])
-        self.scorer = build_scorer(c, self.device)
-        self.threshold = (c.plagiarism_threshold if c.plagiarism_threshold is not None
-                          else (self.scorer.plagiarism_threshold if self.scorer else None))
-        if self.scorer is not None:
-            self.references = read_references(c.data_dir)
-            self.reference_features = self.scorer.features([text for _, text in self.references])
+        self.judge = Judge.for_run(c, self.device)
+        self.threshold = self.judge.threshold if self.judge else None
         c.out_dir.mkdir(parents=True, exist_ok=True)
         self.emit({"event": "start", "iterations": c.iterations, "device": str(self.device), "scorer": c.scorer})
-        model_path, status = c.model, "finished"
+        model_path, status, message = c.model, "finished", ""
         for k in range(1, c.iterations + 1):
-            result, new_path = self.iteration(k, model_path)
-            self.results.append(result)
+            try:
+                result, new_path = self.iteration(k, model_path)
+            except TooFewPairs as e:
+                if k == 1:
+                    self.write_summary("stopped", model_path, str(e))
+                    raise DPOError(f"{e}; no model was made (the pieces and their scores are in "
+                                   f"{c.out_dir / 'iter_1'})") from None
+                status, message = "stopped", f"{e}; the model of iteration {k - 1} is the result"
+                self.say(message, event="stopped")
+                break
             self.emit({"event": "iteration", **result.to_dict()})
             if new_path is None:
                 status = "cancelled"
                 break
             model_path = new_path
-            self.write_summary("running", None, model_path)
-        final_score = None
-        if status == "finished" and self.scorer is not None and c.score_final and not self.stopped():
+            self.write_summary("running", model_path)
+        measure_last = c.score_final or c.keep_best
+        if (status == "finished" and self.judge is not None and measure_last and not self.stopped()
+                and len(self.measured) == len(self.results)):
             final = c.out_dir / "final"
-            candidates = self.candidates(0, model_path, final)
-            final_score = self.score(candidates)
-            for x in candidates:
-                x.decision = x.decision or ("scored" if x.score is not None else "failed")
+            candidates = self.candidates(0, model_path, final, "the final model")
+            self.take_measure(candidates, model_path, f"after iteration {len(self.results)}", "the final model")
             atomic_write_text(final / "scores.csv", scores_csv(candidates))
-            self.emit({"event": "final", "mean_score": final_score})
-        elif status == "finished" and self.stopped():
+            self.emit({"event": "final", "mean_score": self.measured[-1].mean_score})
+        if status == "finished" and self.stopped():
             status = "cancelled"
-        summary = self.write_summary(status, final_score, model_path)
-        self.emit({"event": "end", "status": status})
-        return DPOResult(status=status, iterations=self.results, final_mean_score=final_score,
-                         final_model=model_path, summary_path=summary)
+        kept, why = self.kept_model(model_path)
+        flagged = [str(r.iteration) for r in self.results if r.lowered_usable]
+        flags = (f"iteration{'s' if len(flagged) > 1 else ''} {', '.join(flagged)} lowered the usable share"
+                 if flagged else "")
+        message = "; ".join(x for x in (message, flags, why) if x)
+        summary = self.write_summary(status, kept, message)
+        self.say(self.closing_line(status, kept, message), event="end", status=status)
+        final_score = self.measured[len(self.results)].mean_score if len(self.measured) > len(self.results) else None
+        return DPOResult(status=status, iterations=self.results, final_mean_score=final_score, final_model=kept,
+                         summary_path=summary, message=message, measured=list(self.measured))
+
+    @staticmethod
+    def closing_line(status: str, kept: Path, message: str) -> str:
+        return f"{status}: the model is {kept}" + (f" ({message})" if message else "")
 
 
 def run_dpo(config: DPOConfig, ratings: list[HumanRating] | None = None,
             candidate_source: CandidateSource | None = None, on_log: Callable[[dict], None] | None = None,
-            on_progress: Callable[[int, int], None] | None = None,
+            on_progress: Progress | None = None,
             should_stop: Callable[[], bool] | None = None) -> DPOResult:
     """Run `config.iterations` CLaMP-DPO iterations into `config.out_dir`.
 
     `ratings`: pieces the user rated (+1 chosen, -1 rejected), added to every iteration's
     pairs (alone with `scorer="none"`). `candidate_source(iteration, model_path)`: pieces to
     score instead of generating them (iteration 0 is the final evaluation); None generates
-    `config.samples` pieces. `on_log(record)` gets stage and step records, `on_progress(done,
-    total)` counts generated pieces and optimiser steps, `should_stop()` is polled between
-    generation batches and after every step: a stopped run saves no half-optimised model and
-    returns status "cancelled".
+    `config.samples` pieces. `on_log(record)` gets stage and step records (those a musician
+    reads carry `text`), `on_progress(done, total)` counts the current stage's work from 0,
+    `should_stop()` is polled between generation batches and after every step: a stopped run
+    saves no half-optimised model and returns status "cancelled". An iteration with fewer than
+    `min_pairs` pairs stops the run (status "stopped", the model so far kept); at the first
+    iteration that is a DPOError saying what became of the pieces.
     """
     return DPORun(config, ratings, candidate_source, on_log, on_progress, should_stop).run()

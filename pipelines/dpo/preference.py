@@ -1,16 +1,24 @@
-"""From scored pieces to preference pairs: the chosen and rejected sets, each with its reason.
+"""From scored pieces to preference pairs: what each piece is (usable or why not), the chosen and rejected sets,
+and which chosen piece each rejected one is paired with.
 
-As NotaGen's CLaMP-DPO: pieces are ranked by score; the chosen set is the top
-`portion`, walking down the ranking and skipping any piece whose voices' bars do not
-align, that is closer than the plagiarism threshold to one reference piece, or
-whose staves of one instrument are not grouped together; the rejected set is the
-bottom `portion`, unfiltered. Pieces the user rated in the library (+1 / -1) join
-the chosen / rejected sets, alone or with a scorer's. Every piece of every set is
-paired with every piece of the other.
+Every generated piece counts. A piece is *usable* when the model ended it, it post-processes, its voices' bars
+align, it is no near-copy of one reference piece and the staves of one instrument are grouped together.
+
+- Chosen (NotaGen's CLaMP-DPO rule): the top `portion` of the scored pieces, walking down the ranking and
+  taking only usable pieces, above the bottom `portion`.
+- Rejected: the bottom `portion` by score (as upstream), and every piece that is not usable: one that hit
+  the patch, character or time limit, one that ended but cannot be post-processed, is misaligned, copies a
+  reference or splits an instrument's staves. Upstream drops those, so nothing teaches the model to end
+  a piece; here they are what the model is pushed away from.
+- Pairs: a piece rejected by score is paired with every chosen piece (as upstream); a piece rejected for what
+  it is, with the chosen pieces of its own prompt, or with every chosen piece where its prompt has none.
+  Pieces the user rated in the library (+1 / -1) join the chosen / rejected sets and pair with every piece
+  of the other set.
 """
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 
 from pipelines.abc.prompts import Prompt
@@ -18,6 +26,15 @@ from pipelines.abc.report import report_piece
 from pipelines.errors import AbcError, DPOError
 
 _SCORE_VOICES = re.compile(r"[^\s{}()\[\]|]+")
+# The engine's words for a piece that ended but could not be post-processed (GeneratedPiece.reason).
+POSTPROCESS_FAILED = "post-processing failed"
+
+# Why a piece is not usable, from the least to the most finished; and how a line of figures names each.
+UNFINISHED, BROKEN, MISALIGNED, COPY, UNGROUPED = "unfinished", "broken", "misaligned", "copy", "ungrouped"
+PROBLEM_WORDS = {BROKEN: "ended but could not be post-processed",
+                 MISALIGNED: "ended with voices whose bars do not align",
+                 COPY: "ended as a near-copy of a reference piece",
+                 UNGROUPED: "ended with an instrument's staves apart"}
 
 
 @dataclass
@@ -31,18 +48,33 @@ class Candidate:
     seed: int | None = None
     source: str = "generated"  # generated | human | given
     status: str = "ok"  # the generation status (ok | limit | cancelled | invalid)
-    reason: str = ""  # why generation failed, or the preference decision's reason
+    reason: str = ""  # the preference decision's reason
     score: float | None = None
     nearest_similarity: float | None = None
     nearest_reference: str = ""
-    decision: str = ""  # chosen | rejected | skipped | unused | failed
+    decision: str = ""  # chosen | rejected | unused | scored
     rating: int | None = None
+    problem_kind: str = ""  # why the piece is not usable: unfinished | broken | misaligned | copy | ungrouped
+    problem: str = ""  # the same in words: the engine's reason, or the filters' findings
+    pairs_with: str = "any"  # a rejected piece's partners: "any" chosen piece, or those of its "prompt" first
+    chars: int = 0  # generated chars (the prompt's excluded)
+
+    @property
+    def ended(self) -> bool:
+        """Whether the model wrote the piece's end (post-processed or not)."""
+        return self.abc is not None or (self.status == "invalid" and self.problem.startswith(POSTPROCESS_FAILED))
+
+    @property
+    def usable(self) -> bool:
+        """Ended, post-processed and through every filter (`classify` sets the filters' findings)."""
+        return self.abc is not None and not self.problem_kind
 
     def record(self) -> dict:
         return {"name": self.name, "source": self.source, "prompt": self.prompt.line if self.prompt else None,
-                "seed": self.seed, "status": self.status, "score": self.score,
-                "nearest_reference": self.nearest_reference, "nearest_similarity": self.nearest_similarity,
-                "rating": self.rating, "decision": self.decision, "reason": self.reason}
+                "seed": self.seed, "status": self.status, "ended": self.ended, "usable": self.usable,
+                "problem": self.problem, "score": self.score, "nearest_reference": self.nearest_reference,
+                "nearest_similarity": self.nearest_similarity, "rating": self.rating, "decision": self.decision,
+                "reason": self.reason}
 
 
 @dataclass
@@ -63,15 +95,19 @@ class HumanRating:
 class Preference:
     chosen: list[Candidate] = field(default_factory=list)
     rejected: list[Candidate] = field(default_factory=list)
-    skipped: list[Candidate] = field(default_factory=list)
 
     def pairs(self) -> list[tuple[int, int]]:
-        """Every (chosen index, rejected index)."""
-        return [(i, j) for i in range(len(self.chosen)) for j in range(len(self.rejected))]
+        """(chosen index, rejected index) of every pair, by the pairing rule of the module's docstring."""
+        out = []
+        for j, r in enumerate(self.rejected):
+            same = ([i for i, c in enumerate(self.chosen) if c.prompt is not None and c.prompt == r.prompt]
+                    if r.pairs_with == "prompt" else [])
+            out += [(i, j) for i in (same or range(len(self.chosen)))]
+        return sorted(out)
 
     def record(self, **settings) -> dict:
         return {**settings, "pairs": len(self.pairs()), "chosen": [c.record() for c in self.chosen],
-                "rejected": [c.record() for c in self.rejected], "skipped": [c.record() for c in self.skipped]}
+                "rejected": [c.record() for c in self.rejected]}
 
 
 # ---------------------------------------------------------------- filters
@@ -132,42 +168,58 @@ def plagiarism_problem(candidate: Candidate, threshold: float) -> str | None:
     return None
 
 
+def classify(candidates: list[Candidate], plagiarism_threshold: float) -> None:
+    """Set `problem_kind` and `problem` on every candidate (empty on a usable one); scores must be set first."""
+    for c in candidates:
+        if c.abc is None:
+            c.problem = c.problem or f"generation ended with status {c.status}"
+            c.problem_kind = BROKEN if c.ended else UNFINISHED
+            continue
+        found = [(kind, p) for kind, p in ((MISALIGNED, alignment_problem(c.abc)),
+                                           (COPY, plagiarism_problem(c, plagiarism_threshold)),
+                                           (UNGROUPED, grouping_problem(c.abc))) if p]
+        c.problem_kind = found[0][0] if found else ""
+        c.problem = "; ".join(p for _, p in found)
+
+
 # ---------------------------------------------------------------- selection
 
 def select_preferences(candidates: list[Candidate], portion: float, plagiarism_threshold: float) -> Preference:
-    """Chosen (top `portion`, filtered) and rejected (bottom `portion`) among scored candidates.
+    """Chosen and rejected candidates by the rules of the module's docstring.
 
-    Sets `decision` and `reason` on every candidate; candidates without a score (failed
-    generations) are marked failed.
+    Sets `decision` and `reason` on every candidate. Candidates must be scored (those with ABC);
+    a piece cut short by the user (status cancelled) is left out.
     """
-    scored = [c for c in candidates if c.abc is not None and c.score is not None]
+    classify(candidates, plagiarism_threshold)
+    live = [c for c in candidates if c.status != "cancelled"]
     for c in candidates:
-        if c.abc is None or c.score is None:
-            c.decision = "failed"
-            c.reason = c.reason or f"generation ended with status {c.status}"
-    ranked = sorted(scored, key=lambda c: c.score, reverse=True)
+        if c.status == "cancelled":
+            c.decision, c.reason = "unused", "stopped by the user before it ended"
+    ranked = sorted((c for c in live if c.abc is not None and c.score is not None), key=lambda c: -c.score)
     n = len(ranked)
-    k = max(1, int(n * portion)) if n >= 2 else 0
+    k = max(1, int(n * portion)) if n else 0
+    bottom = ranked[n - k:] if n >= 2 else []
     preference = Preference()
-    rejected = ranked[n - k:] if k else []
     for rank, c in enumerate(ranked, 1):
-        c.decision, c.reason = "unused", f"rank {rank} of {n}: neither in the top nor the bottom {portion:g}"
-    for rank, c in enumerate(rejected, n - k + 1):
-        c.decision, c.reason = "rejected", f"rank {rank} of {n}: in the bottom {k} by score"
-        preference.rejected.append(c)
-    for rank, c in enumerate(ranked[:n - k], 1):
+        c.decision, c.reason = "unused", f"rank {rank} of {n} by score: neither in the top {k} nor the bottom {k}"
+    for rank, c in enumerate(ranked[:n - len(bottom)], 1):
         if len(preference.chosen) == k:
             break
-        problems = [p for p in (alignment_problem(c.abc), plagiarism_problem(c, plagiarism_threshold),
-                                grouping_problem(c.abc)) if p]
-        if problems:
-            c.decision, c.reason = "skipped", f"rank {rank} of {n}: " + "; ".join(problems)
-            preference.skipped.append(c)
-        else:
+        if c.usable:
             c.decision = "chosen"
-            c.reason = (f"rank {rank} of {n}: bars align, staves grouped, nearest reference "
+            c.reason = (f"rank {rank} of {n} by score, usable: ended, bars align, staves grouped, nearest reference "
                         f"{c.nearest_similarity:.3f} (limit {plagiarism_threshold})")
             preference.chosen.append(c)
+    for rank, c in enumerate(bottom, n - len(bottom) + 1):
+        c.decision, c.pairs_with = "rejected", "any"
+        c.reason = f"rank {rank} of {n} by score: in the bottom {len(bottom)}" + (f"; {c.problem}" if c.problem
+                                                                                     else "")
+        preference.rejected.append(c)
+    for c in live:
+        if c.problem_kind and c.decision != "rejected":
+            c.decision, c.pairs_with = "rejected", "prompt"
+            c.reason = f"not usable: {c.problem}"
+            preference.rejected.append(c)
     return preference
 
 
@@ -188,3 +240,47 @@ def merge_ratings(preference: Preference, ratings: list[HumanRating]) -> Prefere
     for c in rated_candidates(ratings):
         (preference.chosen if c.rating > 0 else preference.rejected).append(c)
     return preference
+
+
+# ---------------------------------------------------------------- in words
+
+def outcomes(candidates: list[Candidate]) -> str:
+    """What became of the pieces, e.g. "3 reached the 96-patch limit without an ending, 1 usable"."""
+    counts = Counter()
+    for c in candidates:
+        if c.status == "cancelled":
+            counts["stopped by the user"] += 1
+        elif c.problem_kind == UNFINISHED:
+            counts[c.problem] += 1
+        elif c.problem_kind:
+            counts[PROBLEM_WORDS[c.problem_kind]] += 1
+        else:
+            counts["usable"] += 1
+    return ", ".join(f"{n} {what}" for what, n in counts.most_common())
+
+
+def why_few_pairs(candidates: list[Candidate], preference: Preference) -> str:
+    """Why a selection made the pairs it made, in words a musician can act on.
+
+    E.g. "all 4 pieces reached the 300-patch limit without an ending; none ended, so none can be chosen".
+    """
+    generated = [c for c in candidates if c.source != "human"]
+    n, pairs = len(generated), len(preference.pairs())
+    if not n:
+        what = "no pieces were written"
+    elif len({(c.problem_kind, c.problem) for c in generated}) == 1:
+        only = generated[0]
+        words = (only.problem if only.problem_kind == UNFINISHED else PROBLEM_WORDS.get(only.problem_kind)
+                 or ("are usable" if n > 1 else "is usable"))
+        what = f"all {n} pieces {words}" if n > 1 else f"the only piece {words}"
+    else:
+        what = f"of {n} pieces, {outcomes(generated)}"
+    if not preference.chosen:
+        ended = sum(c.ended for c in generated)
+        tail = ("none ended, so none can be chosen" if not ended
+                else "none is usable, so none can be chosen")
+    elif not preference.rejected:
+        tail = f"{len(preference.chosen)} chosen but none rejected"
+    else:
+        tail = f"{len(preference.chosen)} chosen and {len(preference.rejected)} rejected make {pairs} pairs"
+    return f"{what}; {tail}"

@@ -17,10 +17,12 @@ def test_dpo_command_with_ratings(tmp_path, capsys):
                for name, rating in (("bach_bwv66.6", 1), ("haydn_opus74no1_movement3", -1))]
     ratings.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     code = main(["dpo", "--model", TINY, "--data", str(data), "--out", str(tmp_path / "run"), "--samples", "0",
-                 "--scorer", "none", "--ratings", str(ratings), "--steps", "2", "--lr", "1e-3", "--device", "cpu"])
+                 "--scorer", "none", "--ratings", str(ratings), "--steps", "2", "--lr", "1e-3", "--device", "cpu",
+                 "--min-pairs", "1"])
     out = capsys.readouterr().out
     assert code == 0, out
-    assert "estimated memory of one DPO step" in out and "1 chosen, 1 rejected" in out and "finished" in out
+    assert "estimated memory of one DPO step" in out and "1 chosen, 1 rejected, 1 pair, 2 steps" in out
+    assert "estimated time: at most about" in out and "finished: model" in out
     assert (tmp_path / "run" / "iter_1" / "model.pth").is_file()
 
     ratings.write_text('{"abc": "x", "rating": 2}\n', encoding="utf-8")

@@ -4,15 +4,29 @@ import json
 
 import pytest
 
-from pipelines.dpo.config import DPOConfig
+from pipelines.dpo.config import DPOConfig, sized_settings
 from pipelines.errors import DPOError
+from pipelines.fields import default_of
 from pipelines.generation.options import GenerationLimits, SamplingConfig
 
 
 def test_sampling_defaults_are_the_generators(tmp_path):
     config = DPOConfig(model=tmp_path / "m.pth", data_dir=tmp_path, out_dir=tmp_path)
     assert SamplingConfig(config.top_k, config.top_p, config.temperature) == SamplingConfig()
-    assert (config.max_patches, config.max_seconds) == (GenerationLimits().max_patches, GenerationLimits().max_seconds)
+    assert config.max_seconds == GenerationLimits().max_seconds
+    # DPO's own patch limit (the generator has none): a piece that never ends becomes a rejected candidate at
+    # 800 patches instead of holding its batch to the time limit
+    assert config.max_patches == 800 and GenerationLimits().max_patches == 0
+    GenerationLimits(max_patches=config.max_patches)  # a value the generator accepts
+
+
+def test_sizes_per_device(tmp_path):
+    """The GPU takes DPOConfig's defaults; a CPU's sizes finish in a minute or two and build a valid config."""
+    gpu, cpu = sized_settings("cuda"), sized_settings("cpu")
+    assert gpu["samples"] == default_of(DPOConfig, "samples") and gpu["max_patches"] == 800
+    assert (cpu["samples"], cpu["max_patches"], cpu["iterations"], cpu["steps"]) == (8, 160, 1, 8)
+    assert set(cpu) == set(gpu) and "model" not in cpu
+    DPOConfig(model=tmp_path / "m.pth", data_dir=tmp_path, out_dir=tmp_path, **cpu)
 
 
 @pytest.mark.parametrize("changes, message", [

@@ -5,7 +5,13 @@ import torch
 
 from pipelines.abc.prompts import Prompt
 from pipelines.abc.tokenizer import Patchilizer, pad_patches
-from pipelines.dpo.logprobs import encode_pieces, measure_logprobs, sequence_logprobs, training_text
+from pipelines.dpo.logprobs import (
+    encode_pieces,
+    measure_logprobs,
+    sequence_logprobs,
+    training_text,
+    unfinished_text,
+)
 from pipelines.dpo.memory import estimate_dpo_memory
 from pipelines.errors import DPOError
 from pipelines.model.checkpoint import load_checkpoint
@@ -27,6 +33,23 @@ def test_training_text_from_generated_and_post_processed():
     augmented = (PRE / "augmented" / "C" / "bach_bwv66.6_C.abc").read_text(encoding="utf-8")
     text = training_text("%Baroque\n%Bach, Johann Sebastian\n%Choral\n%end\n" + augmented)
     assert text == "%Baroque\n%Bach, Johann Sebastian\n%Choral\n%end\n" + augmented  # a dataset file is unchanged
+
+
+def test_an_unfinished_piece_is_measured_as_written_without_an_end():
+    """A piece cut off by the patch limit: its own [r:i/j] counts, no half line, and no end patch, so rejecting
+    it does not teach the model not to end."""
+    raw = ("%Baroque\n%Bach, Johann Sebastian\n%Choral\n%end\nL:1/8\nM:2/4\nK:C\nV:1 treble\nV:2 bass\n"
+           "[r:0/11][V:1]cd ef|[V:2]C,4|\n[r:1/10][V:1]g4|[V:2]G,4|\n[r:2/9][V:1]ab")
+    text = unfinished_text(raw)
+    assert text.endswith("[r:1/10][V:1]g4|[V:2]G,4|\n") and "[r:2/9]" not in text
+    patchilizer = Patchilizer()
+    as_written, = encode_pieces([text], patchilizer, 1024, ended=[False])
+    ended, = encode_pieces([training_text(text)], patchilizer, 1024)
+    eos = patchilizer.to_ids(patchilizer.eos_patch)
+    assert ended[-1] == eos and as_written[-1] != eos and eos not in as_written
+    decoded = "".join(chr(i) for row in as_written for i in row if i > 2)
+    assert "[r:0/11]" in decoded and "[r:1/10]" in decoded  # the model's counts, not recounted ones (1/0)
+    assert len(encode_pieces([text], patchilizer, 5, ended=[False])[0]) == 5  # the head, cut to the context
 
 
 def test_logprobs_are_minus_the_training_loss_and_cut_the_same_way():

@@ -11,6 +11,7 @@ from pipelines.dpo.preference import (
     grouping_problem,
     merge_ratings,
     select_preferences,
+    why_few_pairs,
 )
 from pipelines.dpo.scorers import BuiltinScorer
 from pipelines.errors import DPOError
@@ -63,31 +64,77 @@ def candidates_and_references():
         "beethoven": piece("beethoven_opus18no1_movement4"),
     }
     cands = [Candidate(name=k, text=v, abc=v, seed=i) for i, (k, v) in enumerate(texts.items())]
-    cands.append(Candidate(name="failed", text="%Baroque\n", abc=None, status="limit", reason="hit the patch limit"))
+    cands.append(Candidate(name="failed", text="%Baroque\n", abc=None, status="limit",
+                           problem="reached the 300-patch limit without an ending"))
     scorer = BuiltinScorer()
     mean = score_candidates(cands, scorer, references, scorer.features([t for _, t in references]))
     return cands, mean
 
 
-def test_selection_skips_plagiarism_and_misalignment():
+def test_selection_rejects_copies_misaligned_and_unfinished_pieces():
+    """Upstream's chosen rule; every piece that is not usable is rejected, not skipped (rule changed on purpose)."""
     cands, mean = candidates_and_references()
     by = {c.name: c for c in cands}
     assert by["copy"].nearest_reference == "bach_bwv66.6" and by["copy"].nearest_similarity > 0.985
     assert by["copy"].score > by["haydn"].score  # chorale-like pieces score higher against chorales
     assert mean == pytest.approx(sum(c.score for c in cands if c.score is not None) / 6)
-    pref = select_preferences(cands, portion=0.34, plagiarism_threshold=0.985)  # 6 scored -> 2 each
+    pref = select_preferences(cands, portion=0.34, plagiarism_threshold=0.985)  # 6 scored -> 2 each way
     ranked = sorted((c for c in cands if c.score is not None), key=lambda c: -c.score)
-    assert [c.name for c in pref.rejected] == [c.name for c in ranked[-2:]]
-    assert {"copy", "broken"} <= {c.name for c in pref.skipped}
-    # the walk down the ranking stops before the rejected pieces: haydn's fixture has an odd bar (58) too,
+    assert [c.name for c in pref.rejected[:2]] == [c.name for c in ranked[-2:]]  # the bottom two by score
+    # the walk down the ranking stops before the bottom two: haydn's fixture has an odd bar (58) too,
     # so only one piece is chosen
     assert [c.name for c in pref.chosen] == ["mozart"]
+    rejected = {c.name for c in pref.rejected}
+    assert {"copy", "broken", "haydn", "failed"} <= rejected and "mozart" not in rejected
     assert "plagiarism" in by["copy"].reason and "align" in by["broken"].reason
-    assert by["failed"].decision == "failed" and "patch limit" in by["failed"].reason
-    assert all(c.decision in ("chosen", "rejected", "skipped", "unused", "failed") for c in cands)
-    assert len(pref.pairs()) == 2
+    assert by["failed"].decision == "rejected" and "patch limit" in by["failed"].reason
+    assert not by["failed"].ended and by["copy"].ended and not by["copy"].usable and by["mozart"].usable
+    assert all(c.decision in ("chosen", "rejected", "unused") for c in cands)
+    assert len(pref.pairs()) == len(pref.rejected)  # one chosen piece, paired with every rejected one
     record = pref.record(portion=0.34)
-    assert record["pairs"] == 2 and all("reason" in c and "score" in c for c in record["chosen"])
+    assert record["pairs"] == len(pref.rejected) and all("reason" in c and "score" in c for c in record["chosen"])
+
+
+def scored(name: str, text: str, prompt: Prompt, score: float) -> Candidate:
+    return Candidate(name=name, text=text, abc=text, prompt=prompt, score=score, nearest_similarity=0.5)
+
+
+def unfinished(name: str, prompt: Prompt, limit: int = 300) -> Candidate:
+    return Candidate(name=name, text="%x\n", abc=None, prompt=prompt, status="limit",
+                     problem=f"reached the {limit}-patch limit without an ending")
+
+
+def test_an_unfinished_candidate_becomes_a_rejected_one_paired_within_its_prompt():
+    p1, p2, p3 = (Prompt("Classical", c, "Chamber") for c in ("Mozart, Wolfgang Amadeus", "Haydn, Joseph",
+                                                             "Beethoven, Ludwig van"))
+    text = "X:1\n" + piece("mozart_k155_movement2")
+    cands = [scored("a", text, p1, 0.9), scored("b", text, p2, 0.8), scored("c", text, p1, 0.3),
+             scored("d", text, p2, 0.2), unfinished("u1", p1), unfinished("u2", p3)]
+    pref = select_preferences(cands, portion=0.5, plagiarism_threshold=0.985)  # 4 scored -> 2 chosen, 2 rejected
+    assert [c.name for c in pref.chosen] == ["a", "b"]
+    assert [c.name for c in pref.rejected] == ["c", "d", "u1", "u2"]
+    named = {(pref.chosen[i].name, pref.rejected[j].name) for i, j in pref.pairs()}
+    # by score: with every chosen piece; unfinished: with its prompt's chosen piece, else with every one
+    assert named == {("a", "c"), ("b", "c"), ("a", "d"), ("b", "d"), ("a", "u1"), ("a", "u2"), ("b", "u2")}
+    u1 = cands[4]
+    assert u1.decision == "rejected" and u1.reason == "not usable: reached the 300-patch limit without an ending"
+
+
+def test_no_pairs_says_what_became_of_the_pieces():
+    prompt = Prompt("Baroque", "Bach, Johann Sebastian", "Choral")
+    cands = [unfinished(f"u{i}", prompt) for i in range(4)]
+    pref = select_preferences(cands, portion=0.1, plagiarism_threshold=0.985)
+    assert not pref.chosen and len(pref.rejected) == 4 and pref.pairs() == []
+    assert why_few_pairs(cands, pref) == (
+        "all 4 pieces reached the 300-patch limit without an ending; none ended, so none can be chosen")
+    broken = Candidate(name="b", text="%x\n", abc=None, prompt=prompt, status="invalid",
+                       problem="post-processing failed: bar 3 cannot be read")
+    mixed = cands[:3] + [broken]
+    pref = select_preferences(mixed, portion=0.1, plagiarism_threshold=0.985)
+    assert broken.ended and not broken.usable and broken.decision == "rejected"
+    assert why_few_pairs(mixed, pref) == (
+        "of 4 pieces, 3 reached the 300-patch limit without an ending, 1 ended but could not be post-processed; "
+        "none is usable, so none can be chosen")
 
 
 def test_rated_pieces_join_or_make_the_pairs():

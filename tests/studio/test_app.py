@@ -50,7 +50,8 @@ def train_args(**changes) -> dict:
 def dpo_args(**changes) -> dict:
     """The DPO tab's start inputs, by name."""
     return {"model": TINY, "dataset": "d", "run": "r", "scorer": "builtin", "clamp2": "", "use_ratings": True,
-            "iterations": 1, "samples": 1, "steps": 1, "max_patches": 0, **changes}
+            "iterations": 1, "samples": 1, "steps": 1, "max_patches": 0, "generation_batch": 1, "min_pairs": 1,
+            "score_final": False, "keep_best": False, **changes}
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import gradio as gr
 import pandas as pd
 
 from pipelines.service import Job
+from pipelines.service.dpo import ModelFigures
 from pipelines.training.runlog import read_train_log
 from studio.job_follow import job_line
 from studio.tabs import dpo, train
@@ -107,17 +108,44 @@ def test_a_cancelled_job_says_cancelled_once():
     assert job_line(failed, -1) == "failed: out of memory"
 
 
-def test_the_dpo_chart_has_a_point_for_each_scored_model_in_run_order():
-    scores = [0.5, 0.625] + [None] * 8 + [0.75, 0.875]  # ten iterations, then the final model
-    points = dpo.chart(scores)
-    assert points["pieces"].tolist() == ["iteration 1", "iteration 2", "iteration 11", "final model"]
-    assert points["mean score"].tolist() == [0.5, 0.625, 0.75, 0.875]
-    assert dpo.chart_plot(scores)["sort"] == points["pieces"].tolist()  # not the alphabet's order
-    one = dpo.chart([0.5, None])  # one iteration, the final model not scored yet: one point
-    assert one.to_dict("records") == [{"pieces": "iteration 1", "mean score": 0.5}]
-    plot = gr.ScatterPlot(x="pieces", y="mean score")
-    expected = {"pieces": "nominal", "mean score": "quantitative"}
+def figures(label: str, ended: float, usable: float, score: float | None, pairs: int | None = None,
+            lowered: bool = False) -> ModelFigures:
+    return ModelFigures(label, 200, ended, usable, score, pairs, lowered)
+
+
+def test_the_dpo_chart_has_a_point_per_model_and_measure_in_run_order():
+    models = [figures("starting model", 0.34, 0.30, 0.905)] + [
+        figures(f"after iteration {k}", 0.5, 0.25, 0.9 + k / 100, pairs=60) for k in range(1, 11)]
+    models[-1] = figures("after iteration 10", 0.5, 0.25, None, pairs=60)  # no piece ended: no mean score
+    points = dpo.chart(models)
+    assert len(points) == 11 * 3 - 1
+    assert points[points["model"] == "starting model"].to_dict("records") == [
+        {"model": "starting model", "measure": "share of pieces that end", "value": 0.34},
+        {"model": "starting model", "measure": "share of pieces usable", "value": 0.30},
+        {"model": "starting model", "measure": "mean score", "value": 0.905}]
+    update = dpo.chart_plot(models)
+    assert update["sort"][:3] == ["starting model", "after iteration 1", "after iteration 2"]  # not the alphabet's
+    assert update["sort"][-1] == "after iteration 10"
+    one = dpo.chart(models[:1])  # one model measured so far: its three points
+    plot = gr.ScatterPlot(x="model", y="value", color="measure")
+    expected = {"model": "nominal", "measure": "nominal", "value": "quantitative"}
     assert plot_types(plot, dpo.chart([])) == expected and plot_types(plot, one) == expected
+
+
+def test_the_dpo_table_names_the_pairs_and_the_flag():
+    rows = dpo.table([figures("starting model", 0.34, 0.3, 0.905),
+                      figures("after iteration 1", 0.12, 0.1, 0.938, pairs=6, lowered=True)])
+    assert rows.to_dict("records") == [
+        {"model": "starting model", "pieces": 200, "end": "34%", "usable": "30%", "mean score": "0.905",
+         "pairs": "", "note": ""},
+        {"model": "after iteration 1", "pieces": 200, "end": "12%", "usable": "10%", "mean score": "0.938",
+         "pairs": "6", "note": "lowered the usable share"}]
+    assert list(dpo.table([]).columns) == dpo.TABLE_COLUMNS
+    unmeasured = ModelFigures("after iteration 1", 0, None, None, None, 6, False)
+    assert dpo.table([unmeasured]).to_dict("records")[0] == {
+        "model": "after iteration 1", "pieces": "-", "end": "-", "usable": "-", "mean score": "-", "pairs": "6",
+        "note": "not measured"}
+    assert dpo.chart([unmeasured]).empty  # no point for what was not measured
 
 
 def test_the_clamp2_weights_box_is_there_for_the_clamp2_scorer_only():

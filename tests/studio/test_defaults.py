@@ -34,6 +34,10 @@ WIDGETS = {
     (dpo, "samples"): (DPOConfig, "samples"),
     (dpo, "steps"): (DPOConfig, "steps"),
     (dpo, "max_patches"): (DPOConfig, "max_patches"),
+    (dpo, "generation_batch"): (DPOConfig, "generation_batch"),
+    (dpo, "min_pairs"): (DPOConfig, "min_pairs"),
+    (dpo, "score_final"): (DPOConfig, "score_final"),
+    (dpo, "keep_best"): (DPOConfig, "keep_best"),
     (dataset, "eval_split"): (DatasetConfig, "eval_split"),
     (dataset, "max_unaligned_share"): (DatasetConfig, "max_unaligned_share"),
 }
