@@ -16,7 +16,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 
 from pipelines.errors import FileInUseError
@@ -24,6 +24,10 @@ from pipelines.errors import FileInUseError
 # Seconds to wait before each new try of a replace that Windows refused (about 1.5 s in all).
 REPLACE_RETRY_DELAYS_S = (0.05, 0.1, 0.2, 0.4, 0.8)
 STEM_LIMIT = 80  # characters of a generated file name stem
+# Characters of a name a user gives (a dataset, a run) or the build makes (a piece): a dataset file,
+# datasets/<name>/augmented/<key>/<piece>_<key>.abc, stays within about 150 characters of the
+# workspace, leaving 100 for the workspace's own folder under Windows' 260.
+NAME_LIMIT = 60
 BOM = "\ufeff"  # Notepad and Excel start UTF-8 files with it
 
 
@@ -99,12 +103,12 @@ def case_twin(folder: str | os.PathLike, name: str) -> str | None:
     return next((entry for entry in sorted(entries) if entry != name and entry.casefold() == key), None)
 
 
-def unique_name(name: str, taken: Iterable[str], suffix: str = "") -> str:
-    """`name`, else the first of `name+suffix`, `name+suffix+2`, `name+suffix+3`, ... that no name in `taken`
-    equals ignoring case (such names are one file on Windows)."""
-    used = {t.casefold() for t in taken}
+def claim_name(name: str, used: set[str], suffix: str = "") -> str:
+    """`name`, else the first of `name+suffix`, `name+suffix+2`, `name+suffix+3`, ... that is not in `used`
+    ignoring case (such names are one file on Windows); the name chosen is added to `used` (casefolded)."""
     candidate, n = name, 1
     while candidate.casefold() in used:
         n += 1
         candidate = f"{name}{suffix}" if n == 2 and suffix else f"{name}{suffix}{n}"
+    used.add(candidate.casefold())
     return candidate

@@ -10,10 +10,10 @@ from pipelines.errors import FileInUseError
 from pipelines.files import (
     atomic_write_text,
     case_twin,
+    claim_name,
     read_text,
     safe_stem,
     shorten,
-    unique_name,
     without_bom,
 )
 
@@ -77,8 +77,10 @@ def test_case_twins_are_found(tmp_path):
     assert case_twin(tmp_path / "missing", "x") is None
 
 
-def test_unique_names_differ_in_more_than_case():
-    assert unique_name("bach", ["Bach"], "_xml") == "bach_xml"
-    assert unique_name("bach", ["Bach", "BACH_xml"], "_xml") == "bach_xml3"
-    assert unique_name("bach", ["Bach"]) == "bach2"
-    assert unique_name("haydn", ["Bach"]) == "haydn"
+def test_claimed_names_differ_in_more_than_case():
+    used = {"bach"}
+    assert claim_name("Bach", used, "_xml") == "Bach_xml"
+    assert claim_name("BACH", used, "_xml") == "BACH_xml3"
+    assert claim_name("bach", used) == "bach2"
+    assert claim_name("haydn", used) == "haydn"
+    assert used == {"bach", "bach_xml", "bach_xml3", "bach2", "haydn"}

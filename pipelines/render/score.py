@@ -31,6 +31,7 @@ from abctoolkit import abc2xml
 
 from pipelines.abc.report import PieceReport, clean_part_name, report_piece
 from pipelines.errors import AbcError, RenderError
+from pipelines.files import without_bom
 from pipelines.render.instruments import DEFAULT_PROGRAM, GM_NAMES, Instrument, assign_instruments
 from pipelines.render.pdf import score_pdf
 
@@ -167,7 +168,7 @@ def render_abc(abc_text: str, config: RenderConfig | None = None,
     leave a score (a missing voice, bars of unequal length, dropped symbols) give a result
     with `partial=True` and the reasons in `problems`."""
     config = config or RenderConfig()
-    abc_text = abc_text.replace("\r\n", "\n").replace("\r", "\n")  # files saved on Windows
+    abc_text = without_bom(abc_text).replace("\r\n", "\n").replace("\r", "\n")  # files saved on Windows
     total = 5
     progress = on_progress or (lambda done, total: None)
 

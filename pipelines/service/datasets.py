@@ -163,12 +163,21 @@ class DatasetService:
             raise DatasetError("no files were uploaded")
         folder = self.workspace.path("imports", f"{UPLOAD_FOLDER}/{name}")
         folder.mkdir(parents=True, exist_ok=True)
+        present = {p.name.casefold(): p.name for p in folder.iterdir()}  # before this upload
+        written: set[str] = set()  # by this upload, casefolded
         for temp, original in files:
             base = Path(str(original).replace("\\", "/")).name
             if Path(base).suffix.lower() not in SCORE_UPLOADS:
                 raise DatasetError(f"{base}: not a score file ({', '.join(SCORE_UPLOADS)})")
-            target = inside(folder, safe_stem(Path(base).stem) + Path(base).suffix.lower())
-            shutil.copyfile(temp, target)
+            stem, suffix = safe_stem(Path(base).stem), Path(base).suffix.lower()
+            # Names equal but for capitals are one file on Windows: such a file is kept apart as <stem>-2.
+            # A file uploaded again under its exact name replaces the earlier upload.
+            file_name, n = f"{stem}{suffix}", 1
+            while file_name.casefold() in written or present.get(file_name.casefold(), file_name) != file_name:
+                n += 1
+                file_name = f"{stem}-{n}{suffix}"
+            written.add(file_name.casefold())
+            shutil.copyfile(temp, inside(folder, file_name))
         return f"{UPLOAD_FOLDER}/{name}"
 
     def submit(self, spec: DatasetSpec) -> Job:

@@ -223,3 +223,18 @@ def test_time_limit_stops_waiting_for_a_slow_conversion():
         abc_to_musicxml(slow, time_limit_s=0.2)
     assert time.monotonic() - start < 1.5
     # last in this file: the abandoned conversion keeps abc2xml busy for a few more seconds
+
+
+def test_a_chorale_saved_with_a_byte_order_mark_is_the_same_score(tmp_path, chorale, capsys):
+    plain, marked = tmp_path / "plain.abc", tmp_path / "notepad.abc"
+    plain.write_text(chorale, encoding="utf-8")
+    marked.write_text(chorale, encoding="utf-8-sig")  # as Notepad saves UTF-8
+    assert marked.read_bytes().startswith(b"\xef\xbb\xbf")
+    summaries = []
+    for path in (plain, marked):
+        assert main(["render", str(path), "--out", str(tmp_path / path.stem), "--no-audio", "--no-pdf"]) == 0
+        summaries.append({k: v for k, v in json.loads(capsys.readouterr().out).items() if k not in ("file", "files")})
+    assert summaries[0] == summaries[1]
+    assert [p["name"] for p in summaries[1]["parts"]] == ["Soprano", "Alto", "Tenor", "Bass"]
+    pasted = render_abc("\ufeff" + chorale, FAST)  # text that keeps its mark (a paste, a text box)
+    assert pasted.musicxml == render_abc(chorale, FAST).musicxml and not pasted.partial
