@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pipelines.errors import FileInUseError
+from pipelines.fields import MAX_SCORE_MB
 
 # Seconds to wait before each new try of a replace that Windows refused (about 1.5 s in all).
 REPLACE_RETRY_DELAYS_S = (0.05, 0.1, 0.2, 0.4, 0.8)
@@ -72,6 +73,14 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 def read_text(path: str | os.PathLike, errors: str = "strict") -> str:
     """A text file a person may have saved (ABC, prompts, labels): UTF-8, with or without a byte order mark."""
     return Path(path).read_text(encoding="utf-8-sig", errors=errors)
+
+
+def too_large(path: str | os.PathLike, limit_mb: float = MAX_SCORE_MB) -> str | None:
+    """Why the file at `path` is too large to read as a score (its name, size and the limit), or None."""
+    size = Path(path).stat().st_size
+    if size <= limit_mb * 2**20:
+        return None
+    return f"{Path(path).name} is {size / 2**20:.1f} MB; score files of up to {limit_mb:g} MB are read"
 
 
 def without_bom(text: str) -> str:

@@ -47,7 +47,7 @@ from pipelines.dataset.convert import SCORE_SUFFIXES, StageError, read_musicxml,
 from pipelines.dataset.preprocess import KEYS, preprocess_abc
 from pipelines.dataset.workers import TaskFailure, run_tasks
 from pipelines.errors import DatasetError
-from pipelines.files import NAME_LIMIT, atomic_write_text, claim_name, read_text, shorten
+from pipelines.files import NAME_LIMIT, atomic_write_text, claim_name, read_text, shorten, too_large
 
 # Bump when the converted text for the same input would change; older stamps are then converted again.
 PIPELINE_VERSION = 2  # 2: stamps record the share of unaligned bars
@@ -300,6 +300,13 @@ def build_named(inputs: list[tuple[Path, str]], out_dir: str | os.PathLike, conf
         # labels saved by re-annotating win over those the build is given (for a piece, its file or all)
         given = clean_labels(Labels(**annotated.get(piece, {})).over(
             labels_for(config.piece_labels, piece, path).over(config.labels)))
+        if problem := too_large(path):
+            records[piece], statuses[piece] = {"source": str(path), "piece": piece, "status": "failed",
+                                               "stage": "read", "reason": problem}, "failed"
+            done += 1
+            if on_progress:
+                on_progress(done, total)
+            continue
         sha = file_sha256(path)
         stamp = _cached_stamp(out_dir, piece, sha) if config.use_cache else None
         if stamp is None:

@@ -22,7 +22,7 @@ from pipelines.dataset import (
 from pipelines.dataset.annotate import clean_label, vocabulary_warnings
 from pipelines.errors import DatasetError, PromptError
 from pipelines.fields import same_as
-from pipelines.files import safe_stem
+from pipelines.files import safe_stem, too_large
 from pipelines.service.jobs import Job, JobContext, JobQueue, Runner
 from pipelines.service.specs import JobResult, check_spec, from_params
 from pipelines.service.workspace import Workspace, check_name, inside
@@ -169,6 +169,8 @@ class DatasetService:
             base = Path(str(original).replace("\\", "/")).name
             if Path(base).suffix.lower() not in SCORE_UPLOADS:
                 raise DatasetError(f"{base}: not a score file ({', '.join(SCORE_UPLOADS)})")
+            if problem := too_large(temp):
+                raise DatasetError(problem.replace(Path(temp).name, base, 1))
             stem, suffix = safe_stem(Path(base).stem), Path(base).suffix.lower()
             # Names equal but for capitals are one file on Windows: such a file is kept apart as <stem>-2.
             # A file uploaded again under its exact name replaces the earlier upload.

@@ -25,9 +25,10 @@ from pipelines.generation.continuation import (
 from pipelines.generation.engine import GenerationRequest
 from pipelines.generation.options import GenerationLimits, SamplingConfig
 from pipelines.model.registry import validate_prompt
-from pipelines.render.audio import AudioConfig, render_audio
+from pipelines.render.audio import AudioConfig, render_audio, synthesize
 from pipelines.render.export import export_piece
-from pipelines.render.score import RenderConfig, render_abc
+from pipelines.render.score import RenderConfig, engrave_piece, render_abc
+from pipelines.render.worker import warm_up as warm_up_renderer
 from pipelines.service.jobs import Job, JobContext, JobQueue, Runner
 from pipelines.service.library import Generation, Library
 from pipelines.service.models import ModelService
@@ -167,6 +168,7 @@ class GenerationService:
         spec = from_params(GenerationSpec, ctx.params)
         path = self.models.path(spec.model)
         prompt = spec.prompt
+        warm_up_renderer(engrave_piece, synthesize)  # its process imports Verovio while the model loads and writes
         ctx.say(f"loading {path.name}")
         engine = self.models.slot.get(path, self.settings.device, self.settings.dtype)
         warning = validate_prompt(engine.card, prompt)

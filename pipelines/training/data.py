@@ -25,7 +25,7 @@ from abctoolkit.transpose import Key2Mode
 from pipelines.abc.prompts import Prompt, parse_prompt, read_prompts
 from pipelines.abc.tokenizer import Patchilizer, pad_patches
 from pipelines.errors import AbcError, PromptError, TrainingError
-from pipelines.files import read_text
+from pipelines.files import read_text, too_large
 
 KEYS = ("Cb", "C", "C#", "Db", "D", "Eb", "E", "F", "F#", "Gb", "G", "Ab", "A", "Bb", "B")
 PITCH_CLASS = {"Cb": 11, "C": 0, "C#": 1, "Db": 1, "D": 2, "Eb": 3, "E": 4, "F": 5, "F#": 6, "Gb": 6,
@@ -41,6 +41,8 @@ _MODE_TO_KEY = {mode: key for key, modes in Key2Mode.items() for mode in modes}
 
 def read_abc(path: Path) -> str:
     try:
+        if problem := too_large(path):
+            raise AbcError(problem)
         text = read_text(path)
     except FileNotFoundError:
         raise AbcError(f"{path}: no such file") from None

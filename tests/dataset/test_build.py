@@ -348,3 +348,16 @@ def test_worker_processes_are_at_most_61_however_many_cores(monkeypatch):
         DatasetConfig(workers=62)
     with pytest.raises(TrainingError, match="61"):
         TrainConfig(data_dir=Path("data"), out_dir=Path("run"), preset="tiny", data_workers=62)
+
+
+def test_a_score_file_over_the_size_cap_fails_by_name_and_the_others_go_on(tmp_path, fixtures):
+    folder = tmp_path / "scores"
+    folder.mkdir()
+    shutil.copy(fixtures / "preprocess" / "bach_bwv66.6.musicxml", folder)
+    with (folder / "opera.musicxml").open("wb") as f:
+        f.truncate(21 * 2**20)
+    report = build_dataset([folder], tmp_path / "out", DatasetConfig(workers=0, eval_split=0, labels=CHORALE))
+    failed = {f.piece: f for f in report.files if f.status == "failed"}
+    assert list(failed) == ["opera"] and failed["opera"].stage == "read"
+    assert failed["opera"].reason == "opera.musicxml is 21.0 MB; score files of up to 20 MB are read"
+    assert report.train == ["bach_bwv66.6"]

@@ -113,3 +113,11 @@ def test_uploads_whose_names_differ_only_in_capitals_are_kept_apart(backend, tmp
     backend.datasets.store_uploads([(second, "Bach.musicxml")], "mine")  # the same name again: replaced
     assert sorted(p.name for p in stored.iterdir()) == ["Bach.musicxml", "bach-2.musicxml"]
     assert (stored / "Bach.musicxml").read_bytes() == second.read_bytes()
+
+
+def test_an_upload_over_the_size_cap_is_refused_by_its_own_name(backend, tmp_path):
+    big = tmp_path / "gradio-temp-123"
+    with big.open("wb") as f:
+        f.truncate(21 * 2**20)
+    with pytest.raises(DatasetError, match=r"^Opera\.musicxml is 21\.0 MB; score files of up to 20 MB are read$"):
+        backend.datasets.store_uploads([(big, "Opera.musicxml")], "big")
