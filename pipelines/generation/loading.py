@@ -15,9 +15,10 @@ def load_engine(path: Path, device: str | None = "auto", dtype: str | None = "au
                 decode: DecodeOptions = DecodeOptions()) -> Engine:
     """An engine over the model file at `path`; `decode` as `Engine` takes it (default: decided by the runtime)."""
     runtime = pick_runtime(device, dtype)
-    # In the runtime's dtype already: a conversion copies the weights out of the file's mapping for free
-    # (the loader copies what is still mapped, so the file can be replaced while the model is loaded).
-    ckpt = load_model(path, device="cpu", dtype=runtime.dtype)
+    # Nothing may stay in the file's mapping, so the file can be saved over while the model is loaded
+    # (Windows refuses to replace a mapped file): on a GPU the Engine's move copies the weights out at
+    # once; on the CPU the loader copies what is still mapped.
+    ckpt = load_model(path, device="cpu", leave_mapped=runtime.device.type != "cpu")
     ckpt.card.prompts = prompt_vocabulary(path, ckpt.card)
     return Engine(ckpt.model, runtime, name=Path(path).name, card=ckpt.card, compile=decode.compile,
                   fused=decode.fused, pair=decode.pair)

@@ -186,8 +186,12 @@ def read_card(path: str | os.PathLike) -> ModelCard:
 
 
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
-                    dtype: torch.dtype | None = None) -> LoadedCheckpoint:
-    """Load an upstream or studio checkpoint; the config comes from the file itself."""
+                    dtype: torch.dtype | None = None, leave_mapped: bool = False) -> LoadedCheckpoint:
+    """Load an upstream or studio checkpoint; the config comes from the file itself.
+
+    `leave_mapped`: the model's weights may stay in the file's mapping (no copy), for a caller that
+    moves the model to another device or dtype at once, which copies them out (the training state is
+    copied out either way)."""
     data = read_checkpoint_file(path)
     if isinstance(data, dict) and data.get("format") == "notagen-lora-v1":
         raise CheckpointError(f"{path}: a LoRA adapter, not a checkpoint; load it with lora.load_model")
@@ -203,7 +207,8 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
     if card is None:
         card = ModelCard(config=model.config, base_model=Path(path).name)
     ranges = mapped_ranges(data)
-    detach_from_file(model, ranges).tie_weights()
+    if not leave_mapped:
+        detach_from_file(model, ranges).tie_weights()
     training = detach_from_file(data.get("training"), ranges)
     return LoadedCheckpoint(model=model, card=card, path=Path(path), upstream=card_data is None,
                             training=training)

@@ -143,7 +143,7 @@ def read_adapter(path: str | os.PathLike) -> dict:
 
 
 def load_with_adapter(path: str | os.PathLike, base_path: str | os.PathLike | None = None,
-                      models_dirs: Sequence[Path] = ()) -> tuple[NotaGen, LoraModel, dict]:
+                      models_dirs: Sequence[Path] = (), leave_mapped: bool = False) -> tuple[NotaGen, LoraModel, dict]:
     """Base model (fp32, CPU) with the adapter applied but not merged, for training or merging.
 
     The adapter file's object comes back copied out of the file's mapping, so the file can be replaced.
@@ -152,7 +152,7 @@ def load_with_adapter(path: str | os.PathLike, base_path: str | os.PathLike | No
     data = detach_from_file(mapped, mapped_ranges(mapped))
     del mapped
     base_file = Path(base_path) if base_path else find_base(Path(path), data["base"], models_dirs)
-    base = load_checkpoint(base_file)
+    base = load_checkpoint(base_file, leave_mapped=leave_mapped)
     expected = NotaGenConfig.from_dict(data["base"]["config"])
     if base.model.config != expected:
         raise CheckpointError(f"{path}: was trained on a model of sizes {expected}, "
@@ -164,9 +164,10 @@ def load_with_adapter(path: str | os.PathLike, base_path: str | os.PathLike | No
 
 
 def load_adapter(path: str | os.PathLike, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
-                 base_path: str | os.PathLike | None = None, models_dirs: Sequence[Path] = ()) -> LoadedCheckpoint:
+                 base_path: str | os.PathLike | None = None, models_dirs: Sequence[Path] = (),
+                 leave_mapped: bool = False) -> LoadedCheckpoint:
     """An adapter file as a ready model: base + adapter, merged (generation runs at full speed)."""
-    _, wrapper, data = load_with_adapter(path, base_path, models_dirs)
+    _, wrapper, data = load_with_adapter(path, base_path, models_dirs, leave_mapped)
     model = merge_into(wrapper).to(device=device, dtype=dtype)
     model.tie_weights()
     return LoadedCheckpoint(model=model.eval(), card=ModelCard.from_dict(data["card"]), path=Path(path),
@@ -174,11 +175,14 @@ def load_adapter(path: str | os.PathLike, device: str | torch.device = "cpu", dt
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu",
-               dtype: torch.dtype | None = None) -> LoadedCheckpoint:
-    """Any model file the studio lists: a checkpoint, or a LoRA adapter merged into its base."""
+               dtype: torch.dtype | None = None, leave_mapped: bool = False) -> LoadedCheckpoint:
+    """Any model file the studio lists: a checkpoint, or a LoRA adapter merged into its base.
+
+    Nothing returned stays in a file's mapping (Windows could not replace the file), unless
+    `leave_mapped` (see `load_checkpoint`)."""
     if is_adapter_file(path):
-        return load_adapter(path, device=device, dtype=dtype)
-    return load_checkpoint(path, device=device, dtype=dtype)
+        return load_adapter(path, device=device, dtype=dtype, leave_mapped=leave_mapped)
+    return load_checkpoint(path, device=device, dtype=dtype, leave_mapped=leave_mapped)
 
 
 def merge_lora(adapter_path: str | os.PathLike, out_path: str | os.PathLike,

@@ -190,7 +190,7 @@ class GenerationService:
             ctx.say(f"rendering piece {n} of {len(pieces)}")
             ctx.progress(n - 1, len(pieces))
             stem = prompt.file_stem(piece.request.seed)
-            rendered = (self.render_piece(piece.abc, folder, stem) if piece.abc is not None
+            rendered = (self.render_piece(piece.abc, folder, stem, ctx.should_stop) if piece.abc is not None
                         else PieceFiles(error="not rendered: " + (piece.reason or piece.status)))
             raw_path = atomic_write_text(folder / f"{stem}.raw.abc", piece.raw)
             rendered.files["raw"] = self.workspace.relative(raw_path)
@@ -206,14 +206,15 @@ class GenerationService:
         ctx.progress(len(pieces), len(pieces))
         return GenerationResult(results, warning, spec.model, prompt.line).to_dict()
 
-    def render_piece(self, abc: str, folder: Path, stem: str) -> PieceFiles:
-        """Score pages, MusicXML, MIDI, PDF and WAV of a piece in `folder`; a failure is reported, not raised."""
+    def render_piece(self, abc: str, folder: Path, stem: str, should_stop=None) -> PieceFiles:
+        """Score pages, MusicXML, MIDI, PDF and WAV of a piece in `folder`; a failure is reported, not raised.
+        `should_stop()` (a cancelled job) stops the render worker at once."""
         out = PieceFiles()
         try:
-            result = render_abc(abc, RenderConfig())
+            result = render_abc(abc, RenderConfig(), should_stop=should_stop)
             soundfont = (inside(self.workspace.root, self.settings.soundfont, must_exist=True)
                          if self.settings.soundfont else None)
-            wav = render_audio(result.midi, AudioConfig(soundfont=soundfont)).wav
+            wav = render_audio(result.midi, AudioConfig(soundfont=soundfont), should_stop=should_stop).wav
             exported = export_piece(result, folder, stem, wav=wav)
         except NotaGenError as e:
             out.error = f"the score could not be made: {e}"

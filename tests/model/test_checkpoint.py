@@ -64,3 +64,10 @@ def test_windows_replace_refuses_a_mapped_file(checkpoint, windows_replace):
         save_checkpoint(checkpoint, load_checkpoint(checkpoint).model, load_checkpoint(checkpoint).card)
     assert windows_replace and not list(checkpoint.parent.glob(".*.tmp"))
     del data
+
+
+def test_left_mapped_for_a_caller_that_moves_it_at_once(checkpoint):
+    loaded = load_checkpoint(checkpoint, leave_mapped=True)  # what the GPU loader asks: no copy on the CPU
+    assert held(checkpoint)
+    loaded.model.to(dtype=torch.float16)  # the move to the GPU's device and dtype copies every weight
+    assert not held(checkpoint)
