@@ -67,7 +67,8 @@ def main() -> int:
             out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
             times[path].append(float(out.stdout.strip().splitlines()[-1]))
     for path, seconds in times.items():
-        print(f"{path:<7} {statistics.median(seconds):6.2f} s to the GPU (runs: {', '.join(f'{s:.2f}' for s in seconds)})")
+        runs = ", ".join(f"{s:.2f}" for s in seconds)
+        print(f"{path:<7} {statistics.median(seconds):6.2f} s to the GPU (runs: {runs})")
     return 0
 
 
