@@ -10,7 +10,11 @@ Stages, each timed on its own (median of --repeat runs):
 - pdf: svglib + reportlab of those pages;
 - midi: Verovio's MIDI and timemap of the loaded score;
 - audio: midirenderer with the default SoundFont, resampling and loudness normalisation;
-- render_abc: the public call without the PDF (what a UI shows first), end to end.
+- render_abc: the public call without the PDF (what a UI shows first), end to end: it runs in a
+  kept render worker process (pipelines/render/worker.py), so it adds the hand-over to the stages.
+
+Before the pieces: the start of a render worker (its imports; paid once per process, or during
+generation in the studio) and the round trip of an empty call to a running one.
 
 Usage: python benchmarks/render.py [--repeat 3] [--pieces bach_bwv66.6_C,beethoven_opus18no1_movement4_C]
 """
@@ -29,10 +33,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from pipelines.abc.report import report_piece  # noqa: E402
-from pipelines.render.audio import render_audio  # noqa: E402
+from pipelines.render.audio import AudioConfig, synthesize  # noqa: E402
 from pipelines.render.instruments import assign_instruments  # noqa: E402
 from pipelines.render.pdf import score_pdf  # noqa: E402
-from pipelines.render.score import RenderConfig, abc_to_musicxml, new_toolkit, render_abc  # noqa: E402
+from pipelines.render.score import RenderConfig, convert_abc, engrave_piece, new_toolkit, render_abc  # noqa: E402
+from pipelines.render.worker import run_limited, stop_workers, warm_up  # noqa: E402
 
 FIXTURES = REPO / "tests" / "fixtures" / "upstream"
 DEFAULT_PIECES = "bach_bwv66.6_C,beethoven_opus18no1_movement4_C"
@@ -51,7 +56,7 @@ def stage_times(abc: str, config: RenderConfig) -> dict[str, float]:
     _, times["report"] = timed(lambda: report_piece(abc))
 
     def score():
-        musicxml, _ = abc_to_musicxml(assign_instruments(abc)[0], config.time_limit_s)
+        musicxml, _ = convert_abc(assign_instruments(abc)[0])  # in this process, as the worker runs it
         tk = new_toolkit(config)
         tk.loadData(musicxml)
         pages = [tk.renderToSVG(p) for p in range(1, tk.getPageCount() + 1)]
@@ -60,7 +65,7 @@ def stage_times(abc: str, config: RenderConfig) -> dict[str, float]:
     (tk, pages), times["score"] = timed(score)
     (midi, _), times["midi"] = timed(lambda: (base64.b64decode(tk.renderToMIDI()), tk.renderToTimemap()))
     _, times["pdf"] = timed(lambda: score_pdf(pages))
-    _, times["audio"] = timed(lambda: render_audio(midi))
+    _, times["audio"] = timed(lambda: synthesize(midi, AudioConfig()))
     _, times["render_abc"] = timed(lambda: render_abc(abc, RenderConfig(pdf=False)))
     return times
 
@@ -76,6 +81,10 @@ def main() -> int:
     config = RenderConfig()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}")
+    stop_workers()
+    _, start = timed(lambda: (warm_up(engrave_piece, synthesize), run_limited(len, ("",), 60, "starting")))
+    trips = [timed(lambda: run_limited(len, ("",), 60, "a round trip"))[1] for _ in range(20)]
+    print(f"render worker: start {start:.2f} s, round trip {statistics.median(trips) * 1000:.2f} ms")
     for name in args.pieces.split(","):
         abc = cases[name]
         result = render_abc(abc, RenderConfig(pdf=False))

@@ -47,3 +47,7 @@ class JobError(NotaGenError):
 
 class DPOError(NotaGenError):
     """A preference-optimisation run that cannot start or go on (settings, scorer weights, too few usable pieces)."""
+
+
+class FileInUseError(NotaGenError, PermissionError):
+    """A file another program holds open (antivirus, OneDrive, an editor), so it cannot be replaced now."""

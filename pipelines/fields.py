@@ -18,6 +18,13 @@ from typing import Any
 
 _MISSING = dataclasses.MISSING
 
+# The most worker processes any setting allows, on every OS: Windows waits on at most 63 handles at
+# once (WaitForMultipleObjects), which makes Python's own ProcessPoolExecutor refuse more than 61 there.
+MAX_WORKERS = 61
+# The largest score file the studio takes as an upload (its --max-upload-mb default) and the command line
+# reads: an uncompressed MusicXML of a long symphony is a few MB, so this leaves ample room.
+MAX_SCORE_MB = 20
+
 
 def option(default: Any = _MISSING, *, help: str = "", low: float | None = None, high: float | None = None,
            choices: tuple | None = None, low_open: bool = False, high_open: bool = False,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from pipelines.fields import MAX_SCORE_MB
 from pipelines.service import Backend
 from studio import system
 from studio.tabs import annotate, dataset, dpo, generate, library, train
@@ -27,7 +28,7 @@ class StudioOptions:
     port: int | None = 7860
     share: bool = False
     auth: tuple[str, str] | None = None
-    max_upload_mb: int = 200
+    max_upload_mb: int = MAX_SCORE_MB
 
 
 def build_app(backend: Backend) -> gr.Blocks:

@@ -9,6 +9,8 @@ import secrets
 import sys
 from pathlib import Path
 
+from pipelines.fields import MAX_SCORE_MB
+
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
@@ -19,7 +21,8 @@ def register(subparsers):
     p.add_argument("--share", action="store_true", help="open a temporary public link (a login is required)")
     p.add_argument("--auth", help="USER:PASS login; with --share and no --auth a strong password is generated")
     p.add_argument("--workspace", default="workspace", type=Path, help="folder that holds all studio data")
-    p.add_argument("--max-upload-mb", type=int, default=200, help="largest file a visitor may upload (MB)")
+    p.add_argument("--max-upload-mb", type=int, default=MAX_SCORE_MB,
+                   help=f"largest file a visitor may upload (MB; default {MAX_SCORE_MB}, ample for a score)")
     p.set_defaults(func=run_studio)
 
 

@@ -7,6 +7,7 @@ import pytest
 
 from pipelines.service import Backend, Settings, Workspace
 from tests.paths import FIXTURES
+from tests.windows_files import simulate_windows_replace
 
 
 @pytest.fixture(scope="session")
@@ -47,3 +48,9 @@ def tiny_backend(tmp_path, fixtures):
     backend = Backend(ws, Settings(device="cpu", dtype="fp32"))
     yield backend
     backend.close()
+
+
+@pytest.fixture
+def windows_replace(monkeypatch) -> list[str]:
+    """`os.replace` refuses a file this process maps or holds open, as on Windows; the refusals are listed."""
+    return simulate_windows_replace(monkeypatch)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.errors import PromptError
-from pipelines.files import atomic_write_text, safe_stem
+from pipelines.files import atomic_write_text, read_text, safe_stem
 
 
 @dataclass(frozen=True, order=True)
@@ -51,7 +51,7 @@ def parse_prompt(line: str) -> Prompt:
 def read_prompts(path: str | os.PathLike) -> list[Prompt]:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path)
     except FileNotFoundError:
         raise PromptError(f"{path}: no such prompts file") from None
     prompts = []

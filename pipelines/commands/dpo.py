@@ -45,10 +45,11 @@ def read_ratings(path: Path) -> list:
     from pipelines.abc.prompts import parse_prompt
     from pipelines.dpo import HumanRating
     from pipelines.errors import PromptError
+    from pipelines.files import read_text
 
     ratings = []
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = read_text(path).splitlines()
     except FileNotFoundError:
         raise DPOError(f"{path}: no such ratings file") from None
     for n, line in enumerate(lines, 1):

@@ -23,6 +23,7 @@ from unidecode import unidecode
 
 from pipelines.abc.prompts import Prompt, read_prompts
 from pipelines.errors import DatasetError
+from pipelines.files import read_text
 from pipelines.model.registry import NOTAGENX_PROMPTS
 
 UNKNOWN = "Unknown"
@@ -274,7 +275,7 @@ def read_labels_csv(path: Path) -> dict[str, Labels]:
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = read_text(path)
     except FileNotFoundError:
         raise DatasetError(f"{path}: no such labels file") from None
     except UnicodeDecodeError as e:

@@ -47,7 +47,7 @@ from pipelines.dataset.convert import SCORE_SUFFIXES, StageError, read_musicxml,
 from pipelines.dataset.preprocess import KEYS, preprocess_abc
 from pipelines.dataset.workers import TaskFailure, run_tasks
 from pipelines.errors import DatasetError
-from pipelines.files import atomic_write_text
+from pipelines.files import NAME_LIMIT, atomic_write_text, claim_name, read_text, shorten, too_large
 
 # Bump when the converted text for the same input would change; older stamps are then converted again.
 PIPELINE_VERSION = 2  # 2: stamps record the share of unaligned bars
@@ -121,10 +121,12 @@ class PieceTask:
 # ---------------------------------------------------------------- inputs
 
 def piece_name(relative: Path) -> str:
-    """A file-system-safe ASCII name for a score: its path below the source folder, '/' as '_', no suffix."""
+    """A file-system-safe ASCII name for a score: its path below the source folder, '/' as '_', no suffix;
+    at most NAME_LIMIT characters (a longer one keeps its start and a hash of the rest), so the dataset's
+    paths stay well within Windows' 260 characters however deep the source folders are."""
     name = "_".join(relative.with_suffix("").parts)
     name = re.sub(r"[^A-Za-z0-9.,+-]+", "_", unidecode(name)).strip("._")
-    return name or "piece"
+    return shorten(name, NAME_LIMIT) or "piece"
 
 
 def collect_sources(sources: list[str | os.PathLike]) -> list[tuple[Path, str]]:
@@ -141,15 +143,9 @@ def collect_sources(sources: list[str | os.PathLike]) -> list[tuple[Path, str]]:
             raise DatasetError(f"{source}: no such file or folder")
     if not found:
         raise DatasetError(f"no score files ({', '.join(SCORE_SUFFIXES)}) in {', '.join(map(str, sources))}")
-    seen: dict[str, int] = {}
-    named = []
-    for path, name in found:
-        if name in seen:  # same name from another folder or format: keep both, apart
-            seen[name] += 1
-            name = f"{name}_{path.suffix.lstrip('.').lower()}" + (f"{seen[name]}" if seen[name] > 2 else "")
-        seen.setdefault(name, 1)
-        named.append((path.resolve(), name))
-    return named
+    used: set[str] = set()
+    # The same name from another folder or format, or in other capitals (one file on Windows): keep both, apart.
+    return [(path.resolve(), claim_name(name, used, f"_{path.suffix.lstrip('.').lower()}")) for path, name in found]
 
 
 def file_sha256(path: Path) -> str:
@@ -236,7 +232,7 @@ def rewrite_headers(out_dir: Path, piece: str, prompt: Prompt) -> None:
     for key in KEYS:
         path = augmented_path(out_dir, piece, key)
         try:
-            text = path.read_text(encoding="utf-8")
+            text = read_text(path)
         except FileNotFoundError:
             raise DatasetError(f"{path}: missing; build the dataset again") from None
         atomic_write_text(path, replace_header(text, prompt, path))
@@ -283,6 +279,14 @@ def build_named(inputs: list[tuple[Path, str]], out_dir: str | os.PathLike, conf
     config = config or DatasetConfig()
     started = time.perf_counter()
     out_dir = Path(out_dir).resolve()
+    seen: dict[str, str] = {}
+    for _, piece in inputs:
+        if len(piece) > NAME_LIMIT:
+            raise DatasetError(f"piece name {piece!r} is over {NAME_LIMIT} characters")
+        if piece.casefold() in seen:
+            raise DatasetError(f"two scores are named {seen[piece.casefold()]!r} and {piece!r}; names that differ "
+                               "only in capitals are one file on Windows")
+        seen[piece.casefold()] = piece
     notagenx_vocabulary()  # fail early if the vocabulary is missing
     out_dir.mkdir(parents=True, exist_ok=True)
     total = len(inputs)
@@ -296,6 +300,13 @@ def build_named(inputs: list[tuple[Path, str]], out_dir: str | os.PathLike, conf
         # labels saved by re-annotating win over those the build is given (for a piece, its file or all)
         given = clean_labels(Labels(**annotated.get(piece, {})).over(
             labels_for(config.piece_labels, piece, path).over(config.labels)))
+        if problem := too_large(path):
+            records[piece], statuses[piece] = {"source": str(path), "piece": piece, "status": "failed",
+                                               "stage": "read", "reason": problem}, "failed"
+            done += 1
+            if on_progress:
+                on_progress(done, total)
+            continue
         sha = file_sha256(path)
         stamp = _cached_stamp(out_dir, piece, sha) if config.use_cache else None
         if stamp is None:

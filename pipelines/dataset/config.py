@@ -1,12 +1,12 @@
 """The settings of a dataset build, as a typed dataclass: the one home of their defaults and ranges."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 from pipelines.dataset.annotate import Labels
+from pipelines.dataset.workers import default_workers
 from pipelines.errors import DatasetError
-from pipelines.fields import check_ranges, option, problem_with, range_of
+from pipelines.fields import MAX_WORKERS, check_ranges, option, problem_with, range_of
 
 
 @dataclass
@@ -16,8 +16,9 @@ class DatasetConfig:
     eval_split: float = option(0.1, low=0.0, high=1.0, high_open=True, label="eval split",
                                help="share of pieces held out (at least one when there are two or more pieces)")
     seed: int = option(0, help="seed of the train/eval split")
-    workers: int = option(default_factory=lambda: os.cpu_count() or 1, low=0,
-                          help="worker processes (default: all cores; 0: in this process, no time limit)")
+    workers: int = option(default_factory=default_workers, low=0, high=MAX_WORKERS,
+                          help=f"worker processes (default: one per core, at most {MAX_WORKERS}; "
+                               "0: in this process, no time limit)")
     time_limit_s: float | None = option(60.0, low=0.0, low_open=True, label="time limit",
                                         help="seconds per file")
     use_cache: bool = option(True, label="reuse unchanged pieces",

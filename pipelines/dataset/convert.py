@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.errors import DatasetError
+from pipelines.files import read_text
 
 MUSICXML_SUFFIXES = (".xml", ".musicxml", ".mxl")
 # Other formats music21 reads; they go through music21 to MusicXML first (lossy).
@@ -84,7 +85,7 @@ def unreadable(path: Path, error: Exception) -> str:
     what = FORMAT_NAMES.get(path.suffix.lower(), "a score")
     if path.suffix.lower() == ".abc":
         try:
-            text = path.read_text(encoding="utf-8", errors="replace")
+            text = read_text(path, errors="replace")
         except OSError as e:
             return f"cannot read {path.name}: {e.strerror or e}"
         if not re.search(r"^K:", text, re.MULTILINE):

@@ -7,11 +7,15 @@ A worker that exceeds the time limit is terminated and replaced and its task
 reported as timed out; a task that raises, or whose worker dies, is reported as
 failed; the other tasks go on. `should_stop()` ends the run early: workers are
 terminated and the unfinished tasks are left out of the results.
+
+At most `MAX_WORKERS` (61) processes run, on every OS: `multiprocessing.connection.wait` waits on
+at most 63 handles at once on Windows (see pipelines/fields.py).
 """
 from __future__ import annotations
 
 import itertools
 import multiprocessing
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -19,7 +23,14 @@ from dataclasses import dataclass
 from multiprocessing.connection import wait
 from typing import Any
 
+from pipelines.fields import MAX_WORKERS
+
 _POLL_S = 0.05
+
+
+def default_workers() -> int:
+    """One worker per core, at most `MAX_WORKERS`."""
+    return max(1, min(os.cpu_count() or 1, MAX_WORKERS))
 
 
 @dataclass
@@ -93,7 +104,7 @@ def run_tasks(function: Callable[[Any], Any], tasks: list[Any], workers: int, ti
             start_worker()
 
     try:
-        for _ in range(max(1, min(workers, len(tasks)))):
+        for _ in range(max(1, min(workers, MAX_WORKERS, len(tasks)))):
             start_worker()
         while remaining:
             if should_stop and should_stop():

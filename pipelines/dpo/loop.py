@@ -54,7 +54,7 @@ from pipelines.dpo.preference import (
 from pipelines.dpo.report import SampleFigures, best_model, flag_text, lowered_usable, measure
 from pipelines.dpo.scorers import BuiltinScorer, Scorer, cosine_to_mean, nearest_reference
 from pipelines.errors import DPOError, NotaGenError
-from pipelines.files import atomic_write_text
+from pipelines.files import atomic_write_text, read_text
 from pipelines.generation.engine import Engine, GenerationRequest
 from pipelines.generation.options import GenerationLimits, SamplingConfig
 from pipelines.model.checkpoint import ModelCard, save_checkpoint
@@ -152,7 +152,7 @@ def read_references(data_dir: Path) -> list[tuple[str, str]]:
     out = []
     for path in files:
         try:
-            out.append((path.stem, path.read_text(encoding="utf-8")))
+            out.append((path.stem, read_text(path)))
         except UnicodeDecodeError as e:
             raise DPOError(f"{path}: not UTF-8 text ({e.reason})") from None
     return out

@@ -16,6 +16,7 @@ from pipelines.abc.tokenizer import STREAM_PREFIX, stream_prefix
 from pipelines.dataset.convert import StageError, read_musicxml, xml_to_abc
 from pipelines.dataset.preprocess import check_bar_counts, clean_abc, tidy_annotations
 from pipelines.errors import AbcError
+from pipelines.files import read_text
 from pipelines.generation.piece import GeneratedPiece
 
 SCORE_SUFFIXES = (".abc", ".xml", ".musicxml", ".mxl")
@@ -43,7 +44,7 @@ def read_score(path: str | Path, name: str = "") -> str:
         raise AbcError(f"{name}: too large to continue")
     if suffix == ".abc":
         try:
-            abc = path.read_text(encoding="utf-8")
+            abc = read_text(path)
         except UnicodeDecodeError as e:
             raise AbcError(f"{name}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     else:

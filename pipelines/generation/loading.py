@@ -15,7 +15,10 @@ def load_engine(path: Path, device: str | None = "auto", dtype: str | None = "au
                 decode: DecodeOptions = DecodeOptions()) -> Engine:
     """An engine over the model file at `path`; `decode` as `Engine` takes it (default: decided by the runtime)."""
     runtime = pick_runtime(device, dtype)
-    ckpt = load_model(path, device="cpu")
+    # Nothing may stay in the file's mapping, so the file can be saved over while the model is loaded
+    # (Windows refuses to replace a mapped file): on a GPU the Engine's move copies the weights out at
+    # once; on the CPU the loader copies what is still mapped.
+    ckpt = load_model(path, device="cpu", leave_mapped=runtime.device.type != "cpu")
     ckpt.card.prompts = prompt_vocabulary(path, ckpt.card)
     return Engine(ckpt.model, runtime, name=Path(path).name, card=ckpt.card, compile=decode.compile,
                   fused=decode.fused, pair=decode.pair)
@@ -30,7 +33,9 @@ class ModelSlot:
         self._key: tuple | None = None
 
     def get(self, path: Path, device: str | None = "auto", dtype: str | None = "auto") -> Engine:
-        key = (str(Path(path).resolve()), device, dtype)
+        """The engine of `path`, loaded again when the file changed (a run saved a new best.pth)."""
+        stamp = (Path(path).stat().st_mtime_ns, Path(path).stat().st_size) if Path(path).is_file() else None
+        key = (str(Path(path).resolve()), stamp, device, dtype)
         with self._lock:
             if self._key != key:
                 self._drop()

@@ -7,6 +7,11 @@ keep `'model'` so upstream scripts still read them.
 
 Loading builds the model on the meta device and assigns the tensors from a
 memory-mapped file, so a 2 GB file loads in about the time it takes to read it.
+Nothing a loader returns stays in that mapping: Windows refuses to replace a file
+while any part of it is mapped, and a run's `last.pth` or a DPO iteration's model is
+loaded, then saved again in the same place. Tensors that the move to the asked device
+and dtype did not copy are copied out of the file (`detach_from_file`) before the load
+returns, and the mapping goes with the last reference to the file's data.
 """
 from __future__ import annotations
 
@@ -103,6 +108,11 @@ def model_from_state_dict(state_dict: dict, config: NotaGenConfig | None = None,
 
 
 def read_checkpoint_file(path: str | os.PathLike) -> dict:
+    """The file's object, memory-mapped: cheap to open, even for a look at the card of a 2 GB file.
+
+    Its tensors live in the file's mapping for as long as any of them is referenced: keep
+    nothing from it (or pass it through `detach_from_file`), so the file can be replaced.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
@@ -110,6 +120,59 @@ def read_checkpoint_file(path: str | os.PathLike) -> dict:
         return torch.load(path, map_location="cpu", mmap=True, weights_only=True)
     except Exception as e:  # torch raises many kinds for a corrupt or foreign file
         raise CheckpointError(f"{path}: cannot be read as a PyTorch checkpoint ({e})") from e
+
+
+def mapped_ranges(data) -> list[tuple[int, int]]:
+    """The memory (start, end) of every tensor storage in an object read by `read_checkpoint_file`."""
+    ranges = []
+    for tensor in _tensors(data):
+        storage = tensor.untyped_storage()
+        if storage.device.type == "cpu" and storage.nbytes():
+            ranges.append((storage.data_ptr(), storage.data_ptr() + storage.nbytes()))
+    return sorted(set(ranges))
+
+
+def _tensors(obj):
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif isinstance(obj, dict):
+        for value in obj.values():
+            yield from _tensors(value)
+    elif isinstance(obj, (list, tuple)):
+        for value in obj:
+            yield from _tensors(value)
+
+
+def in_ranges(tensor: torch.Tensor, ranges: list[tuple[int, int]]) -> bool:
+    if tensor.device.type != "cpu" or not ranges:
+        return False
+    start = tensor.untyped_storage().data_ptr()
+    return any(low <= start < high for low, high in ranges)
+
+
+def detach_from_file(obj, ranges: list[tuple[int, int]]):
+    """`obj` with every tensor that lies in `ranges` (a file's mapping) replaced by a copy in memory.
+
+    Modules are changed in place (their parameters and buffers; call `tie_weights` after);
+    dicts, lists and tuples are rebuilt; anything else is returned as it is.
+    """
+    if isinstance(obj, torch.nn.Module):
+        for module in obj.modules():
+            for name, param in module.named_parameters(recurse=False):
+                if in_ranges(param, ranges):
+                    param.data = param.data.clone()
+            for name, buffer in module.named_buffers(recurse=False):
+                if in_ranges(buffer, ranges):
+                    module._buffers[name] = buffer.clone()
+        return obj
+    if isinstance(obj, torch.Tensor):
+        return obj.clone() if in_ranges(obj, ranges) else obj
+    if isinstance(obj, dict):
+        return {k: detach_from_file(v, ranges) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        items = [detach_from_file(v, ranges) for v in obj]
+        return items if isinstance(obj, list) else tuple(items)
+    return obj
 
 
 def read_card(path: str | os.PathLike) -> ModelCard:
@@ -123,8 +186,12 @@ def read_card(path: str | os.PathLike) -> ModelCard:
 
 
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
-                    dtype: torch.dtype | None = None) -> LoadedCheckpoint:
-    """Load an upstream or studio checkpoint; the config comes from the file itself."""
+                    dtype: torch.dtype | None = None, leave_mapped: bool = False) -> LoadedCheckpoint:
+    """Load an upstream or studio checkpoint; the config comes from the file itself.
+
+    `leave_mapped`: the model's weights may stay in the file's mapping (no copy), for a caller that
+    moves the model to another device or dtype at once, which copies them out (the training state is
+    copied out either way)."""
     data = read_checkpoint_file(path)
     if isinstance(data, dict) and data.get("format") == "notagen-lora-v1":
         raise CheckpointError(f"{path}: a LoRA adapter, not a checkpoint; load it with lora.load_model")
@@ -139,8 +206,12 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
         raise CheckpointError(f"{path}: {e}") from None
     if card is None:
         card = ModelCard(config=model.config, base_model=Path(path).name)
+    ranges = mapped_ranges(data)
+    if not leave_mapped:
+        detach_from_file(model, ranges).tie_weights()
+    training = detach_from_file(data.get("training"), ranges)
     return LoadedCheckpoint(model=model, card=card, path=Path(path), upstream=card_data is None,
-                            training=data.get("training"))
+                            training=training)
 
 
 def save_checkpoint(path: str | os.PathLike, model: NotaGen, card: ModelCard, training: dict | None = None):

@@ -24,7 +24,9 @@ from pipelines.files import atomic_write
 from pipelines.model.checkpoint import (
     LoadedCheckpoint,
     ModelCard,
+    detach_from_file,
     load_checkpoint,
+    mapped_ranges,
     read_checkpoint_file,
     save_checkpoint,
 )
@@ -141,6 +143,11 @@ def is_adapter(data) -> bool:
     return isinstance(data, dict) and data.get("format") == ADAPTER_FORMAT
 
 
+def is_adapter_file(path: str | os.PathLike) -> bool:
+    """Whether a model file is a LoRA adapter (a look at the mapped file, dropped at once)."""
+    return is_adapter(read_checkpoint_file(path))
+
+
 def find_base(adapter_path: Path, base: dict, models_dirs: Sequence[Path] = ()) -> Path:
     """The base model file an adapter was trained on."""
     recorded = Path(base.get("path", ""))
@@ -165,11 +172,16 @@ def read_adapter(path: str | os.PathLike) -> dict:
 
 
 def load_with_adapter(path: str | os.PathLike, base_path: str | os.PathLike | None = None,
-                      models_dirs: Sequence[Path] = ()) -> tuple[NotaGen, LoraModel, dict]:
-    """Base model (fp32, CPU) with the adapter applied but not merged, for training or merging."""
-    data = read_adapter(path)
+                      models_dirs: Sequence[Path] = (), leave_mapped: bool = False) -> tuple[NotaGen, LoraModel, dict]:
+    """Base model (fp32, CPU) with the adapter applied but not merged, for training or merging.
+
+    The adapter file's object comes back copied out of the file's mapping, so the file can be replaced.
+    """
+    mapped = read_adapter(path)
+    data = detach_from_file(mapped, mapped_ranges(mapped))
+    del mapped
     base_file = Path(base_path) if base_path else find_base(Path(path), data["base"], models_dirs)
-    base = load_checkpoint(base_file)
+    base = load_checkpoint(base_file, leave_mapped=leave_mapped)
     expected = NotaGenConfig.from_dict(data["base"]["config"])
     if base.model.config != expected:
         raise CheckpointError(f"{path}: was trained on a model of sizes {expected}, "
@@ -181,9 +193,10 @@ def load_with_adapter(path: str | os.PathLike, base_path: str | os.PathLike | No
 
 
 def load_adapter(path: str | os.PathLike, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
-                 base_path: str | os.PathLike | None = None, models_dirs: Sequence[Path] = ()) -> LoadedCheckpoint:
+                 base_path: str | os.PathLike | None = None, models_dirs: Sequence[Path] = (),
+                 leave_mapped: bool = False) -> LoadedCheckpoint:
     """An adapter file as a ready model: base + adapter, merged (generation runs at full speed)."""
-    _, wrapper, data = load_with_adapter(path, base_path, models_dirs)
+    _, wrapper, data = load_with_adapter(path, base_path, models_dirs, leave_mapped)
     model = merge_into(wrapper).to(device=device, dtype=dtype)
     model.tie_weights()
     return LoadedCheckpoint(model=model.eval(), card=ModelCard.from_dict(data["card"]), path=Path(path),
@@ -191,11 +204,14 @@ def load_adapter(path: str | os.PathLike, device: str | torch.device = "cpu", dt
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu",
-               dtype: torch.dtype | None = None) -> LoadedCheckpoint:
-    """Any model file the studio lists: a checkpoint, or a LoRA adapter merged into its base."""
-    if is_adapter(read_checkpoint_file(path)):
-        return load_adapter(path, device=device, dtype=dtype)
-    return load_checkpoint(path, device=device, dtype=dtype)
+               dtype: torch.dtype | None = None, leave_mapped: bool = False) -> LoadedCheckpoint:
+    """Any model file the studio lists: a checkpoint, or a LoRA adapter merged into its base.
+
+    Nothing returned stays in a file's mapping (Windows could not replace the file), unless
+    `leave_mapped` (see `load_checkpoint`)."""
+    if is_adapter_file(path):
+        return load_adapter(path, device=device, dtype=dtype, leave_mapped=leave_mapped)
+    return load_checkpoint(path, device=device, dtype=dtype, leave_mapped=leave_mapped)
 
 
 def merge_lora(adapter_path: str | os.PathLike, out_path: str | os.PathLike,

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.errors import CheckpointError, NotaGenError
+from pipelines.files import replace_file
 from pipelines.model.checkpoint import infer_config, read_checkpoint_file
 from pipelines.model.config import NotaGenConfig, preset
 
@@ -108,7 +109,7 @@ def download_file(remote: RemoteFile, dest: Path, on_progress: Callable[[int, in
             raise DownloadError(f"{remote.url}: got {done} bytes, expected {remote.size}")
         if remote.sha256 is not None and digest.hexdigest() != remote.sha256.lower():
             raise DownloadError(f"{remote.url}: SHA-256 {digest.hexdigest()} does not match {remote.sha256}")
-        os.replace(tmp, dest)
+        replace_file(tmp, dest)  # retried while an antivirus scans the new file
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -118,9 +119,15 @@ def download_file(remote: RemoteFile, dest: Path, on_progress: Callable[[int, in
 def check_notagen_file(path: Path, expected: NotaGenConfig) -> None:
     """The file is a NotaGen state dict of the expected sizes (read memory-mapped, no model built)."""
     data = read_checkpoint_file(path)
-    if not isinstance(data, dict) or "model" not in data:
-        raise DownloadError(f"{path}: not a NotaGen checkpoint (no 'model' entry)")
-    found = infer_config(data["model"])
+    found, problem = None, "no 'model' entry"
+    if isinstance(data, dict) and "model" in data:
+        try:
+            found = infer_config(data["model"])
+        except CheckpointError as e:
+            problem = str(e)  # only the text: its traceback would keep the file mapped
+    del data  # unmapped before the file is moved or removed (Windows refuses either while it is mapped)
+    if found is None:
+        raise DownloadError(f"{path}: not a NotaGen checkpoint ({problem})")
     if found != expected:
         raise DownloadError(f"{path}: holds a model of sizes {found}, expected {expected}")
 
@@ -139,7 +146,7 @@ def download_notagenx(models_dir: Path, on_progress: Callable[[int, int], None] 
     staged = download_file(remote, dest.with_name(dest.name + ".verify"), on_progress, should_stop)
     try:
         check_notagen_file(staged, expected or preset("notagen-x"))
-        os.replace(staged, dest)
+        replace_file(staged, dest)
     except BaseException:
         staged.unlink(missing_ok=True)
         raise

@@ -4,11 +4,13 @@ The synthesizer is `midirenderer` (Rust, wheels for Windows, macOS and Linux; re
 The default SoundFont is the General MIDI `TimGM6mb.sf2` that pretty_midi installs; a user
 may point `AudioConfig.soundfont` at a better one (FluidR3 GM, MuseScore General, ...).
 The synthesizer stops at the MIDI's last event, so a silent marker is added `tail_seconds`
-after it to let the last notes ring out.
+after it to let the last notes ring out. It runs in a render worker process under
+`AudioConfig.time_limit_s` (see worker.py), so a MIDI that would take minutes is stopped.
 """
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from math import gcd
@@ -22,6 +24,7 @@ import soundfile
 from scipy.signal import resample_poly
 
 from pipelines.errors import AudioError
+from pipelines.render.worker import run_limited
 
 DEFAULT_SOUNDFONT_PACKAGE = "pretty_midi"
 DEFAULT_SOUNDFONT_NAME = "TimGM6mb.sf2"
@@ -34,6 +37,7 @@ class AudioConfig:
     tail_seconds: float = 1.5  # silence after the last note-off, where releases and reverb ring out
     loudness_lufs: float = -16.0  # integrated loudness (ITU-R BS.1770) the audio is brought to
     peak_dbfs: float = -1.0  # ... unless that would push a sample above this peak
+    time_limit_s: float = 60.0  # for synthesizing and normalising (a chorale takes well under a second)
 
 
 @dataclass
@@ -88,9 +92,17 @@ def _soundfont_version(data: bytes) -> int | None:
     return int.from_bytes(data[at + 8:at + 10], "little")
 
 
-def render_audio(midi: bytes, config: AudioConfig | None = None) -> AudioResult:
-    """Synthesize `midi` to a WAV: stereo at `config.sample_rate`, loudness-normalised, with a tail."""
+def render_audio(midi: bytes, config: AudioConfig | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> AudioResult:
+    """Synthesize `midi` to a WAV: stereo at `config.sample_rate`, loudness-normalised, with a tail.
+
+    Runs in a render worker process; RenderError when it takes longer than `config.time_limit_s`."""
     config = config or AudioConfig()
+    return run_limited(synthesize, (midi, config), config.time_limit_s, "synthesizing the audio", should_stop)
+
+
+def synthesize(midi: bytes, config: AudioConfig) -> AudioResult:
+    """`render_audio` in this process, with no time limit."""
     soundfont_path, soundfont = load_soundfont(config.soundfont)
     padded = _with_tail(midi, config.tail_seconds)
     try:

@@ -7,11 +7,13 @@ reader keeps only the first voice, hence the MusicXML step.
 Each part gets its own MIDI channel and a General MIDI program chosen from its instrument
 name (instruments.py); pdf.py turns the pages into a PDF and export.py writes the files.
 
-abc2xml keeps its parser state in module globals and reports on stderr, so calls are
-serialised by a lock, and its messages are taken by rebinding its own `info` function
-for the length of one call (never by swapping sys.stderr, which would leak across
-threads). Each library call runs under a time limit so a pathological input cannot hang
-the caller.
+The work runs in a worker process (worker.py) under a time limit, so a long or malformed
+piece cannot hang the caller: engraving (abc2xml, Verovio, MIDI, timemap) gets
+`RenderConfig.time_limit_s`, the PDF that plus 5 s a page; a piece over
+`RenderConfig.max_chars` is refused before any of it. abc2xml keeps its parser state in
+module globals and reports on stderr, so calls are serialised by a lock, and its messages
+are taken by rebinding its own `info` function for the length of one call (never by
+swapping sys.stderr, which would leak across threads).
 """
 from __future__ import annotations
 
@@ -19,7 +21,6 @@ import base64
 import io
 import re
 import threading
-import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,8 +32,10 @@ from abctoolkit import abc2xml
 
 from pipelines.abc.report import PieceReport, clean_part_name, report_piece
 from pipelines.errors import AbcError, RenderError
+from pipelines.files import without_bom
 from pipelines.render.instruments import DEFAULT_PROGRAM, GM_NAMES, Instrument, assign_instruments
 from pipelines.render.pdf import score_pdf
+from pipelines.render.worker import run_limited
 
 _ABC2XML_LOCK = threading.Lock()
 _BENIGN_ABC2XML = ("skipped header: (field X,",)  # abc2xml ignores X: in the header, rightly
@@ -46,8 +49,10 @@ class RenderConfig:
     scale: int = 40  # SVG size in percent of the page units: 840 x 1188 px for A4
     svg: bool = True
     pdf: bool = True
-    time_limit_s: float = 60.0  # per library call (abc2xml, Verovio); the PDF gets 5 s more a page
+    time_limit_s: float = 60.0  # for engraving (abc2xml, Verovio); the PDF gets this and 5 s more a page
     fit_height: bool = False  # pages only as tall as their music (a few bars being written), not A4
+    # Longer ABC is refused at once: about 100 pages, minutes of abc2xml and Verovio on a small CPU.
+    max_chars: int = 100_000
 
 
 
@@ -92,61 +97,31 @@ class RenderResult:
 
 
 def abc_to_musicxml(abc_text: str, time_limit_s: float = 60.0) -> tuple[str, list[str]]:
-    """MusicXML of the first tune in `abc_text`, and abc2xml's messages about it.
+    """MusicXML of the first tune in `abc_text`, and abc2xml's messages about it (in a worker process).
 
     Raises AbcError when abc2xml cannot read the tune (its syntax error is in the message),
-    RenderError when it takes longer than `time_limit_s`.
+    RenderError when it takes longer than `time_limit_s` (the conversion is then stopped).
     """
+    return run_limited(convert_abc, (abc_text,), time_limit_s, "converting the ABC to MusicXML")
+
+
+def convert_abc(abc_text: str) -> tuple[str, list[str]]:
+    """`abc_to_musicxml` in this process, with no time limit."""
     if not abc_text.strip():
         raise AbcError("the ABC text is empty")
-    deadline = time.monotonic() + time_limit_s
-
-    def convert() -> tuple[list, list[str]]:
-        if not _ABC2XML_LOCK.acquire(timeout=max(0.0, deadline - time.monotonic())):
-            raise RenderError(f"the ABC converter is still busy after {time_limit_s:g} s "
-                              "(an earlier piece that timed out may still hold it)")
-        messages: list[str] = []
+    messages: list[str] = []
+    with _ABC2XML_LOCK:
+        own_info = abc2xml.info
+        abc2xml.info = lambda text, warn=1: messages.append(str(text))
         try:
-            own_info = abc2xml.info
-            abc2xml.info = lambda text, warn=1: messages.append(str(text))
-            try:
-                docs = abc2xml.getXmlDocs(abc_text)
-            finally:
-                abc2xml.info = own_info
+            docs = abc2xml.getXmlDocs(abc_text)
         finally:
-            _ABC2XML_LOCK.release()
-        return docs, messages
-
-    docs, messages = call_with_time_limit(convert, time_limit_s, "converting the ABC to MusicXML")
+            abc2xml.info = own_info
     messages = [m for m in messages if not m.startswith(_BENIGN_ABC2XML)]
     if not docs:
         detail = "; ".join(m.strip() for m in messages[-3:]) or "no tune found"
         raise AbcError(f"abc2xml cannot read this ABC: {detail}")
     return abc2xml.fixDoctype(docs[0]), messages
-
-
-def call_with_time_limit(work: Callable[[], object], seconds: float, what: str):
-    """`work()` in a helper thread; RenderError if it has not returned after `seconds`.
-
-    A thread that overruns is left to finish on its own (Python cannot stop it); the caller
-    gets its answer on time either way.
-    """
-    outcome: dict = {}
-
-    def run():
-        try:
-            outcome["value"] = work()
-        except BaseException as e:  # handed to the caller below, not swallowed
-            outcome["error"] = e
-
-    thread = threading.Thread(target=run, name=f"notagen-render: {what}", daemon=True)
-    thread.start()
-    thread.join(seconds)
-    if thread.is_alive():
-        raise RenderError(f"{what} took longer than {seconds:g} s; the ABC is probably malformed")
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
 
 
 def new_toolkit(config: RenderConfig) -> verovio.toolkit:
@@ -166,9 +141,15 @@ def render_abc(abc_text: str, config: RenderConfig | None = None,
                should_stop: Callable[[], bool] | None = None) -> RenderResult:
     """Engrave a piece, write its MIDI and timemap, and report on it. Raises AbcError / RenderError; faults that still
     leave a score (a missing voice, bars of unequal length, dropped symbols) give a result
-    with `partial=True` and the reasons in `problems`."""
+    with `partial=True` and the reasons in `problems`.
+
+    Engraving and the PDF run in a worker process under `config.time_limit_s` (the PDF 5 s
+    more a page); `should_stop()` is polled meanwhile and stops them at once."""
     config = config or RenderConfig()
-    abc_text = abc_text.replace("\r\n", "\n").replace("\r", "\n")  # files saved on Windows
+    abc_text = without_bom(abc_text).replace("\r\n", "\n").replace("\r", "\n")  # files saved on Windows
+    if len(abc_text) > config.max_chars:
+        raise RenderError(f"the piece is {len(abc_text):,} characters of ABC, over the {config.max_chars:,} that "
+                          "are engraved (about 100 pages); shorten it or split it into movements")
     total = 5
     progress = on_progress or (lambda done, total: None)
 
@@ -177,46 +158,44 @@ def render_abc(abc_text: str, config: RenderConfig | None = None,
             raise RenderError("rendering was stopped")
         progress(done, total)
 
+    step(0)
+    result = run_limited(engrave_piece, (abc_text, config), config.time_limit_s, "engraving the score",
+                         should_stop)
+    step(3)
+    if config.pdf and result.svg_pages:
+        limit = config.time_limit_s + 5.0 * len(result.svg_pages)  # svglib takes 1-2 s a page
+        result.pdf = run_limited(score_pdf, (result.svg_pages,), limit, "writing the PDF", should_stop)
+    step(4)
+    step(5)
+    return result
+
+
+def engrave_piece(abc_text: str, config: RenderConfig) -> RenderResult:
+    """`render_abc` without the PDF, in this process and with no time limit (a render worker runs it)."""
     report = report_piece(abc_text)
     if not _HAS_NOTES.search(_body_text(abc_text)):
         raise AbcError("the ABC has no notes: its tune body is empty or only rests")
     abc_midi, instruments = assign_instruments(abc_text)
-    step(0)
-    musicxml, warnings = abc_to_musicxml(abc_midi, config.time_limit_s)
-    step(1)
-
-    def engrave():
-        tk = new_toolkit(config)
-        if not tk.loadData(musicxml):
-            raise RenderError("Verovio cannot read the MusicXML that abc2xml wrote")
-        pages = tk.getPageCount()
-        svgs = [tk.renderToSVG(p) for p in range(1, pages + 1)] if config.svg else []
-        midi = base64.b64decode(tk.renderToMIDI())
-        timemap = tk.renderToTimemap()
-        return pages, svgs, midi, timemap
-
-    pages, svg_pages, midi, timemap = call_with_time_limit(engrave, config.time_limit_s, "engraving the score")
-    step(3)
+    musicxml, warnings = convert_abc(abc_midi)
+    tk = new_toolkit(config)
+    if not tk.loadData(musicxml):
+        raise RenderError("Verovio cannot read the MusicXML that abc2xml wrote")
+    pages = tk.getPageCount()
+    svg_pages = [tk.renderToSVG(p) for p in range(1, pages + 1)] if config.svg else []
+    midi = base64.b64decode(tk.renderToMIDI())
+    timemap = tk.renderToTimemap()
     tracks = _midi_track_notes(midi)
     parts = _parts(musicxml, tracks)
     notes = sum(tracks)
     if notes == 0:
         raise AbcError("the ABC has no notes that sound: " + ("; ".join(warnings[:3]) or "only rests"))
-    pdf = None
-    if config.pdf and svg_pages:
-        limit = config.time_limit_s + 5.0 * len(svg_pages)  # svglib takes 1-2 s a page
-        pdf = call_with_time_limit(lambda: score_pdf(svg_pages), limit, "writing the PDF")
-    step(4)
-
     problems = _problems(report, parts, warnings, instruments)
-    result = RenderResult(
-        abc=abc_text, musicxml=musicxml, svg_pages=svg_pages, midi=midi, timemap=timemap, pdf=pdf,
+    return RenderResult(
+        abc=abc_text, musicxml=musicxml, svg_pages=svg_pages, midi=midi, timemap=timemap, pdf=None,
         parts=parts, notes=notes, written_notes=count_svg_notes(svg_pages), pages=pages,
         seconds=midi_seconds(midi), report=report, warnings=warnings,
         partial=bool(problems), problems=problems,
     )
-    step(5)
-    return result
 
 
 def _body_text(abc_text: str) -> str:

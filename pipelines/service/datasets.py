@@ -22,7 +22,7 @@ from pipelines.dataset import (
 from pipelines.dataset.annotate import clean_label, vocabulary_warnings
 from pipelines.errors import DatasetError, PromptError
 from pipelines.fields import same_as
-from pipelines.files import safe_stem
+from pipelines.files import safe_stem, too_large
 from pipelines.service.jobs import Job, JobContext, JobQueue, Runner
 from pipelines.service.specs import JobResult, check_spec, from_params
 from pipelines.service.workspace import Workspace, check_name, inside
@@ -163,12 +163,23 @@ class DatasetService:
             raise DatasetError("no files were uploaded")
         folder = self.workspace.path("imports", f"{UPLOAD_FOLDER}/{name}")
         folder.mkdir(parents=True, exist_ok=True)
+        present = {p.name.casefold(): p.name for p in folder.iterdir()}  # before this upload
+        written: set[str] = set()  # by this upload, casefolded
         for temp, original in files:
             base = Path(str(original).replace("\\", "/")).name
             if Path(base).suffix.lower() not in SCORE_UPLOADS:
                 raise DatasetError(f"{base}: not a score file ({', '.join(SCORE_UPLOADS)})")
-            target = inside(folder, safe_stem(Path(base).stem) + Path(base).suffix.lower())
-            shutil.copyfile(temp, target)
+            if problem := too_large(temp):
+                raise DatasetError(problem.replace(Path(temp).name, base, 1))
+            stem, suffix = safe_stem(Path(base).stem), Path(base).suffix.lower()
+            # Names equal but for capitals are one file on Windows: such a file is kept apart as <stem>-2.
+            # A file uploaded again under its exact name replaces the earlier upload.
+            file_name, n = f"{stem}{suffix}", 1
+            while file_name.casefold() in written or present.get(file_name.casefold(), file_name) != file_name:
+                n += 1
+                file_name = f"{stem}-{n}{suffix}"
+            written.add(file_name.casefold())
+            shutil.copyfile(temp, inside(folder, file_name))
         return f"{UPLOAD_FOLDER}/{name}"
 
     def submit(self, spec: DatasetSpec) -> Job:

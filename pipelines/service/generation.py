@@ -39,9 +39,10 @@ from pipelines.generation.piece import MoveKind
 from pipelines.model.network import count_parameters
 from pipelines.model.registry import validate_prompt
 from pipelines.model.runtime import pick_runtime
-from pipelines.render.audio import AudioConfig, render_audio
+from pipelines.render.audio import AudioConfig, render_audio, synthesize
 from pipelines.render.export import export_piece
-from pipelines.render.score import RenderConfig, render_abc
+from pipelines.render.score import RenderConfig, engrave_piece, render_abc
+from pipelines.render.worker import warm_up as warm_up_renderer
 from pipelines.service.jobs import Job, JobContext, JobQueue, Runner
 from pipelines.service.library import Generation, Library
 from pipelines.service.models import ModelService
@@ -326,6 +327,7 @@ class GenerationService:
         spec = from_params(GenerationSpec, ctx.params)
         path = self.models.path(spec.model)
         prompt = spec.prompt
+        warm_up_renderer(engrave_piece, synthesize)  # its process imports Verovio while the model loads and writes
         ctx.say(f"loading {path.name}")
         engine = self.models.slot.get(path, self.settings.device, self.settings.dtype)
         warning = validate_prompt(engine.card, prompt)
@@ -364,7 +366,7 @@ class GenerationService:
             ctx.say(f"rendering piece {n} of {len(pieces)}", stage="rendering")
             ctx.progress(n - 1, len(pieces))
             stem = prompt.file_stem(piece.request.seed)
-            rendered = (self.render_piece(piece.abc, folder, stem) if piece.abc is not None
+            rendered = (self.render_piece(piece.abc, folder, stem, ctx.should_stop) if piece.abc is not None
                         else PieceFiles(error="not rendered: " + (piece.reason or piece.status)))
             raw_path = atomic_write_text(folder / f"{stem}.raw.abc", piece.raw)
             rendered.files["raw"] = self.workspace.relative(raw_path)
@@ -483,14 +485,15 @@ class GenerationService:
             seconds, bound = float(max_seconds), f"the {max_seconds:g} s time limit"
         return Estimate(seconds=seconds, device=device, bound=bound, measured=measured)
 
-    def render_piece(self, abc: str, folder: Path, stem: str) -> PieceFiles:
-        """Score pages, MusicXML, MIDI, PDF and WAV of a piece in `folder`; a failure is reported, not raised."""
+    def render_piece(self, abc: str, folder: Path, stem: str, should_stop=None) -> PieceFiles:
+        """Score pages, MusicXML, MIDI, PDF and WAV of a piece in `folder`; a failure is reported, not raised.
+        `should_stop()` (a cancelled job) stops the render worker at once."""
         out = PieceFiles()
         try:
-            result = render_abc(abc, RenderConfig())
+            result = render_abc(abc, RenderConfig(), should_stop=should_stop)
             soundfont = (inside(self.workspace.root, self.settings.soundfont, must_exist=True)
                          if self.settings.soundfont else None)
-            wav = render_audio(result.midi, AudioConfig(soundfont=soundfont)).wav
+            wav = render_audio(result.midi, AudioConfig(soundfont=soundfont), should_stop=should_stop).wav
             exported = export_piece(result, folder, stem, wav=wav)
         except NotaGenError as e:
             out.error = f"the score could not be made: {e}"

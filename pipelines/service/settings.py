@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from pipelines.errors import WorkspaceError
-from pipelines.files import atomic_write_text
+from pipelines.files import atomic_write_text, read_text
 
 
 @dataclass
@@ -23,7 +23,7 @@ def read_settings(path: str | Path) -> Settings:
     if not path.is_file():
         return Settings()
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_text(path))  # Notepad may add a BOM
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise WorkspaceError(f"{path}: not a settings file ({e}); fix or delete it") from None
     if not isinstance(data, dict):

@@ -15,7 +15,8 @@ Layout:
 UI (or sent over HTTP) is taken relative to a workspace folder and must stay inside it.
 It refuses `..`, absolute paths, drive letters, UNC and device paths, Windows reserved
 names (CON, NUL, COM1, ...), alternate data streams, names Windows would silently change
-(trailing dots or spaces), control characters, and links or junctions that lead out.
+(trailing dots or spaces), control characters, links or junctions that lead out, and a new
+name that an existing one equals but for capitals (one file on Windows).
 The rules are the same on every OS, so a workspace moved between Linux and Windows stays valid.
 """
 from __future__ import annotations
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.errors import WorkspaceError
+from pipelines.files import NAME_LIMIT, case_twin
 
 AREAS = ("imports", "datasets", "models", "runs", "exports", "jobs")
 LIBRARY_NAME = "library.sqlite"
@@ -34,7 +36,7 @@ SETTINGS_NAME = "settings.json"
 _RESERVED = {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$", "CLOCK$"}
 _RESERVED |= {f"{dev}{n}" for dev in ("COM", "LPT") for n in [*"123456789", "\u00b9", "\u00b2", "\u00b3"]}
 _DRIVE = re.compile(r"^[A-Za-z]:")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._,+()-]{0,99}$")
+_NAME = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9 ._,+()-]{{0,{NAME_LIMIT - 1}}}$")
 _FORBIDDEN_CHARS = set('<>:"|?*')
 
 
@@ -87,9 +89,24 @@ def inside(root: str | os.PathLike, user_path: str | os.PathLike, must_exist: bo
     resolved = candidate.resolve(strict=False)
     if resolved != base and not resolved.is_relative_to(base):
         raise WorkspaceError(f"{os.fspath(user_path)!r}: leads outside the workspace (through a link or junction)")
+    check_case(base, parts, os.fspath(user_path))
     if must_exist and not resolved.exists():
         raise WorkspaceError(f"{os.fspath(user_path)!r}: no such file or folder in the workspace")
     return resolved
+
+
+def check_case(base: Path, parts: list[str], shown: str) -> None:
+    """Refuse a new name that an existing one equals but for capitals: Windows would take it for that one
+    (a run 'chorales' beside 'Chorales' would resume or overwrite it)."""
+    folder = base
+    for part in parts:
+        if not os.path.lexists(folder / part):
+            twin = case_twin(folder, part)
+            if twin is not None:
+                raise WorkspaceError(f"{shown!r}: {twin!r} already exists, and names that differ only in capitals "
+                                     f"are the same on Windows; use {twin!r} or another name")
+            return
+        folder = folder / part
 
 
 def check_name(name: str, what: str = "name") -> str:
@@ -100,7 +117,7 @@ def check_name(name: str, what: str = "name") -> str:
     check_relative(name)
     if not _NAME.match(name) or "/" in name or "\\" in name:
         raise WorkspaceError(f"{name!r}: a {what} is letters, digits, spaces and . _ , + ( ) -, "
-                             "starting with a letter or digit, at most 100 characters")
+                             f"starting with a letter or digit, at most {NAME_LIMIT} characters")
     return name
 
 

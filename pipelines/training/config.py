@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from pipelines.errors import TrainingError
-from pipelines.fields import check_ranges, option
+from pipelines.fields import MAX_WORKERS, check_ranges, option
 
 SCHEDULES = ("cosine", "linear", "constant")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
@@ -76,7 +76,7 @@ class TrainConfig:
                                 help="which decoder recomputes its activations in backward (memory for time)")
     optimizer: str = option("auto", choices=OPTIMIZERS, help="AdamW's implementation (auto: fused on GPU)")
     compile: bool = option(False, help="torch.compile the transformer blocks")
-    data_workers: int = option(-1, low=-1, label="data workers",
+    data_workers: int = option(-1, low=-1, high=MAX_WORKERS, label="data workers",
                                help="processes that encode batches ahead of the GPU (-1: a few on a GPU, 0 on CPU)")
     frozen_dtype: str = option("auto", choices=FROZEN_DTYPES, label="frozen dtype",
                                help="auto: a LoRA run keeps its frozen base in bf16 when training in bf16")

@@ -25,6 +25,7 @@ from abctoolkit.transpose import Key2Mode
 from pipelines.abc.prompts import Prompt, parse_prompt, read_prompts
 from pipelines.abc.tokenizer import Patchilizer, pad_patches
 from pipelines.errors import AbcError, PromptError, TrainingError
+from pipelines.files import read_text, too_large
 
 KEYS = ("Cb", "C", "C#", "Db", "D", "Eb", "E", "F", "F#", "Gb", "G", "Ab", "A", "Bb", "B")
 PITCH_CLASS = {"Cb": 11, "C": 0, "C#": 1, "Db": 1, "D": 2, "Eb": 3, "E": 4, "F": 5, "F#": 6, "Gb": 6,
@@ -40,7 +41,9 @@ _MODE_TO_KEY = {mode: key for key, modes in Key2Mode.items() for mode in modes}
 
 def read_abc(path: Path) -> str:
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        if problem := too_large(path):
+            raise AbcError(problem)
+        text = read_text(path)
     except FileNotFoundError:
         raise AbcError(f"{path}: no such file") from None
     except UnicodeDecodeError as e:
@@ -95,7 +98,7 @@ def read_split(data_dir: Path, split: str) -> list[TrainPiece]:
             return []
         raise TrainingError(f"{data_dir}: no {index.name}; build the dataset with `notagen dataset build` first")
     pieces = []
-    for n, line in enumerate(index.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(read_text(index).splitlines(), 1):
         if not line.strip():
             continue
         try:

@@ -36,9 +36,16 @@ from pipelines.abc.prompts import Prompt, write_prompts
 from pipelines.abc.tokenizer import Patchilizer
 from pipelines.errors import TrainingError
 from pipelines.files import atomic_write_text
-from pipelines.model.checkpoint import ModelCard, load_checkpoint, read_checkpoint_file, save_checkpoint
+from pipelines.model.checkpoint import ModelCard, load_checkpoint, save_checkpoint
 from pipelines.model.config import preset
-from pipelines.model.lora import LoraSpec, base_record, is_adapter, load_model, load_with_adapter, save_adapter
+from pipelines.model.lora import (
+    LoraSpec,
+    base_record,
+    is_adapter_file,
+    load_model,
+    load_with_adapter,
+    save_adapter,
+)
 from pipelines.model.network import NotaGen, init_weights_like_gpt2
 from pipelines.model.notagenx import resolve_base
 from pipelines.model.registry import prompt_vocabulary
@@ -142,13 +149,13 @@ def load_start(config: TrainConfig) -> Start:
     if config.resume:
         if not last.is_file():
             raise TrainingError(f"{config.out_dir}: no {LAST} to resume from")
-        data = read_checkpoint_file(last)
-        if is_adapter(data):
+        # Both loaders copy what they return out of the file's mapping: last.pth is replaced by the next save.
+        if is_adapter_file(last):
             model, _, data = load_with_adapter(last, models_dirs=config.models_dirs)
-            base, lora = data["base"], LoraSpec.from_dict(data["lora"])
+            base, lora, training = data["base"], LoraSpec.from_dict(data["lora"]), data.get("training")
         else:
-            model, base, lora = load_checkpoint(last).model, {}, None
-        training = data.get("training")
+            loaded = load_checkpoint(last)
+            model, base, lora, training = loaded.model, {}, None, loaded.training
         if not training:
             raise TrainingError(f"{last}: holds no training state to resume from")
         check_resume(config, TrainConfig.from_dict(training["config"]), last)

@@ -10,7 +10,8 @@ import pytest
 from pipelines.abc.prompts import read_prompts
 from pipelines.dataset import KEYS, DatasetConfig, Labels, build_dataset, load_manifest, read_labels_csv, reannotate
 from pipelines.dataset.workers import TaskFailure, run_tasks
-from pipelines.errors import DatasetError
+from pipelines.errors import DatasetError, TrainingError
+from pipelines.files import NAME_LIMIT
 from pipelines.training.data import dataset_files
 from tests.dataset import worker_tasks as dataset_worker_tasks
 
@@ -202,6 +203,9 @@ def test_labels_csv_per_piece(tmp_path, fixtures):
                   DatasetConfig(workers=0, piece_labels=labels))
     assert _header(out, "bach_bwv66.6", "G") == ["%Baroque", "%Bach, Johann Sebastian", "%Keyboard", "%end"]
     assert _header(out, "bach_bwv7.7", "G") == ["%Romantic", "%Dvorak, Antonin", "%Choral", "%end"]
+    excel = tmp_path / "excel.csv"  # Excel's "CSV UTF-8" starts with a byte order mark
+    excel.write_text(csv_file.read_text(encoding="utf-8"), encoding="utf-8-sig")
+    assert read_labels_csv(excel) == labels
     bad = tmp_path / "bad.csv"
     bad.write_text("name,x\na,b\n", encoding="utf-8")
     with pytest.raises(DatasetError, match="header row"):
@@ -277,3 +281,83 @@ def test_a_build_with_no_usable_piece_builds_nothing_and_says_why_per_file(tmp_p
     assert "shopping.abc is not ABC notation" in summary and "notes.xml: not well-formed MusicXML" in summary
     assert list(load_manifest(out)["pieces"]) == ["bach_bwv66.6"]  # the dataset is left as it was
     assert json.loads(_text(out / "report.json"))["counts"]["failed"] == 3
+
+
+def _all_files(folder: Path) -> list[str]:
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+
+
+def test_scores_whose_names_differ_only_in_case_become_two_pieces_apart(tmp_path, fixtures):
+    folder = tmp_path / "scores"
+    folder.mkdir()
+    shutil.copy(fixtures / "preprocess" / "bach_bwv66.6.musicxml", folder / "Bach.xml")
+    shutil.copy(fixtures / "preprocess" / "bach_bwv7.7.musicxml", folder / "bach.xml")
+    out = tmp_path / "out"
+    report = build_dataset([folder], out, DatasetConfig(workers=0, eval_split=0, labels=CHORALE))
+    assert sorted(f.piece for f in report.files) == ["Bach", "bach_xml"]
+    assert all(f.status == "ok" for f in report.files)
+    files = _all_files(out)
+    assert len({f.casefold() for f in files}) == len(files)  # no two files Windows would take for one
+    # each piece holds its own score (the second did not overwrite the first)
+    assert _text(out / "interleaved" / "Bach.abc") != _text(out / "interleaved" / "bach_xml.abc")
+
+
+def test_a_build_refuses_pieces_named_alike_but_for_case(tmp_path, fixtures):
+    from pipelines.dataset.build import build_named
+
+    score = fixtures / "preprocess" / "bach_bwv66.6.musicxml"
+    with pytest.raises(DatasetError, match="'Bach' and 'bach'.*differ only in capitals"):
+        build_named([(score, "Bach"), (score, "bach")], tmp_path / "out", DatasetConfig(workers=0))
+
+
+def test_a_deep_source_tree_gives_short_paths(tmp_path, fixtures):
+    deep = tmp_path / "scores"
+    for n in range(6):
+        deep = deep / f"Collected works volume {n} {'(complete edition) ' * 2}".strip()
+    deep.mkdir(parents=True)
+    long_name = "Chorale " + "with a very long descriptive title " * 3
+    shutil.copy(fixtures / "preprocess" / "bach_bwv66.6.musicxml", deep / f"{long_name}1.musicxml")
+    shutil.copy(fixtures / "preprocess" / "bach_bwv7.7.musicxml", deep / f"{long_name}2.musicxml")
+    out = tmp_path / "out"
+    report = build_dataset([tmp_path / "scores"], out, DatasetConfig(workers=0, eval_split=0, labels=CHORALE))
+    pieces = [f.piece for f in report.files]
+    assert all(f.status == "ok" for f in report.files) and len(set(pieces)) == 2
+    assert all(len(p) <= NAME_LIMIT for p in pieces)
+    assert len(str(deep.relative_to(tmp_path))) > 300  # the source path alone is over Windows' 260
+    # inside the dataset folder: augmented/<key>/<piece>_<key>.abc at most, about 80 characters
+    assert max(len(f) for f in _all_files(out) if "/" in f) <= 10 + 3 + NAME_LIMIT + 7
+
+
+def test_an_abc_file_saved_with_a_byte_order_mark_gives_the_same_piece(tmp_path, chorale):
+    for name, encoding in (("plain", "utf-8"), ("notepad", "utf-8-sig")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "chorale.abc").write_text(chorale, encoding=encoding)
+        build_dataset([tmp_path / name], tmp_path / f"out_{name}", DatasetConfig(workers=0, labels=CHORALE))
+    assert (tmp_path / "notepad" / "chorale.abc").read_bytes().startswith(b"\xef\xbb\xbf")
+    for rel in ("interleaved/chorale.abc", "augmented/C/chorale_C.abc"):
+        assert _text(tmp_path / "out_notepad" / rel) == _text(tmp_path / "out_plain" / rel)
+
+
+def test_worker_processes_are_at_most_61_however_many_cores(monkeypatch):
+    from pipelines.dataset.workers import default_workers
+    from pipelines.training import TrainConfig
+
+    monkeypatch.setattr("os.cpu_count", lambda: 128)
+    assert default_workers() == 61 and DatasetConfig().workers == 61
+    with pytest.raises(DatasetError, match="workers must be 0 to 61"):
+        DatasetConfig(workers=62)
+    with pytest.raises(TrainingError, match="61"):
+        TrainConfig(data_dir=Path("data"), out_dir=Path("run"), preset="tiny", data_workers=62)
+
+
+def test_a_score_file_over_the_size_cap_fails_by_name_and_the_others_go_on(tmp_path, fixtures):
+    folder = tmp_path / "scores"
+    folder.mkdir()
+    shutil.copy(fixtures / "preprocess" / "bach_bwv66.6.musicxml", folder)
+    with (folder / "opera.musicxml").open("wb") as f:
+        f.truncate(21 * 2**20)
+    report = build_dataset([folder], tmp_path / "out", DatasetConfig(workers=0, eval_split=0, labels=CHORALE))
+    failed = {f.piece: f for f in report.files if f.status == "failed"}
+    assert list(failed) == ["opera"] and failed["opera"].stage == "read"
+    assert failed["opera"].reason == "opera.musicxml is 21.0 MB; score files of up to 20 MB are read"
+    assert report.train == ["bach_bwv66.6"]

@@ -28,6 +28,9 @@ def test_musicxml_and_abc_files_are_read_as_abc(fixtures, tmp_path):
     abc.write_text(expected, encoding="utf-8")
     assert read_score(abc) == expected
     assert read_score(abc, "My Chorale.ABC") == expected  # an upload's own name decides its format
+    saved_by_notepad = tmp_path / "notepad.abc"
+    saved_by_notepad.write_text(expected, encoding="utf-8-sig")  # starts with a byte order mark
+    assert read_score(saved_by_notepad) == expected
 
 
 def test_a_compressed_mxl_from_the_music21_corpus_is_read():

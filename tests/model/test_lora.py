@@ -76,7 +76,7 @@ def test_missing_base_is_named(lora_run, base, tmp_path):
         moved.rename(base)
 
 
-def test_lora_run_resumes_exactly_and_merges_from_the_cli(data, base, tmp_path):
+def test_lora_run_resumes_exactly_and_merges_from_the_cli(data, base, tmp_path, windows_replace):
     def config(out, **kw):
         return TrainConfig(data_dir=data, out_dir=out, base=str(base), lora_rank=2, lr=5e-3, warmup_steps=1,
                            epochs=1, freeze_patch_decoder=True, device="cpu", **kw)

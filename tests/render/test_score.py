@@ -216,10 +216,62 @@ def test_cli_partial_piece_exits_nonzero(tmp_path, chorale, capsys):
     assert "bar 5: voice 3 is missing" in captured.err
 
 
-def test_time_limit_stops_waiting_for_a_slow_conversion():
+def one_line_piece(chars: int) -> str:
+    """A generated pathological piece: four voices, every bar on one line, `chars` characters long."""
+    bar = "[V:1]c2 d2 e2 g2|[V:2]G2 B2 c2 e2|[V:3]E2 G2 G2 c2|[V:4]C2 G,2 C2 C,2|"
+    header = "X:1\nL:1/8\nM:4/4\nK:C\nV:1 treble\nV:2 treble\nV:3 bass\nV:4 bass\n"
+    return header + bar * (chars // len(bar)) + "\n"
+
+
+def test_engraving_over_its_time_limit_is_stopped_and_the_next_piece_renders(chorale):
+    slow = one_line_piece(40_000)  # about 20 s of abc2xml and Verovio on two cores
+    with pytest.raises(RenderError, match=r"engraving the score took longer than 0.5 s and was stopped"):
+        render_abc(slow, RenderConfig(pdf=False, time_limit_s=0.5))
+    assert render_abc(chorale, FAST).notes == 163  # a fresh worker took over
+
+
+def test_the_abc_conversion_alone_has_a_time_limit_too():
     slow = "X:1\nL:1/8\nM:4/4\nK:C\n" + "asdkfj;alskdjf;lkajsdf;kj " * 400  # about 3 s of abc2xml parsing
-    start = time.monotonic()
-    with pytest.raises(RenderError, match="took longer than 0.2 s"):
+    with pytest.raises(RenderError, match="converting the ABC to MusicXML took longer than 0.2 s and was stopped"):
         abc_to_musicxml(slow, time_limit_s=0.2)
-    assert time.monotonic() - start < 1.5
-    # last in this file: the abandoned conversion keeps abc2xml busy for a few more seconds
+
+
+def test_a_piece_too_long_to_engrave_is_refused_before_any_work():
+    huge = one_line_piece(260_000)  # the size that took 191 s to render with no limit
+    with pytest.raises(RenderError, match=r"260,0\d\d characters of ABC, over the 100,000 that are engraved"):
+        render_abc(huge)
+
+
+def test_rendering_stops_when_asked(chorale):
+    asked = []
+
+    def should_stop():
+        asked.append(1)
+        return len(asked) > 3  # after the first polls, while engraving runs
+
+    with pytest.raises(RenderError, match="engraving the score was stopped"):
+        render_abc(one_line_piece(40_000), FAST, should_stop=should_stop)
+
+
+def test_a_chorale_saved_with_a_byte_order_mark_is_the_same_score(tmp_path, chorale, capsys):
+    plain, marked = tmp_path / "plain.abc", tmp_path / "notepad.abc"
+    plain.write_text(chorale, encoding="utf-8")
+    marked.write_text(chorale, encoding="utf-8-sig")  # as Notepad saves UTF-8
+    assert marked.read_bytes().startswith(b"\xef\xbb\xbf")
+    summaries = []
+    for path in (plain, marked):
+        assert main(["render", str(path), "--out", str(tmp_path / path.stem), "--no-audio", "--no-pdf"]) == 0
+        summaries.append({k: v for k, v in json.loads(capsys.readouterr().out).items() if k not in ("file", "files")})
+    assert summaries[0] == summaries[1]
+    assert [p["name"] for p in summaries[1]["parts"]] == ["Soprano", "Alto", "Tenor", "Bass"]
+    pasted = render_abc("\ufeff" + chorale, FAST)  # text that keeps its mark (a paste, a text box)
+    assert pasted.musicxml == render_abc(chorale, FAST).musicxml and not pasted.partial
+
+
+def test_the_cli_refuses_a_file_over_the_size_cap_naming_it(tmp_path, capsys):
+    big = tmp_path / "huge.abc"
+    with big.open("wb") as f:
+        f.truncate(21 * 2**20)  # 21 MB
+    assert main(["render", str(big), "--out", str(tmp_path / "out"), "--no-audio"]) == 2
+    assert "huge.abc is 21.0 MB; score files of up to 20 MB are read" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

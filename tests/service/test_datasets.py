@@ -100,3 +100,24 @@ def test_a_build_of_junk_only_is_marked_empty_with_each_files_reason(backend):
     assert [(f.source, f.status) for f in result.files] == [("shopping.abc", "failed")]
     assert result.files[0].reason.startswith("shopping.abc is not ABC notation")
     assert "junk" not in backend.datasets.built()
+
+
+def test_uploads_whose_names_differ_only_in_capitals_are_kept_apart(backend, tmp_path, fixtures):
+    first, second = tmp_path / "a", tmp_path / "b"
+    shutil.copy(fixtures / "preprocess" / "bach_bwv66.6.musicxml", first)
+    shutil.copy(fixtures / "preprocess" / "bach_bwv7.7.musicxml", second)
+    folder = backend.datasets.store_uploads([(first, "Bach.musicxml"), (second, "bach.musicxml")], "mine")
+    stored = backend.workspace.area("imports") / folder
+    assert sorted(p.name for p in stored.iterdir()) == ["Bach.musicxml", "bach-2.musicxml"]
+    assert (stored / "bach-2.musicxml").read_bytes() == second.read_bytes()  # the first was not overwritten
+    backend.datasets.store_uploads([(second, "Bach.musicxml")], "mine")  # the same name again: replaced
+    assert sorted(p.name for p in stored.iterdir()) == ["Bach.musicxml", "bach-2.musicxml"]
+    assert (stored / "Bach.musicxml").read_bytes() == second.read_bytes()
+
+
+def test_an_upload_over_the_size_cap_is_refused_by_its_own_name(backend, tmp_path):
+    big = tmp_path / "gradio-temp-123"
+    with big.open("wb") as f:
+        f.truncate(21 * 2**20)
+    with pytest.raises(DatasetError, match=r"^Opera\.musicxml is 21\.0 MB; score files of up to 20 MB are read$"):
+        backend.datasets.store_uploads([(big, "Opera.musicxml")], "big")

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from pipelines.cli import main
-from pipelines.errors import SettingError, TrainingError
+from pipelines.errors import SettingError, TrainingError, WorkspaceError
 from pipelines.fields import default_of, range_of, sources_of
 from pipelines.service import CPU_BUDGET_S, Backend, Settings, TrainingPlan, TrainingService, TrainingSpec, Workspace
 from pipelines.service.training import progress_line
@@ -61,6 +61,8 @@ def test_a_new_run_needs_a_free_name_and_one_start(workspace):
         (workspace.area("runs") / "taken" / "last.pth").write_bytes(b"")
         with pytest.raises(TrainingError, match="'taken' exists; resume it"):
             backend.training.submit(TrainingSpec(dataset="chorales", run="taken", preset="micro"))
+        with pytest.raises(WorkspaceError, match="'taken' already exists.*differ only in capitals"):
+            backend.training.submit(TrainingSpec(dataset="chorales", run="Taken", preset="micro"))
         config = backend.training.config(TrainingSpec(dataset="chorales", run="new", preset="micro", lr=0))
         assert config.lr == TrainConfig(data_dir=".", out_dir=".", preset="micro").lr  # 0: the config's own rate
     finally:

@@ -2,6 +2,7 @@
 import pytest
 
 from pipelines.errors import WorkspaceError
+from pipelines.files import NAME_LIMIT
 from pipelines.service.workspace import AREAS, Workspace, check_name, inside
 from tests.paths import needs_symlinks
 
@@ -80,3 +81,21 @@ def test_new_names_are_one_plain_component(name):
 
 def test_good_names_pass():
     assert check_name("  Bach chorales (2024) v1.2 ", "dataset name") == "Bach chorales (2024) v1.2"
+
+
+def test_a_new_name_equal_to_an_existing_one_but_for_capitals_is_refused(ws):
+    (ws.area("runs") / "Chorales").mkdir()
+    (ws.area("models") / "Bach.pth").write_bytes(b"x")
+    assert ws.path("runs", "Chorales") == ws.area("runs").resolve() / "Chorales"
+    for area, name, twin in (("runs", "chorales", "Chorales"), ("runs", "CHORALES/last.pth", "Chorales"),
+                             ("models", "bach.pth", "Bach.pth")):
+        with pytest.raises(WorkspaceError, match=f"'{twin}' already exists.*differ only in capitals"):
+            ws.path(area, name)
+    assert ws.path("runs", "Chorales/last.pth").name == "last.pth"  # inside the existing one: fine
+    assert ws.path("runs", "Haydn").name == "Haydn"
+
+
+def test_a_name_over_the_limit_is_refused_so_paths_stay_short():
+    assert check_name("x" * NAME_LIMIT, "run name") == "x" * NAME_LIMIT
+    with pytest.raises(WorkspaceError, match=f"at most {NAME_LIMIT} characters"):
+        check_name("x" * (NAME_LIMIT + 1), "run name")

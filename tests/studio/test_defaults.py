@@ -72,3 +72,12 @@ def test_a_widget_shows_its_fields_default_and_range(app, where):
         assert (widget.minimum, widget.maximum) == (low, high)
     if choices_of(config, field):
         assert [value for _, value in widget.choices] == list(choices_of(config, field))
+
+
+def test_the_upload_cap_has_one_default_that_fits_a_score():
+    from pipelines.cli import build_parser
+    from pipelines.fields import MAX_SCORE_MB
+    from studio.app import StudioOptions
+
+    args = build_parser(("studio.commands",)).parse_args(["studio"])
+    assert args.max_upload_mb == StudioOptions(workspace=".").max_upload_mb == MAX_SCORE_MB == 20

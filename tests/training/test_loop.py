@@ -96,7 +96,7 @@ def resume_config(data, out, **kw):
                        grad_accum=2, device="cpu", patience=0, **kw)
 
 
-def test_cancelled_run_resumes_on_the_identical_trajectory(data, tmp_path):
+def test_cancelled_run_resumes_on_the_identical_trajectory(data, tmp_path, windows_replace):
     whole = train(resume_config(data, tmp_path / "whole"))
     reference = steps(whole)
     assert len(reference) == 4
