@@ -114,7 +114,7 @@ class PatchDecoder:
 
     def _fused_char_step(self, enc, chars, pos, *picking):
         logits = self.char_stack(self.char_input(enc, chars, pos), pos.expand(chars.shape[0]))  # (B, V)
-        return self.pick(logits, chars, pos, *picking)
+        return self.pick(logits, chars, pos, *picking), logits
 
     def _fused_patch_step(self, patch, positions):
         return self.patch_stack(self.patch_input(patch, positions), positions)  # (B, C)
@@ -177,7 +177,7 @@ class PatchDecoder:
         """The char at position `i` of every row, or the chars at `i` and `i + 1` with two chars a pass."""
         pos = self.pos_table[i]
         if self.pair_stack is None:
-            self.chars[:, i] = self.char_fn(self.enc, self.chars, pos, *picking)  # (B,)
+            self.chars[:, i], _ = self.char_fn(self.enc, self.chars, pos, *picking)  # (B,), and its logits
             return
         logits = self.pair_stack(self.char_input(self.enc, self.chars, pos), i, self.chars)  # (B * 129, V)
         self.chars[:, i], self.chars[:, i + 1] = self.pick_pair(logits, self.chars, pos, *picking)
