@@ -10,7 +10,16 @@ import functools
 import torch
 
 from pipelines.generation.options import SamplingConfig
-from pipelines.generation.plan import DecodePlan, describe_path, kernels_run_on, kernels_take
+from pipelines.generation.plan import (
+    FUSED,
+    MODULES,
+    PAIR,
+    TORCH_PAIR,
+    DecodePlan,
+    describe_path,
+    kernels_run_on,
+    kernels_take,
+)
 from pipelines.generation.steps import (
     char_step,
     fused_char_input,
@@ -44,10 +53,11 @@ class PatchDecoder:
     model's modules, compiled with `plan.compile`, or (`plan.fused`) through the Triton
     decode kernels (`kernels/decode.py`: five kernels per block), with the embeddings and the
     sampling around them compiled as asked; with `plan.pair` the char decoder instead draws
-    two chars a pass (`kernels/pair.py`), eight passes a patch. Once every active row has
-    written its eos the rest of the patch is padding: eagerly (CPU, MPS) the char loop stops
-    there, and the kernels skip their work (a flag on the device, so the graph needs no host
-    sync). Each draw is keyed by its position, so the pieces are the same either way.
+    two chars a pass (`kernels/pair.py`, or `torch_pair.py` in PyTorch ops where Triton is
+    missing), eight passes a patch. Once every active row has written its eos the rest of the
+    patch is padding: eagerly (CPU, MPS) the char loop stops there, and the kernels skip their
+    work (a flag on the device, so the graph needs no host sync). Each draw is keyed by its
+    position, so the pieces are the same either way.
     """
 
     def __init__(self, model: NotaGen, plan: DecodePlan, device: torch.device, dtype: torch.dtype):
@@ -71,6 +81,7 @@ class PatchDecoder:
         self.pos_table = torch.arange(c.patch_size, **z)
         self.last_position = c.patch_length - 1
         self.patch_stack = self.char_stack = self.pair_stack = None
+        self.torch_pair = False
         self._build_steps(model, plan)
         self.graph = None
         if plan.graph:
@@ -91,7 +102,12 @@ class PatchDecoder:
             self.patch_fn = self._fused_patch_step
         else:
             self.patch_fn = functools.partial(step(patch_step), model)
-        if plan.pair:
+        if plan.pair and plan.pair_torch:
+            from pipelines.generation.torch_pair import TorchPairStack
+
+            # Eager PyTorch ops (its picks know each pass's position as a number), under the CUDA graph.
+            self.pair_stack, self.torch_pair = TorchPairStack(model.char_level_decoder.base, batch), True
+        elif plan.pair:
             from pipelines.generation.kernels.pair import PairStack
 
             self.pair_stack = PairStack(model.char_level_decoder.base, batch, skip=self.skip)
@@ -108,8 +124,8 @@ class PatchDecoder:
 
     def describe(self) -> str:
         """The path this decoder runs, read off what it built (`DecodePlan.describe` of the plan it ran)."""
-        chars = ("two chars a pass" if self.pair_stack is not None else
-                 "fused kernels" if self.char_stack is not None else "modules")
+        chars = (TORCH_PAIR if self.torch_pair else PAIR if self.pair_stack is not None else
+                 FUSED if self.char_stack is not None else MODULES)
         return describe_path(self.graph is not None, self.compiled, self.patch_stack is not None, chars)
 
     def _fused_char_step(self, enc, chars, pos, *picking):
@@ -180,7 +196,11 @@ class PatchDecoder:
             self.chars[:, i], _ = self.char_fn(self.enc, self.chars, pos, *picking)  # (B,), and its logits
             return
         logits = self.pair_stack(self.char_input(self.enc, self.chars, pos), i, self.chars)  # (B * 129, V)
-        self.chars[:, i], self.chars[:, i + 1] = self.pick_pair(logits, self.chars, pos, *picking)
+        if self.torch_pair:
+            first, second = self.pair_stack.pick(logits, self.chars, i, *picking)
+        else:
+            first, second = self.pick_pair(logits, self.chars, pos, *picking)
+        self.chars[:, i], self.chars[:, i + 1] = first, second
 
     def _capture(self):
         # Warm-up compiles the steps; it writes garbage into the caches, which prefill overwrites.
