@@ -16,6 +16,9 @@ runtime runs it (compile and fused: CUDA with Triton; pair: CUDA), True asks for
 `plan_decode` turns them into a `DecodePlan` for one batch size, within the facts: the kernels
 and compiled GPU code need Triton, the kernels tile only head sizes that `kernels_take`, and each
 path pays off only up to its batch limit.
+
+Every path but the modules as they are is checked against them when its decoder is built, and
+replaced by them where it fails (`decoder.build_decoder`); the plan then names the fallback and why.
 """
 from __future__ import annotations
 
@@ -60,13 +63,19 @@ class DecodeOptions:
     pair: bool | None = None
 
 
-def describe_path(graph: bool, compiled: bool, patch_kernels: bool, char_step: str) -> str:
-    """One line naming a decode path; `char_step` one of MODULES, FUSED, PAIR, TORCH_PAIR."""
+# The modules as they are (in a CUDA graph on CUDA): the path every other one is checked against and
+# falls back to.
+MODULES_ONLY = DecodeOptions(compile=False, fused=False, pair=False)
+
+
+def describe_path(graph: bool, compiled: bool, patch_kernels: bool, char_step: str, fallback: str = "") -> str:
+    """One line naming a decode path; `char_step` one of MODULES, FUSED, PAIR, TORCH_PAIR; `fallback`
+    the warning where this path replaced one that failed its check."""
     how = "CUDA graph" if graph else "eager"
     steps = "compiled" if compiled else "uncompiled"
     patch = "fused kernels" if patch_kernels else "modules"
     chars = char_step if char_step in (PAIR, TORCH_PAIR) else f"one char a step ({char_step})"
-    return f"{how}, {steps}; patch step: {patch}; char step: {chars}"
+    return f"{how}, {steps}; patch step: {patch}; char step: {chars}" + (f" [fallback: {fallback}]" if fallback else "")
 
 
 @dataclass(frozen=True)
@@ -80,6 +89,7 @@ class DecodePlan:
     pair: bool  # the char decoder two chars a pass
     pair_torch: bool = False  # ... in PyTorch ops (torch_pair.py), not the Triton kernels
     why: tuple[str, ...] = ()
+    fallback: str = ""  # the warning, where this plan replaced one that failed its check at load
 
     @property
     def char_step(self) -> str:
@@ -87,8 +97,13 @@ class DecodePlan:
             return TORCH_PAIR if self.pair_torch else PAIR
         return FUSED if self.fused else MODULES
 
+    @property
+    def checked(self) -> bool:
+        """Whether its decoder is checked against the modules when built: any path but the modules as they are."""
+        return self.compile or self.fused or self.pair
+
     def describe(self) -> str:
-        return describe_path(self.graph, self.compile, self.fused, self.char_step)
+        return describe_path(self.graph, self.compile, self.fused, self.char_step, self.fallback)
 
     def __str__(self) -> str:
         return f"batch {self.batch}: {self.describe()} ({'; '.join(self.why)})"

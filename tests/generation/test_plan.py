@@ -67,7 +67,7 @@ def test_without_triton_cuda_draws_two_chars_a_pass_in_pytorch_up_to_its_batch_l
     assert plans[0].describe() == "CUDA graph, uncompiled; patch step: modules; char step: two chars a pass in PyTorch"
     assert "in PyTorch ops (Triton is not installed)" in str(plans[0])
     assert "batch 5 is over TORCH_PAIR_MAX_BATCH (4)" in str(plans[2])
-    assert plans[2].char_step == "modules"
+    assert plans[2].char_step == "modules" and not plans[2].checked and plans[0].checked
     assert not plan_decode(CONFIG, CUDA, 1, DecodeOptions(pair=False)).pair
     assert "patch size 15 is odd" in str(plan_decode(replace(CONFIG, patch_size=15), CUDA, 1))
     cpu = pick_runtime("cpu")

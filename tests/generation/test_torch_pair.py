@@ -103,7 +103,7 @@ def test_the_engine_writes_the_pieces_of_one_char_a_step(no_triton, tiny_pieces,
     plan = engine.plan(batch)
     assert plan.char_step == TORCH_PAIR and plan.pair_torch and not plan.fused, plan
     pieces = engine.generate(requests[:batch], limits=LIMITS)
-    assert [p.decode_path for p in pieces] == [plan.describe()] * batch
+    assert [p.decode_path for p in pieces] == [plan.describe()] * batch and not engine.fallback
     assert all(p.patches == 6 for p in pieces)
     assert [p.raw for p in pieces] == [p.raw for p in plain[:batch]]
 
