@@ -99,6 +99,13 @@ def compile_step(fn):
     return torch.compile(fn, fullgraph=True, dynamic=False)
 
 
+def recompiles_allowed():
+    """Where compiled steps are first called: each batch size compiles its own step (static shapes)
+    and a session sees many, so the recompile limit (8 per function by default, then a hard
+    failure) is raised."""
+    return torch._dynamo.config.patch(cache_size_limit=256)
+
+
 def build_decoder(model: NotaGen, plan: DecodePlan, fallback: DecodePlan, device: torch.device,
                   dtype: torch.dtype) -> PatchDecoder:
     """The decoder `plan` names, once it passes its check (`PatchDecoder.check`); where building,
@@ -237,7 +244,8 @@ class PatchDecoder:
         self.positions.fill_(n)
         self._logits = torch.full_like(want_logits, float("nan"))
         try:
-            self.decode_patch()
+            with recompiles_allowed():
+                self.decode_patch()
             got_logits, got_state = self._logits, self.enc.float()
         finally:
             self._logits = None
@@ -332,12 +340,11 @@ class PatchDecoder:
             self._record(i, logits, first)
 
     def _capture(self):
-        # Warm-up compiles the steps; it writes garbage into the caches, which prefill overwrites.
-        # Each batch size compiles its own step (static shapes); a session sees many, so the
-        # recompile limit (8 per function by default, then a hard failure) is raised here.
+        # Warm-up compiles the steps (where the check has not); it writes garbage into the caches,
+        # which prefill overwrites.
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream), torch._dynamo.config.patch(cache_size_limit=256):
+        with torch.cuda.stream(stream), recompiles_allowed():
             for _ in range(2):
                 self.decode_patch()
         torch.cuda.current_stream().wait_stream(stream)
