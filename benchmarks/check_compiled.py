@@ -5,10 +5,25 @@ graph as they are, compiled, the fused Triton kernels one char a step (two piece
 more would run the modules) and two chars a pass (one, two and four pieces at a time) must
 give the same text, as must the CPU. Each row names the plan it means (`Engine.plan`) and
 fails loudly where the engine plans another or its pieces say another ran
-(`GeneratedPiece.decode_path`, read off the decoder). Also compares the noise and the
-sampling distribution computed eagerly and compiled. Exits 1 where any text differs.
+(`GeneratedPiece.decode_path`, read off the decoder). Each row prints its check at load
+(the path's logits and patch state against the modules', `PatchDecoder.check`). The fallback
+row breaks its path on purpose (its compile raises) and must write the same pieces through the
+graph of the modules, its pieces saying so. Also compares the noise and the sampling
+distribution computed eagerly and compiled. Exits 1 where any text differs.
+
+With --without-triton the process runs as if Triton were not installed (PyTorch's Windows
+wheels): it cannot import it. The rows are then the graph of the modules, two chars a pass in
+PyTorch ops (one, two and four pieces at a time) and the fallback, whose pair pass is made to
+give wrong logits.
+
+    python benchmarks/check_compiled.py
+    python benchmarks/check_compiled.py --without-triton
+    python benchmarks/check_compiled.py --only pair fallback     # some rows (see --help)
 """
+import argparse
+import contextlib
 import sys
+from unittest import mock
 
 import torch
 
@@ -20,15 +35,44 @@ from pipelines.model.config import preset
 from pipelines.model.network import NotaGen
 from pipelines.model.runtime import pick_runtime
 
-# Each row: its name, the engine's options, pieces at a time, and the plan it must run
-# (graph, compile, fused, pair) at that batch.
-ROWS = [
-    ("graph of the modules", dict(compile=False, fused=False, pair=False), 4, (True, False, False, False)),
-    ("compiled", dict(compile=True, fused=False, pair=False), 4, (True, True, False, False)),
-    ("fused kernels, one char a step, 2 pieces at a time", dict(compile=True, fused=True, pair=False), 2,
-     (True, True, True, False)),
-] + [(f"two chars a pass, {n} piece(s) at a time", dict(compile=True, fused=True, pair=True), n,
-      (True, True, n <= 2, True)) for n in (1, 2, 4)]
+
+def failing_compile(fn):
+    """A torch.compile that fails as a broken backend does: when the step is first called."""
+    def compiled(*args, **kwargs):
+        raise RuntimeError("injected: the backend compiler failed")
+    return compiled
+
+
+def wrong_pair_pass():
+    """Two chars a pass in PyTorch giving logits that are off by 0.5 (a wrong kernel)."""
+    from pipelines.generation.torch_pair import TorchPairStack
+
+    right = TorchPairStack.__call__
+    return mock.patch.object(TorchPairStack, "__call__", lambda self, *a: right(self, *a) + 0.5)
+
+
+# Each row: its key (--only), name, the engine's options, pieces at a time, the plan it must run
+# (graph, compile, fused, pair, pair in PyTorch) at that batch, and the fault it injects (its path
+# must then fall back to the graph of the modules).
+MODULES_GRAPH = (True, False, False, False, False)
+WITH_TRITON = [
+    ("graph", "graph of the modules", dict(compile=False, fused=False, pair=False), 4, MODULES_GRAPH, None),
+    ("compiled", "compiled", dict(compile=True, fused=False, pair=False), 4, (True, True, False, False, False), None),
+    ("fused", "fused kernels, one char a step, 2 pieces at a time", dict(compile=True, fused=True, pair=False), 2,
+     (True, True, True, False, False), None),
+] + [("pair", f"two chars a pass, {n} piece(s) at a time", dict(compile=True, fused=True, pair=True), n,
+      (True, True, n <= 2, True, False), None) for n in (1, 2, 4)] + [
+    ("fallback", "fallback: two chars a pass whose compile fails, 2 pieces at a time",
+     dict(compile=True, fused=True, pair=True), 2, (True, True, True, True, False),
+     lambda: mock.patch("pipelines.generation.decoder.compile_step", failing_compile)),
+]
+WITHOUT_TRITON = [
+    ("graph", "graph of the modules (Triton missing)", dict(), 4, MODULES_GRAPH, None),
+] + [("torch-pair", f"two chars a pass in PyTorch (Triton missing), {n} piece(s) at a time", dict(), n,
+      (True, False, False, True, True), None) for n in (1, 2, 4)] + [
+    ("fallback", "fallback: two chars a pass in PyTorch with wrong logits, 2 pieces at a time", dict(), 2,
+     (True, False, False, True, True), wrong_pair_pass),
+]
 
 
 def check_sampling(dev: torch.device):
@@ -44,25 +88,47 @@ def check_sampling(dev: torch.device):
     print("distribution: max diff", (a - b).abs().max().item(), "same order", torch.equal(oa, ob))
 
 
-def run_row(model, runtime, name, options, at_once, wanted, requests, limits) -> list:
+def run_row(model, runtime, name, options, at_once, wanted, fault, requests, limits) -> list:
     """The row's pieces, `at_once` at a time; raises where the engine plans or runs another path."""
     engine = Engine(model, runtime, **options)
     plan = engine.plan(at_once)
     print(f"{name}: {plan}")
-    if (plan.graph, plan.compile, plan.fused, plan.pair) != wanted:
-        raise SystemExit(f"{name}: planned (graph, compile, fused, pair) = "
-                         f"{(plan.graph, plan.compile, plan.fused, plan.pair)}, not {wanted}")
-    pieces = [p for i in range(0, len(requests), at_once) for p in engine.generate(requests[i:i + at_once],
-                                                                                    limits=limits)]
+    planned = (plan.graph, plan.compile, plan.fused, plan.pair, plan.pair_torch)
+    if planned != wanted:
+        raise SystemExit(f"{name}: planned (graph, compile, fused, pair, pair in PyTorch) = {planned}, not {wanted}")
+    with fault() if fault else contextlib.nullcontext():
+        pieces = [p for i in range(0, len(requests), at_once)
+                  for p in engine.generate(requests[i:i + at_once], limits=limits)]
     ran = {p.decode_path for p in pieces}
+    if fault:  # the path must have failed its check and given way to the graph of the modules
+        plan = engine.plan(at_once)
+        if (plan.graph, plan.compile, plan.fused, plan.pair, plan.pair_torch) != MODULES_GRAPH or not plan.fallback:
+            raise SystemExit(f"{name}: the broken path did not fall back to the graph of the modules: {plan}")
+        print(f"{name}: fell back: {engine.fallback}")
     if ran != {plan.describe()}:
         raise SystemExit(f"{name}: planned {plan.describe()!r}, but ran {sorted(ran)}")
+    print(f"{name}: check at load: {engine.decoder(at_once).checked or 'none (the modules as they are)'}")
     engine.unload()
     return pieces
 
 
 def main() -> int:
-    check_sampling(torch.device("cuda"))
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--without-triton", action="store_true",
+                    help="run as if Triton were not installed (the process cannot import it)")
+    ap.add_argument("--only", nargs="+", metavar="ROW",
+                    help="only these rows: graph, compiled, fused, pair, fallback (with Triton), sampling (its "
+                         "compiled sampling check); graph, torch-pair, fallback (--without-triton)")
+    args = ap.parse_args()
+    if args.without_triton:
+        sys.modules["triton"] = None  # importing it now fails, and find_spec says it is not installed
+    rows = WITHOUT_TRITON if args.without_triton else WITH_TRITON
+    keys = {r[0] for r in rows} | ({"sampling"} if not args.without_triton else set())
+    if args.only and set(args.only) - keys:
+        raise SystemExit(f"no such row: {', '.join(sorted(set(args.only) - keys))}; choose from {', '.join(keys)}")
+    chosen = set(args.only or keys)
+    if "sampling" in chosen:
+        check_sampling(torch.device("cuda"))
     torch.manual_seed(0)
     model = NotaGen(preset("tiny")).eval()
     runtime = pick_runtime("cuda", "fp32")
@@ -72,8 +138,10 @@ def main() -> int:
     limits = GenerationLimits(max_patches=40, bar_retries=0)
     cpu = Engine(model, pick_runtime("cpu", "fp32")).generate(requests, limits=limits)
     differs = False
-    for name, options, at_once, wanted in ROWS:
-        pieces = run_row(model, runtime, name, options, at_once, wanted, requests, limits)
+    for key, name, options, at_once, wanted, fault in rows:
+        if key not in chosen:
+            continue
+        pieces = run_row(model, runtime, name, options, at_once, wanted, fault, requests, limits)
         same = [a.raw == b.raw for a, b in zip(cpu, pieces)]
         differs |= not all(same)
         print(f"{name} == cpu per piece:", same)

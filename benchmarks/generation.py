@@ -17,6 +17,12 @@ engine at batch 1 and at larger batches, the ratios to both references, and peak
 
     python benchmarks/generation.py                      # random NotaGen-X-shaped weights, fp16
     python benchmarks/generation.py --model CKPT --dtype bf16 --batches 1 8 32
+    python benchmarks/generation.py --without-triton --no-reference --batches 1 2 4 8   # as on Windows
+
+Without Triton (--without-triton) there are no compiled steps and no decode kernels: the CUDA graph
+runs the modules, and up to TORCH_PAIR_MAX_BATCH the char decoder draws two chars a pass in PyTorch
+ops (pipelines/generation/torch_pair.py), beside rows that draw one char a step. Each engine row
+prints its check at load (its logits and patch state against the modules', and the bounds).
 
 The reference under upstream's own pin of transformers (the engine needs none of it), from a side folder:
 
@@ -38,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import sys
 import time
 from pathlib import Path
 
@@ -50,11 +57,11 @@ from pipelines.abc.prompts import Prompt
 from pipelines.abc.tokenizer import BOS_ID, EOS_ID, Patchilizer
 from pipelines.generation.engine import Engine, GenerationRequest
 from pipelines.generation.options import GenerationLimits, SamplingConfig
-from pipelines.generation.plan import FUSED_MAX_BATCH, PAIR_MAX_BATCH
+from pipelines.generation.plan import FUSED_MAX_BATCH, PAIR_MAX_BATCH, TORCH_PAIR_MAX_BATCH
 from pipelines.model.config import VOCAB_SIZE, preset
 from pipelines.model.lora import load_model
 from pipelines.model.network import NotaGen
-from pipelines.model.runtime import configure_cuda, pick_runtime
+from pipelines.model.runtime import configure_cuda, pick_runtime, triton_available
 
 PROMPT = Prompt("Romantic", "Chopin, Frederic", "Keyboard")
 
@@ -220,8 +227,9 @@ def engine_lengths_run(engine: Engine, lengths: list[int], sampling: SamplingCon
     """The engine at batch 1 from the prompt through len(lengths) patches, patch i ending (an eos
     in place of its draw) after lengths[i] chars: the patch loop of `Engine.generate` without its
     host-side bookkeeping, which writes no eos of its own choosing."""
+    planned = engine.plan(1).describe()
     dec = engine.decoder(1)
-    ran_as_planned(engine, 1, {dec.describe()})
+    ran_as_planned(planned, 1, {dec.describe()})
     context = prompt_context(engine.model).tolist()
     P = engine.config.patch_size
     lengths = lengths[:engine.config.patch_length - len(context) - 1]
@@ -280,7 +288,16 @@ def main():
     ap.add_argument("--unfused-too", action="store_true",
                     help="first run the batches of up to FUSED_MAX_BATCH through the modules (not the fused "
                          "kernels) as well")
+    ap.add_argument("--without-triton", action="store_true",
+                    help="run as if Triton were not installed (PyTorch's Windows wheels): the process cannot import "
+                         "it, so two chars a pass run in PyTorch ops up to TORCH_PAIR_MAX_BATCH, beside one char a "
+                         "step on the graph of the modules")
+    ap.add_argument("--no-reference", action="store_true",
+                    help="leave out upstream's loop (and the rows with real patch lengths): engine rows only, "
+                         "no ratios")
     args = ap.parse_args()
+    if args.without_triton:
+        sys.modules["triton"] = None  # importing it now fails, and find_spec says it is not installed
 
     runtime = pick_runtime(args.device, args.dtype)
     torch.manual_seed(0)
@@ -295,6 +312,67 @@ def main():
           f"({model.num_parameters():,} parameters), sampling {sampling}, torch {torch.__version__}, "
           f"transformers {transformers.__version__}")
 
+    if args.no_reference:
+        rows, real_rows, lengths, ref_lengths, scores = [], [], None, None, []
+    else:
+        rows, real_rows, lengths, ref_lengths, scores = time_references(args, model, runtime, sampling)
+    if cuda:
+        configure_cuda()
+    ref_rates = (rows[0][3], rows[1][3]) if rows else None
+    lean = f"inference_mode, autocast to {runtime.dtype_name}"
+
+    runs = []
+    compile_steps = False if args.no_compile else None  # None: the engine's default (compiled on CUDA with Triton)
+    if args.unfused_too:
+        runs.append((Engine(model, runtime, compile=compile_steps, fused=False, pair=False),
+                     [b for b in args.batches if b <= FUSED_MAX_BATCH]))
+    fused = False if args.no_fused else None
+    one_char = [b for b in args.batches if b <= (PAIR_MAX_BATCH if triton_available() else TORCH_PAIR_MAX_BATCH)]
+    if one_char and not args.no_fused and not args.no_pair and cuda:  # the same weights, one char a step
+        runs.append((Engine(model, runtime, compile=compile_steps, fused=fused, pair=False), one_char))
+    pair = False if args.no_pair or args.no_fused else None
+    runs.append((Engine(model, runtime, compile=compile_steps, fused=fused, pair=pair), args.batches))
+    for engine, batches in runs:
+        rows += engine_rows(engine, batches, args.patches, sampling, ref_rates)
+        if engine is not runs[-1][0]:
+            engine.unload()
+    if lengths:
+        engine = runs[-1][0]
+        engine_lengths_run(engine, [engine.config.patch_size] * 8, sampling)  # warm-up (batch 1 again)
+        path = engine_path(engine, 1)
+        for label, ends in ((f"engine, batch 1{path}, eos at the same real bar ends", lengths),
+                            (f"engine, batch 1{path}, the same loop, every patch full", None)):
+            chars, secs = engine_lengths_run(engine, ends or [engine.config.patch_size] * args.patches, sampling)
+            real_rows.append((label, chars, secs, chars / secs, args.patches, "", ends is not None))
+            print(f"{label}: {chars} chars in {secs:.2f} s = {chars / secs:.0f} chars/s, "
+                  f"{1000 * secs / args.patches:.2f} ms per patch", flush=True)
+
+    print(f"\n| run | chars | seconds | chars/s (median; range) | x reference as shipped | x reference, {lean} "
+          f"| peak GiB |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for label, chars, secs, rate, peak, spread in rows:
+        print(f"| {label} | {chars} | {secs:.2f} | {rate:.0f}{f' ({spread})' if spread else ''} | "
+              f"{ratio(rate, ref_rates, 0)} | {ratio(rate, ref_rates, 1)} | "
+              f"{'' if peak is None else f'{peak:.2f}'} |")
+    if real_rows:
+        full = sum(n == model.config.patch_size for n in lengths) / len(lengths)
+        print(f"\nPatches ending where the bars of {', '.join(p.name for p in scores)} end: {np.mean(lengths):.1f} "
+              f"chars per patch on average, {100 * full:.0f}% full (the reference's {args.reference_patches} "
+              f"patches: {np.mean(ref_lengths):.1f})")
+        print("\n| run | chars | seconds | ms per patch | chars/s (median; range) | x the reference with the same "
+              "bar ends |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        for label, chars, secs, rate, patches, spread, comparable in real_rows:
+            times = f"{rate / real_rows[0][3]:.1f}" if comparable else "(full patches)"
+            print(f"| {label} | {chars} | {secs:.2f} | {1000 * secs / patches:.2f} | "
+                  f"{rate:.0f}{f' ({spread})' if spread else ''} | {times} |")
+
+
+def time_references(args, model: NotaGen, runtime, sampling: SamplingConfig) -> tuple:
+    """The reference rows (median of --reference-repeats runs each) and, unless --no-real-bars, the
+    real-bar-lengths reference row; returns (rows, real_rows, lengths, ref_lengths, scores)."""
+    cuda = runtime.device.type == "cuda"
+    ref_lengths = None
     # The reference runs transformers' GPT-2 modules (eager attention, as upstream's transformers
     # 4.40) on the fp32 weights, first as upstream's demo runs them (no autocast, autograd
     # recording: the ratio basis), then under inference_mode and autocast to the run's dtype (the
@@ -351,55 +429,12 @@ def main():
         label, chars, secs, rate, _peak, spread = rows.pop()
         real_rows.append((label, chars, secs, rate, args.reference_patches, spread, True))
     del upstream, sdpa, studio, references, reference, modules  # the transformers copies of the weights
-    if cuda:
-        configure_cuda()
-    ref_rate, lean_rate = rows[0][3], rows[1][3]
+    return rows, real_rows, lengths, ref_lengths, scores
 
-    runs = []
-    compile_steps = False if args.no_compile else None  # None: the engine's default (compiled on CUDA with Triton)
-    if args.unfused_too:
-        runs.append((Engine(model, runtime, compile=compile_steps, fused=False, pair=False),
-                     [b for b in args.batches if b <= FUSED_MAX_BATCH]))
-    fused = False if args.no_fused else None
-    one_char = [b for b in args.batches if b <= PAIR_MAX_BATCH]
-    if one_char and not args.no_fused and not args.no_pair and cuda:  # the same weights, one char a step
-        runs.append((Engine(model, runtime, compile=compile_steps, fused=fused, pair=False), one_char))
-    pair = False if args.no_pair or args.no_fused else None
-    runs.append((Engine(model, runtime, compile=compile_steps, fused=fused, pair=pair), args.batches))
-    for engine, batches in runs:
-        rows += engine_rows(engine, batches, args.patches, sampling, (ref_rate, lean_rate))
-        if engine is not runs[-1][0]:
-            engine.unload()
-    if lengths:
-        engine = runs[-1][0]
-        engine_lengths_run(engine, [engine.config.patch_size] * 8, sampling)  # warm-up (batch 1 again)
-        path = engine_path(engine, 1)
-        for label, ends in ((f"engine, batch 1{path}, eos at the same real bar ends", lengths),
-                            (f"engine, batch 1{path}, the same loop, every patch full", None)):
-            chars, secs = engine_lengths_run(engine, ends or [engine.config.patch_size] * args.patches, sampling)
-            real_rows.append((label, chars, secs, chars / secs, args.patches, "", ends is not None))
-            print(f"{label}: {chars} chars in {secs:.2f} s = {chars / secs:.0f} chars/s, "
-                  f"{1000 * secs / args.patches:.2f} ms per patch", flush=True)
 
-    print(f"\n| run | chars | seconds | chars/s (median; range) | x reference as shipped | x reference, {lean} "
-          f"| peak GiB |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
-    for label, chars, secs, rate, peak, spread in rows:
-        print(f"| {label} | {chars} | {secs:.2f} | {rate:.0f}{f' ({spread})' if spread else ''} | "
-              f"{rate / ref_rate:.1f} | {rate / lean_rate:.1f} | "
-              f"{'' if peak is None else f'{peak:.2f}'} |")
-    if real_rows:
-        full = sum(n == model.config.patch_size for n in lengths) / len(lengths)
-        print(f"\nPatches ending where the bars of {', '.join(p.name for p in scores)} end: {np.mean(lengths):.1f} "
-              f"chars per patch on average, {100 * full:.0f}% full (the reference's {args.reference_patches} "
-              f"patches: {np.mean(ref_lengths):.1f})")
-        print("\n| run | chars | seconds | ms per patch | chars/s (median; range) | x the reference with the same "
-              "bar ends |")
-        print("| --- | --- | --- | --- | --- | --- |")
-        for label, chars, secs, rate, patches, spread, comparable in real_rows:
-            ratio = f"{rate / real_rows[0][3]:.1f}" if comparable else "(full patches)"
-            print(f"| {label} | {chars} | {secs:.2f} | {1000 * secs / patches:.2f} | "
-                  f"{rate:.0f}{f' ({spread})' if spread else ''} | {ratio} |")
+def ratio(rate: float, ref_rates: tuple[float, float] | None, which: int) -> str:
+    """rate over reference `which` (0: as shipped, 1: the lean loop), or "-" without references."""
+    return f"{rate / ref_rates[which]:.1f}" if ref_rates else "-"
 
 
 def engine_path(engine: Engine, batch: int) -> str:
@@ -407,31 +442,32 @@ def engine_path(engine: Engine, batch: int) -> str:
     return f" ({engine.plan(batch).describe()})"
 
 
-def ran_as_planned(engine: Engine, batch: int, ran: set[str]):
-    """Stop the benchmark where pieces of `batch` rows say they ran another path than the engine plans."""
-    planned = engine.plan(batch).describe()
+def ran_as_planned(planned: str, batch: int, ran: set[str]):
+    """Stop the benchmark where pieces of `batch` rows say they ran another path than the engine planned
+    before it ran (a path that fails its check at load falls back to the modules and says so)."""
     if ran != {planned}:
         raise SystemExit(f"engine, batch {batch}: planned {planned!r}, but ran {sorted(ran)}")
 
 
 def engine_rows(engine: Engine, batches: list[int], patches: int, sampling: SamplingConfig,
-                ref_rates: tuple[float, float]) -> list[tuple]:
+                ref_rates: tuple[float, float] | None) -> list[tuple]:
     rows = []
     cuda = engine.runtime.device.type == "cuda"
     for batch in batches:
-        path = engine_path(engine, batch)
+        planned = engine.plan(batch).describe()
+        path = f" ({planned})"
         t0 = time.perf_counter()
         chars, secs, pieces = engine_run(engine, batch, patches, sampling)
-        ran_as_planned(engine, batch, {p.decode_path for p in pieces})
+        ran_as_planned(planned, batch, {p.decode_path for p in pieces})
         peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
         rate = chars / secs
         statuses = {p.status for p in pieces}
         rows.append((f"engine, batch {batch}{path}", chars, secs, rate, peak, ""))
+        versus = f"x{ratio(rate, ref_rates, 0)} / x{ratio(rate, ref_rates, 1)} the references, " if ref_rates else ""
         print(f"engine batch {batch}{path}: {chars} chars in {secs:.2f} s = {rate:.0f} chars/s, "
-              f"{1000 * secs / patches:.2f} ms per patch step, "
-              f"x{rate / ref_rates[0]:.1f} / x{rate / ref_rates[1]:.1f} the references, "
-              f"peak {peak or 0:.2f} GiB, statuses {statuses} (setup+warm-up {time.perf_counter() - t0 - secs:.0f} s)",
-              flush=True)
+              f"{1000 * secs / patches:.2f} ms per patch step, {versus}"
+              f"peak {peak or 0:.2f} GiB, statuses {statuses} (setup+warm-up {time.perf_counter() - t0 - secs:.0f} s); "
+              f"check at load: {engine.decoder(batch).checked or 'none (the modules as they are)'}", flush=True)
     return rows
 
 

@@ -2,15 +2,33 @@
 
 `PatchDecoder` builds the path a `DecodePlan` names (pipelines.generation.plan) and nothing
 else; `describe()` reads the path off what it built, so a caller can check that the plan ran.
+
+Trust, then verify: a path other than the modules as they are (compiled steps, the Triton
+kernels, two chars a pass in PyTorch) is checked when its decoder is built. One patch runs
+through it with its chars given, and its logits at every position and its next patch state are
+compared with the plain modules' (`PatchDecoder.check`). `build_decoder` uses a path that passes
+and otherwise, or where building, compiling or capturing it raises, the modules' plan it is given
+as the fallback, with one warning that the fallback plan (and so each piece's `decode_path`) carries.
 """
 from __future__ import annotations
 
 import functools
+import logging
+from dataclasses import dataclass, replace
 
 import torch
 
 from pipelines.generation.options import SamplingConfig
-from pipelines.generation.plan import DecodePlan, describe_path, kernels_run_on, kernels_take
+from pipelines.generation.plan import (
+    FUSED,
+    MODULES,
+    PAIR,
+    TORCH_PAIR,
+    DecodePlan,
+    describe_path,
+    kernels_run_on,
+    kernels_take,
+)
 from pipelines.generation.steps import (
     char_step,
     fused_char_input,
@@ -24,6 +42,46 @@ from pipelines.generation.steps import (
 from pipelines.model.network import NotaGen
 from pipelines.model.runtime import Runtime
 
+log = logging.getLogger(__name__)
+
+# The patch a path is checked on (cycled to the patch size): plain ABC, no pad, bos or eos, not `[r:`.
+CHECK_TEXT = "L:1/8\nM:4/4\nK:G\n"
+# Patches of context before it, prefilled by the modules, so the patch step attends to a long cache
+# (the fused patch kernels split one over programs of 128 slots: this reaches a second one).
+CHECK_CONTEXT = 130
+# How far a checked path's logits and patch state may be from the modules', per unit of the largest
+# value the modules give (at least 1). Paths differ only in the order of their sums and a rounding or
+# two. Measured on the CPU in fp32 (tiny model; demo model, logits up to about 14): two chars a pass in
+# PyTorch 3.6e-7 and 2.9e-6 in the logits, the Triton kernels (interpreted, tiny) 4.8e-7 one char a step
+# and 4.5e-7 two chars a pass. In fp16 and bf16 (PyTorch's CPU ops) the torch pair pass gave the modules'
+# logits exactly and patch states within 0.0039 and 0.031, the modules' own cached against uncached
+# step. On an H100 the fused NotaGen-X stacks were within 0.003 (logits) and 0.006 (states, up to 3.8)
+# in fp16. So the bounds are about ten roundings of the largest value: 2**-11 relative a rounding in
+# fp16, 2**-8 in bf16. A wrong kernel or a miscompile gives errors the size of the values, or NaN.
+CHECK_TOLERANCE = {torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 8e-2}
+
+
+class PathCheckError(RuntimeError):
+    """A decode path gave other logits than the modules when its decoder was built."""
+
+
+@dataclass(frozen=True)
+class PathCheck:
+    """A path's largest differences from the modules at load (`PatchDecoder.check`), and the bounds."""
+
+    logits: float
+    state: float
+    logits_bound: float
+    state_bound: float
+
+    @property
+    def passed(self) -> bool:
+        return self.logits <= self.logits_bound and self.state <= self.state_bound  # NaN fails
+
+    def __str__(self) -> str:
+        return (f"logits within {self.logits:.2g} of the modules' (bound {self.logits_bound:.2g}), "
+                f"patch state within {self.state:.2g} (bound {self.state_bound:.2g})")
+
 
 def lay_out_weights(model: NotaGen, runtime: Runtime):
     """Where the runtime runs the Triton kernels, lay the block weights out as they read them, once,
@@ -36,6 +94,37 @@ def lay_out_weights(model: NotaGen, runtime: Runtime):
         lay_out_for_kernels(model)
 
 
+def compile_step(fn):
+    """`fn` through torch.compile as the decoder compiles its steps (static shapes, one graph)."""
+    return torch.compile(fn, fullgraph=True, dynamic=False)
+
+
+def recompiles_allowed():
+    """Where compiled steps are first called: each batch size compiles its own step (static shapes)
+    and a session sees many, so the recompile limit (8 per function by default, then a hard
+    failure) is raised."""
+    return torch._dynamo.config.patch(cache_size_limit=256)
+
+
+def build_decoder(model: NotaGen, plan: DecodePlan, fallback: DecodePlan, device: torch.device,
+                  dtype: torch.dtype) -> PatchDecoder:
+    """The decoder `plan` names, once it passes its check (`PatchDecoder.check`); where building,
+    compiling, checking or capturing it fails, the decoder of `fallback` (the modules), whose plan
+    then carries the warning (logged once here)."""
+    if not plan.checked:
+        return PatchDecoder(model, plan, device, dtype)
+    try:
+        return PatchDecoder(model, plan, device, dtype)
+    except Exception as e:  # noqa: BLE001 - whatever fails in the fast path, the modules write the pieces
+        log.debug("the decode path %s failed", plan, exc_info=True)
+        said = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        reason = said if isinstance(e, PathCheckError) else f"{type(e).__name__}: {said}" if said else type(e).__name__
+    warning = (f"the decode path '{plan.describe()}' failed its check at load ({reason}); generating through "
+               f"the model's modules instead, which is slower")
+    log.warning("%s", warning)
+    return PatchDecoder(model, replace(fallback, fallback=warning), device, dtype)
+
+
 class PatchDecoder:
     """Static buffers and one patch of decoding: 16 char steps, then the patch-level step.
 
@@ -44,15 +133,19 @@ class PatchDecoder:
     model's modules, compiled with `plan.compile`, or (`plan.fused`) through the Triton
     decode kernels (`kernels/decode.py`: five kernels per block), with the embeddings and the
     sampling around them compiled as asked; with `plan.pair` the char decoder instead draws
-    two chars a pass (`kernels/pair.py`), eight passes a patch. Once every active row has
-    written its eos the rest of the patch is padding: eagerly (CPU, MPS) the char loop stops
-    there, and the kernels skip their work (a flag on the device, so the graph needs no host
-    sync). Each draw is keyed by its position, so the pieces are the same either way.
+    two chars a pass (`kernels/pair.py`, or `torch_pair.py` in PyTorch ops where Triton is
+    missing), eight passes a patch. Once every active row has written its eos the rest of the
+    patch is padding: eagerly (CPU, MPS) the char loop stops there, and the kernels skip their
+    work (a flag on the device, so the graph needs no host sync). Each draw is keyed by its
+    position, so the pieces are the same either way.
+
+    A checked plan (`DecodePlan.checked`) is checked before the capture: `PathCheckError` where
+    its logits stray from the modules' (`check`).
     """
 
     def __init__(self, model: NotaGen, plan: DecodePlan, device: torch.device, dtype: torch.dtype):
         c, batch = model.config, plan.batch
-        self.model, self.P, self.compiled = model, c.patch_size, plan.compile
+        self.model, self.P, self.compiled, self.fallback = model, c.patch_size, plan.compile, plan.fallback
         z = dict(device=device)
         self.enc = torch.zeros(batch, c.hidden_size, dtype=dtype, **z)  # (B, C) each row's patch state
         self.chars = torch.zeros(batch, c.patch_size, dtype=torch.long, **z)  # (B, P) the patch being drawn
@@ -71,7 +164,14 @@ class PatchDecoder:
         self.pos_table = torch.arange(c.patch_size, **z)
         self.last_position = c.patch_length - 1
         self.patch_stack = self.char_stack = self.pair_stack = None
+        self.torch_pair = False
+        self._logits: torch.Tensor | None = None  # (B, P, V) while `check` records the logits each char is drawn from
         self._build_steps(model, plan)
+        self.checked: PathCheck | None = None
+        if plan.checked:
+            self.checked = self.check()
+            if not self.checked.passed:
+                raise PathCheckError(str(self.checked))
         self.graph = None
         if plan.graph:
             self._capture()
@@ -79,7 +179,7 @@ class PatchDecoder:
     def _build_steps(self, model: NotaGen, plan: DecodePlan):
         # Compiled functions take the model as an argument: a compiled functools.partial would
         # share one code object (and one recompile budget) with every other partial.
-        step = (lambda fn: torch.compile(fn, fullgraph=True, dynamic=False)) if plan.compile else (lambda fn: fn)
+        step = compile_step if plan.compile else (lambda fn: fn)
         batch = plan.batch
         if plan.fused or plan.pair:
             self.char_input = functools.partial(step(fused_char_input), model)
@@ -91,7 +191,12 @@ class PatchDecoder:
             self.patch_fn = self._fused_patch_step
         else:
             self.patch_fn = functools.partial(step(patch_step), model)
-        if plan.pair:
+        if plan.pair and plan.pair_torch:
+            from pipelines.generation.torch_pair import TorchPairStack
+
+            # Eager PyTorch ops (its picks know each pass's position as a number), under the CUDA graph.
+            self.pair_stack, self.torch_pair = TorchPairStack(model.char_level_decoder.base, batch), True
+        elif plan.pair:
             from pipelines.generation.kernels.pair import PairStack
 
             self.pair_stack = PairStack(model.char_level_decoder.base, batch, skip=self.skip)
@@ -108,16 +213,60 @@ class PatchDecoder:
 
     def describe(self) -> str:
         """The path this decoder runs, read off what it built (`DecodePlan.describe` of the plan it ran)."""
-        chars = ("two chars a pass" if self.pair_stack is not None else
-                 "fused kernels" if self.char_stack is not None else "modules")
-        return describe_path(self.graph is not None, self.compiled, self.patch_stack is not None, chars)
+        chars = (TORCH_PAIR if self.torch_pair else PAIR if self.pair_stack is not None else
+                 FUSED if self.char_stack is not None else MODULES)
+        return describe_path(self.graph is not None, self.compiled, self.patch_stack is not None, chars, self.fallback)
 
     def _fused_char_step(self, enc, chars, pos, *picking):
         logits = self.char_stack(self.char_input(enc, chars, pos), pos.expand(chars.shape[0]))  # (B, V)
-        return self.pick(logits, chars, pos, *picking)
+        return self.pick(logits, chars, pos, *picking), logits
 
     def _fused_patch_step(self, patch, positions):
         return self.patch_stack(self.patch_input(patch, positions), positions)  # (B, C)
+
+    # -- trust, then verify ---------------------------------------------------------------------
+    @torch.inference_mode()
+    def check(self) -> PathCheck:
+        """Run one patch through this decoder's steps (eagerly: compiled steps compile here), its chars
+        given (CHECK_TEXT, after CHECK_CONTEXT patches the modules prefill), and compare the logits
+        each char is drawn from and the next patch state with the plain modules' (no caches)."""
+        model, B, P = self.model, self.chars.shape[0], self.P
+        dev = self.chars.device
+        ids = [ord(ch) for ch in (CHECK_TEXT * P)[:P]]
+        n = min(CHECK_CONTEXT, model.config.patch_length - 1)
+        patches = torch.tensor([ids[j % P:] + ids[:j % P] for j in range(n + 1)], device=dev).expand(B, -1, -1)
+        patch = patches[:, -1].contiguous()  # (B, P) the patch checked, after n of context
+        states = model.patch_level_decoder(patches[:, :n], torch.arange(n, device=dev).expand(B, -1))  # prefill
+        want_logits = model.char_level_decoder(states[:, -1], patch[:, :-1]).float()  # (B, P, V)
+        want_state = model.patch_level_decoder(patches)[:, -1].float()  # (B, C)
+        self.enc.copy_(states[:, -1])
+        self.forced.copy_(patch)
+        self.positions.fill_(n)
+        self._logits = torch.full_like(want_logits, float("nan"))
+        try:
+            with recompiles_allowed():
+                self.decode_patch()
+            got_logits, got_state = self._logits, self.enc.float()
+        finally:
+            self._logits = None
+        tolerance = CHECK_TOLERANCE.get(self.enc.dtype, CHECK_TOLERANCE[torch.float16])
+        result = PathCheck(
+            logits=(got_logits - want_logits).abs().max().item(), state=(got_state - want_state).abs().max().item(),
+            logits_bound=tolerance * max(1.0, want_logits.abs().max().item()),
+            state_bound=tolerance * max(1.0, want_state.abs().max().item()))
+        for buffer in (self.enc, self.chars, self.counters, self.positions, self.skip):  # as built
+            buffer.zero_()
+        return result
+
+    def _record(self, i: int, logits: torch.Tensor, first: torch.Tensor | None = None):
+        """While checking: the logits the char at `i` was drawn from (one char a step: (B, V)); with two
+        chars a pass (B * (1 + V), V), row 0's at `i` and those of the branch of `first` at `i + 1`."""
+        if first is None:
+            self._logits[:, i] = logits.float()
+            return
+        rows = logits.float().view(first.shape[0], -1, logits.shape[-1])
+        self._logits[:, i] = rows[:, 0]
+        self._logits[:, i + 1] = rows[torch.arange(first.shape[0], device=first.device), first + 1]
 
     # -- the host's side: rows in, patches out ----------------------------------------------------
     def reset(self, enc: torch.Tensor, seeds: list[int], in_body: list[bool], sampling: SamplingConfig):
@@ -177,18 +326,25 @@ class PatchDecoder:
         """The char at position `i` of every row, or the chars at `i` and `i + 1` with two chars a pass."""
         pos = self.pos_table[i]
         if self.pair_stack is None:
-            self.chars[:, i] = self.char_fn(self.enc, self.chars, pos, *picking)  # (B,)
+            self.chars[:, i], logits = self.char_fn(self.enc, self.chars, pos, *picking)  # (B,), (B, V)
+            if self._logits is not None:
+                self._record(i, logits)
             return
         logits = self.pair_stack(self.char_input(self.enc, self.chars, pos), i, self.chars)  # (B * 129, V)
-        self.chars[:, i], self.chars[:, i + 1] = self.pick_pair(logits, self.chars, pos, *picking)
+        if self.torch_pair:
+            first, second = self.pair_stack.pick(logits, self.chars, i, *picking)
+        else:
+            first, second = self.pick_pair(logits, self.chars, pos, *picking)
+        self.chars[:, i], self.chars[:, i + 1] = first, second
+        if self._logits is not None:
+            self._record(i, logits, first)
 
     def _capture(self):
-        # Warm-up compiles the steps; it writes garbage into the caches, which prefill overwrites.
-        # Each batch size compiles its own step (static shapes); a session sees many, so the
-        # recompile limit (8 per function by default, then a hard failure) is raised here.
+        # Warm-up compiles the steps (where the check has not); it writes garbage into the caches,
+        # which prefill overwrites.
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream), torch._dynamo.config.patch(cache_size_limit=256):
+        with torch.cuda.stream(stream), recompiles_allowed():
             for _ in range(2):
                 self.decode_patch()
         torch.cuda.current_stream().wait_stream(stream)

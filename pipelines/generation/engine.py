@@ -23,17 +23,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
 from pipelines.abc.tokenizer import BOS_ID, EOS_ID, Patchilizer, pad_patches
 from pipelines.errors import AbcError, NotaGenError
 from pipelines.generation.context import Context, ContextEncoder
-from pipelines.generation.decoder import PatchDecoder, lay_out_weights
+from pipelines.generation.decoder import PatchDecoder, build_decoder, lay_out_weights
 from pipelines.generation.options import GenerationLimits, SamplingConfig
 from pipelines.generation.piece import GeneratedPiece, GenerationRequest, Move, MoveEvent, Piece
-from pipelines.generation.plan import DecodeOptions, DecodePlan, plan_decode
+from pipelines.generation.plan import MODULES_ONLY, DecodeOptions, DecodePlan, plan_decode
 from pipelines.generation.policy import RedrawPolicy
 from pipelines.model.checkpoint import ModelCard
 from pipelines.model.network import NotaGen
@@ -66,7 +66,9 @@ class Engine:
     """A loaded model on a device, reused across calls; `generate` writes a batch of pieces.
 
     `compile`, `fused` and `pair` are independent (`DecodeOptions`: None decides by the
-    runtime); `plan(batch)` says which decode path a batch of that size runs, and why.
+    runtime); `plan(batch)` says which decode path a batch of that size runs, and why. A path
+    that fails its check at load (`decoder.build_decoder`) leaves the warning in `fallback`, and
+    from then on every batch runs the modules.
     """
 
     def __init__(self, model: NotaGen, runtime: Runtime, compile: bool | None = None, name: str = "",
@@ -83,6 +85,7 @@ class Engine:
         lay_out_weights(self.model, runtime)
         self._capacity = 0
         self._decoder: PatchDecoder | None = None
+        self.fallback = ""  # the warning, once a decode path has failed its check at load
 
     @property
     def config(self):
@@ -110,7 +113,9 @@ class Engine:
 
     # -- decode path ----------------------------------------------------------------------
     def plan(self, batch: int) -> DecodePlan:
-        """How a batch of `batch` pieces is decoded, and why."""
+        """How a batch of `batch` pieces is decoded, and why (the modules once a path has failed its check)."""
+        if self.fallback:
+            return replace(plan_decode(self.config, self.runtime, batch, MODULES_ONLY), fallback=self.fallback)
         return plan_decode(self.config, self.runtime, batch, self.options)
 
     def decoder(self, batch: int) -> PatchDecoder:
@@ -123,7 +128,9 @@ class Engine:
             self.model.setup_caches(batch, dtype=self.runtime.dtype, device=self.runtime.device)
             plan = self.plan(batch)
             log.info("decode plan: %s", plan)
-            self._decoder = PatchDecoder(self.model, plan, self.runtime.device, self.runtime.dtype)
+            modules = plan_decode(self.config, self.runtime, batch, MODULES_ONLY)
+            self._decoder = build_decoder(self.model, plan, modules, self.runtime.device, self.runtime.dtype)
+            self.fallback = self.fallback or self._decoder.fallback
             self._capacity = batch
         return self._decoder
 

@@ -60,14 +60,25 @@ def uniform_noise(seeds: torch.Tensor, steps: torch.Tensor, vocab: int) -> torch
     return (bits.float() + 0.5) / float(1 << 24)
 
 
+def exponential_noise(seeds: torch.Tensor, steps: torch.Tensor, vocab: int) -> torch.Tensor:
+    """E = -log U ~ Exp(1) per token (N, vocab), keyed like `uniform_noise`: what `race` divides by."""
+    return -torch.log(uniform_noise(seeds, steps, vocab))
+
+
+def race(distribution: torch.Tensor, exp_noise: torch.Tensor, order: torch.Tensor | None = None) -> torch.Tensor:
+    """The exponential race: argmax p / E over the last axis, E (..., V) in token-id order.
+
+    With `order`, `distribution` is in that (sorted) order of token ids; returns token ids (...)."""
+    if order is None:
+        return torch.argmax(distribution / exp_noise, dim=-1)
+    pick = torch.argmax(distribution / exp_noise.gather(-1, order), dim=-1, keepdim=True)
+    return order.gather(-1, pick)[..., 0]
+
+
 def draw(distribution: torch.Tensor, seeds: torch.Tensor, steps: torch.Tensor,
          order: torch.Tensor | None = None) -> torch.Tensor:
     """Sample one id per row: argmax p / E with E = -log U ~ Exp(1), the noise keyed by token id.
 
     With `order`, `distribution` is in that (sorted) order of token ids.
     """
-    exp_noise = -torch.log(uniform_noise(seeds, steps, distribution.shape[-1]))
-    if order is None:
-        return torch.argmax(distribution / exp_noise, dim=-1)
-    pick = torch.argmax(distribution / exp_noise.gather(-1, order), dim=-1, keepdim=True)
-    return order.gather(-1, pick)[..., 0]
+    return race(distribution, exponential_noise(seeds, steps, distribution.shape[-1]), order)

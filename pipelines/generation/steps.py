@@ -9,11 +9,13 @@ from __future__ import annotations
 import torch
 
 from pipelines.abc.tokenizer import EOS_ID
-from pipelines.generation.sampling import draw, sorted_distribution
+from pipelines.generation.sampling import draw, race, sorted_distribution
 from pipelines.model.network import NotaGen
 
+# The first tune-body patch starts `[r:0/`: after a metadata patch began `[r:`, '0' and '/' follow.
 _R = [ord(c) for c in "[r:"]
 _ZERO, _SLASH = ord("0"), ord("/")
+_ZERO_AT, _SLASH_AT = len(_R), len(_R) + 1
 
 
 def char_embeds(model: NotaGen, enc, chars, pos):
@@ -37,10 +39,46 @@ def pick_char(logits, chars, pos, forced, in_body, seeds, counters, top_k, top_p
     c = draw(sorted_p, seeds, counters * chars.shape[1] + pos, order)
     f = forced.gather(1, pos.expand(B, 1))[:, 0]
     c = torch.where(f >= 0, f, c)
-    # The first tune-body patch starts `[r:0/`: force `0/` after a metadata patch began `[r:`.
-    starts_r = (chars[:, 0] == _R[0]) & (chars[:, 1] == _R[1]) & (chars[:, 2] == _R[2]) & ~in_body
-    c = torch.where(starts_r & (pos == 3), _ZERO, c)
-    return torch.where(starts_r & (pos == 4), _SLASH, c)
+    starts_r = _starts_tune_body(chars[:, 0], chars[:, 1], chars[:, 2], in_body)
+    c = torch.where(starts_r & (pos == _ZERO_AT), _ZERO, c)
+    return torch.where(starts_r & (pos == _SLASH_AT), _SLASH, c)
+
+
+def _starts_tune_body(c0, c1, c2, in_body):
+    """Whether a patch whose first three chars are c0 c1 c2 (broadcastable tensors) begins the tune body
+    (`[r:` after the metadata): its next two chars are then forced to `0/`."""
+    return (c0 == _R[0]) & (c1 == _R[1]) & (c2 == _R[2]) & ~in_body
+
+
+def pick_pair_rows(logits, chars, p: int, exp_noise, forced, in_body, top_k, top_p, temperature):
+    """Each piece's chars at `p` and `p + 1` (two (B,) tensors) from a pair pass's logits (B * (1 + V), V)
+    (`pipelines.generation.torch_pair`), every row drawn at once: row 0 at p, branch row 1 + c at p + 1
+    as if c were drawn at p; the second char is the draw of the first char's branch. Each row is drawn
+    as `pick_char` draws it (same distribution, noise, forced chars and `[r:0/` rule), so the chars
+    are those of two `pick_char` calls; eagerly it is one sampling pass instead of two.
+
+    p is a Python int (the rule's positions are known ahead); exp_noise (B, P, V) the patch's noise
+    (`sampling.exponential_noise` at each position's step); the rest as `pick_char` takes it.
+    """
+    B, V = chars.shape[0], logits.shape[-1]
+    probs = torch.softmax(logits.float().view(B, 1 + V, V), dim=-1)
+    sorted_p, order = sorted_distribution(probs, top_k[:, None], top_p[:, None], temperature[:, None])
+    both = exp_noise[:, p:p + 2]  # (B, 2, V): the noise at p (row 0) and at p + 1 (every branch)
+    c = race(sorted_p, torch.cat([both[:, :1], both[:, 1:].expand(B, V, V)], 1), order)  # (B, 1 + V)
+    f = forced[:, p:p + 2]
+    f = torch.cat([f[:, :1], f[:, 1:].expand(B, V)], 1)
+    c = torch.where(f >= 0, f, c)
+    first3 = [chars[:, j:j + 1] for j in range(len(_R))]  # (B, 1) each: the patch's first chars, known before p
+    if p in (_ZERO_AT, _SLASH_AT):  # row 0
+        c[:, :1] = torch.where(_starts_tune_body(*first3, in_body[:, None]), _ZERO if p == _ZERO_AT else _SLASH,
+                               c[:, :1])
+    if p + 1 in (_ZERO_AT, _SLASH_AT):  # the branches, each with its own char at p
+        if p < len(_R):
+            first3[p] = torch.arange(V, device=chars.device)[None]
+        c[:, 1:] = torch.where(_starts_tune_body(*first3, in_body[:, None]),
+                               _ZERO if p + 1 == _ZERO_AT else _SLASH, c[:, 1:])
+    first = c[:, 0]
+    return first, c.gather(1, first[:, None] + 1)[:, 0]
 
 
 def rows_ended(chars, active):
@@ -71,12 +109,13 @@ def pick_pair_marking_ends(skip, active, logits, chars, pos, *picking):
 
 
 def char_step(model: NotaGen, enc, chars, pos, *picking):
-    """One char for every row at position `pos` () through the model's modules; enc (B, C) patch
-    states; `picking` as `pick_char` takes it after `pos`."""
+    """One char for every row at position `pos` () through the model's modules, and the logits it
+    was drawn from: (B,), (B, V); enc (B, C) patch states; `picking` as `pick_char` takes it after `pos`."""
     head = model.char_level_decoder.base
     x = char_embeds(model, enc, chars, pos)[:, None]  # (B, 1, C)
     h = head.transformer(x, pos.expand(chars.shape[0], 1), use_cache=True)
-    return pick_char(head.lm_head(h[:, -1]), chars, pos, *picking)
+    logits = head.lm_head(h[:, -1])  # (B, V)
+    return pick_char(logits, chars, pos, *picking), logits
 
 
 def patch_step(model: NotaGen, patch, positions):

@@ -155,8 +155,8 @@ def test_first_tune_body_patch_is_forced_to_start_r0(engine):
     model.setup_caches(B)
     try:
         for pos in range(5):
-            c = char_step(model, enc, chars, torch.tensor(pos), forced, in_body, torch.tensor([1, 1]),
-                          torch.zeros(2, dtype=torch.long), 9, 0.9, 1.2)
+            c, _ = char_step(model, enc, chars, torch.tensor(pos), forced, in_body, torch.tensor([1, 1]),
+                             torch.zeros(2, dtype=torch.long), 9, 0.9, 1.2)
             if pos >= 3:
                 chars[:, pos] = c
     finally:

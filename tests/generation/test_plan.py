@@ -8,7 +8,7 @@ import torch
 from pipelines.abc.prompts import Prompt
 from pipelines.generation.engine import Engine, GenerationRequest
 from pipelines.generation.options import GenerationLimits
-from pipelines.generation.plan import FUSED_MAX_BATCH, PAIR_MAX_BATCH, DecodeOptions, plan_decode
+from pipelines.generation.plan import FUSED_MAX_BATCH, PAIR_MAX_BATCH, TORCH_PAIR_MAX_BATCH, DecodeOptions, plan_decode
 from pipelines.model.config import NotaGenConfig, preset
 from pipelines.model.network import NotaGen
 from pipelines.model.runtime import pick_runtime
@@ -51,8 +51,29 @@ def test_the_kernels_refuse_what_they_cannot_run(triton, monkeypatch):
     assert paths(odd_patch, CUDA, batches=(1,)) == [(True, True, True, False)]
     assert "patch size 15 is odd" in str(plan_decode(odd_patch, CUDA, 1))
     monkeypatch.setattr("pipelines.generation.plan.triton_available", lambda: False)
-    plan = plan_decode(CONFIG, CUDA, 1, DecodeOptions(fused=True))
-    assert (plan.compile, plan.fused, plan.pair) == (False, False, False) and "Triton is not installed" in str(plan)
+    plan = plan_decode(CONFIG, CUDA, 1, DecodeOptions(compile=True, fused=True))
+    assert (plan.compile, plan.fused, plan.pair_torch) == (False, False, True)
+    assert "fused kernels asked for, but off: Triton is not installed" in str(plan)
+    assert "compiled steps asked for, but off: Triton is not installed" in str(plan)
+
+
+def test_without_triton_cuda_draws_two_chars_a_pass_in_pytorch_up_to_its_batch_limit(monkeypatch):
+    """PyTorch's Windows wheels ship without Triton: no compiled steps or kernels, but two chars a pass."""
+    monkeypatch.setattr("pipelines.generation.plan.triton_available", lambda: False)
+    assert TORCH_PAIR_MAX_BATCH == 4
+    assert paths(CONFIG, CUDA) == [(True, False, False, True)] * 4 + [(True, False, False, False)]
+    plans = [plan_decode(CONFIG, CUDA, b) for b in (1, 4, 5)]
+    assert [p.pair_torch for p in plans] == [True, True, False]
+    assert plans[0].describe() == "CUDA graph, uncompiled; patch step: modules; char step: two chars a pass in PyTorch"
+    assert "in PyTorch ops (Triton is not installed)" in str(plans[0])
+    assert "batch 5 is over TORCH_PAIR_MAX_BATCH (4)" in str(plans[2])
+    assert plans[2].char_step == "modules" and not plans[2].checked and plans[0].checked
+    assert not plan_decode(CONFIG, CUDA, 1, DecodeOptions(pair=False)).pair
+    assert "patch size 15 is odd" in str(plan_decode(replace(CONFIG, patch_size=15), CUDA, 1))
+    cpu = pick_runtime("cpu")
+    assert paths(CONFIG, cpu, batches=(1,)) == [(False, False, False, False)]  # eagerly 129 rows cost arithmetic
+    asked = plan_decode(CONFIG, cpu, 2, DecodeOptions(pair=True))
+    assert (asked.graph, asked.pair, asked.pair_torch) == (False, True, True)
 
 
 def test_the_cpu_runs_the_modules_eagerly_unless_the_kernels_are_asked_for(triton):
