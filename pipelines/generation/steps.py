@@ -1,5 +1,5 @@
 """The decode steps as pure tensor functions: char inputs, the char pick (sampling, forced chars,
-the `[r:0/` rule), end marks, one char or one patch through the model's modules.
+the header's line rules), end marks, one char or one patch through the model's modules.
 
 The patch decoder (pipelines.generation.decoder) compiles these and captures them in a CUDA
 graph; shapes never change and nothing here syncs with the host.
@@ -12,8 +12,7 @@ from pipelines.abc.tokenizer import EOS_ID
 from pipelines.generation.sampling import draw, sorted_distribution
 from pipelines.model.network import NotaGen
 
-_R = [ord(c) for c in "[r:"]
-_ZERO, _SLASH = ord("0"), ord("/")
+_NEWLINE = ord("\n")
 
 
 def char_embeds(model: NotaGen, enc, chars, pos):
@@ -24,12 +23,13 @@ def char_embeds(model: NotaGen, enc, chars, pos):
     return torch.where(pos == 0, enc, model.char_level_decoder.base.transformer.wte(prev))
 
 
-def pick_char(logits, chars, pos, forced, in_body, seeds, counters, top_k, top_p, temperature):
+def pick_char(logits, chars, pos, forced, in_body, seeds, counters, top_k, top_p, temperature, rules):
     """The char each row takes at position `pos` (B,), from the char decoder's logits (B, 128).
 
     chars (B, P) the patch so far; forced (B, P) chars to take instead of sampling (-1:
     sample); seeds and counters (B,) key each row's random draw (counter = patches the row
-    has generated); top_k, top_p, temperature (B, 1) per-row sampling settings.
+    has generated); top_k, top_p, temperature (B, 1) per-row sampling settings; in_body (B,)
+    and `rules` the header's line rules (`apply_line_rules`).
     """
     B = chars.shape[0]
     probs = torch.softmax(logits.float(), dim=-1)  # (B, 128)
@@ -37,10 +37,37 @@ def pick_char(logits, chars, pos, forced, in_body, seeds, counters, top_k, top_p
     c = draw(sorted_p, seeds, counters * chars.shape[1] + pos, order)
     f = forced.gather(1, pos.expand(B, 1))[:, 0]
     c = torch.where(f >= 0, f, c)
-    # The first tune-body patch starts `[r:0/`: force `0/` after a metadata patch began `[r:`.
-    starts_r = (chars[:, 0] == _R[0]) & (chars[:, 1] == _R[1]) & (chars[:, 2] == _R[2]) & ~in_body
-    c = torch.where(starts_r & (pos == 3), _ZERO, c)
-    return torch.where(starts_r & (pos == 4), _SLASH, c)
+    return apply_line_rules(c, chars, pos, in_body, rules)
+
+
+def apply_line_rules(c, chars, pos, in_body, rules):
+    """The header's line rules (`pipelines.generation.header.LineRule`) over the drawn chars c (B,).
+
+    rules = (line_start (B,): the patch begins a line; text (B, R, P): each rule's chars, -1 past
+    them; drawn (B, R): how many of them the model draws; before (B, R, V): the chars a line begins
+    with that this rule's line comes before; missing (B, R): its line is still to be written).
+    In a header patch that begins a line: at position 0, a char in `before` of a missing rule
+    becomes that rule's first char (the first such rule); past a rule's drawn chars, where the
+    patch begins with them, its chars are taken. Slot 0 is the tune body's `[r:0/` start.
+    """
+    line_start, text, drawn, before, missing = rules
+    B, R, P = text.shape
+    slots = torch.arange(R, device=c.device)
+    header = (~in_body & line_start)[:, None]  # (B, 1)
+    inserts = header & (pos == 0) & missing & before.gather(2, c.view(B, 1, 1).expand(B, R, 1))[..., 0]  # (B, R)
+    first = torch.where(inserts, slots, R).amin(dim=1, keepdim=True).clamp(max=R - 1)  # (B, 1) the first to insert
+    c = torch.where(inserts.any(dim=1), text[..., 0].gather(1, first)[:, 0], c)
+    at = torch.arange(P, device=c.device)
+    began = ((chars[:, None, :] == text) | (at >= drawn[..., None])).all(dim=-1)  # (B, R) the drawn chars match
+    value = text.gather(2, pos.expand(B, R, 1))[..., 0]  # (B, R)
+    applies = header & began & (pos >= drawn) & (value >= 0)
+    rule = torch.where(applies, slots, R).amin(dim=1, keepdim=True).clamp(max=R - 1)  # (B, 1)
+    return torch.where(applies.any(dim=1), value.gather(1, rule)[:, 0], c)
+
+
+def line_starts(patch):
+    """(B,) whether the patch after each row's patch (B, P) begins a line: this one holds a newline."""
+    return (patch == _NEWLINE).any(dim=1)
 
 
 def rows_ended(chars, active):
