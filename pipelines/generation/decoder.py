@@ -200,10 +200,13 @@ class PatchDecoder:
     # -- the device's side ------------------------------------------------------------------------
     def decode_patch(self, early_exit: bool = False):
         """One patch for every row, on the device: its chars into `out_chars`, the next patch states
-        into `enc`. `early_exit` stops the char loop once every row has ended (a host sync per char)."""
+        into `enc`. `early_exit` stops the char loop once every row has ended (a host sync per char), and
+        leaves the header's line rules out of a patch in which every row is in its tune body."""
         self.chars.zero_()
         self.skip.zero_()
         rules = (self.line_start, self.rule_text, self.rule_drawn, self.rule_before, self.rule_missing)
+        if early_exit and bool(self.in_body.all()):
+            rules = None  # they act only in a header; eagerly, a dozen small ops a char are worth skipping
         picking = (self.forced, self.in_body, self.seeds, self.counters, self.top_k, self.top_p, self.temperature,
                    rules)
         for i in range(0, self.P, 1 if self.pair_stack is None else 2):

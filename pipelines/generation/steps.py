@@ -29,7 +29,7 @@ def pick_char(logits, chars, pos, forced, in_body, seeds, counters, top_k, top_p
     chars (B, P) the patch so far; forced (B, P) chars to take instead of sampling (-1:
     sample); seeds and counters (B,) key each row's random draw (counter = patches the row
     has generated); top_k, top_p, temperature (B, 1) per-row sampling settings; in_body (B,)
-    and `rules` the header's line rules (`apply_line_rules`).
+    and `rules` the header's line rules (`apply_line_rules`; None: every row is in its tune body).
     """
     B = chars.shape[0]
     probs = torch.softmax(logits.float(), dim=-1)  # (B, 128)
@@ -37,7 +37,7 @@ def pick_char(logits, chars, pos, forced, in_body, seeds, counters, top_k, top_p
     c = draw(sorted_p, seeds, counters * chars.shape[1] + pos, order)
     f = forced.gather(1, pos.expand(B, 1))[:, 0]
     c = torch.where(f >= 0, f, c)
-    return apply_line_rules(c, chars, pos, in_body, rules)
+    return c if rules is None else apply_line_rules(c, chars, pos, in_body, rules)
 
 
 def apply_line_rules(c, chars, pos, in_body, rules):
