@@ -66,7 +66,7 @@ def main():
     if planned_wrong:  # the engine's own check: the first line must say what was asked
         raise SystemExit(f"{len(planned_wrong)} piece(s) do not begin with the planned count")
 
-    print(f"{'prompt':<45} {'bars':>5} {'ended':>6} {'other':>6} {'mean':>6} {'error':>6} {'|error|':>8} "
+    print(f"{'prompt':<50} {'bars':>5} {'ended':>6} {'other':>6} {'mean':>6} {'error':>6} {'|error|':>8} "
           f"{'exact':>6} {'10%':>5} {'25%':>5}")
     groups = [(p.line, b) for p in prompts for b in args.bars] + [("all", b) for b in args.bars]
     for line, bars in groups:
@@ -74,7 +74,7 @@ def main():
         ended = [p for p in mine if p.ok]
         fit = length_fit(bars, [p.raw for p in ended])
         mean = sum(fit.written) / len(fit.written) if fit.written else float("nan")
-        print(f"{line:<45} {bars:>5} {len(ended):>6} {len(mine) - len(ended):>6} {mean:>6.1f} "
+        print(f"{line:<50} {bars:>5} {len(ended):>6} {len(mine) - len(ended):>6} {mean:>6.1f} "
               f"{fit.mean_error:>+6.1f} {fit.mean_abs_error:>8.1f} {fit.exact:>6.0%} {fit.within(0.1):>5.0%} "
               f"{fit.within(0.25):>5.0%}")
 
