@@ -52,26 +52,30 @@ def generate(args):
           f"{ {s: sum(p.status == s for p in pieces) for s in {p.status for p in pieces}} }")
 
 
-def check(args):
+def unusable_reason(status: str, abc: str | None) -> str:
+    """Why a piece is not usable ("" when it is): not ended well, not convertible to MusicXML, or bars not aligned."""
     from pipelines.abc.report import report_piece
     from pipelines.errors import NotaGenError
     from pipelines.render.score import abc_to_musicxml
 
+    if status != "ok":
+        return f"generation {status}"
+    try:
+        report = report_piece(abc)
+        abc_to_musicxml(abc)
+    except NotaGenError as e:
+        return f"MusicXML conversion failed: {str(e)[:60]}"
+    return "" if report.aligned else "voices' bars not aligned"
+
+
+def check(args):
     samples = [s for path in args.samples for s in json.loads(Path(path).read_text(encoding="utf-8"))]
     if args.replace:
         newer = {s["seed"]: s for s in json.loads(Path(args.replace).read_text(encoding="utf-8"))}
         samples = [newer.pop(s["seed"], s) for s in samples] + list(newer.values())
     usable, reasons = 0, {}
     for s in samples:
-        if s["status"] != "ok":
-            reason = f"generation {s['status']}"
-        else:
-            try:
-                report = report_piece(s["abc"])
-                abc_to_musicxml(s["abc"])
-                reason = "" if report.aligned else "voices' bars not aligned"
-            except NotaGenError as e:
-                reason = f"MusicXML conversion failed: {str(e)[:60]}"
+        reason = unusable_reason(s["status"], s["abc"])
         usable += not reason
         if reason:
             reasons[reason] = reasons.get(reason, 0) + 1

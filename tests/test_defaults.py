@@ -15,6 +15,7 @@ from pipelines.dataset.config import DatasetConfig
 from pipelines.dpo.config import DPOConfig
 from pipelines.errors import DatasetError, DPOError, SettingError, TrainingError
 from pipelines.fields import choices_of, default_of, help_of, label_of, problem_with, range_of, type_of
+from pipelines.generation.header import HeaderControls
 from pipelines.generation.options import GenerationLimits, SamplingConfig
 from pipelines.training.config import TrainConfig
 
@@ -48,7 +49,7 @@ def build_generate(args):
 COMMANDS = {
     "train": ((TrainConfig,), build_train, TrainingError),
     "dpo": ((DPOConfig,), build_dpo, DPOError),
-    "generate": ((SamplingConfig, GenerationLimits), build_generate, SettingError),
+    "generate": ((SamplingConfig, GenerationLimits, HeaderControls), build_generate, SettingError),
     "dataset build": ((DatasetConfig,), build_dataset, DatasetError),
     "dataset corpus": ((DatasetConfig,), build_dataset, DatasetError),
 }
@@ -58,7 +59,8 @@ MIRRORED = {
                                          "key_augment", "precision", "checkpointing", "optimizer", "resume"},
     "dpo": set(dpo.DPO_OPTIONS) | {"samples", "steps", "scorer", "lam", "top_k", "top_p", "temperature",
                                    "max_patches", "max_seconds", "score_final"},
-    "generate": {"top_k", "top_p", "temperature", "max_patches", "max_chars", "max_seconds", "bar_retries"},
+    "generate": {"top_k", "top_p", "temperature", "max_patches", "max_chars", "max_seconds", "bar_retries",
+                 "meter", "key", "tempo", "bars"},
     "dataset build": {"eval_split", "seed", "workers", "time_limit_s", "use_cache", "max_unaligned_share"},
     "dataset corpus": {"eval_split", "seed", "workers", "time_limit_s", "use_cache", "max_unaligned_share"},
 }

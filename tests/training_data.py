@@ -1,8 +1,8 @@
 """A small real dataset for the training tests, built from upstream's augmented fixture files.
 
 Six music21-corpus pieces in 15 keys each, with the studio's four header lines in
-front, `train.jsonl` / `eval.jsonl` indexes and `prompts.txt`, laid out as the
-dataset pipeline writes them.
+front, `train.jsonl` / `eval.jsonl` indexes, `prompts.txt` and `header_choices.json`, laid
+out as the dataset pipeline writes them.
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from pipelines.generation.header import count_choices, piece_header_values
 from tests.paths import PREPROCESS
 
 FIXTURES = PREPROCESS
@@ -44,6 +45,10 @@ def build_dataset(root: Path, train: tuple[str, ...] = TRAIN, eval_: tuple[str, 
         (root / f"{split}.jsonl").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     prompts = sorted({"_".join(PIECES[name][1:]) for name in (*train, *eval_)})
     (root / "prompts.txt").write_text("".join(p + "\n" for p in prompts), encoding="utf-8")
+    choices = count_choices(("_".join(PIECES[name][1:]), piece_header_values(
+        (root / "augmented" / key / f"{name}_{key}.abc").read_text(encoding="utf-8") for key in KEYS))
+        for name in (*train, *eval_))
+    (root / "header_choices.json").write_text(json.dumps({"version": 1, "prompts": choices}), encoding="utf-8")
     return root
 
 

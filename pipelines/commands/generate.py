@@ -10,6 +10,7 @@ from pipelines.errors import NotaGenError
 from pipelines.fields import add_option, values_of
 from pipelines.files import atomic_write_text
 from pipelines.generation.engine import GenerationRequest
+from pipelines.generation.header import HeaderControls, bars_planned, bars_written, offered_choices
 from pipelines.generation.loading import load_engine
 from pipelines.generation.options import GenerationLimits, SamplingConfig
 from pipelines.model.registry import default_model_path, validate_prompt
@@ -17,6 +18,7 @@ from pipelines.model.registry import default_model_path, validate_prompt
 # Fields with a flag of the same name (--top-k sets top_k); defaults, ranges and help come from the field.
 SAMPLING_OPTIONS = ("top_k", "top_p", "temperature")
 LIMIT_OPTIONS = ("max_patches", "max_chars", "max_seconds", "bar_retries")
+HEADER_OPTIONS = ("meter", "key", "tempo", "bars")
 
 
 def register(subparsers):
@@ -31,6 +33,8 @@ def register(subparsers):
         add_option(p, SamplingConfig, name)
     for name in LIMIT_OPTIONS:
         add_option(p, GenerationLimits, name)
+    for name in HEADER_OPTIONS:
+        add_option(p, HeaderControls, name)
     p.add_argument("--prefix", type=Path, help="a score to continue: .abc (e.g. from `notagen dataset build`), "
                    ".musicxml, .xml or .mxl")
     p.add_argument("--prefix-lines", type=int, default=0, help="tune-body lines of --prefix to keep (0: all)")
@@ -41,9 +45,10 @@ def register(subparsers):
     p.set_defaults(func=run_generate)
 
 
-def options_from_args(args) -> tuple[SamplingConfig, GenerationLimits]:
-    """The sampling and limits asked for; both refuse values out of range with their own message."""
-    return SamplingConfig(**values_of(args, SAMPLING_OPTIONS)), GenerationLimits(**values_of(args, LIMIT_OPTIONS))
+def options_from_args(args) -> tuple[SamplingConfig, GenerationLimits, HeaderControls]:
+    """The sampling, limits and header controls asked for; each refuses values out of range with its own message."""
+    return (SamplingConfig(**values_of(args, SAMPLING_OPTIONS)), GenerationLimits(**values_of(args, LIMIT_OPTIONS)),
+            HeaderControls(**values_of(args, HEADER_OPTIONS)))
 
 
 def run_generate(args) -> int:
@@ -51,12 +56,13 @@ def run_generate(args) -> int:
 
     if args.num < 0:
         raise NotaGenError("--num must be 0 (as many as fit) or more")
-    sampling, limits = options_from_args(args)  # refused values stop here, before a model loads
+    sampling, limits, header = options_from_args(args)  # refused values stop here, before a model loads
     prompt = Prompt(args.period, args.composer, args.instrumentation)
     prefix = ""
-    if args.prefix:  # so is a file that is not a score
+    if args.prefix:  # so is a file that is not a score, and a meter or key that is not the piece's own
         source = read_score(args.prefix, str(args.prefix))
         prefix = continuation_prefix(source, prompt, keep_lines=args.prefix_lines, add_lines=args.continue_lines)
+        header.check_continuation(prefix)
     model_path = Path(args.model) if args.model else default_model_path()
     engine = load_engine(model_path, device=args.device, dtype=args.dtype)
     if args.num == 0:
@@ -65,7 +71,11 @@ def run_generate(args) -> int:
     warning = validate_prompt(engine.card, prompt)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
-    requests = [GenerationRequest(prompt=prompt, seed=args.seed + i, prefix=prefix) for i in range(args.num)]
+    unseen = "" if prefix else offered_choices(engine.card.header_choices, prompt.line).unseen(header, prompt.line)
+    if unseen:
+        print(f"warning: {unseen}", file=sys.stderr)
+    requests = [GenerationRequest(prompt=prompt, seed=args.seed + i, prefix=prefix, header=header)
+                for i in range(args.num)]
 
     def show(row, text):
         print(f"\rpiece {row + 1}/{args.num}: {len(text)} chars", end="", file=sys.stderr, flush=True)
@@ -85,10 +95,12 @@ def run_generate(args) -> int:
             "parameters": {"top_k": args.top_k, "top_p": args.top_p, "temperature": args.temperature,
                            "max_patches": args.max_patches, "max_chars": args.max_chars,
                            "max_seconds": args.max_seconds, "bar_retries": args.bar_retries,
+                           "meter": header.meter, "key": header.key, "tempo": header.tempo, "bars": header.bars,
                            "continued_from": str(args.prefix or "")},
             "model": str(model_path), "device": str(engine.runtime.device), "dtype": engine.runtime.dtype_name,
             "status": piece.status, "reason": piece.reason, "chars": piece.chars, "patches": piece.patches,
             "redrawn_bars": piece.redrawn_bars, "restarts": piece.restarts,
+            "bars_planned": bars_planned(piece.raw), "bars_written": bars_written(piece.raw),
             "seconds": round(piece.seconds, 3), "chars_per_second": round(piece.chars_per_second, 1),
         }
         atomic_write_text(args.out / f"{stem}.json", json.dumps(meta, indent=2) + "\n")

@@ -6,6 +6,8 @@ Output folder layout (upstream's fine-tuning script reads it as is):
     augmented/<KEY>/<piece>_<KEY>.abc    header + transposed, rest-reduced text, 15 keys
     train.jsonl, eval.jsonl              {"path": "<OUT>/augmented/<piece>", "key": <KEY of the original key>}
     prompts.txt                          the dataset's Period_Composer_Instrumentation lines
+    header_choices.json                  per prompt line, how many pieces use each meter and key (every
+                                         augmented key): training copies it into the model card
     manifest.json                        per piece: source, key, size, annotation, suggestion, warnings, split,
                                          and the labels set by re-annotating ("annotated"), which a rebuild keeps
     report.json                          per input file: status, failing stage and reason, voices, bars, key, seconds
@@ -48,9 +50,11 @@ from pipelines.dataset.preprocess import KEYS, preprocess_abc
 from pipelines.dataset.workers import TaskFailure, run_tasks
 from pipelines.errors import DatasetError
 from pipelines.files import NAME_LIMIT, atomic_write_text, claim_name, read_text, shorten, too_large
+from pipelines.generation.header import count_choices, piece_header_values
 
 # Bump when the converted text for the same input would change; older stamps are then converted again.
 PIPELINE_VERSION = 2  # 2: stamps record the share of unaligned bars
+HEADER_CHOICES = "header_choices.json"
 
 
 @dataclass
@@ -206,6 +210,7 @@ def convert_piece(task: PieceTask) -> dict:
     out_dir = Path(task.out_dir)
     header = header_text(annotation.prompt)
     alignment = report_piece(piece.interleaved)
+    result["header"] = piece_header_values(piece.augmented.values())
     atomic_write_text(interleaved_path(out_dir, task.piece), piece.interleaved)
     for key, text in piece.augmented.items():
         atomic_write_text(augmented_path(out_dir, task.piece, key), header + text)
@@ -318,6 +323,10 @@ def build_named(inputs: list[tuple[Path, str]], out_dir: str | os.PathLike, conf
             stamp["prompt"] = asdict(prompt)
             _write_json(stamp_path(out_dir, piece), stamp)
         stamp["source"] = str(path)
+        if "header" not in stamp:  # converted before the meters and keys were recorded
+            stamp["header"] = piece_header_values(
+                augmented_path(out_dir, piece, key).read_text(encoding="utf-8") for key in KEYS)
+            _write_json(stamp_path(out_dir, piece), stamp)
         records[piece], statuses[piece] = stamp, "cached"
         done += 1
         if on_progress:
@@ -378,7 +387,8 @@ def _manifest_entry(record: dict, split: str, annotated: dict) -> dict:
             "key": record["key"], "key_signature": record["key_signature"], "voices": record["voices"],
             "bars": record["bars"], "period": prompt.period, "composer": prompt.composer,
             "instrumentation": prompt.instrumentation, "suggested": record["suggested"],
-            "warnings": vocabulary_warnings(prompt), "split": split, "annotated": annotated}
+            "warnings": vocabulary_warnings(prompt), "split": split, "annotated": annotated,
+            "header": record["header"]}
 
 
 def _write_index(out_dir: Path, records: dict[str, dict], train: list[str], held_out: list[str],
@@ -399,8 +409,10 @@ def _write_manifest_and_index(out_dir: Path, manifest: dict) -> None:
         lines = [json.dumps({"path": str(out_dir / "augmented" / p), "key": e["key_signature"]})
                  for p, e in pieces.items() if e["split"] == split]
         atomic_write_text(out_dir / f"{split}.jsonl", "".join(line + "\n" for line in lines))
-    write_prompts(out_dir / "prompts.txt", [Prompt(e["period"], e["composer"], e["instrumentation"])
-                                            for e in pieces.values()])
+    prompts = {p: Prompt(e["period"], e["composer"], e["instrumentation"]) for p, e in pieces.items()}
+    write_prompts(out_dir / "prompts.txt", list(prompts.values()))
+    choices = count_choices((prompts[p].line, e["header"]) for p, e in pieces.items() if "header" in e)
+    _write_json(out_dir / HEADER_CHOICES, {"version": 1, "prompts": choices})
     _write_json(out_dir / "manifest.json", manifest)
 
 
@@ -425,6 +437,18 @@ def load_manifest(out_dir: str | os.PathLike, missing_ok: bool = False) -> dict:
     if not isinstance(manifest, dict) or not isinstance(manifest.get("pieces"), dict):
         raise DatasetError(f"{path}: not a dataset manifest")
     return manifest
+
+
+def load_header_choices(out_dir: str | os.PathLike) -> dict[str, dict[str, dict[str, int]]]:
+    """Per prompt line, the meters and keys of a built dataset's pieces (`header_choices.json`; empty for a
+    dataset built before they were recorded)."""
+    path = Path(out_dir) / HEADER_CHOICES
+    data = _read_json(path, "record of meters and keys")
+    if data is None:
+        return {}
+    if not isinstance(data, dict) or not isinstance(data.get("prompts"), dict):
+        raise DatasetError(f"{path}: not a record of meters and keys; build the dataset again")
+    return data["prompts"]
 
 
 def load_report(out_dir: str | os.PathLike) -> dict:

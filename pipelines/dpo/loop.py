@@ -704,6 +704,7 @@ class DPORun:
             mean = result.mean_score
             new_card = ModelCard(config=policy.config, prompts=[p.line for p in prompts],
                                  base_model=card.base_model or Path(model_path).name,
+                                 header_choices=card.header_choices,
                                  notes=(f"CLaMP-DPO iteration {k} of {c.iterations} from {Path(model_path).name}: "
                                         f"{c.scorer} scorer, beta {c.beta}, lambda {c.lam}, {result.optimise.steps} "
                                         f"steps at lr {c.lr} on {result.pairs} pairs; its start model's samples: "

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from pipelines.generation.header import RULE_SLOTS, HeaderControls, LineRule
 from pipelines.generation.options import SamplingConfig
 from pipelines.generation.plan import (
     FUSED,
@@ -33,12 +34,14 @@ from pipelines.generation.steps import (
     char_step,
     fused_char_input,
     fused_patch_input,
+    line_starts,
     patch_step,
     pick_char_marking_ends,
     pick_pair_marking_ends,
     rows_ended,
     zero_after_eos,
 )
+from pipelines.model.config import VOCAB_SIZE
 from pipelines.model.network import NotaGen
 from pipelines.model.runtime import Runtime
 
@@ -125,6 +128,24 @@ def build_decoder(model: NotaGen, plan: DecodePlan, fallback: DecodePlan, device
     return PatchDecoder(model, replace(fallback, fallback=warning), device, dtype)
 
 
+def encode_rules(rules: list[LineRule | None], patch_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One row's line rules as `steps.apply_line_rules` reads them: text (R, P) (-1 past a rule's chars and in
+    an empty slot), drawn (R,), before (R, V)."""
+    text = torch.full((len(rules), patch_size), -1, dtype=torch.long)
+    drawn = torch.zeros(len(rules), dtype=torch.long)
+    before = torch.zeros(len(rules), VOCAB_SIZE, dtype=torch.bool)
+    for slot, rule in enumerate(rules):
+        if rule is None:
+            continue
+        if len(rule.text) > patch_size:
+            raise ValueError(f"the header line {rule.text.strip()!r} does not fit one {patch_size}-char patch")
+        text[slot, :len(rule.text)] = torch.tensor([ord(ch) for ch in rule.text])
+        drawn[slot] = rule.drawn
+        for ch in rule.before:
+            before[slot, ord(ch)] = True
+    return text, drawn, before
+
+
 class PatchDecoder:
     """Static buffers and one patch of decoding: 16 char steps, then the patch-level step.
 
@@ -152,6 +173,14 @@ class PatchDecoder:
         self.out_chars = torch.zeros(batch, c.patch_size, dtype=torch.long, **z)  # (B, P) the last patch
         self.forced = torch.full((batch, c.patch_size), -1, dtype=torch.long, **z)  # (B, P) -1: sample
         self.in_body = torch.zeros(batch, dtype=torch.bool, **z)
+        # The header's line rules (`steps.apply_line_rules`, `header.LineRule`): one slot per rule, each row its own.
+        self.line_start = torch.ones(batch, dtype=torch.bool, **z)  # (B,) the next patch begins a line
+        text, drawn, before = encode_rules(HeaderControls().rules(), c.patch_size)  # upstream's rule only
+        self.rule_text = text.expand(batch, -1, -1).to(device).contiguous()  # (B, R, P)
+        self.rule_drawn = drawn.expand(batch, -1).to(device).contiguous()  # (B, R)
+        self.rule_before = before.expand(batch, -1, -1).to(device).contiguous()  # (B, R, V)
+        self.rule_missing = torch.zeros(batch, RULE_SLOTS, dtype=torch.bool, **z)  # (B, R)
+        self._missing_rows = [[False] * RULE_SLOTS for _ in range(batch)]  # the host's copy of rule_missing
         self.active = torch.ones(batch, dtype=torch.bool, **z)  # rows still writing (early exit)
         self._active_rows = [True] * batch  # the host's copy: `active` is written only when it changes
         self.skip = torch.zeros(1, dtype=torch.int32, **z)  # set once every active row has ended its patch
@@ -283,11 +312,25 @@ class PatchDecoder:
         self.temperature.fill_(sampling.temperature)
 
     def start_row(self, row: int, position: int, forced: list[int]):
-        """Where `row`'s next patch goes in its patch cache, and the chars that patch must begin with."""
+        """Where `row`'s next patch goes in its patch cache, and the chars that patch must begin with
+        (none: it begins a line)."""
         self.positions[row] = min(position, self.last_position)
         self.forced[row] = -1
+        self.line_start[row] = not forced
         if forced:
             self.forced[row, :len(forced)] = torch.tensor(forced, device=self.forced.device)
+
+    def set_rules(self, row: int, rules: list[LineRule | None]):
+        """`row`'s header line rules (`HeaderControls.rules()`), none of them missing yet."""
+        text, drawn, before = (t.to(self.rule_text.device) for t in encode_rules(rules, self.P))
+        self.rule_text[row], self.rule_drawn[row], self.rule_before[row] = text, drawn, before
+        self.set_missing(row, [False] * RULE_SLOTS, force=True)
+
+    def set_missing(self, row: int, missing: list[bool], force: bool = False):
+        """Which of `row`'s rules have their line still to write; a copy to the device only when it changes."""
+        if force or missing != self._missing_rows[row]:
+            self.rule_missing[row] = torch.tensor(missing, device=self.rule_missing.device)
+            self._missing_rows[row] = list(missing)
 
     def set_active(self, rows: list[bool]):
         """Which rows still write (for the char loop's early exit); a copy to the device only when a row ends."""
@@ -306,16 +349,22 @@ class PatchDecoder:
     # -- the device's side ------------------------------------------------------------------------
     def decode_patch(self, early_exit: bool = False):
         """One patch for every row, on the device: its chars into `out_chars`, the next patch states
-        into `enc`. `early_exit` stops the char loop once every row has ended (a host sync per char)."""
+        into `enc`. `early_exit` stops the char loop once every row has ended (a host sync per char), and
+        leaves the header's line rules out of a patch in which every row is in its tune body."""
         self.chars.zero_()
         self.skip.zero_()
-        picking = (self.forced, self.in_body, self.seeds, self.counters, self.top_k, self.top_p, self.temperature)
+        rules = (self.line_start, self.rule_text, self.rule_drawn, self.rule_before, self.rule_missing)
+        if early_exit and bool(self.in_body.all()):
+            rules = None  # they act only in a header; eagerly, a dozen small ops a char are worth skipping
+        picking = (self.forced, self.in_body, self.seeds, self.counters, self.top_k, self.top_p, self.temperature,
+                   rules)
         for i in range(0, self.P, 1 if self.pair_stack is None else 2):
             self._draw_chars(i, picking)
             if early_exit and bool(rows_ended(self.chars, self.active).all()):
                 break
         patch = zero_after_eos(self.chars)  # (B, P)
         self.out_chars.copy_(patch)
+        self.line_start.copy_(line_starts(patch))
         self.enc.copy_(self.patch_fn(patch, self.positions))
         # Next patch's state stays on the device; the host writes a row only when it changes.
         self.forced.fill_(-1)
@@ -332,7 +381,7 @@ class PatchDecoder:
             return
         logits = self.pair_stack(self.char_input(self.enc, self.chars, pos), i, self.chars)  # (B * 129, V)
         if self.torch_pair:
-            first, second = self.pair_stack.pick(logits, self.chars, i, *picking)
+            first, second = self.pair_stack.pick(logits, self.chars, i, pos, *picking)
         else:
             first, second = self.pick_pair(logits, self.chars, pos, *picking)
         self.chars[:, i], self.chars[:, i + 1] = first, second

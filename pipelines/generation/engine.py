@@ -11,7 +11,8 @@ pipelines.generation.plan) and each piece says which ran (`GeneratedPiece.decode
 
 Protocol, as upstream's demo but done right:
 - the model writes `%end` and the rest of the metadata, then the tune body; the
-  first tune-body patch is forced to start `[r:0/` (pipelines.generation.steps);
+  first tune-body patch is forced to start `[r:0/`, and the meter, key, tempo and
+  length a request chooses are written for the model (pipelines.generation.header);
 - the end patch (bos then eos) ends a piece;
 - past the patch length, the context is re-encoded from the metadata (prompt
   included) plus the last half of the tune-body lines, and generation goes on;
@@ -197,6 +198,8 @@ class Engine:
                   [r.seed for r in requests], [p.in_body for p in pieces], sampling)
         for b, (piece, (_, open_patch)) in enumerate(zip(pieces, contexts)):
             dec.start_row(b, piece.context, open_patch)
+            dec.set_rules(b, piece.request.header.rules())
+            dec.set_missing(b, piece.request.header.missing(piece.metadata))
             if run.policy.on:
                 piece.mark_line_start(piece.context, open_patch, dec.enc[b], run.policy.marks_kept)
                 piece.start = piece.line_start
@@ -239,6 +242,8 @@ class Engine:
             forced = self._go_on_past_the_context(run, b, piece, ends_line)
         if run.policy.on and ends_line and move is None and piece.active:
             piece.mark_line_start(piece.context, forced, run.decoder.enc[b], run.policy.marks_kept)
+        if piece.active and not piece.in_body:  # the header lines still to write, after a move back too
+            run.decoder.set_missing(b, piece.request.header.missing(piece.metadata))
         return forced
 
     @staticmethod

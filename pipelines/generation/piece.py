@@ -18,16 +18,19 @@ import torch
 from pipelines.abc.postprocess import postprocess
 from pipelines.abc.prompts import Prompt
 from pipelines.errors import AbcError, NotaGenError
+from pipelines.generation.header import HeaderControls
 from pipelines.generation.options import GenerationLimits
 
 
 @dataclass(frozen=True)
 class GenerationRequest:
-    """One piece to write: a prompt, or a piece to continue (`prefix`), and its seed."""
+    """One piece to write: a prompt, or a piece to continue (`prefix`), its seed, and the header lines
+    and length chosen for it (`header`; a continued piece keeps its own)."""
 
     prompt: Prompt | None = None
     seed: int = 0
     prefix: str = ""  # ABC to continue: header lines, metadata and some `[r:i/j]`-prefixed bars
+    header: HeaderControls = HeaderControls()
 
     def start_text(self) -> str:
         if self.prefix:

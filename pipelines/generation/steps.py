@@ -1,5 +1,5 @@
 """The decode steps as pure tensor functions: char inputs, the char pick (sampling, forced chars,
-the `[r:0/` rule), end marks, one char or one patch through the model's modules.
+the header's line rules), end marks, one char or one patch through the model's modules.
 
 The patch decoder (pipelines.generation.decoder) compiles these and captures them in a CUDA
 graph; shapes never change and nothing here syncs with the host.
@@ -12,10 +12,7 @@ from pipelines.abc.tokenizer import EOS_ID
 from pipelines.generation.sampling import draw, race, sorted_distribution
 from pipelines.model.network import NotaGen
 
-# The first tune-body patch starts `[r:0/`: after a metadata patch began `[r:`, '0' and '/' follow.
-_R = [ord(c) for c in "[r:"]
-_ZERO, _SLASH = ord("0"), ord("/")
-_ZERO_AT, _SLASH_AT = len(_R), len(_R) + 1
+_NEWLINE = ord("\n")
 
 
 def char_embeds(model: NotaGen, enc, chars, pos):
@@ -26,12 +23,13 @@ def char_embeds(model: NotaGen, enc, chars, pos):
     return torch.where(pos == 0, enc, model.char_level_decoder.base.transformer.wte(prev))
 
 
-def pick_char(logits, chars, pos, forced, in_body, seeds, counters, top_k, top_p, temperature):
+def pick_char(logits, chars, pos, forced, in_body, seeds, counters, top_k, top_p, temperature, rules):
     """The char each row takes at position `pos` (B,), from the char decoder's logits (B, 128).
 
     chars (B, P) the patch so far; forced (B, P) chars to take instead of sampling (-1:
     sample); seeds and counters (B,) key each row's random draw (counter = patches the row
-    has generated); top_k, top_p, temperature (B, 1) per-row sampling settings.
+    has generated); top_k, top_p, temperature (B, 1) per-row sampling settings; in_body (B,)
+    and `rules` the header's line rules (`apply_line_rules`; None: every row is in its tune body).
     """
     B = chars.shape[0]
     probs = torch.softmax(logits.float(), dim=-1)  # (B, 128)
@@ -39,25 +37,47 @@ def pick_char(logits, chars, pos, forced, in_body, seeds, counters, top_k, top_p
     c = draw(sorted_p, seeds, counters * chars.shape[1] + pos, order)
     f = forced.gather(1, pos.expand(B, 1))[:, 0]
     c = torch.where(f >= 0, f, c)
-    starts_r = _starts_tune_body(chars[:, 0], chars[:, 1], chars[:, 2], in_body)
-    c = torch.where(starts_r & (pos == _ZERO_AT), _ZERO, c)
-    return torch.where(starts_r & (pos == _SLASH_AT), _SLASH, c)
+    return c if rules is None else apply_line_rules(c, chars, pos, in_body, rules)
 
 
-def _starts_tune_body(c0, c1, c2, in_body):
-    """Whether a patch whose first three chars are c0 c1 c2 (broadcastable tensors) begins the tune body
-    (`[r:` after the metadata): its next two chars are then forced to `0/`."""
-    return (c0 == _R[0]) & (c1 == _R[1]) & (c2 == _R[2]) & ~in_body
+def apply_line_rules(c, chars, pos, in_body, rules):
+    """The header's line rules (`pipelines.generation.header.LineRule`) over the drawn chars c (B,).
+
+    rules = (line_start (B,): the patch begins a line; text (B, R, P): each rule's chars, -1 past
+    them; drawn (B, R): how many of them the model draws; before (B, R, V): the chars a line begins
+    with that this rule's line comes before; missing (B, R): its line is still to be written).
+    In a header patch that begins a line: at position 0, a char in `before` of a missing rule
+    becomes that rule's first char (the first such rule); past a rule's drawn chars, where the
+    patch begins with them, its chars are taken. Slot 0 is the tune body's `[r:0/` start.
+    """
+    line_start, text, drawn, before, missing = rules
+    B, R, P = text.shape
+    slots = torch.arange(R, device=c.device)
+    header = (~in_body & line_start)[:, None]  # (B, 1)
+    inserts = header & (pos == 0) & missing & before.gather(2, c.view(B, 1, 1).expand(B, R, 1))[..., 0]  # (B, R)
+    first = torch.where(inserts, slots, R).amin(dim=1, keepdim=True).clamp(max=R - 1)  # (B, 1) the first to insert
+    c = torch.where(inserts.any(dim=1), text[..., 0].gather(1, first)[:, 0], c)
+    at = torch.arange(P, device=c.device)
+    began = ((chars[:, None, :] == text) | (at >= drawn[..., None])).all(dim=-1)  # (B, R) the drawn chars match
+    value = text.gather(2, pos.expand(B, R, 1))[..., 0]  # (B, R)
+    applies = header & began & (pos >= drawn) & (value >= 0)
+    rule = torch.where(applies, slots, R).amin(dim=1, keepdim=True).clamp(max=R - 1)  # (B, 1)
+    return torch.where(applies.any(dim=1), value.gather(1, rule)[:, 0], c)
 
 
-def pick_pair_rows(logits, chars, p: int, exp_noise, forced, in_body, top_k, top_p, temperature):
+def line_starts(patch):
+    """(B,) whether the patch after each row's patch (B, P) begins a line: this one holds a newline."""
+    return (patch == _NEWLINE).any(dim=1)
+
+
+def pick_pair_rows(logits, chars, p: int, pos, exp_noise, forced, in_body, top_k, top_p, temperature, rules):
     """Each piece's chars at `p` and `p + 1` (two (B,) tensors) from a pair pass's logits (B * (1 + V), V)
     (`pipelines.generation.torch_pair`), every row drawn at once: row 0 at p, branch row 1 + c at p + 1
     as if c were drawn at p; the second char is the draw of the first char's branch. Each row is drawn
-    as `pick_char` draws it (same distribution, noise, forced chars and `[r:0/` rule), so the chars
+    as `pick_char` draws it (same distribution, noise, forced chars and line rules), so the chars
     are those of two `pick_char` calls; eagerly it is one sampling pass instead of two.
 
-    p is a Python int (the rule's positions are known ahead); exp_noise (B, P, V) the patch's noise
+    p is a Python int and pos the same position as a tensor (); exp_noise (B, P, V) the patch's noise
     (`sampling.exponential_noise` at each position's step); the rest as `pick_char` takes it.
     """
     B, V = chars.shape[0], logits.shape[-1]
@@ -68,17 +88,12 @@ def pick_pair_rows(logits, chars, p: int, exp_noise, forced, in_body, top_k, top
     f = forced[:, p:p + 2]
     f = torch.cat([f[:, :1], f[:, 1:].expand(B, V)], 1)
     c = torch.where(f >= 0, f, c)
-    first3 = [chars[:, j:j + 1] for j in range(len(_R))]  # (B, 1) each: the patch's first chars, known before p
-    if p in (_ZERO_AT, _SLASH_AT):  # row 0
-        c[:, :1] = torch.where(_starts_tune_body(*first3, in_body[:, None]), _ZERO if p == _ZERO_AT else _SLASH,
-                               c[:, :1])
-    if p + 1 in (_ZERO_AT, _SLASH_AT):  # the branches, each with its own char at p
-        if p < len(_R):
-            first3[p] = torch.arange(V, device=chars.device)[None]
-        c[:, 1:] = torch.where(_starts_tune_body(*first3, in_body[:, None]),
-                               _ZERO if p + 1 == _ZERO_AT else _SLASH, c[:, 1:])
-    first = c[:, 0]
-    return first, c.gather(1, first[:, None] + 1)[:, 0]
+    first = c[:, 0] if rules is None else apply_line_rules(c[:, 0], chars, pos, in_body, rules)
+    second = c.gather(1, first[:, None] + 1)[:, 0]  # the draw of the branch the first char took
+    if rules is not None:
+        chars = torch.where(torch.arange(chars.shape[1], device=chars.device) == p, first[:, None], chars)
+        second = apply_line_rules(second, chars, pos + 1, in_body, rules)
+    return first, second
 
 
 def rows_ended(chars, active):

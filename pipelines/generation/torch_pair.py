@@ -96,7 +96,7 @@ class TorchPairStack:
         return torch._addmm_activation(fc.bias, h.view(-1, h.shape[-1]), fc.weight, use_gelu=True).view(
             *h.shape[:-1], -1)
 
-    def pick(self, logits, chars, p: int, forced, in_body, seeds, counters, top_k, top_p, temperature):
+    def pick(self, logits, chars, p: int, pos, forced, in_body, seeds, counters, top_k, top_p, temperature, rules):
         """Each piece's chars at p and p + 1 (`steps.pick_pair_rows`); at p = 0 the whole patch's noise
         is drawn first (one set of kernels a patch, not one a char)."""
         if p == 0:
@@ -104,4 +104,4 @@ class TorchPairStack:
             steps = counters[:, None] * P + torch.arange(P, device=chars.device)  # (B, P)
             self.noise.copy_(exponential_noise(seeds[:, None].expand(B, P).reshape(-1), steps.reshape(-1),
                                                VOCAB_SIZE).view(B, P, -1))
-        return pick_pair_rows(logits, chars, p, self.noise, forced, in_body, top_k, top_p, temperature)
+        return pick_pair_rows(logits, chars, p, pos, self.noise, forced, in_body, top_k, top_p, temperature, rules)

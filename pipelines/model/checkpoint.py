@@ -2,7 +2,8 @@
 
 Upstream files are `torch.save({'model': state_dict})`; the config is inferred
 from tensor shapes. Studio checkpoints add a `card` (model config, prompt
-vocabulary, header format, provenance) and optionally a `training` state, and
+vocabulary, header format, provenance, the meters and keys it was trained on per
+prompt) and optionally a `training` state, and
 keep `'model'` so upstream scripts still read them.
 
 Loading builds the model on the meta device and assigns the tensors from a
@@ -41,16 +42,21 @@ class ModelCard:
     header_format: str = HEADER_FORMAT
     base_model: str = ""
     notes: str = ""
+    # Per prompt line, the meters and keys of the pieces the model was trained on, with how many pieces
+    # had each: {"meters": {"3/4": 12, ...}, "keys": {"G": 12, "Emin": 3, ...}} (empty: not recorded).
+    header_choices: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {"config": self.config.to_dict(), "prompts": list(self.prompts),
-                "header_format": self.header_format, "base_model": self.base_model, "notes": self.notes}
+                "header_format": self.header_format, "base_model": self.base_model, "notes": self.notes,
+                "header_choices": self.header_choices}
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelCard":
         return cls(config=NotaGenConfig.from_dict(data["config"]), prompts=list(data.get("prompts", [])),
                    header_format=data.get("header_format", HEADER_FORMAT),
-                   base_model=data.get("base_model", ""), notes=data.get("notes", ""))
+                   base_model=data.get("base_model", ""), notes=data.get("notes", ""),
+                   header_choices=data.get("header_choices", {}))
 
 
 @dataclass

@@ -34,6 +34,7 @@ from pipelines.generation.continuation import (
     read_score,
 )
 from pipelines.generation.engine import GenerationRequest, MoveEvent
+from pipelines.generation.header import HeaderControls
 from pipelines.generation.options import GenerationLimits, SamplingConfig
 from pipelines.generation.piece import MoveKind
 from pipelines.model.network import count_parameters
@@ -75,7 +76,8 @@ TYPICAL_PATCHES = 200  # a piece with no patch limit, before the model showed it
 
 @dataclass
 class GenerationSpec:
-    """One Generate click: the model, the prompt, how many pieces, sampling, limits, and a piece to continue."""
+    """One Generate click: the model, the prompt, how many pieces, sampling, limits, the meter, key, tempo
+    and length (each "" / None: the model's choice), and a piece to continue."""
 
     model: str
     period: str
@@ -93,11 +95,16 @@ class GenerationSpec:
     continue_name: str = ""
     keep_lines: int = 0  # of the piece to continue; 0: all
     add_lines: int = 8
+    meter: str = same_as(HeaderControls, "meter")
+    key: str = same_as(HeaderControls, "key")
+    tempo: int | None = same_as(HeaderControls, "tempo")
+    bars: int | None = same_as(HeaderControls, "bars")
 
     def __post_init__(self):
-        for name in ("model", "period", "composer", "instrumentation", "continue_abc", "continue_name"):
+        for name in ("model", "period", "composer", "instrumentation", "continue_abc", "continue_name", "meter", "key"):
             setattr(self, name, getattr(self, name) or "")
         check_spec(self)
+        self.header()  # a meter or key that is not one is refused here, with its own message
         if self.count < 1:
             raise SettingError(f"pieces per request must be at least 1, not {self.count}")
         if not 0 <= self.seed < MAX_SEED:
@@ -118,15 +125,25 @@ class GenerationSpec:
         return GenerationLimits(max_patches=self.max_patches, max_seconds=self.max_seconds,
                                 bar_retries=self.bar_retries)
 
+    def header(self) -> HeaderControls:
+        return HeaderControls(meter=self.meter, key=self.key, tempo=self.tempo, bars=self.bars)
+
     def prefix(self) -> str:
-        """The continued piece in the training format ("" for a new piece); AbcError when it cannot be read."""
+        """The continued piece in the training format ("" for a new piece); AbcError when it cannot be read,
+        SettingError when a chosen meter, key, tempo or length is not the piece's own."""
         if not self.continue_abc:
             return ""
+        name = self.continue_name or "the piece to continue"
         try:
-            return continuation_prefix(self.continue_abc, self.prompt, keep_lines=self.keep_lines,
-                                       add_lines=self.add_lines)
+            prefix = continuation_prefix(self.continue_abc, self.prompt, keep_lines=self.keep_lines,
+                                         add_lines=self.add_lines)
         except AbcError as e:
-            raise AbcError(f"{self.continue_name or 'the piece to continue'}: {e}") from None
+            raise AbcError(f"{name}: {e}") from None
+        try:
+            self.header().check_continuation(prefix)
+        except SettingError as e:
+            raise SettingError(f"{name}: {e}") from None
+        return prefix
 
     def parameters(self) -> dict:
         """What the library keeps to replay a piece (the seed is stored per piece)."""
@@ -161,7 +178,7 @@ class PieceResult:
 @dataclass(frozen=True)
 class GenerationResult(JobResult):
     pieces: list[PieceResult]
-    warning: str  # about the prompt (a model without a vocabulary), "" when none
+    warning: str  # about the prompt (a model without a vocabulary) or a meter or key it never saw, "" when none
     model: str
     prompt: str
     device: str = ""  # the engine's speed on it, for estimates: `seconds` for the batch's `steps` patches
@@ -330,9 +347,11 @@ class GenerationService:
         warm_up_renderer(engrave_piece, synthesize)  # its process imports Verovio while the model loads and writes
         ctx.say(f"loading {path.name}")
         engine = self.models.slot.get(path, self.settings.device, self.settings.dtype)
-        warning = validate_prompt(engine.card, prompt)
-        prefix = spec.prefix()
-        requests = [GenerationRequest(prompt=prompt, seed=spec.seed + i, prefix=prefix) for i in range(spec.count)]
+        prefix, header = spec.prefix(), spec.header()
+        unseen = "" if prefix else self.models.header_choices(spec.model, prompt).unseen(header, prompt.line)
+        warning = "; ".join(w for w in (validate_prompt(engine.card, prompt), unseen) if w)
+        requests = [GenerationRequest(prompt=prompt, seed=spec.seed + i, prefix=prefix, header=header)
+                    for i in range(spec.count)]
         texts: dict[int, str] = {}
         raw: dict[int, str] = {}
         notes = MoveNotes()

@@ -13,6 +13,7 @@ import torch
 
 from pipelines.abc.prompts import Prompt, parse_prompt, read_prompts
 from pipelines.errors import NotaGenError, TrainingError, WorkspaceError
+from pipelines.generation.header import HeaderChoices, offered_choices
 from pipelines.generation.loading import ModelSlot
 from pipelines.model.checkpoint import ModelCard, read_card
 from pipelines.model.config import PRESETS, NotaGenConfig, preset
@@ -132,6 +133,14 @@ class ModelService:
             note = ("this model records no prompt vocabulary; NotaGen-X's prompts are listed, and any "
                     "prompt is accepted")
         return [parse_prompt(line) for line in lines], note
+
+    def header_choices(self, ref: str, prompt: Prompt | str) -> HeaderChoices:
+        """The meters and keys to offer for a model's prompt: those its pieces used in training first
+        (most used first), then the common ones; a model that records none (NotaGen-X, the demo model)
+        offers the common ones, with a note saying so. Any value stays allowed; `HeaderChoices.unseen`
+        words the note for one the model never saw."""
+        line = prompt.line if isinstance(prompt, Prompt) else str(prompt)
+        return offered_choices(self.card(ref)[1].header_choices, line)
 
     def ref_of(self, base: str) -> str:
         """The model ref of a run's recorded base (NotaGen-X's name or the file's absolute path)."""

@@ -12,7 +12,9 @@ The run folder holds:
   `save_every` steps and on cancel, so a run resumes exactly where it stopped;
 - `best.pth`: the model with the lowest eval loss (no optimizer state);
 - LoRA runs write both as small adapter files instead (see `lora.py`);
-- `prompts.txt`: the model's prompt vocabulary (the base model's plus the dataset's);
+- `prompts.txt`: the model's prompt vocabulary (the base model's plus the dataset's); the model
+  card also keeps, per prompt, the meters and keys it was trained on (the base model's record plus
+  the dataset's `header_choices.json`);
 - `train_log.jsonl` (see `runlog.py`) and `config.json`.
 """
 from __future__ import annotations
@@ -23,7 +25,7 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +36,10 @@ from accelerate.utils import broadcast, gather_object
 
 from pipelines.abc.prompts import Prompt, write_prompts
 from pipelines.abc.tokenizer import Patchilizer
+from pipelines.dataset.build import load_header_choices
 from pipelines.errors import TrainingError
 from pipelines.files import atomic_write_text
+from pipelines.generation.header import merge_choices
 from pipelines.model.checkpoint import ModelCard, load_checkpoint, save_checkpoint
 from pipelines.model.config import preset
 from pipelines.model.lora import (
@@ -142,6 +146,7 @@ class Start:
     base_name: str
     training: dict | None  # the state to resume from
     lora: LoraSpec | None = None  # the adapters the model already carries (a resumed LoRA run)
+    base_choices: dict = field(default_factory=dict)  # the base model card's meters and keys per prompt
 
 
 def load_start(config: TrainConfig) -> Start:
@@ -159,7 +164,8 @@ def load_start(config: TrainConfig) -> Start:
         if not training:
             raise TrainingError(f"{last}: holds no training state to resume from")
         check_resume(config, TrainConfig.from_dict(training["config"]), last)
-        return Start(model, base, training["base_prompts"], training["base_name"], training, lora)
+        return Start(model, base, training["base_prompts"], training["base_name"], training, lora,
+                     training.get("base_header_choices", {}))
     if last.is_file():
         raise TrainingError(f"{config.out_dir} already holds a run ({LAST}); resume it or choose another folder")
     if config.preset:
@@ -170,7 +176,8 @@ def load_start(config: TrainConfig) -> Start:
     path = resolve_base(config.base, config.models_dirs)
     loaded = load_model(path)
     base = base_record(path, config.base, loaded.model.config)
-    return Start(loaded.model.float(), base, prompt_vocabulary(path, loaded.card), Path(path).name, None)
+    return Start(loaded.model.float(), base, prompt_vocabulary(path, loaded.card), Path(path).name, None,
+                 base_choices=loaded.card.header_choices)
 
 
 def check_resume(config: TrainConfig, saved: TrainConfig, path: Path) -> None:
@@ -216,7 +223,7 @@ class Trainer:
 
     def card(self, notes: str) -> ModelCard:
         return ModelCard(config=self.model_config, prompts=[p.line for p in self.prompts],
-                         base_model=self.start.base_name, notes=notes)
+                         base_model=self.start.base_name, notes=notes, header_choices=self.header_choices)
 
     def training_state(self, epoch: int, group: int, status: str) -> dict:
         rng = gather_object([capture_rng()]) if self.world > 1 else [capture_rng()]
@@ -226,6 +233,7 @@ class Trainer:
             "scaler": self.amp.scaler.state_dict() if self.amp.scaler else None,
             "rng": rng, "world_size": self.world, "best_eval": self.best_eval, "bad_epochs": self.bad_epochs,
             "base_prompts": self.start.base_prompts, "base_name": self.start.base_name, "status": status,
+            "base_header_choices": self.start.base_choices,
         }
 
     def save(self, path: Path, notes: str, training: dict | None) -> None:
@@ -256,6 +264,7 @@ class Trainer:
         self.start = load_start(c)
         self.prompts: list[Prompt] = union_prompts(self.start.base_prompts,
                                                    dataset_prompts(c.data_dir, self.train_pieces + self.eval_pieces))
+        self.header_choices = merge_choices(self.start.base_choices, load_header_choices(c.data_dir))
         self.spec = self.start.lora or lora_spec(c)
         model, _ = prepare_model(self.start.model, c, self.precision, self.device, self.start.lora is not None)
         self.model = self.accelerator.prepare_model(model)

@@ -52,3 +52,42 @@ def test_a_file_that_is_not_music_is_refused_before_a_model_loads(tmp_path, caps
     err = capsys.readouterr().err
     assert code == 2 and f"{shopping}: not an ABC tune" in err and "missing.pth" not in err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_the_meter_key_tempo_and_length_chosen_are_in_the_piece(tmp_path):
+    from tests.paths import DEMO_MODEL
+
+    out = tmp_path / "out"
+    code = cli(["generate", "--model", str(DEMO_MODEL), *BACH, "--meter", "3/4", "--key", "G", "--tempo", "96",
+                "--bars", "12", "--max-patches", "22", "--bar-retries", "0", "--device", "cpu", "--out", str(out)])
+    assert code == 1  # the patch limit ends the only piece
+    raw = next(out.glob("*.raw.abc")).read_text(encoding="utf-8")
+    header = raw.split("[r:")[0].splitlines()
+    assert {"Q:1/4=96", "M:3/4", "K:G"} <= set(header) and "[r:0/11]" in raw
+    meta = json.loads(next(out.glob("*.json")).read_text(encoding="utf-8"))
+    assert {k: meta["parameters"][k] for k in ("meter", "key", "tempo", "bars")} == {
+        "meter": "3/4", "key": "G", "tempo": 96, "bars": 12}
+    assert meta["bars_planned"] == 12 and meta["bars_written"] >= 1
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--meter", "3/5"], "notagen generate: meter '3/5' is not a time signature"),
+    (["--key", "G#"], "notagen generate: key 'G#' would need 8 sharps; write it as Ab instead"),
+    (["--tempo", "400"], "notagen generate: tempo must be 20 to 300, not 400"),
+    (["--bars", "0"], "notagen generate: length in bars must be 1 to 999, not 0"),
+])
+def test_a_header_value_that_is_not_one_is_refused_before_a_model_loads(tmp_path, capsys, flags, message):
+    code = cli(["generate", "--model", str(tmp_path / "missing.pth"), *BACH, *flags, "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith(message) and "missing.pth" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_continuation_keeps_its_own_meter(fixtures, tmp_path, capsys):
+    xml = fixtures / "preprocess" / "bach_bwv7.7.musicxml"  # in 4/4
+    code = cli(["generate", "--model", str(tmp_path / "missing.pth"), *BACH, "--prefix", str(xml), "--meter", "3/4",
+                "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and "the score to continue keeps its own meter: it has 4/4 (M:4/4), not 3/4" in err
+    assert not (tmp_path / "out").exists()

@@ -8,7 +8,16 @@ from pathlib import Path
 import pytest
 
 from pipelines.abc.prompts import read_prompts
-from pipelines.dataset import KEYS, DatasetConfig, Labels, build_dataset, load_manifest, read_labels_csv, reannotate
+from pipelines.dataset import (
+    KEYS,
+    DatasetConfig,
+    Labels,
+    build_dataset,
+    load_header_choices,
+    load_manifest,
+    read_labels_csv,
+    reannotate,
+)
 from pipelines.dataset.workers import TaskFailure, run_tasks
 from pipelines.errors import DatasetError, TrainingError
 from pipelines.files import NAME_LIMIT
@@ -189,6 +198,54 @@ def test_reannotation_rewrites_headers_only(tmp_path, fixtures):
     assert _header(out, "bach_bwv7.7", "D")[:2] == ["%Modern", "%Chopin, Frederic"]
     with pytest.raises(DatasetError, match="no piece"):
         reannotate(out, {"nonesuch": Labels(period="Romantic")})
+
+
+def _fixture_header(source: Path, piece: str, field: str) -> set[str]:
+    """The values of a header field in upstream's augmented files of a piece, read plainly."""
+    return {line[2:] for key in KEYS
+            for line in _text(source / "augmented" / key / f"{piece}_{key}.abc").split("\n") if line.startswith(field)}
+
+
+def test_the_build_records_each_prompts_meters_and_keys(tmp_path, fixtures):
+    source = fixtures / "preprocess"
+    out = tmp_path / "out"
+    pieces = ("bach_bwv66.6", "bach_bwv7.7", "mozart_k155_movement2")
+    config = DatasetConfig(workers=0, labels=CHORALE, piece_labels={
+        "mozart_k155_movement2": Labels("Classical", "Mozart, Wolfgang Amadeus", "Chamber")})
+    build_dataset([source / f"{p}.musicxml" for p in pieces], out, config)
+    bach, mozart = "Baroque_Bach, Johann Sebastian_Choral", "Classical_Mozart, Wolfgang Amadeus_Chamber"
+    meters = {p: _fixture_header(source, p, "M:") for p in pieces}
+    keys = {p: _fixture_header(source, p, "K:") for p in pieces}
+    # one meter; every augmented key (a minor piece's C# and Db versions are both written Bbmin)
+    assert all(len(m) == 1 for m in meters.values()) and all(len(k) >= 12 for k in keys.values())
+
+    def expected(of):
+        counted = {}
+        for line, group in of.items():
+            record = counted.setdefault(line, {"meters": {}, "keys": {}})
+            for piece in group:
+                for kind, values in (("meters", meters[piece]), ("keys", keys[piece])):
+                    for value in values:
+                        record[kind][value] = record[kind].get(value, 0) + 1
+        return counted
+
+    assert load_header_choices(out) == expected({bach: pieces[:2], mozart: pieces[2:]})
+    record = json.loads(_text(out / "header_choices.json"))
+    assert record["version"] == 1 and list(record["prompts"]) == [bach, mozart]
+    # the record follows a re-annotation
+    reannotate(out, {"bach_bwv7.7": Labels(period="Romantic", composer="Chopin, Frederic", instrumentation="Keyboard")})
+    assert load_header_choices(out) == expected({bach: pieces[:1], mozart: pieces[2:],
+                                                 "Romantic_Chopin, Frederic_Keyboard": pieces[1:2]})
+    # a piece converted before the record existed gets it from its files when it is reused
+    stamp_file = out / "cache" / "mozart_k155_movement2.json"
+    stamp = json.loads(_text(stamp_file))
+    del stamp["header"]
+    stamp_file.write_text(json.dumps(stamp), encoding="utf-8")
+    again = build_dataset([source / f"{p}.musicxml" for p in pieces], out, config)
+    assert [f.status for f in again.files] == ["cached"] * 3
+    assert load_header_choices(out)[mozart] == expected({mozart: pieces[2:]})[mozart]
+    assert "header" in json.loads(_text(stamp_file))
+    assert load_header_choices(tmp_path) == {}  # a folder without a record
 
 
 def test_labels_csv_per_piece(tmp_path, fixtures):

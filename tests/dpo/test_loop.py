@@ -16,7 +16,7 @@ from pipelines.dpo import DPOConfig, HumanRating, run_dpo
 from pipelines.dpo.loop import split_heldout
 from pipelines.dpo.preference import Candidate
 from pipelines.errors import DPOError
-from pipelines.model.checkpoint import load_checkpoint
+from pipelines.model.checkpoint import ModelCard, load_checkpoint, save_checkpoint
 from tests.paths import PREPROCESS, TINY_MODEL
 from tests.training_data import PIECES, build_dataset, single_thread_torch  # noqa: F401 (autouse)
 
@@ -62,7 +62,11 @@ def real_then_unfinished(iteration: int, model_path: Path) -> list[Candidate]:
 
 
 def test_two_iterations_raise_the_margin(data, tmp_path):
-    config = DPOConfig(model=TINY, data_dir=data, out_dir=tmp_path / "run", iterations=2, samples=6, portion=0.34,
+    # the tiny model with a card that records meters and keys: each iteration's model keeps the record
+    start, tiny = tmp_path / "tiny.pth", load_checkpoint(TINY)
+    choices = {"Baroque_Bach, Johann Sebastian_Choral": {"meters": {"4/4": 2}, "keys": {"Amin": 2}}}
+    save_checkpoint(start, tiny.model, ModelCard(config=tiny.card.config, header_choices=choices))
+    config = DPOConfig(model=start, data_dir=data, out_dir=tmp_path / "run", iterations=2, samples=6, portion=0.34,
                        steps=6, lr=1e-4, device="cpu", seed=3, min_pairs=1, holdout=0.0)
     logs, progress = [], []
     result = run_dpo(config, candidate_source=real_pieces, on_log=logs.append,
@@ -89,6 +93,7 @@ def test_two_iterations_raise_the_margin(data, tmp_path):
     one, two = load_checkpoint(first / "model.pth"), load_checkpoint(second / "model.pth")
     assert not one.upstream and "CLaMP-DPO iteration 2" in two.card.notes
     assert "Baroque_Bach, Johann Sebastian_Choral" in two.card.prompts
+    assert one.card.header_choices == two.card.header_choices == choices
     assert (second / "prompts.txt").is_file()
     w = "char_level_decoder.base.transformer.h.0.mlp.c_fc.weight"
     assert not torch.equal(one.model.state_dict()[w], two.model.state_dict()[w])

@@ -11,7 +11,9 @@ from pipelines.abc.report import bar_line_problem, header_problem
 from pipelines.abc.tokenizer import EOS_ID, Patchilizer
 from pipelines.errors import AbcError, NotaGenError
 from pipelines.generation.continuation import continuation_prefix
+from pipelines.generation.decoder import encode_rules
 from pipelines.generation.engine import Engine, GeneratedPiece, GenerationRequest
+from pipelines.generation.header import HeaderControls
 from pipelines.generation.options import GenerationLimits, SamplingConfig
 from pipelines.generation.piece import Move, MoveKind, Piece
 from pipelines.generation.policy import (
@@ -152,11 +154,13 @@ def test_first_tune_body_patch_is_forced_to_start_r0(engine):
     forced = torch.full((B, P), -1)
     in_body = torch.tensor([False, True])
     enc = torch.randn(B, engine.config.hidden_size)
+    text, drawn, before = (t.expand(B, *t.shape) for t in encode_rules(HeaderControls().rules(), P))
+    rules = (torch.ones(B, dtype=torch.bool), text, drawn, before, torch.zeros(drawn.shape, dtype=torch.bool))
     model.setup_caches(B)
     try:
         for pos in range(5):
             c, _ = char_step(model, enc, chars, torch.tensor(pos), forced, in_body, torch.tensor([1, 1]),
-                             torch.zeros(2, dtype=torch.long), 9, 0.9, 1.2)
+                             torch.zeros(2, dtype=torch.long), 9, 0.9, 1.2, rules)
             if pos >= 3:
                 chars[:, pos] = c
     finally:

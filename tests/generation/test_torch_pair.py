@@ -10,6 +10,8 @@ from pipelines.generation.engine import Engine, GenerationRequest
 from pipelines.generation.options import GenerationLimits
 from pipelines.generation.plan import TORCH_PAIR
 from pipelines.generation.sampling import exponential_noise
+from pipelines.generation.decoder import encode_rules
+from pipelines.generation.header import HeaderControls
 from pipelines.generation.steps import pick_char, pick_pair_rows
 from pipelines.generation.torch_pair import ROWS, TorchPairStack
 from pipelines.model.config import VOCAB_SIZE, preset
@@ -54,23 +56,29 @@ def test_a_pass_gives_the_modules_logits_at_p_and_every_branchs_at_p_plus_1():
 def test_the_pick_draws_what_two_one_char_picks_draw():
     """Row 0 of the first piece writes `[r:` (forced), so its branch of ':' is forced to '0' at 3 and its
     row 0 to '/' at 4; the second is forced `[r` and draws on, with a forced char at 5 (a branch
-    position); the third writes `[r:` in its tune body (no rule). Per-row sampling settings."""
+    position); the third writes `[r:` in its tune body (no rule); the fourth begins a header line `M`
+    under a chosen meter, so the rule writes `:3/4` after it. Per-row sampling settings."""
     torch.manual_seed(1)
-    B, P, V = 3, 16, VOCAB_SIZE
+    B, P, V = 4, 16, VOCAB_SIZE
     forced = torch.full((B, P), -1)
     forced[0, :3] = forced[2, :3] = torch.tensor([ord(c) for c in "[r:"])
     forced[1, :2] = torch.tensor([ord(c) for c in "[r"])
     forced[1, 5] = ord("x")
-    in_body = torch.tensor([False, False, True])
-    seeds, counters = torch.tensor([5, 6, 7]), torch.tensor([0, 3, 7])
-    settings = torch.tensor([[9], [0], [3]]), torch.tensor([[0.9], [1.0], [0.5]]), torch.tensor([[1.2], [1.0], [0.7]])
+    forced[3, 0] = ord("M")
+    in_body = torch.tensor([False, False, True, False])
+    seeds, counters = torch.tensor([5, 6, 7, 8]), torch.tensor([0, 3, 7, 2])
+    settings = (torch.tensor([[9], [0], [3], [0]]), torch.tensor([[0.9], [1.0], [0.5], [1.0]]),
+                torch.tensor([[1.2], [1.0], [0.7], [1.0]]))
+    encoded = [encode_rules(HeaderControls(meter="3/4" if b == 3 else "").rules(), P) for b in range(B)]
+    text, drawn, before = (torch.stack([e[k] for e in encoded]) for k in range(3))
+    rules = (torch.ones(B, dtype=torch.bool), text, drawn, before, torch.zeros(drawn.shape, dtype=torch.bool))
     noise = exponential_noise(seeds[:, None].expand(B, P).reshape(-1), (counters[:, None] * P + torch.arange(P))
                               .reshape(-1), V).view(B, P, V)
     chars = torch.zeros(B, P, dtype=torch.long)
     for p in range(0, P, 2):
         logits = torch.randn(B * ROWS, V) * 3
-        first, second = pick_pair_rows(logits, chars, p, noise, forced, in_body, *settings)
-        picking = (forced, in_body, seeds, counters, *settings)
+        first, second = pick_pair_rows(logits, chars, p, torch.tensor(p), noise, forced, in_body, *settings, rules)
+        picking = (forced, in_body, seeds, counters, *settings, rules)
         want_first = pick_char(logits.view(B, ROWS, V)[:, 0], chars, torch.tensor(p), *picking)
         chars[:, p] = want_first
         branch = logits.view(B, ROWS, V)[torch.arange(B), want_first + 1]
@@ -79,6 +87,7 @@ def test_the_pick_draws_what_two_one_char_picks_draw():
         assert first.tolist() == want_first.tolist() and second.tolist() == want_second.tolist(), p
     assert chars[0, :5].tolist() == [ord(c) for c in "[r:0/"]
     assert chars[1, 5] == ord("x") and chars[2, 3:5].tolist() != [ord("0"), ord("/")]
+    assert chars[3, :5].tolist() == [ord(c) for c in "M:3/4"]
 
 
 @pytest.fixture(scope="module")
@@ -119,3 +128,17 @@ def test_the_demo_model_writes_the_same_chorales(no_triton):
     assert all(p.decode_path == engine.plan(2).describe() for p in pieces) and engine.plan(2).pair_torch
     assert all(p.raw[len(CHORALE_HEADER):].startswith("[r:0/") for p in pieces)
     assert [p.raw for p in pieces] == [p.raw for p in plain]
+
+
+def test_the_demo_model_writes_the_chosen_header_the_same_way(no_triton):
+    """A chosen meter, key and length written by the pair pass's picks as one char a step writes them."""
+    model = load_model(DEMO_MODEL, device="cpu").model
+    header = HeaderControls(meter="3/4", key="G", bars=8)
+    requests = [GenerationRequest(Prompt("Baroque", "Bach, Johann Sebastian", "Choral"), seed=seed, header=header)
+                for seed in (3, 4)]
+    limits = GenerationLimits(max_patches=24, bar_retries=0)
+    plain = Engine(model, CPU).generate(requests, limits=limits)
+    pieces = Engine(model, CPU, pair=True).generate(requests, limits=limits)
+    assert [p.raw for p in pieces] == [p.raw for p in plain]
+    for piece in pieces:
+        assert "\nM:3/4\n" in piece.raw and "\nK:G\n" in piece.raw and "[r:0/7]" in piece.raw, piece.raw

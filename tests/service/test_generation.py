@@ -205,3 +205,60 @@ def test_the_estimate_and_the_cpu_defaults_come_from_this_devices_speed(backend)
     patches = backend.generation.defaults(TINY)["max_patches"]  # about a minute's worth on this CPU
     assert patches == max(CPU_MIN_PATCHES, round(CPU_TARGET_S * 12 / result.seconds, -1))
     assert backend.generation.defaults(TINY)["max_seconds"] == default_of(GenerationLimits, "max_seconds")
+
+
+def test_the_spec_checks_the_meter_key_tempo_and_length_as_the_header_controls_do():
+    from pipelines.generation.header import HeaderControls
+
+    for name in ("meter", "key", "tempo", "bars"):
+        assert default_of(GenerationSpec, name) == default_of(HeaderControls, name), name
+        assert range_of(GenerationSpec, name) == range_of(HeaderControls, name), name
+    spec = GenerationSpec(TINY, *BACH, meter=" 3/4", key="F#m", tempo="96", bars=16.0)  # as a browser sends them
+    assert spec.header() == HeaderControls(meter="3/4", key="F#min", tempo=96, bars=16)
+    assert GenerationSpec(TINY, *BACH, meter=None, key=None).header() == HeaderControls()
+    for change, words in [({"meter": "3/5"}, "meter '3/5' is not a time signature"),
+                          ({"key": "H"}, "key 'H' is not a key"),
+                          ({"key": "G#"}, "write it as Ab"),
+                          ({"tempo": 10}, "tempo must be 20 to 300, not 10"),
+                          ({"bars": 0}, "length in bars must be 1 to 999, not 0")]:
+        with pytest.raises(SettingError, match=words):
+            GenerationSpec(TINY, *BACH, **change)
+
+
+def test_a_continuation_keeps_its_own_meter_and_key(backend, postprocessed):
+    chorale = postprocessed["bach_bwv66.6_C"]  # M:4/4, K:Amin
+    own = GenerationSpec(TINY, *BACH, continue_abc=chorale, continue_name="chorale.abc", meter="4/4", key="Am")
+    assert own.prefix()  # the piece's own values are accepted
+    spec = GenerationSpec(TINY, *BACH, continue_abc=chorale, continue_name="chorale.abc", meter="3/4")
+    with pytest.raises(SettingError, match=r"chorale.abc: the score to continue keeps its own meter: it has 4/4"):
+        backend.generation.submit(spec)
+    assert backend.jobs.list() == []
+
+
+def test_the_choices_offered_come_from_the_model_card(backend):
+    import torch
+
+    from pipelines.model.checkpoint import ModelCard, load_checkpoint, save_checkpoint
+
+    common = backend.models.header_choices(TINY, "Baroque_Bach, Johann Sebastian_Choral")
+    assert not common.recorded and "records no meters or keys" in common.note
+    assert common.meters[:3] == ["4/4", "3/4", "2/4"] and "Amin" in common.keys
+    tiny = load_checkpoint(backend.workspace.root / TINY)
+    card = ModelCard(config=tiny.card.config, prompts=["Baroque_Bach, Johann Sebastian_Choral"],
+                     header_choices={"Baroque_Bach, Johann Sebastian_Choral": {
+                         "meters": {"3/4": 1, "4/4": 5}, "keys": {"G": 2, "Emin": 3, "Amin": 3}}})
+    with torch.no_grad():
+        save_checkpoint(backend.workspace.area("models") / "recorded.pth", tiny.model, card)
+    choices = backend.models.header_choices("models/recorded.pth", "Baroque_Bach, Johann Sebastian_Choral")
+    assert choices.recorded and choices.seen_meters == ["4/4", "3/4"] and choices.seen_keys == ["Amin", "Emin", "G"]
+    assert choices.meters[:3] == ["4/4", "3/4", "2/4"] and choices.keys[:4] == ["Amin", "Emin", "G", "C"]
+    other = backend.models.header_choices("models/recorded.pth", "Romantic_Chopin, Frederic_Keyboard")
+    assert not other.recorded and "for this prompt" in other.note
+    # A value the model never saw is allowed, with a note in the job's warning.
+    spec = GenerationSpec("models/recorded.pth", *BACH, max_patches=2, meter="5/4", key="G")
+    done = backend.jobs.wait(backend.generation.submit(spec).id, 300)
+    assert done.state == "done", done.error
+    warning = backend.generation.result(done).warning
+    assert "never saw the meter 5/4 in its Baroque_Bach, Johann Sebastian_Choral pieces" in warning
+    assert "key G" not in warning
+    assert backend.library.get(backend.generation.result(done).pieces[0].id).parameters["meter"] == "5/4"

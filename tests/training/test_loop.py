@@ -78,17 +78,29 @@ def test_prompts_written_beside_checkpoint(scratch_run, data):
     assert load_checkpoint(result.best_path).card.prompts == written
 
 
-def test_prompt_vocabulary_is_base_plus_dataset(data, tmp_path):
+def test_prompt_vocabulary_and_header_choices_are_base_plus_dataset(data, tmp_path):
     base = tmp_path / "base.pth"
     torch.manual_seed(0)
+    chopin = {"Romantic_Chopin, Frederic_Keyboard": {"meters": {"3/4": 4}, "keys": {"Db": 4}},
+              "Baroque_Bach, Johann Sebastian_Choral": {"meters": {"3/4": 1}, "keys": {"Emin": 1}}}
     save_checkpoint(base, NotaGen(preset("micro")), ModelCard(config=preset("micro"),
-                                                             prompts=["Romantic_Chopin, Frederic_Keyboard"]))
+                                                             prompts=["Romantic_Chopin, Frederic_Keyboard"],
+                                                             header_choices=chopin))
     out = tmp_path / "run"
     result = train(TrainConfig(data_dir=data, out_dir=out, base=str(base), max_steps=1, device="cpu"))
     expected = sorted({"Romantic_Chopin, Frederic_Keyboard", *(p.line for p in read_prompts(data / "prompts.txt"))})
     assert [p.line for p in read_prompts(out / "prompts.txt")] == expected
-    assert load_checkpoint(result.best_path).card.prompts == expected
-    assert load_checkpoint(result.best_path).card.base_model == "base.pth"
+    card = load_checkpoint(result.best_path).card
+    assert card.prompts == expected and card.base_model == "base.pth"
+    # the meters and keys per prompt: the base card's plus the dataset's record, counts added
+    dataset = json.loads((data / "header_choices.json").read_text(encoding="utf-8"))["prompts"]
+    bach = dataset["Baroque_Bach, Johann Sebastian_Choral"]
+    assert bach["meters"] == {"4/4": 2} and bach["keys"]["Emin"] == 2  # the two chorales of the fixture
+    assert card.header_choices["Romantic_Chopin, Frederic_Keyboard"] == chopin["Romantic_Chopin, Frederic_Keyboard"]
+    assert card.header_choices["Baroque_Bach, Johann Sebastian_Choral"] == {
+        "meters": {"3/4": 1, "4/4": 2}, "keys": {**bach["keys"], "Emin": 3}}
+    assert set(card.header_choices) == set(dataset) | {"Romantic_Chopin, Frederic_Keyboard"}
+    assert load_checkpoint(result.last_path).training["base_header_choices"] == chopin  # a resume keeps the base's
 
 
 def resume_config(data, out, **kw):
