@@ -29,6 +29,7 @@ import torch
 
 from pipelines.abc.prompts import Prompt
 from pipelines.generation.engine import Engine, GenerationRequest
+from pipelines.generation.header import HeaderControls
 from pipelines.generation.options import GenerationLimits
 from pipelines.generation.sampling import sorted_distribution, uniform_noise
 from pipelines.model.config import preset
@@ -67,7 +68,7 @@ WITH_TRITON = [
      lambda: mock.patch("pipelines.generation.decoder.compile_step", failing_compile)),
 ]
 WITHOUT_TRITON = [
-    ("graph", "graph of the modules (Triton missing)", dict(), 4, MODULES_GRAPH, None),
+    ("graph", "graph of the modules (Triton missing)", dict(pair=False), 4, MODULES_GRAPH, None),
 ] + [("torch-pair", f"two chars a pass in PyTorch (Triton missing), {n} piece(s) at a time", dict(), n,
       (True, False, False, True, True), None) for n in (1, 2, 4)] + [
     ("fallback", "fallback: two chars a pass in PyTorch with wrong logits, 2 pieces at a time", dict(), 2,
@@ -134,7 +135,10 @@ def main() -> int:
     runtime = pick_runtime("cuda", "fp32")
     prompts = [Prompt("Baroque", "Bach, Johann Sebastian", "Choral"),
                Prompt("Classical", "Mozart, Wolfgang Amadeus", "Chamber")]
-    requests = [GenerationRequest(p, seed=i) for i, p in enumerate(prompts * 2)]
+    # Half the pieces under a chosen meter, key and length: the header's line rules run in every path's pick.
+    header = HeaderControls(meter="3/4", key="G", bars=8)
+    requests = [GenerationRequest(p, seed=i, header=header if i % 2 else HeaderControls())
+                for i, p in enumerate(prompts * 2)]
     limits = GenerationLimits(max_patches=40, bar_retries=0)
     cpu = Engine(model, pick_runtime("cpu", "fp32")).generate(requests, limits=limits)
     differs = False

@@ -77,6 +77,8 @@ def child(args) -> None:
         engine.decoder(args.batch)
     sync()
     phases["build the decoder (compile, capture)"] = time.perf_counter() - mark
+    for part, seconds in engine.decoder(args.batch).timings.items():
+        phases[f"  of which {part}"] = seconds
     requests = [GenerationRequest(prompt=Prompt(*PROMPT), seed=i) for i in range(args.batch)]
     limits = GenerationLimits(max_patches=args.patches, max_seconds=3600, bar_retries=0)
     mark = time.perf_counter()
@@ -167,7 +169,8 @@ def main() -> None:
             sidecar = json.loads(sorted(out_dir.glob("*.json"))[0].read_text())
             rows.append(("cli", batch, state, wall, sidecar))
             print(f"\n`notagen generate --num {batch}`, {state} caches: {wall:.1f} s from start to finished files "
-                  f"(its sidecar: {sidecar.get('seconds')} s, {sidecar.get('chars_per_second')} chars/s)")
+                  f"(its sidecar: warm-up {sidecar.get('warmup_seconds')} s, then {sidecar.get('seconds')} s at "
+                  f"{sidecar.get('chars_per_second')} chars/s)")
     print("\nsummary (seconds, fresh process):")
     print(f"{'what':<10} {'batch':>5} {'caches':>6} {'wall':>7} {'steady':>7}")
     for kind, batch, state, wall, found in rows:

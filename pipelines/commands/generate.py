@@ -102,6 +102,7 @@ def run_generate(args) -> int:
             "redrawn_bars": piece.redrawn_bars, "restarts": piece.restarts,
             "bars_planned": bars_planned(piece.raw), "bars_written": bars_written(piece.raw),
             "seconds": round(piece.seconds, 3), "chars_per_second": round(piece.chars_per_second, 1),
+            "warmup_seconds": round(piece.warmup_seconds, 3),
         }
         atomic_write_text(args.out / f"{stem}.json", json.dumps(meta, indent=2) + "\n")
         line = f"{stem}: {piece.status}" + (f" ({piece.reason})" if piece.reason else "")

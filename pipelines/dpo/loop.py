@@ -57,6 +57,7 @@ from pipelines.errors import DPOError, NotaGenError
 from pipelines.files import atomic_write_text, read_text
 from pipelines.generation.engine import Engine, GenerationRequest
 from pipelines.generation.options import GenerationLimits, SamplingConfig
+from pipelines.generation.plan import kernels_run_on
 from pipelines.model.checkpoint import ModelCard, save_checkpoint
 from pipelines.model.lora import load_model
 from pipelines.model.network import NotaGen, count_parameters
@@ -255,7 +256,9 @@ def generate_candidates(model_path: Path, prompts: list[Prompt], config: DPOConf
     """
     loaded = load_model(model_path, device="cpu")
     runtime = pick_runtime(config.device, None)
-    engine = Engine(loaded.model, runtime, name=Path(model_path).name, card=loaded.card)
+    # Hundreds of pieces at one batch size: compiled steps (off by default) pay for their compilation here.
+    engine = Engine(loaded.model, runtime, name=Path(model_path).name, card=loaded.card,
+                    compile=kernels_run_on(runtime))
     sampling = SamplingConfig(config.top_k, config.top_p, config.temperature)
     # No bar redraws: DPO learns from what the model writes on its own, so a misaligned piece
     # must reach the scorer as the model wrote it (a redraw would hide the very fault to unlearn).

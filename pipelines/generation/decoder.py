@@ -12,8 +12,10 @@ as the fallback, with one warning that the fallback plan (and so each piece's `d
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+import time
 from dataclasses import dataclass, replace
 
 import torch
@@ -102,11 +104,11 @@ def compile_step(fn):
     return torch.compile(fn, fullgraph=True, dynamic=False)
 
 
-def recompiles_allowed():
+def recompiles_allowed(compiled: bool = True):
     """Where compiled steps are first called: each batch size compiles its own step (static shapes)
     and a session sees many, so the recompile limit (8 per function by default, then a hard
-    failure) is raised."""
-    return torch._dynamo.config.patch(cache_size_limit=256)
+    failure) is raised. Uncompiled steps leave torch._dynamo unimported (seconds of imports)."""
+    return torch._dynamo.config.patch(cache_size_limit=256) if compiled else contextlib.nullcontext()
 
 
 def build_decoder(model: NotaGen, plan: DecodePlan, fallback: DecodePlan, device: torch.device,
@@ -195,15 +197,24 @@ class PatchDecoder:
         self.patch_stack = self.char_stack = self.pair_stack = None
         self.torch_pair = False
         self._logits: torch.Tensor | None = None  # (B, P, V) while `check` records the logits each char is drawn from
+        # Where building this decoder's seconds went (benchmarks/first_piece.py prints them).
+        self.timings: dict[str, float] = {}
+        mark = time.perf_counter()
         self._build_steps(model, plan)
+        self.timings["steps and kernels"] = time.perf_counter() - mark
         self.checked: PathCheck | None = None
         if plan.checked:
+            mark = time.perf_counter()
             self.checked = self.check()
+            self.timings["check at load"] = time.perf_counter() - mark
             if not self.checked.passed:
                 raise PathCheckError(str(self.checked))
-        self.graph = None
+        self.graph = self.body_graph = None
+        self._in_body_rows = [False] * batch
         if plan.graph:
+            mark = time.perf_counter()
             self._capture()
+            self.timings["graph capture"] = time.perf_counter() - mark
 
     def _build_steps(self, model: NotaGen, plan: DecodePlan):
         # Compiled functions take the model as an argument: a compiled functools.partial would
@@ -273,7 +284,7 @@ class PatchDecoder:
         self.positions.fill_(n)
         self._logits = torch.full_like(want_logits, float("nan"))
         try:
-            with recompiles_allowed():
+            with recompiles_allowed(self.compiled):
                 self.decode_patch()
             got_logits, got_state = self._logits, self.enc.float()
         finally:
@@ -305,6 +316,7 @@ class PatchDecoder:
         self.seeds.copy_(torch.tensor(seeds))
         self.counters.zero_()
         self.in_body.copy_(torch.tensor(in_body))
+        self._in_body_rows = list(in_body)
         self.active.fill_(True)
         self._active_rows = [True] * len(seeds)
         self.top_k.fill_(sampling.top_k)
@@ -332,6 +344,15 @@ class PatchDecoder:
             self.rule_missing[row] = torch.tensor(missing, device=self.rule_missing.device)
             self._missing_rows[row] = list(missing)
 
+    def set_in_body(self, row: int, in_body: bool):
+        """Whether `row` is in its tune body (the header's line rules no longer act on it)."""
+        self.in_body[row] = in_body
+        self._in_body_rows[row] = in_body
+
+    def _rules_act(self) -> bool:
+        """Whether some row still writing is in its header, where the line rules act (the host's copies)."""
+        return not all(body or not active for body, active in zip(self._in_body_rows, self._active_rows))
+
     def set_active(self, rows: list[bool]):
         """Which rows still write (for the char loop's early exit); a copy to the device only when a row ends."""
         if rows != self._active_rows:
@@ -341,21 +362,22 @@ class PatchDecoder:
     def run(self) -> list[list[int]]:
         """Decode one patch for every row; returns the patches (pad after eos) on the host."""
         if self.graph is not None:
-            self.graph.replay()
+            (self.body_graph if self.body_graph is not None and not self._rules_act() else self.graph).replay()
         else:
             self.decode_patch(early_exit=True)
         return self.out_chars.cpu().tolist()
 
     # -- the device's side ------------------------------------------------------------------------
-    def decode_patch(self, early_exit: bool = False):
+    def decode_patch(self, early_exit: bool = False, header: bool = True):
         """One patch for every row, on the device: its chars into `out_chars`, the next patch states
         into `enc`. `early_exit` stops the char loop once every row has ended (a host sync per char), and
-        leaves the header's line rules out of a patch in which every row is in its tune body."""
+        leaves the header's line rules out of a patch in which every row is in its tune body; `header`
+        False leaves them out (the body graph: the host knows no row writing is in its header)."""
         self.chars.zero_()
         self.skip.zero_()
         rules = (self.line_start, self.rule_text, self.rule_drawn, self.rule_before, self.rule_missing)
-        if early_exit and bool(self.in_body.all()):
-            rules = None  # they act only in a header; eagerly, a dozen small ops a char are worth skipping
+        if not header or (early_exit and bool(self.in_body.all())):
+            rules = None  # they act only in a header; uncompiled, a few dozen small ops a pass are worth skipping
         picking = (self.forced, self.in_body, self.seeds, self.counters, self.top_k, self.top_p, self.temperature,
                    rules)
         for i in range(0, self.P, 1 if self.pair_stack is None else 2):
@@ -393,10 +415,16 @@ class PatchDecoder:
         # which prefill overwrites.
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream), recompiles_allowed():
+        with torch.cuda.stream(stream), recompiles_allowed(self.compiled):
             for _ in range(2):
                 self.decode_patch()
         torch.cuda.current_stream().wait_stream(stream)
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):
             self.decode_patch()
+        if not self.compiled:
+            # Uncompiled, the line rules are a few dozen kernels a pass: once no row writing is in its header
+            # (most of a piece), `run` replays a second graph without them (same buffers, same memory pool).
+            self.body_graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.body_graph, pool=self.graph.pool()):
+                self.decode_patch(header=False)

@@ -167,8 +167,10 @@ class Engine:
         if self.model is None:
             raise NotaGenError("the model was unloaded; load it again")
         started = time.perf_counter()  # the time limit counts the decoder's setup (on CUDA, its capture)
-        run = _Batch(self.decoder(len(requests)), RedrawPolicy(limits.bar_retries), limits, started, on_patch,
-                     on_move)
+        builds = self._capacity != len(requests)
+        decoder = self.decoder(len(requests))
+        warmup = time.perf_counter() - started if builds else 0.0  # reported apart from the writing
+        run = _Batch(decoder, RedrawPolicy(limits.bar_retries), limits, started, on_patch, on_move)
         pieces, forced = self._start(requests, run, sampling)
         while any(p.active for p in pieces):
             if should_stop and should_stop():
@@ -179,8 +181,8 @@ class Engine:
             forced = [self._take_patch(run, b, piece, patches[b], len(forced[b])) if piece.active else []
                       for b, piece in enumerate(pieces)]
             run.decoder.set_active([p.active for p in pieces])
-        seconds = time.perf_counter() - run.started
-        return [p.result(seconds, run.decoder.describe()) for p in pieces]
+        seconds = time.perf_counter() - run.started - warmup
+        return [p.result(seconds, run.decoder.describe(), warmup) for p in pieces]
 
     def _start(self, requests: list[GenerationRequest], run: _Batch,
                sampling: SamplingConfig) -> tuple[list[Piece], list[list[int]]]:
@@ -263,7 +265,7 @@ class Engine:
         begins = not piece.in_body and chunk.startswith("[r:")
         if begins:
             piece.in_body = True
-            run.decoder.in_body[b] = True
+            run.decoder.set_in_body(b, True)
         piece.add(chunk)
         ends_line = chunk.endswith("\n")
         move = run.policy.after_header(piece) if begins else None
@@ -286,7 +288,7 @@ class Engine:
         The draws' counters go on: the row draws anew."""
         piece.back_to(move)
         mark = move.mark
-        dec.in_body[b] = mark.in_body
+        dec.set_in_body(b, mark.in_body)
         if rebuilt is None:
             dec.enc[b] = mark.enc
         else:

@@ -49,11 +49,12 @@ class GeneratedPiece:
     reason: str = ""
     patches: int = 0
     chars: int = 0  # generated chars (prompt excluded)
-    seconds: float = 0.0
+    seconds: float = 0.0  # writing the batch, without `warmup_seconds`
     reencodes: int = 0
     redrawn_bars: int = 0  # tune-body lines drawn again because their voices did not line up
     restarts: int = 0  # times the piece began again from its prompt (an early line or the header kept failing)
     decode_path: str = ""  # how its batch was decoded, read off the decoder that ran (`DecodePlan.describe`)
+    warmup_seconds: float = 0.0  # building the batch's decoder first (kernels, check, graph capture; 0 when reused)
 
     @property
     def ok(self) -> bool:
@@ -255,11 +256,12 @@ class Piece:
         elif time.perf_counter() - started > limits.max_seconds:
             self.status, self.reason = "limit", f"reached the {limits.max_seconds:g} s time limit without an ending"
 
-    def result(self, seconds: float, decode_path: str = "") -> GeneratedPiece:
+    def result(self, seconds: float, decode_path: str = "", warmup_seconds: float = 0.0) -> GeneratedPiece:
         """The piece as returned: post-processed where it ended well (`invalid` where that fails)."""
         raw = self.text_so_far
         out = GeneratedPiece(self.request, raw, None, self.status, self.reason, self.patches, self.chars, seconds,
-                             self.reencodes, self.redrawn_bars, self.restarts + self.header_restarts, decode_path)
+                             self.reencodes, self.redrawn_bars, self.restarts + self.header_restarts, decode_path,
+                             warmup_seconds)
         if out.status == "ok":
             try:
                 out.abc = postprocess(raw)

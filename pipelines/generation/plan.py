@@ -11,8 +11,11 @@ A patch is decoded by a `PatchDecoder` (pipelines.generation.decoder) in one of 
   TORCH_PAIR_MAX_BATCH in PyTorch ops (`torch_pair.py`).
 
 `DecodeOptions` are the engine's wishes, each independent: None (auto) turns it on where the
-runtime runs it (compile and fused: CUDA with Triton; pair: CUDA), True asks for it elsewhere too
-(the Triton interpreter on the CPU runs the kernels: the tests do), False turns it off.
+runtime runs it (fused: CUDA with Triton; pair: CUDA), True asks for it elsewhere too (the Triton
+interpreter on the CPU runs the kernels: the tests do), False turns it off. Compiled steps are off
+by default: on an H200 they halve a patch step (NotaGen-X, batch 1: 3.0 against 6.3 ms) but cost
+about 20 s of compilation with empty caches and 6-8 s with warm ones for each new batch size, more
+than a 1024-patch piece saves; long jobs (DPO's sampling) ask for them.
 `plan_decode` turns them into a `DecodePlan` for one batch size, within the facts: the kernels
 and compiled GPU code need Triton, the kernels tile only head sizes that `kernels_take`, and each
 path pays off only up to its batch limit.
@@ -134,7 +137,10 @@ def plan_decode(config, runtime: Runtime, batch: int, options: DecodeOptions = D
     graph = runtime.device.type == "cuda"
     why = ["CUDA graph: one replay a patch" if graph else
            f"no CUDA graph on {runtime.device.type}: steps run eagerly, a patch stops once its rows have ended"]
-    compile, reason = _wanted(options.compile, auto, "compiled steps")
+    compile, reason = _wanted(options.compile, False, "compiled steps")
+    if options.compile is None:
+        reason = ("compiled steps off by default (they halve a patch step but compile for each batch size, "
+                  "longer than a piece takes: ask for them for long jobs)")
     compile, reason = _within_facts(compile, reason, "Triton is not installed (torch.compile's GPU code is Triton)"
                                     if graph and not triton_available() else "")
     why.append(reason)

@@ -59,7 +59,8 @@ EMPTY = ("*Choose a model and a prompt, then press **Generate**: the score appea
          "then each piece with its player and downloads.*")
 # The widgets that fill a GenerationSpec, by its field names (the handler gets them by name).
 SPEC_FIELDS = ("model", "period", "composer", "instrumentation", "count", "seed", "top_k", "top_p", "temperature",
-               "max_patches", "max_seconds", "bar_retries", "keep_lines", "add_lines")
+               "max_patches", "max_seconds", "bar_retries", "meter", "key", "tempo", "bars", "keep_lines", "add_lines")
+MODELS_CHOICE = ("the model's choice", "")  # an empty meter or key: the model writes its own
 REPLAYED = tuple(f for f in SPEC_FIELDS if f not in ("keep_lines", "add_lines"))  # what a library replay fills
 
 ui: dict = {}
@@ -97,12 +98,24 @@ def render(backend: Backend) -> None:
                                            elem_id="gen-max-patches")
                 ui["max_seconds"] = number(spec, "max_seconds", "Time limit (s)", elem_id="gen-max-seconds")
                 ui["bar_retries"] = number(spec, "bar_retries", "Redraws of a bar whose voices don't line up (0: off)")
+            with gr.Accordion("Meter, key and length", open=False, elem_id="gen-header"):
+                with gr.Row():
+                    ui["meter"] = gr.Dropdown([MODELS_CHOICE], value="", label="Meter", allow_custom_value=True,
+                                              elem_id="gen-meter")
+                    ui["key"] = gr.Dropdown([MODELS_CHOICE], value="", label="Key", allow_custom_value=True,
+                                            elem_id="gen-key")
+                with gr.Row():
+                    ui["tempo"] = number(spec, "tempo", "Tempo, quarter notes a minute (0: the model's choice)",
+                                         minimum=0, elem_id="gen-tempo")
+                    ui["bars"] = number(spec, "bars", "Length in bars (0: the model's choice)", minimum=0,
+                                        elem_id="gen-bars")
+                ui["header_note"] = gr.Markdown(elem_classes="quiet-note", elem_id="gen-header-note")
             with gr.Accordion("Continue a score", open=False, elem_id="gen-continue"):
                 ui["upload"] = gr.File(label="Score to continue (.abc, .musicxml, .xml, .mxl)",
                                        file_types=list(CONTINUE_UPLOADS), elem_id="gen-upload")
                 with gr.Row():
                     ui["keep_lines"] = number(spec, "keep_lines", "Keep its first N lines (0: all)", minimum=0)
-                    ui["add_lines"] = number(spec, "add_lines", "Lines to add", minimum=1)
+                    ui["add_lines"] = number(spec, "add_lines", "Lines to add", minimum=1, elem_id="gen-add-lines")
         with gr.Column(scale=2, min_width=480, elem_id="gen-main"):
             ui["empty"] = gr.Markdown(EMPTY, elem_id="gen-empty", elem_classes="quiet-note")
             with gr.Column(visible=False, elem_id="gen-preview", elem_classes="piece-card") as preview:
@@ -165,6 +178,11 @@ def listen(backend: Backend) -> None:
                        [ui["composer"], ui["instrumentation"]], api_name="generate_period")
     ui["composer"].input(bind(choose_composer, backend), [ui["model"], ui["period"], ui["composer"]],
                          ui["instrumentation"], api_name="generate_composer")
+    # The meters and keys offered follow the model and the prompt (the ones its pieces used first).
+    header_inputs = [ui["model"], ui["period"], ui["composer"], ui["instrumentation"], ui["meter"], ui["key"]]
+    for name in ("model", "instrumentation"):
+        ui[name].change(bind(header_choices, backend), header_inputs, [ui["meter"], ui["key"], ui["header_note"]],
+                        api_name=False, show_progress="hidden")
     preview = [ui["preview_score"], ui["preview_audio"], ui["preview"]]
     # The last upload's score goes first, so a refused file never shows under an earlier one's score.
     ui["upload"].upload(clear_preview, None, preview, api_name=False, show_progress="hidden").then(
@@ -242,6 +260,24 @@ def choose_composer(backend: Backend, model: str | None, period: str, composer: 
     return gr.update(choices=kinds, value=kinds[0] if kinds else None)
 
 
+def header_choices(backend: Backend, model: str | None, period: str | None, composer: str | None,
+                   instrumentation: str | None, meter: str | None = "", key: str | None = ""):
+    """The meters and keys offered for this model and prompt (those its pieces used first, marked), keeping
+    the current choice; and a note on what the model records."""
+    if not (model and period and composer and instrumentation):
+        return gr.update(choices=[MODELS_CHOICE]), gr.update(choices=[MODELS_CHOICE]), ""
+    offered = backend.models.header_choices(model, f"{period}_{composer}_{instrumentation}")
+
+    def options(values: list[str], seen: list[str], current: str | None):
+        listed = [MODELS_CHOICE] + [(f"{v} (in its pieces)" if v in seen else v, v) for v in values]
+        if current and current not in values:
+            listed.append((current, current))
+        return gr.update(choices=listed, value=current or "")
+
+    return (options(offered.meters, offered.seen_meters, meter), options(offered.keys, offered.seen_keys, key),
+            f"*{offered.note}*" if offered.note else "")
+
+
 def size_request(backend: Backend, model: str | None, count=1):
     """The limits a request with `model` starts with on this device (on a CPU: about a minute), and its estimate."""
     if not model:
@@ -278,7 +314,10 @@ def preview_upload(backend: Backend, upload: str | None):
 
 
 def generate(backend: Backend, upload: str | None = None, **request):
-    """`request`: the GenerationSpec fields, by name; `upload`: a score to continue."""
+    """`request`: the GenerationSpec fields, by name (a tempo or length of 0: the model's choice); `upload`: a
+    score to continue."""
+    for name in ("tempo", "bars"):
+        request[name] = request.get(name) or None
     spec = GenerationSpec(**request, continue_abc=backend.generation.read_score(upload) if upload else "",
                           continue_name=Path(upload).name if upload else "")
     yield from watch(backend, backend.generation.submit(spec).id)

@@ -162,6 +162,7 @@ def replay(backend: Backend, entry_id):
     models = [(m.label, m.ref) for m in backend.models.list()]
     prompts, _ = backend.models.prompts(spec.model)
     controls = {name: getattr(spec, name) for name in generate.REPLAYED}
+    controls.update(tempo=spec.tempo or 0, bars=spec.bars or 0)  # 0 in the boxes: the model's choice
     controls["model"] = gr.update(choices=models, value=spec.model)
     controls["period"] = gr.update(choices=periods(prompts), value=spec.period)
     controls["composer"] = gr.update(choices=composers(prompts, spec.period), value=spec.composer)

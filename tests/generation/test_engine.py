@@ -506,3 +506,15 @@ def test_a_move_carries_the_policys_reason():
     header_only = _piece()
     header_only.in_body, header_only.start = False, SimpleNamespace(body_count=0, in_body=False)
     assert RedrawPolicy(3).after_header(header_only, ended=True).reason == "the model ended the piece in its header"
+
+
+def test_the_decoders_setup_is_reported_apart_from_the_writing(fixtures):
+    """A new batch size builds its decoder first (warm-up); the writing's seconds and speed leave it out."""
+    engine = Engine(load_checkpoint(fixtures / "tiny_model.pth").model, pick_runtime("cpu"))
+    limits = GenerationLimits(max_patches=4, bar_retries=0)
+    first = engine.generate([GenerationRequest(BACH, 0), GenerationRequest(MOZART, 1)], limits=limits)
+    again = engine.generate([GenerationRequest(BACH, 2), GenerationRequest(MOZART, 3)], limits=limits)
+    assert all(p.warmup_seconds > 0 and p.seconds > 0 for p in first)
+    assert all(p.warmup_seconds == 0 and p.seconds > 0 for p in again)  # the same batch size: its decoder is kept
+    assert first[0].chars_per_second == first[0].chars / first[0].seconds
+    assert set(engine.decoder(2).timings) == {"steps and kernels"}  # on the CPU: no check, no graph

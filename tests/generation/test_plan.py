@@ -28,8 +28,12 @@ def paths(config, runtime, options=DecodeOptions(), batches=(1, 2, 3, 4, 5)):
 
 def test_cuda_with_triton_runs_kernels_up_to_their_batch_limits(triton):
     assert (FUSED_MAX_BATCH, PAIR_MAX_BATCH) == (2, 4)
-    assert paths(CONFIG, CUDA) == [(True, True, True, True), (True, True, True, True), (True, True, False, True),
-                                   (True, True, False, True), (True, True, False, False)]
+    assert paths(CONFIG, CUDA) == [(True, False, True, True), (True, False, True, True), (True, False, False, True),
+                                   (True, False, False, True), (True, False, False, False)]
+    # Compiled steps only when asked: a compile per batch size takes longer than a piece
+    assert "compiled steps off by default" in str(plan_decode(CONFIG, CUDA, 1))
+    assert paths(CONFIG, CUDA, DecodeOptions(compile=True), batches=(1, 5)) == [(True, True, True, True),
+                                                                                (True, True, False, False)]
     assert "batch 3 is over FUSED_MAX_BATCH (2)" in str(plan_decode(CONFIG, CUDA, 3))
 
 
@@ -37,9 +41,10 @@ def test_options_are_independent(triton):
     """Turning compilation off leaves the kernels on; the kernels off leave pairs on, and so on."""
     uncompiled = paths(CONFIG, CUDA, DecodeOptions(compile=False), batches=(1,))
     assert uncompiled == [(True, False, True, True)]
-    assert paths(CONFIG, CUDA, DecodeOptions(fused=False), batches=(1, 3)) == [(True, True, False, True)] * 2
-    assert paths(CONFIG, CUDA, DecodeOptions(pair=False), batches=(2, 3)) == [(True, True, True, False),
-                                                                               (True, True, False, False)]
+    on = DecodeOptions(compile=True, fused=False)
+    assert paths(CONFIG, CUDA, on, batches=(1, 3)) == [(True, True, False, True)] * 2
+    on = DecodeOptions(compile=True, pair=False)
+    assert paths(CONFIG, CUDA, on, batches=(2, 3)) == [(True, True, True, False), (True, True, False, False)]
     assert "two chars a pass turned off" in str(plan_decode(CONFIG, CUDA, 1, DecodeOptions(pair=False)))
 
 
@@ -48,7 +53,7 @@ def test_the_kernels_refuse_what_they_cannot_run(triton, monkeypatch):
     plan = plan_decode(odd_heads, CUDA, 1, DecodeOptions(fused=True, pair=True))
     assert not plan.fused and not plan.pair and "do not tile head size 24" in str(plan)
     odd_patch = replace(CONFIG, patch_size=15)
-    assert paths(odd_patch, CUDA, batches=(1,)) == [(True, True, True, False)]
+    assert paths(odd_patch, CUDA, batches=(1,)) == [(True, False, True, False)]
     assert "patch size 15 is odd" in str(plan_decode(odd_patch, CUDA, 1))
     monkeypatch.setattr("pipelines.generation.plan.triton_available", lambda: False)
     plan = plan_decode(CONFIG, CUDA, 1, DecodeOptions(compile=True, fused=True))

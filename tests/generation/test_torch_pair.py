@@ -6,12 +6,12 @@ import pytest
 import torch
 
 from pipelines.abc.prompts import Prompt
+from pipelines.generation.decoder import encode_rules
 from pipelines.generation.engine import Engine, GenerationRequest
+from pipelines.generation.header import HeaderControls
 from pipelines.generation.options import GenerationLimits
 from pipelines.generation.plan import TORCH_PAIR
 from pipelines.generation.sampling import exponential_noise
-from pipelines.generation.decoder import encode_rules
-from pipelines.generation.header import HeaderControls
 from pipelines.generation.steps import pick_char, pick_pair_rows
 from pipelines.generation.torch_pair import ROWS, TorchPairStack
 from pipelines.model.config import VOCAB_SIZE, preset

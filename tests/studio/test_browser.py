@@ -139,14 +139,23 @@ def open_generate(page, app) -> None:
     page.wait_for_function("document.querySelector('#gen-period input').value.length > 0")
 
 
-def test_a_reload_while_a_generation_runs_finds_it_and_its_cancel_stops_it(studio, page):
+def test_a_reload_while_a_generation_runs_finds_it_and_its_cancel_stops_it(studio, page, fixtures, tmp_path):
     app, backend = studio
     open_generate(page, app)
     before = page.inner_text("#gen-estimate")
-    choose(page, "gen-model", "models/tiny.pth")  # random weights: with no patch limit it writes until stopped
+    choose(page, "gen-model", "models/tiny.pth")
     page.wait_for_function(f"document.querySelector('#gen-estimate').innerText !== {json.dumps(before)}")
     page.get_by_text("Sampling and limits").click()
     page.fill("#gen-max-patches input", "0")
+    # Random weights continuing a score, with no patch limit and many lines to add: they write until stopped
+    # (a new piece may fill the tiny model's context with a header and end at once, depending on its seed).
+    piece = json.loads((fixtures / "postprocess.json").read_text(encoding="utf-8"))[0]["postprocessed"]
+    upload = tmp_path / "to-continue.abc"
+    upload.write_text(piece, encoding="utf-8")
+    page.click("#gen-continue button")
+    page.set_input_files("#gen-upload input[type=file]", str(upload))
+    page.locator("#gen-preview-score img.score-page").first.wait_for(state="visible")
+    page.fill("#gen-add-lines input", "500")
     assert not page.is_enabled("#gen-cancel")  # nothing to cancel yet
     page.click("#gen-button")
     page.locator("#gen-progress .job-progress").wait_for()

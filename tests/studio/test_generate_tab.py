@@ -71,3 +71,38 @@ def test_the_limits_start_sized_to_the_device_and_the_estimate_follows_the_setti
     assert two == f"Estimate: {backend.generation.estimate(TINY, 2, max_patches, max_seconds).words()}" != said
     assert bind(generate.estimate, backend)("", 1, 10, 60) == ""  # no model chosen: nothing to estimate
     assert bind(generate.size_request, backend)("models/missing.pth", 1)[2] == ""  # the Model box says why
+
+
+def test_the_meter_and_key_offered_follow_the_models_record_and_the_choice_reaches_the_request(backend,
+                                                                                               monkeypatch):
+    import torch
+
+    from pipelines.model.checkpoint import ModelCard, load_checkpoint, save_checkpoint
+
+    tiny = load_checkpoint(backend.workspace.root / TINY)
+    card = ModelCard(config=tiny.card.config, prompts=["Baroque_Bach, Johann Sebastian_Choral"],
+                     header_choices={"Baroque_Bach, Johann Sebastian_Choral": {"meters": {"3/4": 4},
+                                                                               "keys": {"Emin": 2}}})
+    with torch.no_grad():
+        save_checkpoint(backend.workspace.area("models") / "recorded.pth", tiny.model, card)
+    prompt = ("Baroque", "Bach, Johann Sebastian", "Choral")
+    meter, key, note = bind(generate.header_choices, backend)("models/recorded.pth", *prompt, "", "Gb")
+    assert meter["choices"][:2] == [generate.MODELS_CHOICE, ("3/4 (in its pieces)", "3/4")] and meter["value"] == ""
+    assert key["choices"][1] == ("Emin (in its pieces)", "Emin") and key["value"] == "Gb"  # the choice is kept
+    assert note == ""
+    _, _, note = bind(generate.header_choices, backend)(TINY, *prompt, "", "")
+    assert "records no meters or keys" in note
+    empty = bind(generate.header_choices, backend)(None, *prompt)
+    assert empty[0]["choices"] == [generate.MODELS_CHOICE] and empty[2] == ""
+
+    def submit(spec):
+        raise Submitted(spec)
+
+    monkeypatch.setattr(backend.generation, "submit", submit)
+    request = dict(model=TINY, period="Baroque", composer="Bach, Johann Sebastian", instrumentation="Choral",
+                   meter="3/4", key="Em", tempo=0, bars=16)
+    with pytest.raises(Submitted) as made:
+        next(generate.generate(backend, None, **request))
+    spec = made.value.args[0]
+    header = spec.header()  # a tempo of 0: the model's choice
+    assert (header.meter, header.key, header.tempo, header.bars) == ("3/4", "Emin", None, 16)
