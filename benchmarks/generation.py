@@ -251,8 +251,15 @@ def synchronize(device: torch.device):
         torch.cuda.synchronize()
 
 
+# --in-body: each piece starts inside its tune body (a header and one bar given), as most of a real piece is
+# written; random weights left to themselves never begin one, so the header's line rules would act throughout.
+IN_BODY = "".join(line + "\n" for line in PROMPT.header_lines()) + (
+    "L:1/8\nM:4/4\nK:C\nV:1 treble\nV:2 bass\n[r:0/99][V:1]c8|[V:2]C,8|\n")
+START = {"prefix": ""}  # set by --in-body
+
+
 def engine_run(engine: Engine, batch: int, patches: int, sampling: SamplingConfig) -> tuple[int, float, list]:
-    requests = [GenerationRequest(PROMPT, seed=i) for i in range(batch)]
+    requests = [GenerationRequest(PROMPT, seed=i, prefix=START["prefix"]) for i in range(batch)]
     engine.generate(requests, sampling, GenerationLimits(max_patches=4, bar_retries=0))  # compile + capture
     synchronize(engine.runtime.device)
     if engine.runtime.device.type == "cuda":
@@ -288,6 +295,8 @@ def main():
     ap.add_argument("--unfused-too", action="store_true",
                     help="first run the batches of up to FUSED_MAX_BATCH through the modules (not the fused "
                          "kernels) as well")
+    ap.add_argument("--in-body", action="store_true",
+                    help="engine rows start each piece inside its tune body (random weights never begin one)")
     ap.add_argument("--without-triton", action="store_true",
                     help="run as if Triton were not installed (PyTorch's Windows wheels): the process cannot import "
                          "it, so two chars a pass run in PyTorch ops up to TORCH_PAIR_MAX_BATCH, beside one char a "
@@ -296,6 +305,8 @@ def main():
                     help="leave out upstream's loop (and the rows with real patch lengths): engine rows only, "
                          "no ratios")
     args = ap.parse_args()
+    if args.in_body:
+        START["prefix"] = IN_BODY
     if args.without_triton:
         sys.modules["triton"] = None  # importing it now fails, and find_spec says it is not installed
 

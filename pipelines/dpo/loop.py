@@ -413,8 +413,14 @@ def dpo_step(policy: NotaGen, optimizer: torch.optim.Optimizer, amp: Amp, patche
 def encode_candidates(candidates: list[Candidate], patchilizer: Patchilizer, length: int) -> list[list[list[int]]]:
     """Each piece as the model is to learn it: one that ended in the training format, one that did not as
     written (`encode_pieces`)."""
-    texts = [training_text(c.text, c.prompt) if c.ended else unfinished_text(c.text) for c in candidates]
-    return encode_pieces(texts, patchilizer, length, [c.ended for c in candidates])
+    texts, formats = [], []
+    for c in candidates:
+        # A piece that ended without a tune body (rejected: it has no bars to put in the training format) is
+        # learned as written, as an unfinished one is.
+        in_training_format = c.ended and "[V:" in c.text
+        texts.append(training_text(c.text, c.prompt) if in_training_format else unfinished_text(c.text))
+        formats.append(in_training_format)
+    return encode_pieces(texts, patchilizer, length, formats)
 
 
 HELDOUT_MIN_REJECTED = 5  # fewer rejected pieces than this: none is held out

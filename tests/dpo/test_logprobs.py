@@ -78,3 +78,18 @@ def test_memory_estimate_of_notagen_x_fits_24_gb():
     assert x.total < 24 * 10 ** 9
     assert estimate_dpo_memory(preset("notagen-x"), checkpointing="none").activations > x.activations
     assert "GiB" in x.describe()
+
+
+def test_a_piece_that_ended_in_its_header_is_measured_as_written():
+    """The model wrote its end before any bar: a rejected piece with no tune body to put in the training format."""
+    from pipelines.dpo.loop import encode_candidates
+    from pipelines.dpo.preference import POSTPROCESS_FAILED, Candidate
+
+    raw = "%Baroque\n%Bach, Johann Sebastian\n%Choral\n%end\nL:1/8\nM:2/4\nK:C\nV:1 treble\nV:2 bass\n"
+    header_only = Candidate("h", raw, None, BACH, status="invalid", problem=f"{POSTPROCESS_FAILED}: no tune body")
+    assert header_only.ended
+    with pytest.raises(DPOError, match="no interleaved"):
+        training_text(raw)
+    patchilizer = Patchilizer()
+    encoded, = encode_candidates([header_only], patchilizer, 1024)
+    assert encoded == encode_pieces([raw], patchilizer, 1024, ended=[False])[0]
