@@ -7,6 +7,7 @@ import pytest
 from pipelines.dataset import DatasetConfig
 from pipelines.dpo.config import DPOConfig
 from pipelines.fields import choices_of, default_of, range_of, sources_of
+from pipelines.generation.header import HeaderControls
 from pipelines.generation.options import GenerationLimits, SamplingConfig
 from pipelines.service import Backend, DatasetSpec, DPOSpec, GenerationSpec, TrainingSpec, Workspace
 from pipelines.training.config import TrainConfig
@@ -21,6 +22,10 @@ WIDGETS = {
     (generate, "max_patches"): (GenerationLimits, "max_patches"),
     (generate, "max_seconds"): (GenerationLimits, "max_seconds"),
     (generate, "bar_retries"): (GenerationLimits, "bar_retries"),
+    (generate, "meter"): (HeaderControls, "meter"),
+    (generate, "key"): (HeaderControls, "key"),
+    (generate, "tempo"): (HeaderControls, "tempo"),
+    (generate, "bars"): (HeaderControls, "bars"),
     (train, "epochs"): (TrainConfig, "epochs"),
     (train, "max_steps"): (TrainConfig, "max_steps"),
     (train, "lr"): (TrainConfig, "lr"),
@@ -42,6 +47,8 @@ WIDGETS = {
     (dataset, "max_unaligned_share"): (DatasetConfig, "max_unaligned_share"),
 }
 SPECS = {generate: GenerationSpec, train: TrainingSpec, dpo: DPOSpec, dataset: DatasetSpec}
+# Boxes whose 0 means "the model's choice" (the field's None): they start at 0, below the field's range.
+ZERO_IS_UNSET = {(generate, "tempo"), (generate, "bars")}
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +76,7 @@ def test_a_widget_shows_its_fields_default_and_range(app, where):
         step = widget.step if config.__dataclass_fields__[field].metadata.get("low_open") else 0
         assert (widget.minimum, widget.maximum) == ((low + step, high) if low is not None else (0.0, widget.maximum))
     elif isinstance(widget, gr.Number):
-        assert (widget.minimum, widget.maximum) == (low, high)
+        assert (widget.minimum, widget.maximum) == ((0, high) if where in ZERO_IS_UNSET else (low, high))
     if choices_of(config, field):
         assert [value for _, value in widget.choices] == list(choices_of(config, field))
 
