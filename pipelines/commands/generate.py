@@ -24,9 +24,9 @@ HEADER_OPTIONS = ("meter", "key", "tempo", "bars")
 def register(subparsers):
     p = subparsers.add_parser("generate", help="generate pieces with a NotaGen model")
     p.add_argument("--model", help="checkpoint file; default: the studio's default model")
-    p.add_argument("--period", required=True)
-    p.add_argument("--composer", required=True, help='as "Last, First"')
-    p.add_argument("--instrumentation", required=True)
+    p.add_argument("--period", help="needed unless --prefix says it (its header, or its MusicXML's composer)")
+    p.add_argument("--composer", help='as "Last, First"; needed unless --prefix says it')
+    p.add_argument("--instrumentation", help="needed unless --prefix says it (its parts)")
     p.add_argument("--num", type=int, default=1, help="pieces to write in one batch; 0: as many as fit")
     p.add_argument("--seed", type=int, default=0, help="seed of the first piece; piece i uses seed + i")
     for name in SAMPLING_OPTIONS:
@@ -52,17 +52,27 @@ def options_from_args(args) -> tuple[SamplingConfig, GenerationLimits, HeaderCon
 
 
 def run_generate(args) -> int:
-    from pipelines.generation.continuation import continuation_prefix, judge_continuation, read_score
+    from pipelines.dataset.annotate import Labels
+    from pipelines.generation.continuation import continuation_prefix, judge_continuation, read_score, score_prompt
 
     if args.num < 0:
         raise NotaGenError("--num must be 0 (as many as fit) or more")
     sampling, limits, header = options_from_args(args)  # refused values stop here, before a model loads
-    prompt = Prompt(args.period, args.composer, args.instrumentation)
+    given = Labels(args.period, args.composer, args.instrumentation)
     prefix = ""
     if args.prefix:  # so is a file that is not a score, and a meter or key that is not the piece's own
         source = read_score(args.prefix, str(args.prefix))
+        prompt, taken = score_prompt(args.prefix, source, given)
+        if taken:
+            print(f"prompt {prompt.line} ({taken})", file=sys.stderr)
         prefix = continuation_prefix(source, prompt, keep_lines=args.prefix_lines, add_lines=args.continue_lines)
         header.check_continuation(prefix)
+    else:
+        missing = [f"--{name}" for name in ("period", "composer", "instrumentation") if not getattr(args, name)]
+        if missing:
+            raise NotaGenError(f"{', '.join(missing)}: needed for a new piece (a score to continue with --prefix "
+                               "may say them)")
+        prompt = Prompt(args.period, args.composer, args.instrumentation)
     model_path = Path(args.model) if args.model else default_model_path()
     engine = load_engine(model_path, device=args.device, dtype=args.dtype)
     if args.num == 0:

@@ -13,6 +13,7 @@ from pathlib import Path
 from pipelines.abc.prompts import Prompt
 from pipelines.abc.rests import rest_reduce
 from pipelines.abc.tokenizer import STREAM_PREFIX, stream_prefix
+from pipelines.dataset.annotate import Labels, read_score_info, suggest_labels
 from pipelines.dataset.convert import StageError, read_musicxml, xml_to_abc
 from pipelines.dataset.preprocess import check_bar_counts, clean_abc, tidy_annotations
 from pipelines.errors import AbcError
@@ -57,6 +58,29 @@ def read_score(path: str | Path, name: str = "") -> str:
     except AbcError as e:
         raise AbcError(f"{name}: {e}") from None
     return abc
+
+
+def score_prompt(path: str | Path, source: str, given: Labels) -> tuple[Prompt, str]:
+    """The prompt to continue a score with: the labels `given`, else the score's own, and where they come
+    from in words. A training-format file carries its own four header lines; a MusicXML score's composer
+    and parts give the Annotate tab's suggestions. AbcError naming what is still missing."""
+    lines = source.replace("\r\n", "\n").split("\n")
+    own = Labels()
+    if len(lines) > 3 and lines[3] == "%end" and all(line.startswith("%") and not line.startswith("%%")
+                                                      for line in lines[:3]):
+        own, said = Labels(*(line[1:].strip() for line in lines[:3])), "its header"
+    elif Path(path).suffix.lower() != ".abc":
+        own, said = suggest_labels(read_score_info(read_musicxml(Path(path)).data)), "its MusicXML"
+        if not own.period:  # a composer NotaGen-X does not know (music21 writes "Music21" into its exports)
+            own = Labels(instrumentation=own.instrumentation)
+    chosen = given.over(own)
+    missing = [name for name in ("period", "composer", "instrumentation") if not getattr(chosen, name)]
+    if missing:
+        raise AbcError(f"{Path(path).name}: the score does not say its {' or '.join(missing)}; "
+                       f"give {' and '.join('--' + m for m in missing)}")
+    taken = [name for name in ("period", "composer", "instrumentation") if not getattr(given, name)]
+    return (Prompt(chosen.period, chosen.composer, chosen.instrumentation),
+            f"{', '.join(taken)} from {said}" if taken else "")
 
 
 def score_lines(source: str) -> tuple[list[str], list[str]]:

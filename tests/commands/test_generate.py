@@ -91,3 +91,31 @@ def test_a_continuation_keeps_its_own_meter(fixtures, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "the score to continue keeps its own meter: it has 4/4 (M:4/4), not 3/4" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_the_prompt_comes_from_the_score_where_the_command_gives_none(fixtures, tmp_path, capsys):
+    def run(score, out, *given):
+        code = cli(["generate", "--model", str(fixtures / "tiny_model.pth"), *given, "--prefix", str(score),
+                    "--prefix-lines", "2", "--max-patches", "2", "--device", "cpu", "--out", str(out)])
+        return code, capsys.readouterr().err
+
+    mozart = fixtures / "preprocess" / "mozart_k155_movement2.musicxml"  # its MusicXML names W.A. Mozart
+    _, err = run(mozart, tmp_path / "a")
+    assert "prompt Classical_Mozart, Wolfgang Amadeus_Chamber (period, composer, instrumentation from its " \
+           "MusicXML)" in err
+    meta = json.loads(next((tmp_path / "a").glob("*.json")).read_text(encoding="utf-8"))
+    assert meta["prompt"] == "Classical_Mozart, Wolfgang Amadeus_Chamber"
+    # a training-format file carries its own four header lines; a label given on the command line wins
+    augmented = fixtures / "preprocess" / "augmented" / "D" / "bach_bwv7.7_D.abc"
+    training = tmp_path / "chorale.abc"
+    training.write_text("%Baroque\n%Bach, Johann Sebastian\n%Choral\n%end\n" + augmented.read_text(encoding="utf-8"),
+                        encoding="utf-8")
+    _, err = run(training, tmp_path / "b", "--instrumentation", "Keyboard")
+    assert "prompt Baroque_Bach, Johann Sebastian_Keyboard (period, composer from its header)" in err
+    # music21's export names no composer NotaGen-X knows: the command says what to give
+    code, err = run(fixtures / "preprocess" / "bach_bwv7.7.musicxml", tmp_path / "c")
+    assert code == 2 and "bach_bwv7.7.musicxml: the score does not say its period or composer; give --period " \
+                         "and --composer" in err
+    code = cli(["generate", "--model", str(fixtures / "tiny_model.pth"), "--period", "Baroque", "--out",
+                str(tmp_path / "e")])
+    assert code == 2 and "--composer, --instrumentation: needed for a new piece" in capsys.readouterr().err
