@@ -3,7 +3,9 @@
 fp32, a tiny random model, the same seeds: the modules' operations captured in a CUDA
 graph as they are, compiled, the fused Triton kernels one char a step (two pieces at a time:
 more would run the modules) and two chars a pass (one, two and four pieces at a time) must
-give the same text, as must the CPU. Each row names the plan it means (`Engine.plan`) and
+give the same text, as must the CPU, and so must the default path (uncompiled: the kernels, two chars a
+pass, and a second graph without the header's line rules). Half the pieces start inside their tune
+body, half under a chosen meter, key and length. Each row names the plan it means (`Engine.plan`) and
 fails loudly where the engine plans another or its pieces say another ran
 (`GeneratedPiece.decode_path`, read off the decoder). Each row prints its check at load
 (the path's logits and patch state against the modules', `PatchDecoder.check`). The fallback
@@ -63,6 +65,8 @@ WITH_TRITON = [
      (True, True, True, False, False), None),
 ] + [("pair", f"two chars a pass, {n} piece(s) at a time", dict(compile=True, fused=True, pair=True), n,
       (True, True, n <= 2, True, False), None) for n in (1, 2, 4)] + [
+    ("default", f"the default (uncompiled), {n} piece(s) at a time", dict(), n, (True, False, n <= 2, True, False),
+     None) for n in (1, 4)] + [
     ("fallback", "fallback: two chars a pass whose compile fails, 2 pieces at a time",
      dict(compile=True, fused=True, pair=True), 2, (True, True, True, True, False),
      lambda: mock.patch("pipelines.generation.decoder.compile_step", failing_compile)),
@@ -118,7 +122,8 @@ def main() -> int:
     ap.add_argument("--without-triton", action="store_true",
                     help="run as if Triton were not installed (the process cannot import it)")
     ap.add_argument("--only", nargs="+", metavar="ROW",
-                    help="only these rows: graph, compiled, fused, pair, fallback (with Triton), sampling (its "
+                    help="only these rows: graph, compiled, fused, pair, default, fallback (with Triton), sampling "
+                         "(its "
                          "compiled sampling check); graph, torch-pair, fallback (--without-triton)")
     args = ap.parse_args()
     if args.without_triton:
@@ -136,8 +141,12 @@ def main() -> int:
     prompts = [Prompt("Baroque", "Bach, Johann Sebastian", "Choral"),
                Prompt("Classical", "Mozart, Wolfgang Amadeus", "Chamber")]
     # Half the pieces under a chosen meter, key and length: the header's line rules run in every path's pick.
+    # The others start inside their tune body (random weights seldom begin one), where an uncompiled
+    # decoder replays its graph without the rules once no row writing is in its header.
     header = HeaderControls(meter="3/4", key="G", bars=8)
-    requests = [GenerationRequest(p, seed=i, header=header if i % 2 else HeaderControls())
+    body = "L:1/8\nM:4/4\nK:C\nV:1 treble\nV:2 bass\n[r:0/99][V:1]c8|[V:2]C,8|\n"
+    requests = [GenerationRequest(p, seed=i, header=header) if i % 2 else
+                GenerationRequest(p, seed=i, prefix="".join(line + "\n" for line in p.header_lines()) + body)
                 for i, p in enumerate(prompts * 2)]
     limits = GenerationLimits(max_patches=40, bar_retries=0)
     cpu = Engine(model, pick_runtime("cpu", "fp32")).generate(requests, limits=limits)

@@ -36,9 +36,9 @@ FUSED_MAX_BATCH = 2
 # fp16) it gave 14,383 against 10,293 chars/s at batch 4, 18,260 against 18,596 at 8 and 23,094
 # against 31,059 at 16, where the 129 rows a piece make the products bound by arithmetic.
 PAIR_MAX_BATCH = 4
-# Two chars a pass in PyTorch ops (torch_pair.py) where Triton is missing, up to this batch. Not yet
-# measured on a GPU: the same limit as the kernels' until `benchmarks/generation.py --without-triton`
-# says where one char a step catches up.
+# Two chars a pass in PyTorch ops (torch_pair.py) where Triton is missing, up to this batch: on an H200
+# (NotaGen-X, fp16, uncompiled, pieces in their tune body) 2,695 against 1,439 chars/s one char a step at
+# batch 1, 4,992 against 2,671 at 2 and 8,951 against 5,305 at 4. Batch 8 is not measured yet.
 TORCH_PAIR_MAX_BATCH = 4
 
 # The char steps a plan can name (`DecodePlan.char_step`).
