@@ -542,6 +542,10 @@ class GenerationService:
                 "instrumentation": entry.instrumentation, "seed": entry.seed, "count": 1}
         return from_params(GenerationSpec, data)
 
+    def request_of(self, job: Job) -> GenerationSpec:
+        """The request a generation job runs (for a page that finds the job again to show it)."""
+        return from_params(GenerationSpec, job.params)
+
     @property
     def exports(self) -> Path:
         """The one folder the studio serves files from (audio, downloads)."""

@@ -61,7 +61,8 @@ EMPTY = ("*Choose a model and a prompt, then press **Generate**: the score appea
 SPEC_FIELDS = ("model", "period", "composer", "instrumentation", "count", "seed", "top_k", "top_p", "temperature",
                "max_patches", "max_seconds", "bar_retries", "meter", "key", "tempo", "bars", "keep_lines", "add_lines")
 MODELS_CHOICE = ("the model's choice", "")  # an empty meter or key: the model writes its own
-REPLAYED = tuple(f for f in SPEC_FIELDS if f not in ("keep_lines", "add_lines"))  # what a library replay fills
+# What a library replay fills, and a reloaded page from the job it finds running.
+REPLAYED = tuple(f for f in SPEC_FIELDS if f not in ("keep_lines", "add_lines"))
 
 ui: dict = {}
 job = JobFollow("generate", "generation", poll_s=0.3, elem_prefix="gen")
@@ -205,13 +206,36 @@ def listen_load(backend: Backend, app) -> None:
              [ui["model"], ui["model_note"], ui["period"], ui["composer"], ui["instrumentation"]],
              api_name=False).then(bind(size_request, backend), [ui["model"], ui["count"]],
                                   [ui["max_patches"], ui["max_seconds"], ui["estimate"]], api_name=False,
-                                  show_progress="hidden")
+                                  show_progress="hidden").then(
+        bind(running_request, backend), None, replay_outputs(), api_name=False, show_progress="hidden")
     # The job the page shows: the running or newest generation (a reload, a second browser).
     app.load(bind(watch, backend), job.job, watch_outputs(), api_name="generate_reattach",
              concurrency_limit=None, show_progress="hidden")
 
 
 # ------------------------------------------------------------------ handlers
+
+def request_controls(backend: Backend, spec: GenerationSpec) -> list:
+    """The values of the REPLAYED controls that show `spec` (a Library replay, or the job a reloaded page finds)."""
+    prompts, _ = backend.models.prompts(spec.model)
+    controls = {name: getattr(spec, name) for name in REPLAYED}
+    controls.update(tempo=spec.tempo or 0, bars=spec.bars or 0)  # 0 in the boxes: the model's choice
+    controls["model"] = gr.update(choices=[(m.label, m.ref) for m in backend.models.list()], value=spec.model)
+    controls["period"] = gr.update(choices=periods(prompts), value=spec.period)
+    controls["composer"] = gr.update(choices=composers(prompts, spec.period), value=spec.composer)
+    controls["instrumentation"] = gr.update(choices=instrumentations(prompts, spec.period, spec.composer),
+                                            value=spec.instrumentation)
+    return [controls[name] for name in REPLAYED]
+
+
+def running_request(backend: Backend):
+    """A reloaded page shows the request of the generation running or waiting (the form as it was sent);
+    with none, the form stays as the page load set it."""
+    current = backend.jobs.latest("generate")
+    if current is None or current.state not in ("running", "queued"):
+        return [gr.skip()] * len(REPLAYED)
+    return request_controls(backend, backend.generation.request_of(current))
+
 
 def list_models(backend: Backend, current: str | None = None):
     choices = [(m.label, m.ref) for m in backend.models.list()]

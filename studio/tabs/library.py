@@ -14,7 +14,7 @@ import time
 
 import gradio as gr
 
-from pipelines.service import STATUSES, Backend, Generation, composers, instrumentations, periods
+from pipelines.service import STATUSES, Backend, Generation
 from studio.guard import bind, guarded
 from studio.piece_view import entry_view, rating_line
 from studio.tabs import generate
@@ -158,15 +158,7 @@ def replay(backend: Backend, entry_id):
     """The Generate tab's controls set to the piece's request, by control (no order to keep), then that tab."""
     if not entry_id:
         raise gr.Error("open a piece first")
-    spec = backend.generation.replay(int(entry_id))
-    models = [(m.label, m.ref) for m in backend.models.list()]
-    prompts, _ = backend.models.prompts(spec.model)
-    controls = {name: getattr(spec, name) for name in generate.REPLAYED}
-    controls.update(tempo=spec.tempo or 0, bars=spec.bars or 0)  # 0 in the boxes: the model's choice
-    controls["model"] = gr.update(choices=models, value=spec.model)
-    controls["period"] = gr.update(choices=periods(prompts), value=spec.period)
-    controls["composer"] = gr.update(choices=composers(prompts, spec.period), value=spec.composer)
-    controls["instrumentation"] = gr.update(choices=instrumentations(prompts, spec.period, spec.composer),
-                                            value=spec.instrumentation)
-    return {**{generate.ui[name]: value for name, value in controls.items()}, ui["tabs"]: gr.Tabs(selected="generate"),
+    controls = generate.request_controls(backend, backend.generation.replay(int(entry_id)))
+    return {**{generate.ui[name]: value for name, value in zip(generate.REPLAYED, controls)},
+            ui["tabs"]: gr.Tabs(selected="generate"),
             ui["timer"]: gr.update(active=False)}  # a tab chosen here sends no select event

@@ -161,9 +161,14 @@ def test_a_reload_while_a_generation_runs_finds_it_and_its_cancel_stops_it(studi
     page.locator("#gen-progress .job-progress").wait_for()
     job = backend.jobs.latest("generate")
     assert job.state == "running" and job.params["max_patches"] == 0
+    model = page.input_value("#gen-model input")
     page.reload()  # the page keeps nothing: the backend names the running job
     page.get_by_role("tab", name="Generate").click()
     page.locator("#gen-progress .job-progress").wait_for()
+    # the form shows the request that runs, not the page's defaults
+    page.wait_for_function(f"document.querySelector('#gen-model input').value === {json.dumps(model)}")
+    page.get_by_text("Sampling and limits").click()  # closed again on the new page
+    page.wait_for_function("document.querySelector('#gen-max-patches input')?.value === '0'")
     assert page.is_enabled("#gen-cancel") and "writing the piece" in page.inner_text("#gen-progress")
     shot(page, "4-reloaded-while-writing")
     page.click("#gen-cancel")
