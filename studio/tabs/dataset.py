@@ -42,7 +42,7 @@ def render(backend: Backend) -> None:
                 ui["refresh_folders"] = gr.Button("Refresh", size="sm", scale=1, min_width=80)
             # no minimum here: a wrong number reaches the build, which says why in the status line
             ui["corpus_limit"] = number(spec, "corpus_limit", "Corpus pieces (first N; chorales come first)",
-                                        visible=shown[2]["visible"])
+                                        visible=shown[2]["visible"], elem_id="dataset-corpus-limit")
             ui["name"] = gr.Textbox(label="Dataset name", value="corpus", elem_id="dataset-name")
             with gr.Accordion("Labels for every piece (empty: suggested from each score) and options", open=False):
                 ui["period"] = gr.Textbox(label="Period")
@@ -60,9 +60,11 @@ def render(backend: Backend) -> None:
         with gr.Column(scale=3):  # what the build made, and every dataset
             ui["files"] = gr.Dataframe(headers=["file", "piece", "status", "stage", "reason"], type="array",
                                        interactive=False, label="Files of the last build", wrap=True,
-                                       column_widths=["22%", "18%", "11%", "11%", "38%"], max_height=420)
+                                       column_widths=["22%", "18%", "11%", "11%", "38%"], max_height=420,
+                                       elem_id="dataset-files")
             ui["datasets"] = gr.Dataframe(headers=["dataset", "pieces", "prompts", "train", "eval", "with warnings"],
-                                          type="array", interactive=False, label="Datasets", max_height=300)
+                                          type="array", interactive=False, label="Datasets", max_height=300,
+                                          elem_id="dataset-list")
             ui["refresh"] = gr.Button("Refresh the list", size="sm")
 
 

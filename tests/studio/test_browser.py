@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from studio.app import StudioOptions, launch_studio
+from studio.tabs import dataset as dataset_tab
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -128,14 +129,21 @@ def test_choose_a_prompt_generate_see_and_hear(studio, page, fixtures, tmp_path)
     print(f"model: {'demo' if demo else 'tiny'}; generation took {seconds:.1f} s; status: {status!r}")
 
 
-def open_generate(page, app) -> None:
-    """The Generate tab of a fresh page (logged in if the page asks)."""
+def open_tab(page, app, tab: str) -> None:
+    """`tab` of a fresh page (logged in if the page asks)."""
     page.goto(app.local_url)
+    page.locator("input[type=password], [role=tab]").first.wait_for()
     if page.locator("input[type=password]").count():
+        page.get_by_role("button", name="Login").wait_for()
         page.fill("input[name=username], input[type=text]", AUTH[0])
         page.fill("input[type=password]", AUTH[1])
         page.get_by_role("button", name="Login").click()
-    page.get_by_role("tab", name="Generate").click()
+    page.get_by_role("tab", name=tab).click()
+
+
+def open_generate(page, app) -> None:
+    """The Generate tab of a fresh page, its prompt filled in."""
+    open_tab(page, app, "Generate")
     page.wait_for_function("document.querySelector('#gen-period input').value.length > 0")
 
 
@@ -174,3 +182,94 @@ def test_a_reload_while_a_generation_runs_finds_it_and_its_cancel_stops_it(studi
     page.click("#gen-cancel")
     page.wait_for_function("document.querySelector('#gen-status').innerText.startsWith('cancelled')")
     assert backend.jobs.get(job.id).state == "cancelled" and not page.is_enabled("#gen-cancel")
+
+
+@pytest.fixture(scope="module")
+def chorales(studio):
+    """A dataset of three corpus chorales, built through the service (the Dataset walk builds its own)."""
+    from pipelines.service import DatasetSpec
+
+    _, backend = studio
+    if "chorales" not in [d.name for d in backend.datasets.list()]:
+        job = backend.jobs.wait(backend.datasets.submit(DatasetSpec("chorales", corpus_limit=3)).id, 600)
+        assert job.state == "done", job.error
+    return "chorales"
+
+
+def test_the_dataset_form_says_what_is_wrong_in_place_and_a_double_click_builds_once(studio, page):
+    app, backend = studio
+    open_tab(page, app, "Dataset")
+    page.get_by_label(dataset_tab.SOURCES["upload"]).check()  # the boxes follow the source
+    page.get_by_text("Score files", exact=True).wait_for()
+    assert not page.get_by_label("Corpus pieces (first N; chorales come first)").is_visible()
+    page.get_by_label(dataset_tab.SOURCES["corpus"]).check()
+    page.get_by_label("Corpus pieces (first N; chorales come first)").wait_for()
+    page.fill("#dataset-name input, #dataset-name textarea", "../evil")
+    page.click("#dataset-build")
+    page.wait_for_function("document.querySelector('#dataset-status').innerText.includes('not started')")
+    assert "'..' is not allowed" in page.inner_text("#dataset-status")
+    assert page.locator("#dataset-files .error, #dataset-list .error").count() == 0  # no red "Error" badges
+    page.fill("#dataset-name input, #dataset-name textarea", "walk")
+    page.fill("#dataset-corpus-limit input", "2")
+    page.dblclick("#dataset-build")
+    page.wait_for_function("document.querySelector('#dataset-status').innerText.includes('converted')",
+                           timeout=300_000)  # the build's summary: "2 converted, ..."
+    shot(page, "5-dataset-built")
+    builds = [j for j in backend.jobs.list() if j.kind == "dataset" and j.params["name"] == "walk"]
+    assert len(builds) == 1 and builds[0].state == "done", builds  # the second click started nothing
+    page.wait_for_function("document.querySelector('#dataset-list').innerText.includes('walk')")
+
+
+def test_annotate_opens_on_a_dataset_with_its_pieces(studio, page, chorales):
+    app, _ = studio
+    open_tab(page, app, "Annotate")
+    page.wait_for_function("document.querySelector('#annotate-table').innerText.includes('bach_bwv')")
+    shot(page, "6-annotate")
+
+
+def test_train_shows_the_runs_plan_and_lets_a_new_run_start(studio, page, chorales):
+    app, _ = studio
+    open_tab(page, app, "Train")
+    choose(page, "train-dataset", chorales)
+    page.wait_for_function("document.querySelector('#train-estimate').innerText.includes('steps')")
+    page.fill("#train-run input, #train-run textarea", "first-run")
+    page.wait_for_function("!document.querySelector('#train-start').disabled")
+    assert not page.is_enabled("#train-resume")  # nothing to resume under a new name
+    shot(page, "7-train")
+
+
+def test_a_bad_upload_is_refused_and_a_musicxml_score_is_continued(studio, page, fixtures, tmp_path):
+    app, backend = studio
+    open_generate(page, app)
+    choose(page, "gen-model", "models/tiny.pth")
+    page.click("#gen-continue button")
+    shopping = tmp_path / "shopping.abc"
+    shopping.write_text("This is my shopping list\n", encoding="utf-8")
+    page.set_input_files("#gen-upload input[type=file]", str(shopping))
+    page.get_by_text("shopping.abc: not an ABC tune").first.wait_for()  # said at once, with the file's name
+    assert not page.locator("#gen-preview").is_visible()
+    page.locator("#gen-upload").get_by_label("Clear").click()
+    page.set_input_files("#gen-upload input[type=file]", str(fixtures / "preprocess" / "bach_bwv7.7.musicxml"))
+    page.locator("#gen-preview-score img.score-page").first.wait_for(state="visible")
+    page.get_by_text("Sampling and limits").click()
+    page.fill("#gen-max-patches input", "4")
+    page.fill("#gen-add-lines input", "2")
+    before = len(backend.library.search())
+    page.click("#gen-button")
+    page.wait_for_function("document.querySelector('#gen-status').innerText.startsWith('finished')",
+                           timeout=180_000)
+    newest = backend.library.search()[0]
+    assert len(backend.library.search()) == before + 1 and newest.continued_from == "bach_bwv7.7.musicxml"
+    page.locator("#gen-piece-0").wait_for(state="visible")
+    shot(page, "8-continued-musicxml")
+
+
+def test_the_dpo_tab_estimates_before_it_starts_and_the_library_lists_the_pieces(studio, page):
+    app, backend = studio
+    open_tab(page, app, "DPO")
+    page.wait_for_function("document.querySelector('#dpo-estimate').innerText.trim().length > 0")
+    shot(page, "9-dpo")
+    open_tab(page, app, "Library")
+    assert backend.library.search(), "the earlier walks wrote pieces"
+    page.wait_for_function("document.querySelector('#library-table').innerText.includes('Bach')")
+    shot(page, "10-library")
