@@ -399,6 +399,8 @@ class GenerationService:
                                        reason=piece.reason, chars=piece.chars, render_error=rendered.error,
                                        problems=list(rendered.problems), patches=piece.patches))
         ctx.progress(len(pieces), len(pieces))
+        if engine.fallback:  # a fast path failed its check at load: the pieces are right, but slower to come
+            warning = "; ".join(w for w in (warning, engine.fallback) if w)
         seconds = max((p.seconds for p in pieces), default=0.0)  # the batch's: every piece carries it
         return GenerationResult(results, warning, spec.model, prompt.line, device=engine.runtime.device.type,
                                 seconds=round(seconds, 3), steps=max((p.patches for p in pieces), default=0)).to_dict()

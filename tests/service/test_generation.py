@@ -262,3 +262,19 @@ def test_the_choices_offered_come_from_the_model_card(backend):
     assert "never saw the meter 5/4 in its Baroque_Bach, Johann Sebastian_Choral pieces" in warning
     assert "key G" not in warning
     assert backend.library.get(backend.generation.result(done).pieces[0].id).parameters["meter"] == "5/4"
+
+
+def test_a_fast_path_that_fails_its_check_is_said_in_the_jobs_warning(backend, monkeypatch):
+    """The pieces come through the modules, right but slower; the musician reads why."""
+    from pipelines.generation.plan import DecodeOptions
+    from pipelines.generation.torch_pair import TorchPairStack
+
+    monkeypatch.setattr("pipelines.generation.plan.triton_available", lambda: False)
+    right = TorchPairStack.__call__
+    monkeypatch.setattr(TorchPairStack, "__call__", lambda self, *a: right(self, *a) + 0.5)  # a wrong pass
+    engine = backend.models.slot.get(backend.workspace.root / TINY, "cpu", "fp32")
+    engine.options = DecodeOptions(pair=True)  # as a GPU would plan it: two chars a pass in PyTorch
+    done = backend.jobs.wait(backend.generation.submit(GenerationSpec(TINY, *BACH, max_patches=2)).id, 300)
+    assert done.state == "done", done.error
+    warning = backend.generation.result(done).warning
+    assert "two chars a pass in PyTorch' failed its check at load" in warning and "slower" in warning
