@@ -22,39 +22,55 @@ from studio.tabs import generate
 TITLE = "Library"
 RATINGS = {"any": None, "thumbs up": 1, "thumbs down": -1, "not rated": 0}
 HEADERS = ["id", "time", "model", "prompt", "continued from", "seed", "status", "rating"]
+COLUMN_WIDTHS = ["6%", "15%", "11%", "30%", "12%", "7%", "9%", "10%"]
 PIECE_BUTTONS = ("open", "replay", "up", "down")  # they act on the picked piece
 REFRESH_S = 3.0  # how often the shown tab asks whether the library changed
 ui: dict = {}
 
 
+EMPTY = "*Pick a piece in the table (or type its id) to see its score, hear it and download it.*"
+
+
 def render(backend: Backend) -> None:
-    with gr.Row():
-        ui["text"] = gr.Textbox(label="Search (prompt, model, reason)", scale=3)
-        ui["status"] = gr.Dropdown(["any", *STATUSES], value="any", label="Status", scale=1)
-        ui["rating"] = gr.Dropdown(list(RATINGS), value="any", label="Rating", scale=1)
-        ui["search"] = gr.Button("Search", scale=1)
-    ui["table"] = gr.Dataframe(headers=HEADERS, type="array", interactive=False, elem_id="library-table")
-    with gr.Row():
-        ui["pick"] = gr.Number(label="Piece id", precision=0, minimum=1, scale=1)
-        # quiet until a piece is picked (a row of the table, or its id typed)
-        ui["open"] = gr.Button("Open", scale=1, interactive=False)
-        ui["replay"] = gr.Button("Replay in Generate", scale=1, interactive=False)
-        ui["up"] = gr.Button("Thumbs up", scale=1, interactive=False)
-        ui["down"] = gr.Button("Thumbs down", scale=1, interactive=False)
-    ui["heading"] = gr.Markdown()
-    ui["rated"] = gr.Markdown()
-    ui["score"] = gr.HTML(elem_id="library-score")
-    ui["audio"] = gr.Audio(type="filepath", interactive=False, label="Listen")
-    ui["files"] = gr.File(label="Downloads", file_count="multiple", interactive=False)
-    with gr.Accordion("ABC and parameters", open=False):
-        ui["abc"] = gr.Code(label="ABC", lines=12)
-        ui["params"] = gr.JSON(label="Parameters")
+    """The list at the side (search, table, the picked piece's buttons), the opened piece as a card beside it."""
+    with gr.Row(equal_height=False, elem_id="library-layout"):
+        with gr.Column(scale=1, min_width=520, elem_id="library-side"):
+            ui["text"] = gr.Textbox(label="Search (prompt, model, reason)")
+            with gr.Row(equal_height=True):
+                ui["status"] = gr.Dropdown(["any", *STATUSES], value="any", label="Status", scale=2)
+                ui["rating"] = gr.Dropdown(list(RATINGS), value="any", label="Rating", scale=2)
+                ui["search"] = gr.Button("Search", scale=1, min_width=80, size="sm")
+            ui["table"] = gr.Dataframe(headers=HEADERS, type="array", interactive=False, elem_id="library-table",
+                                       max_height=520, column_widths=COLUMN_WIDTHS)
+            with gr.Row():
+                ui["pick"] = gr.Number(label="Piece id", precision=0, minimum=1, scale=1, min_width=90)
+                # quiet until a piece is picked (a row of the table, or its id typed)
+                with gr.Column(scale=2):
+                    ui["open"] = gr.Button("Open", size="sm", interactive=False)
+                    ui["replay"] = gr.Button("Replay in Generate", size="sm", interactive=False)
+        with gr.Column(scale=1, min_width=480, elem_id="library-main"):
+            ui["empty"] = gr.Markdown(EMPTY, elem_classes="quiet-note", elem_id="library-empty")
+            with gr.Column(visible=False, elem_classes="piece-card", elem_id="library-card") as ui["card"]:
+                ui["heading"] = gr.Markdown(elem_classes="piece-heading")
+                ui["score"] = gr.HTML(elem_id="library-score")
+                with gr.Row(equal_height=True):
+                    ui["audio"] = gr.Audio(type="filepath", interactive=False, label="Listen", scale=3)
+                    ui["files"] = gr.File(label="Downloads", file_count="multiple", interactive=False, scale=2)
+                with gr.Row(elem_classes="rating-row"):
+                    ui["up"] = gr.Button("Thumbs up", size="sm", variant="secondary", scale=0, min_width=110,
+                                         interactive=False)
+                    ui["down"] = gr.Button("Thumbs down", size="sm", variant="secondary", scale=0, min_width=110,
+                                           interactive=False)
+                    ui["rated"] = gr.Markdown(elem_classes="quiet-note")
+                with gr.Accordion("ABC and parameters", open=False):
+                    ui["abc"] = gr.Code(label="ABC", lines=12)
+                    ui["params"] = gr.JSON(label="Parameters")
     ui["seen"] = gr.State(-1)  # the library revision the table shows
     ui["timer"] = gr.Timer(REFRESH_S, active=False)  # on while the tab is shown
 
 
 def detail_outputs() -> list:
-    return [ui[k] for k in ("heading", "score", "audio", "files", "rated", "abc", "params")]
+    return [ui[k] for k in ("heading", "score", "audio", "files", "rated", "abc", "params", "card", "empty")]
 
 
 def listen(backend: Backend) -> None:
@@ -130,14 +146,15 @@ def pick_row(table, event: gr.SelectData):
 
 def open_piece(backend: Backend, entry_id):
     if not entry_id:
-        return "", "", None, None, "", "", None
+        return "", "", None, None, "", "", None, gr.update(visible=False), gr.update(visible=True)
     entry = backend.library.get(int(entry_id))
     heading, score, audio, files, rated = entry_view(backend, entry)
     if entry.continued_from:
         heading += f" - continued from {html.escape(entry.continued_from)}"
     params = {**entry.parameters, "seed": entry.seed, "model": entry.model, "prompt": entry.prompt,
               "made": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.created))}
-    return heading, score, audio, files, rated, entry.abc or entry.raw, json.loads(json.dumps(params))
+    return (heading, score, audio, files, rated, entry.abc or entry.raw, json.loads(json.dumps(params)),
+            gr.update(visible=True), gr.update(visible=False))
 
 
 def rate_up(backend: Backend, entry_id):

@@ -272,4 +272,10 @@ def test_the_dpo_tab_estimates_before_it_starts_and_the_library_lists_the_pieces
     open_tab(page, app, "Library")
     assert backend.library.search(), "the earlier walks wrote pieces"
     page.wait_for_function("document.querySelector('#library-table').innerText.includes('Bach')")
+    assert page.locator("#library-empty").is_visible() and not page.locator("#library-card").is_visible()
+    newest = backend.library.search()[0]
+    prompt = f"{newest.period} / {newest.composer} / {newest.instrumentation}"
+    page.locator("#library-table").get_by_text(prompt).last.click()  # a row opens its piece
+    page.locator("#library-card").wait_for(state="visible")
+    page.wait_for_function("document.querySelector('#library-card').innerText.includes('seed')")
     shot(page, "10-library")
