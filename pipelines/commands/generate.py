@@ -38,7 +38,11 @@ def register(subparsers):
     p.add_argument("--prefix", type=Path, help="a score to continue: .abc (e.g. from `notagen dataset build`), "
                    ".musicxml, .xml or .mxl")
     p.add_argument("--prefix-lines", type=int, default=0, help="tune-body lines of --prefix to keep (0: all)")
-    p.add_argument("--continue-lines", type=int, default=8, help="lines to add after --prefix (a target)")
+    p.add_argument("--continue-lines", type=int, default=None,
+                   help="lines to add after --prefix (a target; default 8, with --from-bar the score's own rest)")
+    p.add_argument("--from-bar", type=int, default=0, metavar="K",
+                   help="variations of --prefix from bar K on: bars 1..K-1 kept as they are, the rest written "
+                        "again (as many bars as the score has; --num variations, one seed each)")
     p.add_argument("--device", default="auto", help="auto, cuda, cuda:1, mps or cpu")
     p.add_argument("--dtype", default="auto", help="auto (fp16 on GPU, fp32 on CPU), fp16, bf16 or fp32")
     p.add_argument("--out", type=Path, required=True)
@@ -51,13 +55,34 @@ def options_from_args(args) -> tuple[SamplingConfig, GenerationLimits, HeaderCon
             HeaderControls(**values_of(args, HEADER_OPTIONS)))
 
 
+def variation_lines(args, bars: int) -> tuple[int, int]:
+    """(tune-body lines of --prefix to keep, lines to add) from --prefix-lines / --continue-lines, or from
+    --from-bar K: the first K-1 bars kept, as many written again as the score has after them."""
+    if not args.from_bar:
+        return args.prefix_lines, 8 if args.continue_lines is None else args.continue_lines
+    if args.prefix_lines:
+        raise NotaGenError("--from-bar K keeps bars 1..K-1: leave out --prefix-lines")
+    if not 2 <= args.from_bar <= bars:
+        raise NotaGenError(f"--from-bar must be 2 to {bars} (the score has {bars} bars; bar 1 on is a new piece)")
+    keep = args.from_bar - 1
+    return keep, bars - keep if args.continue_lines is None else args.continue_lines
+
+
 def run_generate(args) -> int:
     from pipelines.dataset.annotate import Labels
-    from pipelines.generation.continuation import continuation_prefix, judge_continuation, read_score, score_prompt
+    from pipelines.generation.continuation import (
+        continuation_prefix,
+        judge_continuation,
+        read_score,
+        score_lines,
+        score_prompt,
+    )
 
     if args.num < 0:
         raise NotaGenError("--num must be 0 (as many as fit) or more")
     sampling, limits, header = options_from_args(args)  # refused values stop here, before a model loads
+    if args.from_bar and not args.prefix:
+        raise NotaGenError("--from-bar needs --prefix: the score to write variations of")
     given = Labels(args.period, args.composer, args.instrumentation)
     prefix = ""
     if args.prefix:  # so is a file that is not a score, and a meter or key that is not the piece's own
@@ -65,7 +90,8 @@ def run_generate(args) -> int:
         prompt, taken = score_prompt(args.prefix, source, given)
         if taken:
             print(f"prompt {prompt.line} ({taken})", file=sys.stderr)
-        prefix = continuation_prefix(source, prompt, keep_lines=args.prefix_lines, add_lines=args.continue_lines)
+        keep, add = variation_lines(args, len(score_lines(source)[1]))
+        prefix = continuation_prefix(source, prompt, keep_lines=keep, add_lines=add)
         header.check_continuation(prefix)
     else:
         missing = [f"--{name}" for name in ("period", "composer", "instrumentation") if not getattr(args, name)]
@@ -106,7 +132,7 @@ def run_generate(args) -> int:
                            "max_patches": args.max_patches, "max_chars": args.max_chars,
                            "max_seconds": args.max_seconds, "bar_retries": args.bar_retries,
                            "meter": header.meter, "key": header.key, "tempo": header.tempo, "bars": header.bars,
-                           "continued_from": str(args.prefix or "")},
+                           "continued_from": str(args.prefix or ""), "from_bar": args.from_bar or None},
             "model": str(model_path), "device": str(engine.runtime.device), "dtype": engine.runtime.dtype_name,
             "status": piece.status, "reason": piece.reason, "chars": piece.chars, "patches": piece.patches,
             "redrawn_bars": piece.redrawn_bars, "restarts": piece.restarts,

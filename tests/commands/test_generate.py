@@ -119,3 +119,30 @@ def test_the_prompt_comes_from_the_score_where_the_command_gives_none(fixtures, 
     code = cli(["generate", "--model", str(fixtures / "tiny_model.pth"), "--period", "Baroque", "--out",
                 str(tmp_path / "e")])
     assert code == 2 and "--composer, --instrumentation: needed for a new piece" in capsys.readouterr().err
+
+
+def test_variations_from_a_bar_keep_the_bars_before_it_and_differ_after(fixtures, tmp_path, capsys):
+    """--from-bar 3 --num 2: bars 1-2 of the score in both, byte for byte, numbered as the model expects
+    ([r:0/N-1] with N the score's own length), and two different rests."""
+    score = fixtures / "preprocess" / "bach_bwv7.7.musicxml"
+    own = [line.rstrip("\n") for line in score_lines(read_score(score))[1]]
+    out = tmp_path / "out"
+    cli(["generate", "--model", str(fixtures / "tiny_model.pth"), *BACH, "--prefix", str(score), "--from-bar", "3",
+         "--num", "2", "--max-patches", "8", "--device", "cpu", "--out", str(out)])
+    raws = [path.read_text(encoding="utf-8") for path in sorted(out.glob("*.raw.abc"))]
+    assert len(raws) == 2
+    for raw in raws:
+        assert body_lines(raw)[:2] == own[:2]
+        numbered = [line for line in raw.splitlines() if line.startswith("[r:")]
+        assert numbered[0].startswith(f"[r:0/{len(own) - 1}]") and numbered[1].startswith(f"[r:1/{len(own) - 2}]")
+    assert raws[0] != raws[1]  # the same kept bars, then each seed its own rest
+    meta = json.loads(sorted(out.glob("*.json"))[0].read_text(encoding="utf-8"))
+    assert meta["parameters"]["from_bar"] == 3
+    for wrong, said in ((["--from-bar", "1"], "--from-bar must be 2 to"), (["--from-bar", "3", "--prefix-lines", "2"],
+                                                                          "leave out --prefix-lines")):
+        code = cli(["generate", "--model", str(tmp_path / "missing.pth"), *BACH, "--prefix", str(score), *wrong,
+                    "--out", str(tmp_path / "x")])
+        assert code == 2 and said in capsys.readouterr().err
+    code = cli(["generate", "--model", str(tmp_path / "missing.pth"), *BACH, "--from-bar", "3", "--out",
+                str(tmp_path / "x")])
+    assert code == 2 and "--from-bar needs --prefix" in capsys.readouterr().err
