@@ -43,6 +43,10 @@ def register(subparsers):
     p.add_argument("--from-bar", type=int, default=0, metavar="K",
                    help="variations of --prefix from bar K on: bars 1..K-1 kept as they are, the rest written "
                         "again (as many bars as the score has; --num variations, one seed each)")
+    p.add_argument("--bar", type=int, default=0, metavar="K",
+                   help="write bar K of --prefix again, every other bar kept: --candidates versions, best first by "
+                        "the model's likelihood of the bars after it")
+    p.add_argument("--candidates", type=int, default=4, help="versions of --bar K to draw (one seed each)")
     p.add_argument("--device", default="auto", help="auto, cuda, cuda:1, mps or cpu")
     p.add_argument("--dtype", default="auto", help="auto (fp16 on GPU, fp32 on CPU), fp16, bf16 or fp32")
     p.add_argument("--out", type=Path, required=True)
@@ -81,8 +85,10 @@ def run_generate(args) -> int:
     if args.num < 0:
         raise NotaGenError("--num must be 0 (as many as fit) or more")
     sampling, limits, header = options_from_args(args)  # refused values stop here, before a model loads
-    if args.from_bar and not args.prefix:
-        raise NotaGenError("--from-bar needs --prefix: the score to write variations of")
+    if (args.from_bar or args.bar) and not args.prefix:
+        raise NotaGenError(f"{'--bar' if args.bar else '--from-bar'} needs --prefix: the score to write variations of")
+    if args.bar and (args.from_bar or args.prefix_lines):
+        raise NotaGenError("--bar K keeps every bar but K: leave out --from-bar and --prefix-lines")
     given = Labels(args.period, args.composer, args.instrumentation)
     prefix = ""
     if args.prefix:  # so is a file that is not a score, and a meter or key that is not the piece's own
@@ -101,6 +107,8 @@ def run_generate(args) -> int:
         prompt = Prompt(args.period, args.composer, args.instrumentation)
     model_path = Path(args.model) if args.model else default_model_path()
     engine = load_engine(model_path, device=args.device, dtype=args.dtype)
+    if args.bar:
+        return write_bar_candidates(args, engine, source, prompt, sampling, limits, model_path)
     if args.num == 0:
         args.num = engine.max_pieces()
         print(f"{args.num} pieces fit in one batch on {engine.runtime.device}", file=sys.stderr)
@@ -145,3 +153,25 @@ def run_generate(args) -> int:
         print(line, file=sys.stderr)
         failures += not piece.ok
     return 1 if failures == len(pieces) else 0
+
+
+def write_bar_candidates(args, engine, source: str, prompt: Prompt, sampling: SamplingConfig,
+                         limits: GenerationLimits, model_path: Path) -> int:
+    """--bar K: the candidates for bar K, best first, each as a whole piece (`<stem>-bar<K>-<rank>`)."""
+    from pipelines.generation.variation import rewrite_bar
+
+    found = rewrite_bar(engine, source, prompt, args.bar, args.candidates, args.seed, sampling, limits.bar_retries)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for rank, candidate in enumerate(found, 1):
+        stem = f"{Path(args.prefix).stem}-bar{args.bar}-{rank}"
+        if candidate.abc is not None:
+            atomic_write_text(args.out / f"{stem}.abc", candidate.abc)
+        atomic_write_text(args.out / f"{stem}.raw.abc", candidate.text)
+        meta = {"prompt": prompt.line, "seed": candidate.seed, "bar": args.bar, "rank": rank,
+                "following_logprob": round(candidate.following_logprob, 4), "bar_text": candidate.line,
+                "model": str(model_path), "continued_from": str(args.prefix),
+                "status": "ok" if candidate.abc is not None else "invalid"}
+        atomic_write_text(args.out / f"{stem}.json", json.dumps(meta, indent=2) + "\n")
+        print(f"{stem}: seed {candidate.seed}, the bars after it at {candidate.following_logprob:.2f} nats",
+              file=sys.stderr)
+    return 0

@@ -146,3 +146,28 @@ def test_variations_from_a_bar_keep_the_bars_before_it_and_differ_after(fixtures
     code = cli(["generate", "--model", str(tmp_path / "missing.pth"), *BACH, "--from-bar", "3", "--out",
                 str(tmp_path / "x")])
     assert code == 2 and "--from-bar needs --prefix" in capsys.readouterr().err
+
+
+def test_one_bar_written_again_from_the_command_line(fixtures, tmp_path, capsys):
+    from pipelines.abc.prompts import Prompt
+    from pipelines.generation.continuation import continuation_prefix
+
+    five = tmp_path / "five.abc"  # five bars of a chorale: they fit the tiny model's context
+    five.write_text(continuation_prefix(read_score(fixtures / "preprocess" / "bach_bwv7.7.musicxml"),
+                                        Prompt("Baroque", "Bach, Johann Sebastian", "Choral"), keep_lines=5,
+                                        add_lines=1), encoding="utf-8")
+    out = tmp_path / "out"
+    code = cli(["generate", "--model", str(fixtures / "tiny_model.pth"), "--prefix", str(five), "--bar", "3",
+                "--candidates", "3", "--seed", "1", "--top-k", "0", "--bar-retries", "0", "--device", "cpu",
+                "--out", str(out)])
+    assert code == 0
+    metas = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(out.glob("five-bar3-*.json"))]
+    assert [m["rank"] for m in metas] == list(range(1, len(metas) + 1)) and len(metas) >= 2
+    scores = [m["following_logprob"] for m in metas]
+    assert scores == sorted(scores, reverse=True)
+    own = body_lines((out / "five-bar3-1.raw.abc").read_text(encoding="utf-8"))
+    kept = body_lines(five.read_text(encoding="utf-8"))
+    assert own[:2] == kept[:2] and own[3:] == kept[3:] and own[2] == metas[0]["bar_text"]
+    code = cli(["generate", "--model", str(tmp_path / "missing.pth"), "--prefix", str(five), "--bar", "3",
+                "--from-bar", "2", "--out", str(out)])
+    assert code == 2 and "--bar K keeps every bar but K" in capsys.readouterr().err
