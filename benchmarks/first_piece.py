@@ -18,6 +18,7 @@ ratio says how many times the steady state's time the first piece costs.
 
     python benchmarks/first_piece.py                       # NotaGen-X-shaped random weights, fp16
     python benchmarks/first_piece.py --model CKPT --batches 1 4 --patches 200
+    python benchmarks/first_piece.py --batches 1 --skip-cli --studio   # the studio's first click too
 
 Random weights seldom write an eos, so every piece runs to the patch limit: `--patches` patches of
 16 chars. Needs a CUDA GPU for the figures that matter; on a CPU it runs (small models) as a check.
@@ -115,6 +116,36 @@ def spawn(argv: list[str], caches: Path, ok_codes=(0,)) -> tuple[float, str]:
     return wall, done.stdout
 
 
+def studio_child(args) -> None:
+    """One fresh process as the studio is when a musician clicks Generate: its backend started, the model
+    not loaded, the render worker started (the studio starts it as a job starts). Times the click to the
+    finished job (load, decoder build, the piece, its files) and the engraving of a real piece: random
+    weights end no piece, so the job engraves nothing, and a chorale from the test fixtures stands in."""
+    import shutil
+
+    from pipelines.render.score import RenderConfig, render_abc
+    from pipelines.service import Backend, GenerationSpec, Settings, Workspace
+
+    workspace = Workspace.open(Path(tempfile.mkdtemp(prefix="studio-")) / "workspace")
+    shutil.copy(args.model, workspace.area("models") / "model.pth")
+    backend = Backend(workspace, Settings(device=args.device, dtype=args.dtype))
+    chorale = json.loads((REPO / "tests" / "fixtures" / "upstream" / "postprocess.json").read_text())[0]
+    try:
+        render_abc(chorale["postprocessed"], RenderConfig())  # the studio's worker, warm as after its first piece
+        mark = time.perf_counter()
+        spec = GenerationSpec("models/model.pth", *PROMPT, count=args.batch, max_patches=args.patches,
+                              bar_retries=0)
+        done = backend.jobs.wait(backend.generation.submit(spec).id, 600)
+        job = time.perf_counter() - mark
+        mark = time.perf_counter()
+        render_abc(chorale["postprocessed"], RenderConfig())
+        engrave = time.perf_counter() - mark
+        print(json.dumps({"job": job, "engrave": engrave, "state": done.state,
+                          "chorale_chars": len(chorale["postprocessed"])}))
+    finally:
+        backend.close()
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", type=Path, help="checkpoint; default: random weights of --preset's shape")
@@ -127,11 +158,16 @@ def main() -> None:
     p.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
                    help="driver rows: compile the decode steps (auto: the engine's choice)")
     p.add_argument("--skip-cli", action="store_true", help="driver rows only")
+    p.add_argument("--studio", action="store_true",
+                   help="also the studio's first click: the service in a fresh process, the model not loaded")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--studio-child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--batch", type=int, default=1, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
         return child(args)
+    if args.studio_child:
+        return studio_child(args)
     work = Path(tempfile.mkdtemp(prefix="first-piece-"))
     if args.model is None:
         args.model = work / f"{args.preset}.pth"
@@ -171,6 +207,16 @@ def main() -> None:
             print(f"\n`notagen generate --num {batch}`, {state} caches: {wall:.1f} s from start to finished files "
                   f"(its sidecar: warm-up {sidecar.get('warmup_seconds')} s, then {sidecar.get('seconds')} s at "
                   f"{sidecar.get('chars_per_second')} chars/s)")
+    if args.studio:
+        caches = work / "caches-studio"
+        for state in ("cold", "warm"):
+            wall, out = spawn([sys.executable, __file__, "--studio-child", "--model", str(args.model), "--batch", "1",
+                               "--patches", str(args.patches), "--device", args.device, "--dtype", args.dtype],
+                              caches)
+            found = json.loads(out.strip().splitlines()[-1])
+            print(f"\nstudio, model not loaded, {state} caches: click to finished job {found['job']:.2f} s "
+                  f"({found['state']}), engraving a {found['chorale_chars']}-char chorale {found['engrave']:.2f} s: "
+                  f"click to engraved piece about {found['job'] + found['engrave']:.2f} s")
     print("\nsummary (seconds, fresh process):")
     print(f"{'what':<10} {'batch':>5} {'caches':>6} {'wall':>7} {'steady':>7}")
     for kind, batch, state, wall, found in rows:
