@@ -46,52 +46,62 @@ def checkbox(spec, name: str, label: str) -> gr.Checkbox:
 
 
 def render(backend: Backend) -> None:
+    """The run's settings in a side column (what to improve, how, how long; the rest folded), what each model's
+    pieces are in the main one: the chart, the table, then an iteration's chosen and rejected pieces side by side."""
     spec = DPOSpec
-    with gr.Row():
-        ui["model"] = gr.Dropdown(label="Model", allow_custom_value=True)
-        ui["dataset"] = gr.Dropdown(label="Dataset (prompts and reference pieces)", allow_custom_value=True)
-        ui["refresh"] = gr.Button("Refresh", size="sm", scale=0)
-    with gr.Row():
-        ui["scorer"] = radio(spec, "scorer", "Scorer", SCORERS)
-        ui["clamp2"] = gr.Dropdown(label="CLaMP 2 weights (a .pth in models/)", allow_custom_value=True,
-                                   visible=default_of(spec, "scorer") == CLAMP2)
-        ui["use_ratings"] = gr.Checkbox(spec.__dataclass_fields__["use_ratings"].default,
-                                        label="Use my thumbs up / down from the library")
-    ui["run"] = gr.Textbox("my-dpo", label="Run name (a folder in the workspace's runs)")
-    with gr.Row():
-        ui["iterations"] = number(spec, "iterations", "Iterations")
-        ui["samples"] = number(spec, "samples", "Pieces generated per iteration")
-        ui["steps"] = number(spec, "steps", "Optimiser steps per iteration (at most)")
-        ui["max_patches"] = number(spec, "max_patches", "Max patches per piece (0: no limit)")
-    with gr.Row():
-        ui["score_final"] = checkbox(spec, "score_final", "Measure the last model")
-        ui["keep_best"] = checkbox(spec, "keep_best", "Keep the best model")
-    with gr.Accordion("More settings", open=False):
-        with gr.Row():
-            ui["generation_batch"] = number(spec, "generation_batch", "Pieces generated at once")
-            ui["min_pairs"] = number(spec, "min_pairs", "Minimum pairs")
-    ui["estimate"] = gr.Markdown(elem_id="dpo-estimate")
-    with gr.Row():
-        ui["start"] = gr.Button("Start", variant="primary")
-        job.render_cancel()
-    job.render_status()
-    # Points, not lines (a run of one iteration has one model before the final one), nor bars (the plot's axis
-    # does not start at 0, so the lowest bar would have no height).
-    ui["chart"] = gr.ScatterPlot(x="model", y="value", color="measure", title="What each model's pieces are",
-                                 y_lim=[0, 1], height=280, elem_id="dpo-chart")
-    ui["table"] = gr.Dataframe(headers=TABLE_COLUMNS, interactive=False, elem_id="dpo-table")
-    with gr.Row():
-        ui["iteration"] = gr.Number(1, precision=0, minimum=1, label="Iteration")
-        ui["pairs"] = gr.Button("Show chosen and rejected")
-    with gr.Row():
-        with gr.Column():
-            ui["chosen"] = gr.Dropdown(label="Chosen", allow_custom_value=True)
-            ui["chosen_score"] = gr.HTML()
-            ui["chosen_audio"] = gr.Audio(type="filepath", interactive=False, label="Chosen")
-        with gr.Column():
-            ui["rejected"] = gr.Dropdown(label="Rejected", allow_custom_value=True)
-            ui["rejected_score"] = gr.HTML()
-            ui["rejected_audio"] = gr.Audio(type="filepath", interactive=False, label="Rejected")
+    with gr.Row(equal_height=False, elem_id="dpo-layout"):
+        with gr.Column(scale=1, min_width=360, elem_id="dpo-side"):
+            gr.Markdown("#### What to improve")
+            with gr.Group():
+                with gr.Row(equal_height=True):
+                    ui["model"] = gr.Dropdown(label="Model", allow_custom_value=True, scale=4)
+                    ui["refresh"] = gr.Button("Refresh", size="sm", scale=1, min_width=70)
+                ui["dataset"] = gr.Dropdown(label="Dataset (prompts and reference pieces)", allow_custom_value=True)
+                ui["run"] = gr.Textbox("my-dpo", label="Run name (a folder in the workspace's runs)")
+            gr.Markdown("#### How")
+            with gr.Group():
+                ui["scorer"] = radio(spec, "scorer", "Scorer", SCORERS)
+                ui["clamp2"] = gr.Dropdown(label="CLaMP 2 weights (a .pth in models/)", allow_custom_value=True,
+                                           visible=default_of(spec, "scorer") == CLAMP2)
+                ui["use_ratings"] = gr.Checkbox(spec.__dataclass_fields__["use_ratings"].default,
+                                                label="Use my thumbs up / down from the library")
+            gr.Markdown("#### How long")
+            with gr.Group():
+                with gr.Row():
+                    ui["iterations"] = number(spec, "iterations", "Iterations")
+                    ui["samples"] = number(spec, "samples", "Pieces generated per iteration")
+                with gr.Row():
+                    ui["steps"] = number(spec, "steps", "Optimiser steps per iteration (at most)")
+                    ui["max_patches"] = number(spec, "max_patches", "Max patches per piece (0: no limit)")
+            ui["estimate"] = gr.Markdown(elem_id="dpo-estimate", elem_classes="quiet-note")
+            with gr.Accordion("More settings", open=False):
+                ui["score_final"] = checkbox(spec, "score_final", "Measure the last model")
+                ui["keep_best"] = checkbox(spec, "keep_best", "Keep the best model")
+                with gr.Row():
+                    ui["generation_batch"] = number(spec, "generation_batch", "Pieces generated at once")
+                    ui["min_pairs"] = number(spec, "min_pairs", "Minimum pairs")
+            with gr.Row():
+                ui["start"] = gr.Button("Start", variant="primary", scale=3)
+                job.render_cancel()
+            job.render_status()
+        with gr.Column(scale=2, min_width=480, elem_id="dpo-main"):
+            # Points, not lines (a run of one iteration has one model before the final one), nor bars (the plot's
+            # axis does not start at 0, so the lowest bar would have no height).
+            ui["chart"] = gr.ScatterPlot(x="model", y="value", color="measure", title="What each model's pieces are",
+                                         y_lim=[0, 1], height=280, elem_id="dpo-chart")
+            ui["table"] = gr.Dataframe(headers=TABLE_COLUMNS, interactive=False, elem_id="dpo-table")
+            with gr.Row(equal_height=True):
+                ui["iteration"] = gr.Number(1, precision=0, minimum=1, label="Iteration", scale=1)
+                ui["pairs"] = gr.Button("Show chosen and rejected", size="sm", scale=2)
+            with gr.Row():
+                with gr.Column(elem_classes="piece-card"):
+                    ui["chosen"] = gr.Dropdown(label="Chosen", allow_custom_value=True)
+                    ui["chosen_score"] = gr.HTML()
+                    ui["chosen_audio"] = gr.Audio(type="filepath", interactive=False, label="Chosen")
+                with gr.Column(elem_classes="piece-card"):
+                    ui["rejected"] = gr.Dropdown(label="Rejected", allow_custom_value=True)
+                    ui["rejected_score"] = gr.HTML()
+                    ui["rejected_audio"] = gr.Audio(type="filepath", interactive=False, label="Rejected")
 
 
 def listen(backend: Backend) -> None:
