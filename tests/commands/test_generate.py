@@ -171,3 +171,18 @@ def test_one_bar_written_again_from_the_command_line(fixtures, tmp_path, capsys)
     code = cli(["generate", "--model", str(tmp_path / "missing.pth"), "--prefix", str(five), "--bar", "3",
                 "--from-bar", "2", "--out", str(out)])
     assert code == 2 and "--bar K keeps every bar but K" in capsys.readouterr().err
+
+
+def test_compiled_steps_are_asked_for_with_compile_only(fixtures, tmp_path, monkeypatch):
+    asked = []
+
+    def load_engine(path, device, dtype, decode):
+        asked.append(decode.compile)
+        raise SystemExit(0)  # what it was asked is all this test needs
+
+    monkeypatch.setattr("pipelines.generation.loading.load_engine", load_engine)
+    monkeypatch.setattr("pipelines.commands.generate.load_engine", load_engine)
+    for extra in ([], ["--compile"]):
+        with pytest.raises(SystemExit):
+            cli(["generate", "--model", str(fixtures / "tiny_model.pth"), *BACH, "--out", str(tmp_path), *extra])
+    assert asked == [None, True]  # None: the engine's default, off
