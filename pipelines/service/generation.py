@@ -17,7 +17,7 @@ import hashlib
 import re
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from pipelines.abc.postprocess import postprocess_partial
@@ -32,6 +32,7 @@ from pipelines.generation.continuation import (
     continuation_prefix,
     judge_continuation,
     read_score,
+    score_lines,
 )
 from pipelines.generation.engine import GenerationRequest, MoveEvent
 from pipelines.generation.header import HeaderControls
@@ -543,6 +544,21 @@ class GenerationService:
         data = {**entry.parameters, "model": entry.model, "period": entry.period, "composer": entry.composer,
                 "instrumentation": entry.instrumentation, "seed": entry.seed, "count": 1}
         return from_params(GenerationSpec, data)
+
+    def variations(self, entry_id: int, from_bar: int, count: int) -> tuple[GenerationSpec, Path]:
+        """The request for `count` variations of a library piece from bar `from_bar` on (bars before it kept, as
+        many written again as the piece has), and the piece's ABC file to continue; the piece's own model,
+        prompt and settings, new seeds."""
+        entry = self.library.get(int(entry_id))
+        if entry.abc is None or not entry.files.get("abc"):
+            raise NotaGenError(f"piece #{entry.id} has no finished score to vary ({entry.status})")
+        _, body = score_lines(entry.abc)
+        if not 2 <= from_bar <= len(body):
+            raise SettingError(f"vary from bar 2 to {len(body)} (piece #{entry.id} has {len(body)} bars)")
+        base = self.replay(entry.id)
+        spec = replace(base, count=int(count), seed=base.seed + 1, keep_lines=from_bar - 1,
+                                   add_lines=len(body) - from_bar + 1)
+        return spec, self.exported_file(entry.files["abc"])
 
     def request_of(self, job: Job) -> GenerationSpec:
         """The request a generation job runs (for a page that finds the job again to show it)."""

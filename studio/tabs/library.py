@@ -23,7 +23,7 @@ TITLE = "Library"
 RATINGS = {"any": None, "thumbs up": 1, "thumbs down": -1, "not rated": 0}
 HEADERS = ["id", "time", "model", "prompt", "continued from", "seed", "status", "rating"]
 COLUMN_WIDTHS = ["6%", "15%", "11%", "30%", "12%", "7%", "9%", "10%"]
-PIECE_BUTTONS = ("open", "replay", "up", "down")  # they act on the picked piece
+PIECE_BUTTONS = ("open", "replay", "up", "down", "vary")  # they act on the picked piece
 REFRESH_S = 3.0  # how often the shown tab asks whether the library changed
 ui: dict = {}
 
@@ -62,6 +62,12 @@ def render(backend: Backend) -> None:
                     ui["down"] = gr.Button("Thumbs down", size="sm", variant="secondary", scale=0, min_width=110,
                                            interactive=False)
                     ui["rated"] = gr.Markdown(elem_classes="quiet-note")
+                with gr.Row(equal_height=True, elem_id="library-vary"):
+                    ui["vary_bar"] = gr.Number(2, label="Vary from bar", precision=0, minimum=2, min_width=90)
+                    ui["vary_count"] = gr.Number(4, label="Variations", precision=0, minimum=1,
+                                                 maximum=generate.MAX_PIECES, min_width=90)
+                    ui["vary"] = gr.Button("Write variations in Generate", size="sm", interactive=False,
+                                           elem_id="library-vary-button")
                 with gr.Accordion("ABC and parameters", open=False):
                     ui["abc"] = gr.Code(label="ABC", lines=12)
                     ui["params"] = gr.JSON(label="Parameters")
@@ -100,6 +106,12 @@ def listen_replay(backend: Backend, tabs) -> None:
                 api_name=False, show_progress="hidden")
     ui["replay"].click(bind(replay, backend), ui["pick"], [*generate.replay_outputs(), tabs, ui["timer"]],
                        api_name="library_replay")
+    g = generate.ui
+    ui["vary"].click(bind(vary, backend), [ui["pick"], ui["vary_bar"], ui["vary_count"]],
+                     [*generate.replay_outputs(), g["keep_lines"], g["add_lines"], g["upload"], tabs, ui["timer"]],
+                     api_name="library_vary").then(
+        bind(generate.preview_upload, backend), g["upload"], [g["preview_score"], g["preview_audio"], g["preview"]],
+        api_name=False)
 
 
 def listen_load(backend: Backend, app) -> None:
@@ -169,6 +181,18 @@ def rate(backend: Backend, entry_id, rating: int) -> str:
     if not entry_id:
         return "open a piece first"
     return rating_line(backend.library.rate(int(entry_id), rating).rating)
+
+
+def vary(backend: Backend, entry_id, from_bar, count):
+    """The Generate tab set to write variations of the piece from a bar on: its request with new seeds, the
+    piece as the score to continue (its first bars kept), then that tab; the score's preview follows."""
+    if not entry_id:
+        raise gr.Error("open a piece first")
+    spec, abc_file = backend.generation.variations(int(entry_id), int(from_bar or 2), int(count or 1))
+    controls = dict(zip(generate.REPLAYED, generate.request_controls(backend, spec)))
+    controls.update(keep_lines=spec.keep_lines, add_lines=spec.add_lines, upload=str(abc_file))
+    return {**{generate.ui[name]: value for name, value in controls.items()},
+            ui["tabs"]: gr.Tabs(selected="generate"), ui["timer"]: gr.update(active=False)}
 
 
 def replay(backend: Backend, entry_id):

@@ -64,3 +64,33 @@ def test_a_continued_piece_says_which_score_it_continues(backend):
 def test_the_piece_buttons_wait_for_a_piece():
     assert all(u["interactive"] is False for u in library.piece_buttons(None))
     assert all(u["interactive"] is True for u in library.piece_buttons(3))
+
+
+def test_variations_of_a_piece_fill_the_generate_tab_from_a_bar_on(backend, fixtures):
+    import json
+
+    from pipelines.errors import NotaGenError, SettingError
+    from pipelines.files import atomic_write_text
+    from pipelines.generation.continuation import score_lines
+    from studio.app import build_app
+    from studio.tabs import generate
+
+    chorale = json.loads((fixtures / "postprocess.json").read_text(encoding="utf-8"))[0]["postprocessed"]
+    bars = len(score_lines(chorale)[1])
+    path = atomic_write_text(backend.generation.exports / "job1" / "chorale.abc", chorale)
+    entry = backend.library.add(piece(abc=chorale, seed=5, files={"abc": backend.workspace.relative(path)},
+                                      parameters={"top_k": 7, "max_patches": 300}))
+    spec, abc_file = backend.generation.variations(entry, from_bar=3, count=4)
+    assert abc_file == path and (spec.keep_lines, spec.add_lines) == (2, bars - 2)
+    assert (spec.count, spec.seed, spec.top_k, spec.model) == (4, 6, 7, "demo")  # its settings, new seeds
+    for wrong in (1, bars + 1):
+        with pytest.raises(SettingError, match=f"vary from bar 2 to {bars}"):
+            backend.generation.variations(entry, from_bar=wrong, count=2)
+    unfinished = backend.library.add(piece(abc=None, status="limit"))
+    with pytest.raises(NotaGenError, match="no finished score to vary"):
+        backend.generation.variations(unfinished, from_bar=2, count=2)
+    build_app(backend)  # the tabs' widgets exist once the app is built
+    shown = library.vary(backend, entry, 3, 4)
+    g = generate.ui
+    assert (shown[g["keep_lines"]], shown[g["add_lines"]], shown[g["upload"]]) == (2, bars - 2, str(path))
+    assert shown[g["count"]] == 4 and shown[library.ui["tabs"]].selected == "generate"
