@@ -279,3 +279,32 @@ def test_the_dpo_tab_estimates_before_it_starts_and_the_library_lists_the_pieces
     page.locator("#library-card").wait_for(state="visible")
     page.wait_for_function("document.querySelector('#library-card').innerText.includes('seed')")
     shot(page, "10-library")
+
+
+def test_variations_of_a_library_piece_are_set_up_in_generate(studio, page, fixtures):
+    """A finished chorale in the library: "Write variations in Generate" from bar 3 sets the Generate tab to
+    continue it after its first 2 bars, its score shown as the score to continue."""
+    from pipelines.files import atomic_write_text
+    from pipelines.service import Generation
+
+    app, backend = studio
+    chorale = json.loads((fixtures / "postprocess.json").read_text(encoding="utf-8"))[0]["postprocessed"]
+    path = atomic_write_text(backend.generation.exports / "walk" / "variations-chorale.abc", chorale)
+    entry = backend.library.add(Generation(model="models/tiny.pth", seed=11, status="ok", abc=chorale,
+                                           period="Baroque", composer="Bach, Johann Sebastian",
+                                           instrumentation="Choral", prompt="Baroque_Bach, Johann Sebastian_Choral",
+                                           files={"abc": backend.workspace.relative(path)}))
+    open_tab(page, app, "Library")
+    page.wait_for_function("document.querySelector('#library-table').innerText.includes('Choral')")
+    page.get_by_label("Piece id").fill(str(entry))
+    page.get_by_role("button", name="Open", exact=True).click()
+    page.locator("#library-card").wait_for(state="visible")
+    page.get_by_label("Vary from bar").fill("3")
+    page.get_by_role("spinbutton", name="Variations").fill("2")
+    page.click("#library-vary-button")
+    page.locator("#gen-preview-score img.score-page").first.wait_for(state="visible")  # on the Generate tab
+    page.get_by_text("Continue a score").click()
+    page.wait_for_function("document.querySelector('#gen-add-lines input')?.value > 0")
+    keep = page.get_by_label("Keep its first N lines (0: all)").input_value()
+    assert keep == "2" and "variations-chorale" in page.inner_text("#gen-upload")
+    shot(page, "11-variations-set-up")
