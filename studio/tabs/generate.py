@@ -132,11 +132,10 @@ def render(backend: Backend) -> None:
                 with gr.Column(visible=False, elem_id=f"gen-piece-{i}", elem_classes="piece-card") as group:
                     heading = gr.Markdown(elem_classes="piece-heading")
                     score = gr.HTML(elem_id=f"gen-score-{i}")
-                    with gr.Row(equal_height=True):
-                        audio = gr.Audio(type="filepath", interactive=False, label="Listen", scale=3,
-                                         elem_id=f"gen-audio-{i}")
-                        files = gr.File(label="Downloads: ABC, MusicXML, MIDI, WAV, PDF", file_count="multiple",
-                                        interactive=False, scale=2, elem_id=f"gen-files-{i}")
+                    # the player, then the downloads at the card's full width (their names are long)
+                    audio = gr.Audio(type="filepath", interactive=False, label="Listen", elem_id=f"gen-audio-{i}")
+                    files = gr.File(label="Downloads: ABC, MusicXML, MIDI, WAV, PDF", file_count="multiple",
+                                    interactive=False, elem_id=f"gen-files-{i}")
                     with gr.Row(elem_classes="rating-row"):
                         up = gr.Button("Thumbs up", size="sm", variant="secondary", scale=0, min_width=110,
                                        elem_id=f"gen-up-{i}")

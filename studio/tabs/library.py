@@ -53,9 +53,8 @@ def render(backend: Backend) -> None:
             with gr.Column(visible=False, elem_classes="piece-card", elem_id="library-card") as ui["card"]:
                 ui["heading"] = gr.Markdown(elem_classes="piece-heading")
                 ui["score"] = gr.HTML(elem_id="library-score")
-                with gr.Row(equal_height=True):
-                    ui["audio"] = gr.Audio(type="filepath", interactive=False, label="Listen", scale=3)
-                    ui["files"] = gr.File(label="Downloads", file_count="multiple", interactive=False, scale=2)
+                ui["audio"] = gr.Audio(type="filepath", interactive=False, label="Listen")
+                ui["files"] = gr.File(label="Downloads", file_count="multiple", interactive=False)
                 with gr.Row(elem_classes="rating-row"):
                     ui["up"] = gr.Button("Thumbs up", size="sm", variant="secondary", scale=0, min_width=110,
                                          interactive=False)
