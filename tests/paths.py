@@ -1,6 +1,7 @@
 """Where the tests find the repository and its golden fixtures (all inside the repository),
 and whether this system can make the symbolic links some tests plant."""
 import functools
+import importlib.util
 import os
 import tempfile
 from pathlib import Path
@@ -12,6 +13,14 @@ FIXTURES = REPO / "tests" / "fixtures" / "upstream"  # upstream NotaGen's golden
 PREPROCESS = FIXTURES / "preprocess"
 TINY_MODEL = FIXTURES / "tiny_model.pth"
 DEMO_MODEL = REPO / "assets" / "demo_model.pth"
+
+
+def load_benchmark(name: str):
+    """A script of benchmarks/ (say "training") imported as a module, for its functions and main()."""
+    spec = importlib.util.spec_from_file_location(f"{name}_benchmark", REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @functools.cache

@@ -7,6 +7,7 @@ out as the dataset pipeline writes them.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,19 @@ def build_dataset(root: Path, train: tuple[str, ...] = TRAIN, eval_: tuple[str, 
         for name in (*train, *eval_))
     (root / "header_choices.json").write_text(json.dumps({"version": 1, "prompts": choices}), encoding="utf-8")
     return root
+
+
+def dpo_reference_dataset(workspace, pieces: tuple[str, ...], name: str = "d") -> Path:
+    """A workspace dataset with only what DPO reads: `prompts.txt` (the pieces' prompts) and the pieces'
+    interleaved files, the references a near-copy is measured against."""
+    folder = workspace.area("datasets") / name
+    (folder / "interleaved").mkdir(parents=True)
+    (folder / "manifest.json").write_text('{"pieces": {}}', encoding="utf-8")
+    prompts = sorted({"_".join(PIECES[piece][1:]) for piece in pieces})
+    (folder / "prompts.txt").write_text("".join(p + "\n" for p in prompts), encoding="utf-8")
+    for piece in pieces:
+        shutil.copy(FIXTURES / "interleaved" / f"{piece}.abc", folder / "interleaved")
+    return folder
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -4,22 +4,12 @@ demo model's `--quick` run, about a minute and a half: not a test.)"""
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import shutil
 from pathlib import Path
 
-from tests.paths import PREPROCESS, TINY_MODEL
+from tests.paths import PREPROCESS, TINY_MODEL, load_benchmark
 from tests.training_data import single_thread_torch  # noqa: F401 (autouse)
-
-BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "dpo_demo.py"
-
-
-def load_benchmark():
-    spec = importlib.util.spec_from_file_location("dpo_demo_benchmark", BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def seeds_in(scores: Path) -> list[str]:
@@ -33,7 +23,7 @@ def test_the_script_measures_the_start_and_says_why_dpo_did_not_run(tmp_path, ca
     (data / "prompts.txt").write_text("Baroque_Bach, Johann Sebastian_Choral\n", encoding="utf-8")
     shutil.copy(PREPROCESS / "interleaved" / "bach_bwv66.6.abc", data / "interleaved")
     out = tmp_path / "figures.json"
-    code = load_benchmark().main(["--quick", "--model", str(TINY_MODEL), "--data", str(data), "--out",
+    code = load_benchmark("dpo_demo").main(["--quick", "--model", str(TINY_MODEL), "--data", str(data), "--out",
                                   str(tmp_path / "run"), "--json", str(out), "--samples", "2", "--max-patches", "3"])
     assert code == 1
     record = json.loads(out.read_text(encoding="utf-8"))

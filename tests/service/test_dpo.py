@@ -1,6 +1,5 @@
 """The DPO service: a run's stages and progress as the job shows them, its figures read back, the settings sized
 to the machine with an estimate, and "no preference pairs" saying why. Tiny model, CPU."""
-import shutil
 
 import pytest
 
@@ -11,7 +10,7 @@ from pipelines.service.dpo import SETTINGS
 from pipelines.service.jobs import JobContext
 from pipelines.service.library import Generation
 from tests.paths import PREPROCESS
-from tests.training_data import single_thread_torch  # noqa: F401 (autouse)
+from tests.training_data import dpo_reference_dataset, single_thread_torch  # noqa: F401 (autouse)
 
 BACH = "Baroque_Bach, Johann Sebastian_Choral"
 
@@ -35,12 +34,7 @@ class Recorded(JobContext):
 
 @pytest.fixture
 def backend(tiny_backend):
-    folder = tiny_backend.workspace.area("datasets") / "d"
-    (folder / "interleaved").mkdir(parents=True)
-    (folder / "manifest.json").write_text('{"pieces": {}}', encoding="utf-8")
-    (folder / "prompts.txt").write_text(BACH + "\n", encoding="utf-8")
-    for name in ("bach_bwv66.6", "bach_bwv7.7"):
-        shutil.copy(PREPROCESS / "interleaved" / f"{name}.abc", folder / "interleaved")
+    dpo_reference_dataset(tiny_backend.workspace, ("bach_bwv66.6", "bach_bwv7.7"))
     return tiny_backend
 
 

@@ -1,24 +1,16 @@
 """The DPO tab's handlers, called directly: the settings sized to this (CPU) machine on load, the estimate before
 starting, a setting out of range said where the estimate is, and a rejected piece that never ended."""
-import shutil
 
 import pytest
 
 from pipelines.dpo.config import sized_settings
 from studio.tabs import dpo
-from tests.paths import PREPROCESS
-from tests.training_data import single_thread_torch  # noqa: F401 (autouse)
-
-BACH = "Baroque_Bach, Johann Sebastian_Choral"
+from tests.training_data import dpo_reference_dataset, single_thread_torch  # noqa: F401 (autouse)
 
 
 @pytest.fixture
 def backend(tiny_backend):
-    folder = tiny_backend.workspace.area("datasets") / "d"
-    (folder / "interleaved").mkdir(parents=True)
-    (folder / "manifest.json").write_text('{"pieces": {}}', encoding="utf-8")
-    (folder / "prompts.txt").write_text(BACH + "\n", encoding="utf-8")
-    shutil.copy(PREPROCESS / "interleaved" / "bach_bwv66.6.abc", folder / "interleaved")
+    dpo_reference_dataset(tiny_backend.workspace, ("bach_bwv66.6",))
     return tiny_backend
 
 

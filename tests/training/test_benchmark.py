@@ -1,25 +1,14 @@
 """The training benchmark runs end to end in its CPU smoke mode."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
+from tests.paths import load_benchmark
 from tests.training_data import single_thread_torch  # noqa: F401 (autouse)
-
-BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "training.py"
-
-
-def load_benchmark():
-    spec = importlib.util.spec_from_file_location("training_benchmark", BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_benchmark_smoke_on_cpu(tmp_path, capsys):
-    bench = load_benchmark()
+    bench = load_benchmark("training")
     results = bench.main(["--preset", "micro", "--device", "cpu", "--patches", "16", "--steps", "1", "--warmup", "1",
                           "--variant", "upstream", "--variant", "studio:checkpointing=both,dropout=0",
                           "--variant", "lora:lora_rank=2", "--json", str(tmp_path / "out.json")])
@@ -31,7 +20,7 @@ def test_benchmark_smoke_on_cpu(tmp_path, capsys):
 
 
 def test_benchmark_rejects_unknown_levers():
-    bench = load_benchmark()
+    bench = load_benchmark("training")
     with pytest.raises(SystemExit, match="not a TrainConfig field"):
         bench.parse_variant("studio:warp_speed=1")
     assert bench.parse_variant("studio:compile=1,dropout=0.0") == ("studio", {"compile": True, "dropout": 0.0})

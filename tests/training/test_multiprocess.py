@@ -5,9 +5,7 @@ The launches go through benchmarks/multigpu.py's helpers, the same commands a GP
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
@@ -16,24 +14,17 @@ from pipelines.dpo.loop import dataset_prompt_list, generate_candidates, shard_r
 from pipelines.errors import DPOError
 from pipelines.model.checkpoint import read_checkpoint_file
 from pipelines.training import TrainConfig, read_train_log, train
-from tests.paths import TINY_MODEL
+from tests.paths import TINY_MODEL, load_benchmark
 from tests.training_data import build_dataset, single_thread_torch  # noqa: F401 (autouse)
 
-BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "multigpu.py"
 TINY = TINY_MODEL
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # two processes on two cores
 
 
-def load_benchmark():
-    spec = importlib.util.spec_from_file_location("multigpu_benchmark", BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.fixture(scope="module")
 def bench():
-    return load_benchmark()
+    return load_benchmark("multigpu")
 
 
 @pytest.fixture(scope="module")
