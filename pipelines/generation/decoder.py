@@ -361,23 +361,24 @@ class PatchDecoder:
 
     def run(self) -> list[list[int]]:
         """Decode one patch for every row; returns the patches (pad after eos) on the host."""
+        header = self._rules_act()
         if self.graph is not None:
-            (self.body_graph if self.body_graph is not None and not self._rules_act() else self.graph).replay()
+            (self.graph if header or self.body_graph is None else self.body_graph).replay()
         else:
-            self.decode_patch(early_exit=True)
+            self.decode_patch(early_exit=True, header=header)
         return self.out_chars.cpu().tolist()
 
     # -- the device's side ------------------------------------------------------------------------
     def decode_patch(self, early_exit: bool = False, header: bool = True):
         """One patch for every row, on the device: its chars into `out_chars`, the next patch states
-        into `enc`. `early_exit` stops the char loop once every row has ended (a host sync per char), and
-        leaves the header's line rules out of a patch in which every row is in its tune body; `header`
-        False leaves them out (the body graph: the host knows no row writing is in its header)."""
+        into `enc`. `early_exit` stops the char loop once every row has ended (a host sync per char);
+        `header` False leaves the header's line rules out (`run`: the host knows no row writing is in its
+        header; they act only there, and uncompiled they are a few dozen small ops a pass)."""
         self.chars.zero_()
         self.skip.zero_()
         rules = (self.line_start, self.rule_text, self.rule_drawn, self.rule_before, self.rule_missing)
-        if not header or (early_exit and bool(self.in_body.all())):
-            rules = None  # they act only in a header; uncompiled, a few dozen small ops a pass are worth skipping
+        if not header:
+            rules = None
         picking = (self.forced, self.in_body, self.seeds, self.counters, self.top_k, self.top_p, self.temperature,
                    rules)
         for i in range(0, self.P, 1 if self.pair_stack is None else 2):
