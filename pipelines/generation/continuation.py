@@ -125,9 +125,14 @@ def continuation_prefix(source: str, prompt: Prompt, keep_lines: int = 0, add_li
     if keep_lines:
         body = body[:keep_lines]
     body[-1] = _FINAL_BARLINE.sub("|", body[-1])
-    body = stream_prefix(body, total=len(body) + max(add_lines, 1))
+    return training_format(prompt, metadata, stream_prefix(body, total=len(body) + max(add_lines, 1)))
+
+
+def training_format(prompt: Prompt, metadata: list[str], numbered: list[str]) -> str:
+    """A piece in the training format: the prompt's four header lines, its metadata lines and its
+    `[r:i/j]`-prefixed tune-body lines (each line ending in a newline)."""
     header = "".join(line + "\n" for line in prompt.header_lines(with_end=True))
-    return header + "".join(metadata) + "".join(body)
+    return header + "".join(metadata) + "".join(numbered)
 
 
 def added_lines(piece: GeneratedPiece) -> int:

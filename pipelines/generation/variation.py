@@ -20,7 +20,7 @@ from pipelines.abc.postprocess import postprocess
 from pipelines.abc.prompts import Prompt
 from pipelines.abc.tokenizer import STREAM_PREFIX, Patchilizer, stream_prefix
 from pipelines.errors import AbcError, NotaGenError
-from pipelines.generation.continuation import continuation_prefix, score_lines
+from pipelines.generation.continuation import continuation_prefix, score_lines, training_format
 from pipelines.generation.engine import Engine
 from pipelines.generation.options import GenerationLimits, SamplingConfig
 from pipelines.generation.piece import GeneratedPiece, GenerationRequest
@@ -47,8 +47,7 @@ def piece_with_bar(source: str, prompt: Prompt, bar: int, line: str) -> tuple[st
     metadata, body = score_lines(source)
     lines = [*body[:bar - 1], line.rstrip("\n") + "\n", *body[bar:]]
     numbered = stream_prefix(lines)
-    header = "".join(h + "\n" for h in prompt.header_lines(with_end=True)) + "".join(metadata)
-    return header + "".join(numbered[:bar]), header + "".join(numbered)
+    return training_format(prompt, metadata, numbered[:bar]), training_format(prompt, metadata, numbered)
 
 
 def following_logprobs(model, heads: list[str], wholes: list[str]) -> list[float]:
