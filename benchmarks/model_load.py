@@ -12,7 +12,7 @@ Each load runs in a new process with the file in the page cache; seconds to a mo
 median of --repeat runs. The file is a NotaGen-X-shaped checkpoint of random weights (about 2 GB
 fp32), written to --file unless it is there.
 
-Usage: python benchmarks/model_load.py [--file /tmp/notagenx-shaped.pth] [--repeat 3] [--preset notagen-x]
+Usage: python benchmarks/model_load.py [--file CKPT] [--repeat 3] [--preset notagen-x]
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ import argparse
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -42,7 +43,8 @@ print(time.perf_counter() - start)
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--file", type=Path, default=Path("/tmp/notagenx-shaped.pth"))
+    parser.add_argument("--file", type=Path, default=Path(tempfile.gettempdir()) / "notagenx-shaped.pth",
+                        help="the checkpoint to load (written first, random weights of --preset, if missing)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--preset", default="notagen-x")
     args = parser.parse_args()
