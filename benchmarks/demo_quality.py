@@ -19,28 +19,54 @@ from pathlib import Path
 from pipelines.generation.options import DEFAULT_BAR_RETRIES
 
 
+def add_engine_args(ap: argparse.ArgumentParser, model: str | None = "assets/demo_model.pth") -> None:
+    """The options every script that writes a sample shares: the model, its device, batches and limits."""
+    ap.add_argument("--model", default=model, required=model is None)
+    ap.add_argument("--batch", type=int, default=64, help="rows per batch")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--dtype", default="auto")
+    ap.add_argument("--max-seconds", type=float, default=600)
+    ap.add_argument("--max-patches", type=int, default=0)
+    ap.add_argument("--bar-retries", type=int, default=DEFAULT_BAR_RETRIES,
+                    help="redraws of a bar line whose voices do not line up (0: as upstream)")
+    ap.add_argument("--compile", action="store_true", help="compiled CUDA-graph steps (worth it for long runs)")
+
+
+def load_for(args):
+    """The engine `add_engine_args`' options ask for: compiled steps only when asked, the kernels and pairs as
+    the engine plans them."""
+    from pipelines.generation.loading import load_engine
+    from pipelines.generation.plan import DecodeOptions
+
+    return load_engine(Path(args.model), device=args.device, dtype=args.dtype,
+                       decode=DecodeOptions(compile=args.compile))
+
+
+def generate_in_batches(engine, requests: list, args) -> tuple[list, float]:
+    """The engine's pieces for `requests`, `--batch` rows at a time under `add_engine_args`' limits, and the
+    seconds they took."""
+    from pipelines.generation.options import GenerationLimits
+
+    limits = GenerationLimits(max_patches=args.max_patches, max_seconds=args.max_seconds,
+                              bar_retries=args.bar_retries)
+    started = time.perf_counter()
+    pieces = []
+    for start in range(0, len(requests), args.batch):
+        pieces += engine.generate(requests[start:start + args.batch], limits=limits)
+    return pieces, time.perf_counter() - started
+
+
 def generate(args):
     from pipelines.abc.prompts import parse_prompt
     from pipelines.generation.engine import GenerationRequest
-    from pipelines.generation.loading import load_engine
-    from pipelines.generation.options import GenerationLimits
-    from pipelines.generation.plan import DecodeOptions
 
-    # Compiled steps only when asked; the kernels and pairs as the engine plans them.
-    engine = load_engine(Path(args.model), device=args.device, dtype=args.dtype,
-                         decode=DecodeOptions(compile=args.compile))
+    engine = load_for(args)
     prompts = [parse_prompt(line) for line in engine.card.prompts]
     if not prompts:
         raise SystemExit("the model records no prompts")
     indices = args.seeds or range(args.first, args.first + args.num)
     requests = [GenerationRequest(prompts[i % len(prompts)], seed=i) for i in indices]
-    start = time.perf_counter()
-    pieces = []
-    for i in range(0, len(requests), args.batch):
-        limits = GenerationLimits(max_patches=args.max_patches, max_seconds=args.max_seconds,
-                                  bar_retries=args.bar_retries)
-        pieces += engine.generate(requests[i:i + args.batch], limits=limits)
-    seconds = time.perf_counter() - start
+    pieces, seconds = generate_in_batches(engine, requests, args)
     out = [{"prompt": p.request.prompt.line, "seed": p.request.seed, "status": p.status, "reason": p.reason,
             "raw": p.raw, "abc": p.abc, "chars": p.chars, "redrawn_bars": p.redrawn_bars,
             "restarts": p.restarts} for p in pieces]
@@ -87,18 +113,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="stage", required=True)
     g = sub.add_parser("generate")
-    g.add_argument("--model", required=True)
+    add_engine_args(g, model=None)
     g.add_argument("--num", type=int, default=64)
     g.add_argument("--first", type=int, default=0, help="index of the first piece (to split a run in parts)")
     g.add_argument("--seeds", type=int, nargs="+", help="only these pieces (instead of --first/--num)")
-    g.add_argument("--batch", type=int, default=64)
-    g.add_argument("--device", default="auto")
-    g.add_argument("--dtype", default="auto")
-    g.add_argument("--max-seconds", type=float, default=600)
-    g.add_argument("--max-patches", type=int, default=0)
-    g.add_argument("--bar-retries", type=int, default=DEFAULT_BAR_RETRIES,
-                   help="redraws of a bar line whose voices do not line up (0: as upstream)")
-    g.add_argument("--compile", action="store_true", help="compiled CUDA-graph steps (worth it for long runs)")
     g.add_argument("--out", required=True)
     g.set_defaults(func=generate)
     c = sub.add_parser("check")

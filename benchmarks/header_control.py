@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
-from demo_quality import unusable_reason
+from demo_quality import add_engine_args, generate_in_batches, load_for, unusable_reason
 
 from pipelines.abc.prompts import Prompt
 from pipelines.generation.header import HeaderControls, header_fields
-from pipelines.generation.options import DEFAULT_BAR_RETRIES
 
 PROMPTS = (Prompt("Baroque", "Bach, Johann Sebastian", "Choral"),
            Prompt("Classical", "Mozart, Wolfgang Amadeus", "Chamber"),
@@ -31,16 +29,10 @@ PROMPTS = (Prompt("Baroque", "Bach, Johann Sebastian", "Choral"),
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="assets/demo_model.pth")
+    add_engine_args(ap)
     ap.add_argument("--meter", default="3/4")
     ap.add_argument("--key", default="G")
     ap.add_argument("--num", type=int, default=32, help="pieces each way (with and without the controls)")
-    ap.add_argument("--batch", type=int, default=64, help="rows per batch (both ways together)")
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--dtype", default="auto")
-    ap.add_argument("--max-seconds", type=float, default=600)
-    ap.add_argument("--max-patches", type=int, default=0)
-    ap.add_argument("--bar-retries", type=int, default=DEFAULT_BAR_RETRIES)
     ap.add_argument("--quick", action="store_true", help="3 pieces each way, at most 40 patches, on the CPU")
     ap.add_argument("--out", help="write every piece (raw, post-processed, status) to this JSON file")
     args = ap.parse_args()
@@ -48,24 +40,16 @@ def main():
         args.num, args.max_patches, args.device = 3, 40, "cpu"
 
     from pipelines.generation.engine import GenerationRequest
-    from pipelines.generation.loading import load_engine
-    from pipelines.generation.options import GenerationLimits
 
     controls = HeaderControls(meter=args.meter, key=args.key)
-    engine = load_engine(Path(args.model), device=args.device, dtype=args.dtype)
+    engine = load_for(args)
     known = set(engine.card.prompts)
     missing = [p.line for p in PROMPTS if known and p.line not in known]
     if missing:
         raise SystemExit(f"{args.model} does not know the prompt(s) {missing}")
     requests = [GenerationRequest(PROMPTS[i % len(PROMPTS)], seed=i, header=header)
                 for header in (HeaderControls(), controls) for i in range(args.num)]
-    limits = GenerationLimits(max_patches=args.max_patches, max_seconds=args.max_seconds,
-                              bar_retries=args.bar_retries)
-    started = time.perf_counter()
-    pieces = []
-    for start in range(0, len(requests), args.batch):
-        pieces += engine.generate(requests[start:start + args.batch], limits=limits)
-    seconds = time.perf_counter() - started
+    pieces, seconds = generate_in_batches(engine, requests, args)
     print(f"{args.model}: {2 * args.num} pieces in {seconds:.0f} s on {engine.runtime.device} "
           f"{engine.runtime.dtype_name}, {pieces[0].decode_path}; controls M:{controls.meter} K:{controls.key}")
 

@@ -16,49 +16,34 @@ counted in their own column and left out of the figures (their length says only 
 from __future__ import annotations
 
 import argparse
-import time
-from pathlib import Path
+
+from demo_quality import add_engine_args, generate_in_batches, load_for
 
 from pipelines.abc.prompts import parse_prompt
 from pipelines.generation.header import HeaderControls, bars_planned, length_fit
-from pipelines.generation.options import DEFAULT_BAR_RETRIES
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="assets/demo_model.pth")
+    add_engine_args(ap)
     ap.add_argument("--bars", type=int, nargs="+", default=[8, 16, 32])
     ap.add_argument("--per-prompt", type=int, default=8, help="pieces per prompt and length")
     ap.add_argument("--prompts", type=int, default=3, help="how many of the model's prompts, from the first")
     ap.add_argument("--prompt", action="append", default=[], help="a Period_Composer_Instrumentation line (repeat)")
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--dtype", default="auto")
-    ap.add_argument("--max-seconds", type=float, default=600)
-    ap.add_argument("--max-patches", type=int, default=0)
-    ap.add_argument("--bar-retries", type=int, default=DEFAULT_BAR_RETRIES)
     ap.add_argument("--quick", action="store_true", help="1 piece per prompt of 3, 4 bars, on the CPU, 300 s at most")
     args = ap.parse_args()
     if args.quick:
         args.per_prompt, args.bars, args.prompts, args.device, args.max_seconds = 1, [4], 3, "cpu", 300
 
     from pipelines.generation.engine import GenerationRequest
-    from pipelines.generation.loading import load_engine
-    from pipelines.generation.options import GenerationLimits
 
-    engine = load_engine(Path(args.model), device=args.device, dtype=args.dtype)
+    engine = load_for(args)
     prompts = [parse_prompt(line) for line in (args.prompt or engine.card.prompts[:args.prompts])]
     if not prompts:
         raise SystemExit("the model records no prompts: name some with --prompt")
     requests = [GenerationRequest(prompt, seed=seed, header=HeaderControls(bars=bars))
                 for prompt in prompts for bars in args.bars for seed in range(args.per_prompt)]
-    limits = GenerationLimits(max_patches=args.max_patches, max_seconds=args.max_seconds,
-                              bar_retries=args.bar_retries)
-    started = time.perf_counter()
-    pieces = []
-    for start in range(0, len(requests), args.batch):
-        pieces += engine.generate(requests[start:start + args.batch], limits=limits)
-    seconds = time.perf_counter() - started
+    pieces, seconds = generate_in_batches(engine, requests, args)
     print(f"{args.model}: {len(pieces)} pieces in {seconds:.0f} s on {engine.runtime.device} "
           f"{engine.runtime.dtype_name}")
     planned_wrong = [p for p in pieces if p.request.header.bars and bars_planned(p.raw) not in
