@@ -51,6 +51,7 @@ CSS = """
 #gen-pieces:has(.side-by-side) > #gen-pieces-note {flex: 1 1 100%}
 #gen-pieces:has(.side-by-side) > .piece-card {flex: 1 1 calc(50% - 7px); max-width: calc(50% - 7px)}
 .side-by-side {margin: 0; font-weight: 600}
+.rating-row .quiet-note {min-width: 90px}
 
 /* engraved pages, and a piece being written */
 .score-page, .sketch-page {border: 1px solid var(--border-color-primary); border-radius: 4px; margin-bottom: 8px}

@@ -74,6 +74,10 @@ CPU_S_PER_PATCH = 0.15
 CPU_S_PER_PATCH_PER_M_PARAMS = 0.004
 GPU_S_PER_PATCH = 0.01
 TYPICAL_PATCHES = 200  # a piece with no patch limit, before the model showed its own length here
+# Variations side by side stand in columns half as wide as a piece alone: their pages on screen are engraved
+# this wide (Verovio units; A4 is 2100), at the same staff size and only as tall as their music, so their notes
+# read as a single piece's do. Their PDF keeps A4 pages.
+COLUMN_PAGE_WIDTH = 1000
 
 
 @dataclass
@@ -160,6 +164,11 @@ class GenerationSpec:
         except SettingError as e:
             raise SettingError(f"{name}: {e}") from None
         return prefix
+
+    @property
+    def side_by_side(self) -> bool:
+        """Several pieces from one score (variations, or a bar's candidates): shown side by side to compare."""
+        return bool(self.continue_abc) and self.count > 1
 
     def parameters(self) -> dict:
         """What the library keeps to replay a piece (the seed is stored per piece)."""
@@ -416,7 +425,8 @@ class GenerationService:
             ctx.say(f"rendering piece {n} of {len(written)}", stage="rendering")
             ctx.progress(n - 1, len(written))
             stem = prompt.file_stem(piece.request.seed) + (f"-bar{spec.bar}-{extra['rank']}" if spec.bar else "")
-            rendered = (self.render_piece(piece.abc, folder, stem, ctx.should_stop) if piece.abc is not None
+            rendered = (self.render_piece(piece.abc, folder, stem, ctx.should_stop, column=spec.side_by_side)
+                        if piece.abc is not None
                         else PieceFiles(error="not rendered: " + (piece.reason or piece.status)))
             raw_path = atomic_write_text(folder / f"{stem}.raw.abc", piece.raw)
             rendered.files["raw"] = self.workspace.relative(raw_path)
@@ -541,12 +551,17 @@ class GenerationService:
             seconds, bound = float(max_seconds), f"the {max_seconds:g} s time limit"
         return Estimate(seconds=seconds, device=device, bound=bound, measured=measured)
 
-    def render_piece(self, abc: str, folder: Path, stem: str, should_stop=None) -> PieceFiles:
+    def render_piece(self, abc: str, folder: Path, stem: str, should_stop=None, column: bool = False) -> PieceFiles:
         """Score pages, MusicXML, MIDI, PDF and WAV of a piece in `folder`; a failure is reported, not raised.
-        `should_stop()` (a cancelled job) stops the render worker at once."""
+        `should_stop()` (a cancelled job) stops the render worker at once. `column`: the pages on screen are
+        engraved COLUMN_PAGE_WIDTH wide, for a piece shown beside others (the PDF keeps A4 pages)."""
         out = PieceFiles()
         try:
             result = render_abc(abc, RenderConfig(), should_stop=should_stop)
+            pages = result.svg_pages
+            if column:
+                pages = render_abc(abc, RenderConfig(page_width=COLUMN_PAGE_WIDTH, fit_height=True, pdf=False),
+                                   should_stop=should_stop).svg_pages
             soundfont = (inside(self.workspace.root, self.settings.soundfont, must_exist=True)
                          if self.settings.soundfont else None)
             wav = render_audio(result.midi, AudioConfig(soundfont=soundfont), should_stop=should_stop).wav
@@ -555,7 +570,7 @@ class GenerationService:
             out.error = f"the score could not be made: {e}"
             return out
         out.files = {kind: self.workspace.relative(p) for kind, p in exported.files.items()}
-        for n, svg in enumerate(result.svg_pages, 1):
+        for n, svg in enumerate(pages, 1):
             out.svg_pages.append(self.workspace.relative(atomic_write_text(folder / f"{stem}.page{n}.svg", svg)))
         out.problems = list(result.problems)
         return out

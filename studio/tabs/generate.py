@@ -419,7 +419,7 @@ def finished(backend: Backend, done: Job) -> tuple:
         else:
             slots += NO_SLOT
     notes = notes_text(backend.generation.notes(done.id))
-    return (status, text, [e.id for e in entries], *slots, side_by_side_note(done, entries), "", notes,
+    return (status, text, [e.id for e in entries], *slots, side_by_side_note(backend, done, entries), "", notes,
             gr.update(visible=not entries), estimate_after(backend, done))
 
 
@@ -433,11 +433,11 @@ def piece_slot(backend: Backend, entry) -> tuple:
             gr.update(visible=can_keep and not entry.kept, interactive=True), kept_line(entry))
 
 
-def side_by_side_note(done: Job, entries: list) -> str:
+def side_by_side_note(backend: Backend, done: Job, entries: list) -> str:
     """Above variations of one piece, or a bar's candidates: what they are (and, through its class, the cards
     stand side by side); "" for new pieces, each at full width."""
     params = done.params
-    if len(entries) < 2 or not params.get("continue_abc"):
+    if len(entries) < 2 or not backend.generation.request_of(done).side_by_side:
         return ""
     source = f"#{params['parent_id']}" if params.get("parent_id") else (params.get("continue_name") or "the score")
     if params.get("bar"):

@@ -41,7 +41,7 @@ def render(backend: Backend) -> None:
             with gr.Row(equal_height=True):
                 ui["status"] = gr.Dropdown(["any", *STATUSES], value="any", label="Status", scale=2)
                 ui["rating"] = gr.Dropdown(list(RATINGS), value="any", label="Rating", scale=2)
-                ui["versions"] = gr.Number(None, label="Versions of #", precision=0, minimum=1, scale=1, min_width=90,
+                ui["versions"] = gr.Number(None, label="Versions of #", precision=0, minimum=0, scale=1, min_width=90,
                                            elem_id="library-versions")
                 ui["search"] = gr.Button("Search", scale=1, min_width=80, size="sm", elem_id="library-search")
             ui["table"] = gr.Dataframe(headers=HEADERS, type="array", interactive=False, elem_id="library-table",

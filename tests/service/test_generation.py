@@ -351,3 +351,26 @@ def test_variations_of_a_library_piece_name_it_as_their_parent(backend):
     assert [(e.parent_id, e.seed, e.continued_from) for e in entries] == [(parent, 2, "piece.abc"),
                                                                           (parent, 3, "piece.abc")]
     assert [e.id for e in backend.library.search(versions_of=parent)] == [parent]  # none kept yet
+
+
+def test_pieces_shown_side_by_side_are_engraved_for_a_column_and_keep_a4_in_their_pdf(backend, chorale):
+    import re
+
+    from pipelines.service.generation import COLUMN_PAGE_WIDTH
+
+    folder = backend.generation.exports / "columns"
+    alone = backend.generation.render_piece(chorale, folder, "alone")
+    beside = backend.generation.render_piece(chorale, folder, "beside", column=True)
+    assert not alone.error and not beside.error
+
+    def width(rel: str) -> float:
+        svg = backend.generation.exported_file(rel).read_text(encoding="utf-8")
+        return float(re.search(r'<svg[^>]*\bwidth="([\d.]+)px"', svg).group(1))
+
+    assert width(beside.svg_pages[0]) == pytest.approx(width(alone.svg_pages[0]) * COLUMN_PAGE_WIDTH / 2100, rel=0.02)
+    assert len(beside.svg_pages) >= len(alone.svg_pages)  # the same staff size: more systems
+    pdf = [backend.generation.exported_file(p.files["pdf"]).read_bytes() for p in (alone, beside)]
+    assert pdf[0] == pdf[1] or len(pdf[0]) == pytest.approx(len(pdf[1]), rel=0.01)  # both A4
+    assert GenerationSpec(TINY, *BACH, count=2, continue_abc="X:1").side_by_side
+    assert not GenerationSpec(TINY, *BACH, count=2).side_by_side
+    assert not GenerationSpec(TINY, *BACH, count=1, continue_abc="X:1").side_by_side

@@ -119,7 +119,8 @@ def test_variations_of_one_piece_stand_side_by_side_each_with_keep_which_says_wh
                   for s in (2, 3)]
     result = GenerationResult([PieceResult(i, 0, "ok", "", 10, "", []) for i in variations], "", TINY, bach["prompt"])
     backend.jobs.register("written", Runner("gpu", lambda ctx: result.to_dict()))  # a finished job's record
-    done = backend.jobs.wait(backend.jobs.submit("written", {"continue_abc": "X:1", "parent_id": parent,
+    request = {"model": TINY, "period": "Baroque", "composer": "Bach, Johann Sebastian", "instrumentation": "Choral"}
+    done = backend.jobs.wait(backend.jobs.submit("written", {**request, "continue_abc": "X:1", "parent_id": parent,
                                                             "count": 2}).id, 30)
     shown = generate.finished(backend, done)
     note = shown[3 + len(generate.NO_SLOT) * generate.MAX_PIECES]
@@ -138,7 +139,7 @@ def test_variations_of_one_piece_stand_side_by_side_each_with_keep_which_says_wh
     with pytest.raises(gr.Error, match="no piece in that place"):
         bind(generate.keep, backend)(variations, slot=2)
     # new pieces (no score continued) are not variations: each at full width, nothing to keep
-    alone = Job("job2", "generate", "gpu", {"count": 2}, state="done")
-    assert generate.side_by_side_note(alone, [backend.library.get(i) for i in variations]) == ""
+    alone = Job("job2", "generate", "gpu", {**request, "count": 2}, state="done")
+    assert generate.side_by_side_note(backend, alone, [backend.library.get(i) for i in variations]) == ""
     new = backend.library.add(Generation(seed=9, **bach))
     assert generate.piece_slot(backend, backend.library.get(new))[5]["visible"] is False
