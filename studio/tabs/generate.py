@@ -436,13 +436,14 @@ def piece_slot(backend: Backend, entry) -> tuple:
 def side_by_side_note(backend: Backend, done: Job, entries: list) -> str:
     """Above variations of one piece, or a bar's candidates: what they are (and, through its class, the cards
     stand side by side); "" for new pieces, each at full width."""
-    params = done.params
-    if len(entries) < 2 or not backend.generation.request_of(done).side_by_side:
+    spec = backend.generation.request_of(done)
+    if len(entries) < 2 or not spec.side_by_side:
         return ""
-    source = f"#{params['parent_id']}" if params.get("parent_id") else (params.get("continue_name") or "the score")
-    if params.get("bar"):
-        what = (f"{len(entries)} candidates for bar {params['bar']} of {source}, best first (ranked by how likely "
-                "the model finds the bars after it)")
+    source = f"#{spec.parent_id}" if spec.parent_id is not None else (spec.continue_name or "the score")
+    if spec.bar:
+        drawn = f" (of {spec.count} drawn: the others wrote no whole bar)" if spec.count > len(entries) else ""
+        what = (f"{len(entries)} candidates for bar {spec.bar} of {source}{drawn}, best first (ranked by how "
+                "likely the model finds the bars after it)")
     else:
         what = f"{len(entries)} variations of {source}"
     return (f'<p class="side-by-side">{html.escape(what)}, side by side: press <b>Keep</b> on the one to keep as a '

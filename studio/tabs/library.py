@@ -24,7 +24,7 @@ from studio.tabs import generate
 TITLE = "Library"
 RATINGS = {"any": None, "thumbs up": 1, "thumbs down": -1, "not rated": 0}
 HEADERS = ["id", "time", "model", "prompt", "from", "seed", "status", "rating"]
-COLUMN_WIDTHS = ["6%", "15%", "11%", "30%", "12%", "7%", "9%", "10%"]
+COLUMN_WIDTHS = ["6%", "15%", "11%", "26%", "16%", "7%", "9%", "10%"]
 PIECE_BUTTONS = ("open", "replay", "up", "down", "keep", "vary", "rewrite")  # they act on the picked piece
 REFRESH_S = 3.0  # how often the shown tab asks whether the library changed
 ui: dict = {}
@@ -145,13 +145,14 @@ def search(backend: Backend, text: str = "", status: str = "any", rating: str = 
 
 
 def came_from(entry: Generation) -> str:
-    """The table's "from": the piece a variation came from ("#7", "#7 bar 5", "#7, version 2") or the score a
-    continuation continues (its file name); "" for a new piece."""
+    """The table's "from": the piece a variation came from ("#7", "#7 bar 5": that bar written again; "v2 of #7":
+    kept as its version 2) or the score a continuation continues (its file name); "" for a new piece."""
     source = f"#{entry.parent_id}" if entry.parent_id is not None else entry.continued_from
     if not source:
         return ""
     bar = entry.parameters.get("bar")
-    return source + (f" bar {bar}" if bar else "") + (f", version {entry.version}" if entry.kept else "")
+    where = source + (f" bar {bar}" if bar else "")
+    return f"v{entry.version} of {where}" if entry.kept else where
 
 
 def prompt_words(entry: Generation) -> str:

@@ -371,10 +371,10 @@ def test_two_variations_of_a_library_piece_side_by_side_one_kept_is_found_with_i
     open_tab(page, app, "Library")
     page.fill("#library-versions input", str(parent))
     page.click("#library-search")
-    page.wait_for_function(f"document.querySelector('#library-table').innerText.includes('#{parent}, version 2')")
+    page.wait_for_function(f"document.querySelector('#library-table').innerText.includes('v2 of #{parent}')")
     table = page.inner_text("#library-table")
     assert table.count("Baroque / Bach") == 2, table  # the piece and its one kept version, of the many pieces
-    page.locator("#library-table").get_by_text(f"#{parent}, version 2").last.click()  # its row opens it
+    page.locator("#library-table").get_by_text(f"v2 of #{parent}").last.click()  # its row opens it
     page.locator("#library-card").wait_for(state="visible")
     page.wait_for_function(f"document.querySelector('#library-card').innerText.includes('version 2 of #{parent}')")
     assert f"#{kept} " in page.inner_text("#library-card .piece-heading")
@@ -394,7 +394,8 @@ def test_a_bar_written_again_from_the_library_comes_back_ranked_side_by_side(stu
     page.click("#gen-button")
     page.wait_for_function("document.querySelector('#gen-status').innerText.startsWith('finished')",
                            timeout=300_000)
-    assert f"candidates for bar {bars - 2} of #{parent}, best first" in page.inner_text("#gen-pieces-note")
+    note = page.inner_text("#gen-pieces-note")
+    assert f"candidates for bar {bars - 2} of #{parent}" in note and "best first" in note, note
     first = page.inner_text("#gen-piece-0")
     assert f"bar {bars - 2} of #{parent} written again: rank 1, the bars after it at -" in first
     assert "rank 2" in page.inner_text("#gen-piece-1") and side_by_side(page, "#gen-piece-0", "#gen-piece-1")

@@ -128,6 +128,6 @@ def test_a_kept_version_names_its_parent_and_is_listed_with_it(backend):
     with pytest.raises(gr.Error, match="is a new piece"):
         library.bind(library.keep, backend)(parent)
     rows = library.search(backend, versions=parent)
-    assert [(row[0], row[column]) for row in rows] == [(candidate, f"#{parent} bar 5, version 2"), (parent, "")]
+    assert [(row[0], row[column]) for row in rows] == [(candidate, f"v2 of #{parent} bar 5"), (parent, "")]
     card = library.open_piece(backend, candidate)
     assert f"version 2 of #{parent}: bar 5" in card[0] and card[5].startswith("**Kept**")
