@@ -120,8 +120,8 @@ def render(backend: Backend) -> None:
                 with gr.Row():
                     ui["keep_lines"] = number(spec, "keep_lines", "Keep its first N lines (0: all)", minimum=0)
                     ui["add_lines"] = number(spec, "add_lines", "Lines to add", minimum=1, elem_id="gen-add-lines")
-                ui["bar"] = number(spec, "bar", "Or write only bar K again, every other bar kept (0: off); Pieces: "
-                                   "the candidates, best first", minimum=0, elem_id="gen-bar")
+                ui["bar"] = number(spec, "bar", "Or write only bar K again, the rest kept (0: off; Pieces: the "
+                                   "candidates, best first)", minimum=0, elem_id="gen-bar")
                 ui["parent"] = gr.State(None)  # the library piece the score to continue is (its variations name it)
         with gr.Column(scale=2, min_width=480, elem_id="gen-main"):
             ui["empty"] = gr.Markdown(EMPTY, elem_id="gen-empty", elem_classes="quiet-note")
