@@ -79,3 +79,23 @@ def sketch_html(sketches: list[Sketch]) -> str:
         parts.append(f'<div class="sketch"><p class="sketch-heading">Piece {sketch.row + 1} so far: {bars}{note}</p>'
                      + "".join(page_image(svg.encode("utf-8"), "sketch-page") for svg in sketch.svg_pages) + "</div>")
     return "".join(parts)
+
+
+def origin_words(entry: Generation) -> str:
+    """Where a piece came from, in a musician's words: "version 2 of #7: a variation of #7 from bar 5", "bar 5
+    of #7 written again: rank 1, the bars after it at -85.2 (the model's log-likelihood)", "continued from
+    bwv1.6.mxl"; "" for a new piece."""
+    source = f"#{entry.parent_id}" if entry.parent_id is not None else entry.continued_from
+    if not source:
+        return ""
+    params = entry.parameters
+    if params.get("bar"):
+        words = f"bar {params['bar']} of {source} written again"
+        if params.get("rank"):
+            words += (f": rank {params['rank']}, the bars after it at {params['following_logprob']:.1f} "
+                      "(the model's log-likelihood)")
+    elif entry.parent_id is not None and params.get("keep_lines"):
+        words = f"a variation of {source} from bar {params['keep_lines'] + 1}"
+    else:
+        words = f"continued from {source}"
+    return f"version {entry.version} of {source}: {words}" if entry.kept else words

@@ -45,6 +45,13 @@ CSS = """
 .piece-heading p {margin: 0; font-size: var(--text-md)}
 .rating-row {align-items: center}
 #gen-live textarea {font-family: var(--font-mono); font-size: 12px; line-height: 1.45}
+/* variations of one piece, or a bar's candidates, side by side (the note above them says what they are) */
+#gen-pieces {gap: 14px}
+#gen-pieces:has(.side-by-side) {flex-direction: row; flex-wrap: wrap; align-items: flex-start}
+#gen-pieces:has(.side-by-side) > #gen-pieces-note {flex: 1 1 100%}
+#gen-pieces:has(.side-by-side) > .piece-card {flex: 1 1 calc(50% - 7px); max-width: calc(50% - 7px)}
+.side-by-side {margin: 0; font-weight: 600}
+.rating-row .quiet-note {min-width: 90px}
 
 /* engraved pages, and a piece being written */
 .score-page, .sketch-page {border: 1px solid var(--border-color-primary); border-radius: 4px; margin-bottom: 8px}

@@ -64,23 +64,31 @@ def following_logprobs(model, heads: list[str], wholes: list[str]) -> list[float
     return [float(scores[i] - scores[n + i]) for i in range(n)]
 
 
-def rewrite_bar(engine: Engine, source: str, prompt: Prompt, bar: int, candidates: int, seed: int = 0,
-                sampling: SamplingConfig = SamplingConfig(), bar_retries: int | None = None) -> list[BarCandidate]:
-    """Candidates for bar `bar` (2 .. the score's bars - 1) of `source` (read by `score_lines`), best first
-    (by `following_logprob`). A candidate whose generation wrote no whole line is left out; NotaGenError
-    where none did."""
+def bar_prefix(source: str, prompt: Prompt, bar: int) -> str:
+    """The piece up to bar `bar` (its bars 1..bar-1, numbered over the score's own length) in the training
+    format: what the candidates for bar `bar` continue. NotaGenError unless `bar` is 2 .. the score's bars - 1."""
     _, body = score_lines(source)
     if not 2 <= bar <= len(body) - 1:
         raise NotaGenError(f"the bar to write again must be 2 to {len(body) - 1} (the score has {len(body)} bars; "
                            "the first and last have no bars before or after them)")
+    return continuation_prefix(source, prompt, keep_lines=bar - 1, add_lines=len(body) - bar + 1)
+
+
+def rewrite_bar(engine: Engine, source: str, prompt: Prompt, bar: int, candidates: int, seed: int = 0,
+                sampling: SamplingConfig = SamplingConfig(), bar_retries: int | None = None,
+                on_patch=None, should_stop=None) -> list[BarCandidate]:
+    """Candidates for bar `bar` (2 .. the score's bars - 1) of `source` (read by `score_lines`), best first
+    (by `following_logprob`). A candidate whose generation wrote no whole line is left out; NotaGenError
+    where none did. `on_patch(row, text)` and `should_stop()` are the engine's."""
+    prefix = bar_prefix(source, prompt, bar)
     if candidates < 1:
         raise NotaGenError("ask for at least 1 candidate")
-    prefix = continuation_prefix(source, prompt, keep_lines=bar - 1, add_lines=len(body) - bar + 1)
+    _, body = score_lines(source)
     budget = PATCHES_PER_BAR * -(-len(body[bar - 1]) // engine.config.patch_size) + 4
     limits = GenerationLimits(max_patches=budget, **({} if bar_retries is None else {"bar_retries": bar_retries}))
     requests = [GenerationRequest(prompt, seed=seed + i, prefix=prefix) for i in range(candidates)]
     found = []
-    for piece in engine.generate(requests, sampling, limits):
+    for piece in engine.generate(requests, sampling, limits, on_patch=on_patch, should_stop=should_stop):
         written = piece.raw[len(prefix):] if piece.raw.startswith(prefix) else ""
         if "\n" not in written:
             continue  # no whole new line within the budget

@@ -38,6 +38,7 @@ from pipelines.generation.engine import GenerationRequest, MoveEvent
 from pipelines.generation.header import HeaderControls
 from pipelines.generation.options import GenerationLimits, SamplingConfig
 from pipelines.generation.piece import MoveKind
+from pipelines.generation.variation import bar_prefix, rewrite_bar
 from pipelines.model.network import count_parameters
 from pipelines.model.registry import validate_prompt
 from pipelines.model.runtime import pick_runtime
@@ -73,12 +74,18 @@ CPU_S_PER_PATCH = 0.15
 CPU_S_PER_PATCH_PER_M_PARAMS = 0.004
 GPU_S_PER_PATCH = 0.01
 TYPICAL_PATCHES = 200  # a piece with no patch limit, before the model showed its own length here
+# Variations side by side stand in columns half as wide as a piece alone: their pages on screen are engraved
+# this wide (Verovio units; A4 is 2100), at the same staff size and only as tall as their music, so their notes
+# read as a single piece's do. Their PDF keeps A4 pages.
+COLUMN_PAGE_WIDTH = 1000
 
 
 @dataclass
 class GenerationSpec:
     """One Generate click: the model, the prompt, how many pieces, sampling, limits, the meter, key, tempo
-    and length (each "" / None: the model's choice), and a piece to continue."""
+    and length (each "" / None: the model's choice), and a piece to continue: from its first `keep_lines`
+    lines on, or with only its bar `bar` written again (`count` candidates, ranked). `parent_id`: the library
+    piece the continued one is (its variations and rewritten bars name it)."""
 
     model: str
     period: str
@@ -96,6 +103,8 @@ class GenerationSpec:
     continue_name: str = ""
     keep_lines: int = 0  # of the piece to continue; 0: all
     add_lines: int = 8
+    bar: int = 0  # write only this bar of the piece to continue again, every other bar kept; 0: continue it
+    parent_id: int | None = None
     meter: str = same_as(HeaderControls, "meter")
     key: str = same_as(HeaderControls, "key")
     tempo: int | None = same_as(HeaderControls, "tempo")
@@ -112,6 +121,8 @@ class GenerationSpec:
             raise SettingError(f"the seed must be a whole number from 0 to 2**62, not {self.seed}")
         if self.keep_lines < 0 or self.add_lines < 1:
             raise SettingError("keep 0 or more of the piece's lines (0: all), and add at least 1")
+        if self.bar < 0:
+            raise SettingError(f"the bar to write again is a bar number (0: none), not {self.bar}")
         if len(self.continue_abc.encode("utf-8")) > MAX_ABC_BYTES:
             raise AbcError(f"the piece to continue is over {MAX_ABC_BYTES // 2**20} MB of ABC")
 
@@ -133,11 +144,19 @@ class GenerationSpec:
         """The continued piece in the training format ("" for a new piece); AbcError when it cannot be read,
         SettingError when a chosen meter, key, tempo or length is not the piece's own."""
         if not self.continue_abc:
+            if self.bar:
+                raise SettingError("choose the score whose bar is to be written again")
             return ""
         name = self.continue_name or "the piece to continue"
         try:
-            prefix = continuation_prefix(self.continue_abc, self.prompt, keep_lines=self.keep_lines,
-                                         add_lines=self.add_lines)
+            if self.bar:  # the piece up to the bar, as the bar's candidates continue it
+                if self.keep_lines:
+                    raise SettingError(f"writing bar {self.bar} again keeps every other bar: set the lines to keep "
+                                       "to 0")
+                prefix = bar_prefix(self.continue_abc, self.prompt, self.bar)
+            else:
+                prefix = continuation_prefix(self.continue_abc, self.prompt, keep_lines=self.keep_lines,
+                                             add_lines=self.add_lines)
         except AbcError as e:
             raise AbcError(f"{name}: {e}") from None
         try:
@@ -146,10 +165,15 @@ class GenerationSpec:
             raise SettingError(f"{name}: {e}") from None
         return prefix
 
+    @property
+    def side_by_side(self) -> bool:
+        """Several pieces from one score (variations, or a bar's candidates): shown side by side to compare."""
+        return bool(self.continue_abc) and self.count > 1
+
     def parameters(self) -> dict:
         """What the library keeps to replay a piece (the seed is stored per piece)."""
         data = asdict(self)
-        for key in ("model", "period", "composer", "instrumentation", "seed", "continue_abc"):
+        for key in ("model", "period", "composer", "instrumentation", "seed", "continue_abc", "parent_id"):
             data.pop(key)
         return data
 
@@ -332,9 +356,12 @@ class GenerationService:
         if spec.count > self.settings.max_pieces:
             raise SettingError(f"pieces per request must be 1 to {self.settings.max_pieces}, not {spec.count}")
         spec.prefix()
+        if spec.parent_id is not None:
+            self.library.get(spec.parent_id)  # a piece that is there
         p, pieces = spec.prompt, f"{spec.count} piece{'s' if spec.count > 1 else ''}"
-        title = f"generate {pieces}{' continuing a score' if spec.continue_abc else ''}: " + " / ".join(
-            (p.period, p.composer, p.instrumentation))
+        doing = (f"write bar {spec.bar} again ({spec.count} candidate{'s' if spec.count > 1 else ''})" if spec.bar
+                 else f"generate {pieces}{' continuing a score' if spec.continue_abc else ''}")
+        title = f"{doing}: " + " / ".join((p.period, p.composer, p.instrumentation))
         return self.jobs.submit(KIND, asdict(spec), title)
 
     @staticmethod
@@ -366,6 +393,8 @@ class GenerationService:
             texts[row], raw[row] = readable(text), text  # the raw text is kept with the piece
             ctx.stream("texts", dict(texts))
             ctx.stream("raw", dict(raw))
+            if spec.bar:  # a candidate is one bar: no count to show
+                return
             progress.patch(row, text)
             done, total, unit = progress.counts()
             ctx.say(units[unit], stage=f"writing {unit}")
@@ -376,35 +405,47 @@ class GenerationService:
                 progress.restarted(row)
             ctx.stream("notes", notes.add(row, event))
 
+        if spec.bar:
+            what = f"writing {spec.count} candidate{'s' if many else ''} for bar {spec.bar}"
         ctx.say(f"{what} on {engine.runtime.device}", stage="writing")
-        pieces = engine.generate(requests, spec.sampling(), spec.limits(), on_patch=on_patch,
-                                 should_stop=ctx.should_stop, on_move=on_move)
-        pieces = [judge_continuation(piece) for piece in pieces]
+        if spec.bar:  # candidates for one bar, best first: each a whole piece with its rank and score
+            found = rewrite_bar(engine, spec.continue_abc, prompt, spec.bar, spec.count, spec.seed, spec.sampling(),
+                                spec.bar_retries, on_patch=on_patch, should_stop=ctx.should_stop)
+            written = [(replace(c.piece, abc=c.abc, raw=c.text, status="ok" if c.abc is not None else "invalid",
+                                reason="" if c.abc is not None else "the piece with the new bar could not be read"),
+                        {"rank": rank, "following_logprob": round(c.following_logprob, 4)})
+                       for rank, c in enumerate(found, 1)]
+        else:
+            pieces = engine.generate(requests, spec.sampling(), spec.limits(), on_patch=on_patch,
+                                     should_stop=ctx.should_stop, on_move=on_move)
+            written = [(judge_continuation(piece), {}) for piece in pieces]
         results = []
         folder = self.exports / ctx.job_id
-        for n, piece in enumerate(pieces, 1):
-            ctx.say(f"rendering piece {n} of {len(pieces)}", stage="rendering")
-            ctx.progress(n - 1, len(pieces))
-            stem = prompt.file_stem(piece.request.seed)
-            rendered = (self.render_piece(piece.abc, folder, stem, ctx.should_stop) if piece.abc is not None
+        for n, (piece, extra) in enumerate(written, 1):
+            ctx.say(f"rendering piece {n} of {len(written)}", stage="rendering")
+            ctx.progress(n - 1, len(written))
+            stem = prompt.file_stem(piece.request.seed) + (f"-bar{spec.bar}-{extra['rank']}" if spec.bar else "")
+            rendered = (self.render_piece(piece.abc, folder, stem, ctx.should_stop, column=spec.side_by_side)
+                        if piece.abc is not None
                         else PieceFiles(error="not rendered: " + (piece.reason or piece.status)))
             raw_path = atomic_write_text(folder / f"{stem}.raw.abc", piece.raw)
             rendered.files["raw"] = self.workspace.relative(raw_path)
             entry_id = self.library.add(Generation(
                 model=spec.model, prompt=prompt.line, period=prompt.period, composer=prompt.composer,
                 instrumentation=prompt.instrumentation, seed=piece.request.seed, status=piece.status,
-                reason=piece.reason, raw=piece.raw, abc=piece.abc, parameters=spec.parameters(),
+                reason=piece.reason, raw=piece.raw, abc=piece.abc, parameters={**spec.parameters(), **extra},
                 files={**rendered.files, "svg": rendered.svg_pages}, seconds=round(piece.seconds, 3),
-                job_id=ctx.job_id))
+                job_id=ctx.job_id, parent_id=spec.parent_id))
             results.append(PieceResult(id=entry_id, seed=piece.request.seed, status=piece.status,
                                        reason=piece.reason, chars=piece.chars, render_error=rendered.error,
                                        problems=list(rendered.problems), patches=piece.patches))
-        ctx.progress(len(pieces), len(pieces))
+        ctx.progress(len(written), len(written))
         if engine.fallback:  # a fast path failed its check at load: the pieces are right, but slower to come
             warning = "; ".join(w for w in (warning, engine.fallback) if w)
-        seconds = max((p.seconds for p in pieces), default=0.0)  # the batch's: every piece carries it
+        seconds = max((p.seconds for p, _ in written), default=0.0)  # the batch's: every piece carries it
+        steps = max((p.patches for p, _ in written), default=0)
         return GenerationResult(results, warning, spec.model, prompt.line, device=engine.runtime.device.type,
-                                seconds=round(seconds, 3), steps=max((p.patches for p in pieces), default=0)).to_dict()
+                                seconds=round(seconds, 3), steps=steps).to_dict()
 
     # -- watching a job
     def notes(self, job_id: str) -> list[str]:
@@ -453,13 +494,17 @@ class GenerationService:
         """The device type generation runs on: "cpu", "cuda" or "mps"."""
         return pick_runtime(self.settings.device, self.settings.dtype).device.type
 
+    def written_jobs(self) -> list[Job]:
+        """The newest finished generation jobs that wrote whole pieces (a bar's candidates are one bar each, and
+        ranked after: they say nothing of the speed or length of a piece), newest first."""
+        return [job for job in self.jobs.list(200)
+                if job.kind == KIND and job.state == "done" and not job.params.get("bar")]
+
     def speed(self, model: str, device: str | None = None) -> tuple[float, int, bool]:
         """(seconds per patch step, the batch it was measured at, measured?) of `model` on this device: from
         the newest finished job that wrote with it here, else the documented fallback."""
         device = device or self.device()
-        for job in self.jobs.list(200):
-            if job.kind != KIND or job.state != "done":
-                continue
+        for job in self.written_jobs():
             r = self.result(job)
             if r.model == model and r.device == device and r.steps > 0 and r.seconds > 0:
                 return r.seconds / r.steps, max(1, len(r.pieces)), True
@@ -472,12 +517,11 @@ class GenerationService:
         """Patches a piece of `model` took here, from the newest job with pieces that ended well; else
         TYPICAL_PATCHES."""
         device = device or self.device()
-        for job in self.jobs.list(200):
-            if job.kind == KIND and job.state == "done":
-                r = self.result(job)
-                ended = [p.patches for p in r.pieces if p.status == "ok" and p.patches]
-                if r.model == model and r.device == device and ended:
-                    return max(ended)
+        for job in self.written_jobs():
+            r = self.result(job)
+            ended = [p.patches for p in r.pieces if p.status == "ok" and p.patches]
+            if r.model == model and r.device == device and ended:
+                return max(ended)
         return TYPICAL_PATCHES
 
     def defaults(self, model: str) -> dict:
@@ -507,12 +551,17 @@ class GenerationService:
             seconds, bound = float(max_seconds), f"the {max_seconds:g} s time limit"
         return Estimate(seconds=seconds, device=device, bound=bound, measured=measured)
 
-    def render_piece(self, abc: str, folder: Path, stem: str, should_stop=None) -> PieceFiles:
+    def render_piece(self, abc: str, folder: Path, stem: str, should_stop=None, column: bool = False) -> PieceFiles:
         """Score pages, MusicXML, MIDI, PDF and WAV of a piece in `folder`; a failure is reported, not raised.
-        `should_stop()` (a cancelled job) stops the render worker at once."""
+        `should_stop()` (a cancelled job) stops the render worker at once. `column`: the pages on screen are
+        engraved COLUMN_PAGE_WIDTH wide, for a piece shown beside others (the PDF keeps A4 pages)."""
         out = PieceFiles()
         try:
             result = render_abc(abc, RenderConfig(), should_stop=should_stop)
+            pages = result.svg_pages
+            if column:
+                pages = render_abc(abc, RenderConfig(page_width=COLUMN_PAGE_WIDTH, fit_height=True, pdf=False),
+                                   should_stop=should_stop).svg_pages
             soundfont = (inside(self.workspace.root, self.settings.soundfont, must_exist=True)
                          if self.settings.soundfont else None)
             wav = render_audio(result.midi, AudioConfig(soundfont=soundfont), should_stop=should_stop).wav
@@ -521,7 +570,7 @@ class GenerationService:
             out.error = f"the score could not be made: {e}"
             return out
         out.files = {kind: self.workspace.relative(p) for kind, p in exported.files.items()}
-        for n, svg in enumerate(result.svg_pages, 1):
+        for n, svg in enumerate(pages, 1):
             out.svg_pages.append(self.workspace.relative(atomic_write_text(folder / f"{stem}.page{n}.svg", svg)))
         out.problems = list(result.problems)
         return out
@@ -548,17 +597,34 @@ class GenerationService:
     def variations(self, entry_id: int, from_bar: int, count: int) -> tuple[GenerationSpec, Path]:
         """The request for `count` variations of a library piece from bar `from_bar` on (bars before it kept, as
         many written again as the piece has), and the piece's ABC file to continue; the piece's own model,
-        prompt and settings, new seeds."""
-        entry = self.library.get(int(entry_id))
-        if entry.abc is None or not entry.files.get("abc"):
-            raise NotaGenError(f"piece #{entry.id} has no finished score to vary ({entry.status})")
-        _, body = score_lines(entry.abc)
-        if not 2 <= from_bar <= len(body):
-            raise SettingError(f"vary from bar 2 to {len(body)} (piece #{entry.id} has {len(body)} bars)")
+        prompt and settings, new seeds, the piece named as their parent."""
+        entry, bars = self._finished(entry_id, "vary")
+        if not 2 <= from_bar <= bars:
+            raise SettingError(f"vary from bar 2 to {bars} (piece #{entry.id} has {bars} bars)")
         base = self.replay(entry.id)
         spec = replace(base, count=int(count), seed=base.seed + 1, keep_lines=from_bar - 1,
-                                   add_lines=len(body) - from_bar + 1)
+                       add_lines=bars - from_bar + 1, bar=0, parent_id=entry.id)
         return spec, self.exported_file(entry.files["abc"])
+
+    def bar_rewrite(self, entry_id: int, bar: int, candidates: int) -> tuple[GenerationSpec, Path]:
+        """The request that writes bar `bar` of a library piece again (`candidates` of it, ranked by the
+        model's likelihood of the bars after it; every other bar kept), and the piece's ABC file; the piece's
+        own model, prompt and settings, new seeds, the piece named as their parent."""
+        entry, bars = self._finished(entry_id, "rewrite a bar of")
+        if not 2 <= bar <= bars - 1:
+            raise SettingError(f"rewrite a bar from 2 to {bars - 1} (piece #{entry.id} has {bars} bars; the first "
+                               "and last have no bars before or after them)")
+        base = self.replay(entry.id)
+        spec = replace(base, count=int(candidates), seed=base.seed + 1, keep_lines=0, bar=int(bar),
+                       parent_id=entry.id)
+        return spec, self.exported_file(entry.files["abc"])
+
+    def _finished(self, entry_id: int, doing: str) -> tuple[Generation, int]:
+        """A library piece with a finished score, and its bars; NotaGenError naming it otherwise."""
+        entry = self.library.get(int(entry_id))
+        if entry.abc is None or not entry.files.get("abc"):
+            raise NotaGenError(f"piece #{entry.id} has no finished score to {doing} ({entry.status})")
+        return entry, len(score_lines(entry.abc)[1])
 
     def request_of(self, job: Job) -> GenerationSpec:
         """The request a generation job runs (for a page that finds the job again to show it)."""

@@ -5,11 +5,16 @@ the sampling parameters and seed, when it was made, its status (ok / limit /
 cancelled / invalid, with the reason), the generated and post-processed text, the
 exported files and a rating (-1 thumbs down, 0 none, +1 thumbs up). Rated pieces are
 the human preference records DPO learns from (`preference_records`). A continued piece
-names the score it continued in its parameters (`continue_name`).
+names the score it continued in its parameters (`continue_name`); a variation or a rewritten bar of
+a library piece also names that piece (`parent_id`), and `keep` makes the chosen one a version of
+it (`version` 2, 3, ...; the parent is version 1; 0: not kept). A variation of an uploaded score
+has no library parent: its file name stays the record, and its kept versions are numbered among
+those of the same file.
 
 `revision()` is a counter that every added or re-rated row moves on (SQLite triggers, so any
 writer counts, the CLI included): a viewer asks it every few seconds and reloads only when it
-moved. Schema 2 added it; a library of schema 1 gets the counter when it is opened.
+moved. Schema 2 added it; a library of schema 1 gets the counter when it is opened. Schema 3 added
+`parent_id` and `version`: an older library gets the columns (empty) when it is opened.
 
 Every call opens its own connection, so the UI's threads and the job worker can use
 one Library object; WAL mode lets readers go on while a job writes.
@@ -26,7 +31,7 @@ from pathlib import Path
 
 from pipelines.errors import NotaGenError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS generations (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -45,7 +50,9 @@ CREATE TABLE IF NOT EXISTS generations (
     abc TEXT,
     files TEXT NOT NULL DEFAULT '{}',
     seconds REAL NOT NULL DEFAULT 0,
-    rating INTEGER NOT NULL DEFAULT 0
+    rating INTEGER NOT NULL DEFAULT 0,
+    parent_id INTEGER,
+    version INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS generations_created ON generations(created);
 CREATE TABLE IF NOT EXISTS changes (one INTEGER PRIMARY KEY CHECK (one = 1), revision INTEGER NOT NULL);
@@ -57,9 +64,12 @@ CREATE TRIGGER IF NOT EXISTS generations_changed AFTER UPDATE ON generations
 CREATE TRIGGER IF NOT EXISTS generations_removed AFTER DELETE ON generations
     BEGIN UPDATE changes SET revision = revision + 1; END;
 """
+# Columns newer than schema 1, added to an older library's table when it is opened (name -> declaration).
+_ADDED_COLUMNS = {"parent_id": "INTEGER", "version": "INTEGER NOT NULL DEFAULT 0"}
+_INDEXES = "CREATE INDEX IF NOT EXISTS generations_parent ON generations(parent_id);"
 STATUSES = ("ok", "limit", "cancelled", "invalid", "unchanged")  # unchanged: a continuation with nothing added
 _COLUMNS = ("id", "created", "job_id", "model", "prompt", "period", "composer", "instrumentation", "parameters",
-            "seed", "status", "reason", "raw", "abc", "files", "seconds", "rating")
+            "seed", "status", "reason", "raw", "abc", "files", "seconds", "rating", "parent_id", "version")
 
 
 class LibraryError(NotaGenError):
@@ -83,6 +93,8 @@ class Generation:
     seconds: float = 0.0
     job_id: str = ""
     rating: int = 0
+    parent_id: int | None = None  # the library piece this one is a variation or a rewritten bar of
+    version: int = 0  # kept as version 2, 3, ... of its parent (or of the score it continues); 0: not kept
     created: float = 0.0
     id: int | None = None
 
@@ -90,6 +102,10 @@ class Generation:
     def continued_from(self) -> str:
         """The name of the score this piece continues ("" for a new piece)."""
         return str(self.parameters.get("continue_name") or "")
+
+    @property
+    def kept(self) -> bool:
+        return self.version > 0
 
 
 @dataclass(frozen=True)
@@ -108,6 +124,11 @@ class Library:
         try:
             with closing(self._connect()) as db, db:
                 db.executescript(_SCHEMA)
+                present = {row["name"] for row in db.execute("PRAGMA table_info(generations)")}
+                for name, declaration in _ADDED_COLUMNS.items():
+                    if name not in present:
+                        db.execute(f"ALTER TABLE generations ADD COLUMN {name} {declaration}")
+                db.executescript(_INDEXES)
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except sqlite3.Error as e:
             raise LibraryError(f"{self.path}: cannot open the library ({e})") from None
@@ -154,9 +175,38 @@ class Library:
         self._run("UPDATE generations SET rating = ? WHERE id = ?", (rating, int(entry_id)))
         return self.get(entry_id)
 
+    def keep(self, entry_id: int) -> Generation:
+        """Keep a variation (or a rewritten bar) as a new version of the piece it came from: the next version
+        number among its parent's kept ones (the parent is version 1), or, for a variation of an uploaded score,
+        among the kept ones of that file. Keeping a kept piece again changes nothing."""
+        entry = self.get(entry_id)
+        if entry.kept:
+            return entry
+        if entry.parent_id is None and not entry.continued_from:
+            raise LibraryError(f"piece #{entry.id} is a new piece, not a variation of one: there is nothing to keep "
+                               "it as a version of")
+        if entry.abc is None:
+            raise LibraryError(f"piece #{entry.id} has no finished score to keep ({entry.status})")
+        try:
+            with closing(self._connect()) as db, db:
+                db.execute("BEGIN IMMEDIATE")  # two keeps at once never take the same number
+                if entry.parent_id is not None:
+                    rows = db.execute("SELECT version, parameters FROM generations WHERE parent_id = ? AND version > 0",
+                                      (entry.parent_id,)).fetchall()
+                else:
+                    rows = [r for r in db.execute("SELECT version, parameters FROM generations WHERE parent_id IS NULL "
+                                                  "AND version > 0").fetchall()
+                            if json.loads(r["parameters"] or "{}").get("continue_name") == entry.continued_from]
+                version = max([1, *(r["version"] for r in rows)]) + 1
+                db.execute("UPDATE generations SET version = ? WHERE id = ? AND version = 0", (version, entry.id))
+        except sqlite3.Error as e:
+            raise LibraryError(f"{self.path}: {e}") from None
+        return self.get(entry.id)
+
     def search(self, text: str = "", status: str = "", rating: int | None = None, model: str = "",
-               limit: int = 200) -> list[Generation]:
-        """Newest first. `text` matches the prompt, model or reason (case-insensitive, words ANDed)."""
+               limit: int = 200, versions_of: int | None = None) -> list[Generation]:
+        """Newest first. `text` matches the prompt, model or reason (case-insensitive, words ANDed); `versions_of`
+        a piece id: that piece and its kept versions."""
         where, args = [], []
         for word in (text or "").split():
             where.append("(prompt LIKE ? ESCAPE '\\' OR model LIKE ? ESCAPE '\\' OR reason LIKE ? ESCAPE '\\')")
@@ -171,6 +221,9 @@ class Library:
         if model:
             where.append("model = ?")
             args.append(model)
+        if versions_of is not None:
+            where.append("(id = ? OR (parent_id = ? AND version > 0))")
+            args += [int(versions_of)] * 2
         sql = "SELECT * FROM generations" + (" WHERE " + " AND ".join(where) if where else "")
         rows = self._run(sql + " ORDER BY id DESC LIMIT ?", (*args, max(1, min(int(limit), 10_000))))
         return [_entry(r) for r in rows]

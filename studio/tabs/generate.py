@@ -31,7 +31,7 @@ from pipelines.service import (
 from studio.controls import number, slider
 from studio.guard import bind, guarded
 from studio.job_follow import JobFollow, job_line
-from studio.piece_view import entry_view, preview_view, rating_line, sketch_html
+from studio.piece_view import entry_view, origin_words, preview_view, rating_line, sketch_html
 
 TITLE = "Generate"
 MAX_PIECES = 8
@@ -59,10 +59,13 @@ EMPTY = ("*Choose a model and a prompt, then press **Generate**: the score appea
          "then each piece with its player and downloads.*")
 # The widgets that fill a GenerationSpec, by its field names (the handler gets them by name).
 SPEC_FIELDS = ("model", "period", "composer", "instrumentation", "count", "seed", "top_k", "top_p", "temperature",
-               "max_patches", "max_seconds", "bar_retries", "meter", "key", "tempo", "bars", "keep_lines", "add_lines")
+               "max_patches", "max_seconds", "bar_retries", "meter", "key", "tempo", "bars", "keep_lines", "add_lines",
+               "bar")
 MODELS_CHOICE = ("the model's choice", "")  # an empty meter or key: the model writes its own
 # What a library replay fills, and a reloaded page from the job it finds running.
-REPLAYED = tuple(f for f in SPEC_FIELDS if f not in ("keep_lines", "add_lines"))
+REPLAYED = tuple(f for f in SPEC_FIELDS if f not in ("keep_lines", "add_lines", "bar"))
+# What the Library's "variations" and "rewrite a bar" fill besides REPLAYED.
+CONTINUED = ("keep_lines", "add_lines", "bar", "upload", "parent")
 
 ui: dict = {}
 job = JobFollow("generate", "generation", poll_s=0.3, elem_prefix="gen")
@@ -117,6 +120,9 @@ def render(backend: Backend) -> None:
                 with gr.Row():
                     ui["keep_lines"] = number(spec, "keep_lines", "Keep its first N lines (0: all)", minimum=0)
                     ui["add_lines"] = number(spec, "add_lines", "Lines to add", minimum=1, elem_id="gen-add-lines")
+                ui["bar"] = number(spec, "bar", "Or write only bar K again, the rest kept (0: off; Pieces: the "
+                                   "candidates, best first)", minimum=0, elem_id="gen-bar")
+                ui["parent"] = gr.State(None)  # the library piece the score to continue is (its variations name it)
         with gr.Column(scale=2, min_width=480, elem_id="gen-main"):
             ui["empty"] = gr.Markdown(EMPTY, elem_id="gen-empty", elem_classes="quiet-note")
             with gr.Column(visible=False, elem_id="gen-preview", elem_classes="piece-card") as preview:
@@ -128,35 +134,51 @@ def render(backend: Backend) -> None:
             ui["sketch"] = gr.HTML(elem_id="gen-sketch")
             ui["ids"] = gr.State([])
             ui["slots"] = []
-            for i in range(MAX_PIECES):
-                with gr.Column(visible=False, elem_id=f"gen-piece-{i}", elem_classes="piece-card") as group:
-                    heading = gr.Markdown(elem_classes="piece-heading")
-                    score = gr.HTML(elem_id=f"gen-score-{i}")
-                    # the player, then the downloads at the card's full width (their names are long)
-                    audio = gr.Audio(type="filepath", interactive=False, label="Listen", elem_id=f"gen-audio-{i}")
-                    files = gr.File(label="Downloads: ABC, MusicXML, MIDI, WAV, PDF", file_count="multiple",
-                                    interactive=False, elem_id=f"gen-files-{i}")
-                    with gr.Row(elem_classes="rating-row"):
-                        up = gr.Button("Thumbs up", size="sm", variant="secondary", scale=0, min_width=110,
-                                       elem_id=f"gen-up-{i}")
-                        down = gr.Button("Thumbs down", size="sm", variant="secondary", scale=0, min_width=110,
-                                         elem_id=f"gen-down-{i}")
-                        rated = gr.Markdown(elem_classes="quiet-note")
-                ui["slots"].append({"group": group, "heading": heading, "score": score, "audio": audio,
-                                    "files": files, "up": up, "down": down, "rated": rated})
+            # Variations of one piece (or a bar's candidates) stand side by side: the note at the top says so.
+            with gr.Column(elem_id="gen-pieces"):
+                ui["pieces_note"] = gr.HTML(elem_id="gen-pieces-note")
+                for i in range(MAX_PIECES):
+                    with gr.Column(visible=False, elem_id=f"gen-piece-{i}", elem_classes="piece-card",
+                                   min_width=300) as group:
+                        heading = gr.Markdown(elem_classes="piece-heading")
+                        score = gr.HTML(elem_id=f"gen-score-{i}")
+                        # the player, then the downloads at the card's full width (their names are long)
+                        audio = gr.Audio(type="filepath", interactive=False, label="Listen", elem_id=f"gen-audio-{i}")
+                        files = gr.File(label="Downloads: ABC, MusicXML, MIDI, WAV, PDF", file_count="multiple",
+                                        interactive=False, elem_id=f"gen-files-{i}")
+                        with gr.Row(elem_classes="rating-row"):
+                            up = gr.Button("Thumbs up", size="sm", variant="secondary", scale=0, min_width=110,
+                                           elem_id=f"gen-up-{i}")
+                            down = gr.Button("Thumbs down", size="sm", variant="secondary", scale=0, min_width=110,
+                                             elem_id=f"gen-down-{i}")
+                            keep = gr.Button("Keep", size="sm", variant="primary", scale=0, min_width=80,
+                                             visible=False, elem_id=f"gen-keep-{i}")
+                            rated = gr.Markdown(elem_classes="quiet-note")
+                        kept = gr.Markdown(elem_classes="quiet-note", elem_id=f"gen-kept-{i}")
+                    ui["slots"].append({"group": group, "heading": heading, "score": score, "audio": audio,
+                                        "files": files, "up": up, "down": down, "rated": rated, "keep": keep,
+                                        "kept": kept})
             # the text as the model writes it (the newest lines in view), below the score
             ui["live"] = gr.Textbox(label="ABC, as it is written", lines=8, max_lines=14, interactive=False,
                                     autoscroll=True, elem_id="gen-live")
 
 
+SLOT_VIEWS = ("group", "heading", "score", "audio", "files", "rated", "keep", "kept")
+NO_SLOT = (gr.update(visible=False), "", "", None, None, "", gr.update(visible=False), "")  # a slot not in use
+
+
 def slot_outputs() -> list:
-    return [c for s in ui["slots"] for c in (s["group"], s["heading"], s["score"], s["audio"], s["files"],
-                                              s["rated"])]
+    return [s[name] for s in ui["slots"] for name in SLOT_VIEWS]
 
 
 def watch_outputs() -> list:
-    return job.outputs(ui["live"], ui["ids"], *slot_outputs(), ui["sketch"], ui["notes"], ui["empty"],
-                       ui["estimate"])
+    return job.outputs(ui["live"], ui["ids"], *slot_outputs(), ui["pieces_note"], ui["sketch"], ui["notes"],
+                       ui["empty"], ui["estimate"])
+
+
+def continued_outputs() -> list:
+    """The controls the Library's "variations" and "rewrite a bar" fill besides `replay_outputs`."""
+    return [ui[k] for k in CONTINUED]
 
 
 def replay_outputs() -> list:
@@ -185,11 +207,12 @@ def listen(backend: Backend) -> None:
                         api_name=False, show_progress="hidden")
     preview = [ui["preview_score"], ui["preview_audio"], ui["preview"]]
     # The last upload's score goes first, so a refused file never shows under an earlier one's score.
-    ui["upload"].upload(clear_preview, None, preview, api_name=False, show_progress="hidden").then(
+    # A score of one's own has no library parent (a Library "variations" set it, and the piece's file).
+    ui["upload"].upload(clear_preview, None, [*preview, ui["parent"]], api_name=False, show_progress="hidden").then(
         bind(preview_upload, backend), ui["upload"], preview, api_name="generate_preview")
-    ui["upload"].clear(clear_preview, None, preview, api_name=False, show_progress="hidden")
+    ui["upload"].clear(clear_preview, None, [*preview, ui["parent"]], api_name=False, show_progress="hidden")
     # Many visitors may wait at once: the job queue, not Gradio's, decides who runs.
-    ui["generate"].click(bind(generate, backend), inputs_kwargs={k: ui[k] for k in (*SPEC_FIELDS, "upload")},
+    ui["generate"].click(bind(generate, backend), inputs_kwargs={k: ui[k] for k in (*SPEC_FIELDS, "upload", "parent")},
                          outputs=watch_outputs(), api_name="generate", concurrency_limit=None,
                          show_progress="hidden")
     ui["live"].change(None, None, None, js=FOLLOW_LIVE_TEXT, api_name=False, queue=False, show_progress="hidden")
@@ -198,6 +221,8 @@ def listen(backend: Backend) -> None:
         for button, rating in ((slot["up"], 1), (slot["down"], -1)):
             button.click(functools.partial(guarded(rate), backend, slot=i, rating=rating), ui["ids"], slot["rated"],
                          api_name=f"generate_rate_{i}_{'up' if rating > 0 else 'down'}")
+        slot["keep"].click(functools.partial(guarded(keep), backend, slot=i), ui["ids"], [slot["kept"], slot["keep"]],
+                           api_name=f"generate_keep_{i}")
 
 
 def listen_load(backend: Backend, app) -> None:
@@ -325,7 +350,7 @@ def estimate(backend: Backend, model: str | None, count=1, max_patches=0, max_se
 
 
 def clear_preview():
-    return "", None, gr.update(visible=False)
+    return "", None, gr.update(visible=False), None
 
 
 def preview_upload(backend: Backend, upload: str | None):
@@ -336,20 +361,22 @@ def preview_upload(backend: Backend, upload: str | None):
     return score, audio, gr.update(visible=True)
 
 
-def generate(backend: Backend, upload: str | None = None, **request):
+def generate(backend: Backend, upload: str | None = None, parent: int | None = None, **request):
     """`request`: the GenerationSpec fields, by name (a tempo or length of 0: the model's choice); `upload`: a
-    score to continue."""
+    score to continue; `parent`: the library piece it is (set by the Library's variations)."""
     for name in ("tempo", "bars"):
         request[name] = request.get(name) or None
+    request["bar"] = int(request.get("bar") or 0)
     spec = GenerationSpec(**request, continue_abc=backend.generation.read_score(upload) if upload else "",
-                          continue_name=Path(upload).name if upload else "")
+                          continue_name=Path(upload).name if upload else "",
+                          parent_id=int(parent) if upload and parent else None)
     yield from watch(backend, backend.generation.submit(spec).id)
 
 
 def watch(backend: Backend, job_id: str):
     """Follow a generation job (on a page load, the running or newest one): its place in line, the piece
     engraved as far as it goes and the ABC as it streams, why the engine went back, then each piece."""
-    hidden = [gr.update(visible=False), "", "", None, None, ""] * MAX_PIECES
+    hidden = list(NO_SLOT) * MAX_PIECES
     sent: dict[str, str] = {}  # what the page shows already: unchanged views are not sent again
 
     def changed(name: str, value: str):
@@ -363,11 +390,11 @@ def watch(backend: Backend, job_id: str):
         text = "\n\n".join(f"--- piece {row + 1} ---\n{t[-LIVE_CHARS:]}" for row, t in sorted(live.items()))
         sketch = sketch_html(backend.generation.sketch(current.id)) if current.state == "running" else ""
         return (changed("text", text), [],
-                *(hidden if first else [gr.skip()] * len(hidden)),
+                *(hidden if first else [gr.skip()] * len(hidden)), "" if first else gr.skip(),
                 changed("sketch", sketch), changed("notes", notes_text(backend.generation.notes(current.id))),
                 gr.update(visible=False) if first else gr.skip(), gr.skip())
 
-    empty = ("", [], *hidden, "", "", gr.update(visible=True), gr.skip())
+    empty = ("", [], *hidden, "", "", "", gr.update(visible=True), gr.skip())
     yield from job.follow(backend, job_id, empty, running, lambda done: finished(backend, done))
 
 
@@ -388,12 +415,55 @@ def finished(backend: Backend, done: Job) -> tuple:
     slots = []
     for i in range(MAX_PIECES):
         if i < len(entries):
-            slots += [gr.update(visible=True), *entry_view(backend, entries[i])]
+            slots += [gr.update(visible=True), *piece_slot(backend, entries[i])]
         else:
-            slots += [gr.update(visible=False), "", "", None, None, ""]
+            slots += NO_SLOT
     notes = notes_text(backend.generation.notes(done.id))
-    return (status, text, [e.id for e in entries], *slots, "", notes,
+    return (status, text, [e.id for e in entries], *slots, side_by_side_note(backend, done, entries), "", notes,
             gr.update(visible=not entries), estimate_after(backend, done))
+
+
+def piece_slot(backend: Backend, entry) -> tuple:
+    """A finished piece's card: heading (with where it came from), score, audio, downloads, rating, and its
+    Keep button where it is a variation with a score (or where it is kept already, what it is kept as)."""
+    heading, score, audio, files, rated = entry_view(backend, entry)
+    origin = origin_words(entry)
+    can_keep = entry.abc is not None and (entry.parent_id is not None or bool(entry.continued_from))
+    return (heading + (f"  \n*{html.escape(origin)}*" if origin else ""), score, audio, files, rated,
+            gr.update(visible=can_keep and not entry.kept, interactive=True), kept_line(entry))
+
+
+def side_by_side_note(backend: Backend, done: Job, entries: list) -> str:
+    """Above variations of one piece, or a bar's candidates: what they are (and, through its class, the cards
+    stand side by side); "" for new pieces, each at full width."""
+    spec = backend.generation.request_of(done)
+    if len(entries) < 2 or not spec.side_by_side:
+        return ""
+    source = f"#{spec.parent_id}" if spec.parent_id is not None else (spec.continue_name or "the score")
+    if spec.bar:
+        drawn = f" (of {spec.count} drawn: the others wrote no whole bar)" if spec.count > len(entries) else ""
+        what = (f"{len(entries)} candidates for bar {spec.bar} of {source}{drawn}, best first (ranked by how "
+                "likely the model finds the bars after it)")
+    else:
+        what = f"{len(entries)} variations of {source}"
+    return (f'<p class="side-by-side">{html.escape(what)}, side by side: press <b>Keep</b> on the one to keep as a '
+            "new version.</p>")
+
+
+def kept_line(entry) -> str:
+    """"Kept as #12, version 2 of #7: find it in the Library (Versions of #7)"; "" for a piece not kept."""
+    if not entry.kept:
+        return ""
+    source = f"#{entry.parent_id}" if entry.parent_id is not None else entry.continued_from
+    where = f" (Versions of #{entry.parent_id})" if entry.parent_id is not None else ""
+    return f"**Kept** as #{entry.id}, version {entry.version} of {html.escape(source)}: find it in the Library{where}."
+
+
+def keep(backend: Backend, ids: list, slot: int = 0):
+    """Keep the piece in `slot` as a new version of the piece it came from."""
+    if not isinstance(ids, list) or not 0 <= slot < len(ids):
+        raise NotaGenError("there is no piece in that place to keep")
+    return kept_line(backend.library.keep(int(ids[slot]))), gr.update(visible=False)
 
 
 def estimate_after(backend: Backend, done: Job):

@@ -2,7 +2,9 @@
 
 Search and filter, open a piece (score, audio, downloads, ABC), rate it (ratings feed
 DPO), or replay it: the Generate tab is filled with the piece's exact settings and seed.
-A continued piece names the score it continues. The table follows the library by itself:
+From a piece, write variations from a bar on, or one bar again, in Generate; a continued piece
+names the score it continues, a variation the piece it came from, and a kept one its version
+("#7, version 2"): "Versions of #" lists a piece and its kept versions. The table follows the library by itself:
 it reloads when the tab is selected, after a rating, and, while the tab is shown, whenever
 the library's revision counter has moved (asked every few seconds; a cheap query).
 """
@@ -16,14 +18,14 @@ import gradio as gr
 
 from pipelines.service import STATUSES, Backend, Generation
 from studio.guard import bind, guarded
-from studio.piece_view import entry_view, rating_line
+from studio.piece_view import entry_view, origin_words, rating_line
 from studio.tabs import generate
 
 TITLE = "Library"
 RATINGS = {"any": None, "thumbs up": 1, "thumbs down": -1, "not rated": 0}
-HEADERS = ["id", "time", "model", "prompt", "continued from", "seed", "status", "rating"]
-COLUMN_WIDTHS = ["6%", "15%", "11%", "30%", "12%", "7%", "9%", "10%"]
-PIECE_BUTTONS = ("open", "replay", "up", "down", "vary")  # they act on the picked piece
+HEADERS = ["id", "time", "model", "prompt", "from", "seed", "status", "rating"]
+COLUMN_WIDTHS = ["6%", "15%", "11%", "26%", "16%", "7%", "9%", "10%"]
+PIECE_BUTTONS = ("open", "replay", "up", "down", "keep", "vary", "rewrite")  # they act on the picked piece
 REFRESH_S = 3.0  # how often the shown tab asks whether the library changed
 ui: dict = {}
 
@@ -39,7 +41,9 @@ def render(backend: Backend) -> None:
             with gr.Row(equal_height=True):
                 ui["status"] = gr.Dropdown(["any", *STATUSES], value="any", label="Status", scale=2)
                 ui["rating"] = gr.Dropdown(list(RATINGS), value="any", label="Rating", scale=2)
-                ui["search"] = gr.Button("Search", scale=1, min_width=80, size="sm")
+                ui["versions"] = gr.Number(None, label="Versions of #", precision=0, minimum=0, scale=1, min_width=90,
+                                           elem_id="library-versions")
+                ui["search"] = gr.Button("Search", scale=1, min_width=80, size="sm", elem_id="library-search")
             ui["table"] = gr.Dataframe(headers=HEADERS, type="array", interactive=False, elem_id="library-table",
                                        max_height=520, column_widths=COLUMN_WIDTHS)
             with gr.Row():
@@ -60,13 +64,22 @@ def render(backend: Backend) -> None:
                                          interactive=False)
                     ui["down"] = gr.Button("Thumbs down", size="sm", variant="secondary", scale=0, min_width=110,
                                            interactive=False)
+                    ui["keep"] = gr.Button("Keep as a version", size="sm", variant="secondary", scale=0,
+                                           min_width=140, interactive=False, elem_id="library-keep")
                     ui["rated"] = gr.Markdown(elem_classes="quiet-note")
+                ui["kept"] = gr.Markdown(elem_classes="quiet-note", elem_id="library-kept")
                 with gr.Row(equal_height=True, elem_id="library-vary"):
                     ui["vary_bar"] = gr.Number(2, label="Vary from bar", precision=0, minimum=2, min_width=90)
                     ui["vary_count"] = gr.Number(4, label="Variations", precision=0, minimum=1,
                                                  maximum=generate.MAX_PIECES, min_width=90)
                     ui["vary"] = gr.Button("Write variations in Generate", size="sm", interactive=False,
                                            elem_id="library-vary-button")
+                with gr.Row(equal_height=True, elem_id="library-rewrite"):
+                    ui["rewrite_bar"] = gr.Number(2, label="Rewrite bar", precision=0, minimum=2, min_width=90)
+                    ui["candidates"] = gr.Number(4, label="Candidates", precision=0, minimum=1,
+                                                 maximum=generate.MAX_PIECES, min_width=90)
+                    ui["rewrite"] = gr.Button("Write the bar again in Generate", size="sm", interactive=False,
+                                              elem_id="library-rewrite-button")
                 with gr.Accordion("ABC and parameters", open=False):
                     ui["abc"] = gr.Code(label="ABC", lines=12)
                     ui["params"] = gr.JSON(label="Parameters")
@@ -75,13 +88,14 @@ def render(backend: Backend) -> None:
 
 
 def detail_outputs() -> list:
-    return [ui[k] for k in ("heading", "score", "audio", "files", "rated", "abc", "params", "card", "empty")]
+    return [ui[k] for k in ("heading", "score", "audio", "files", "rated", "kept", "abc", "params", "card", "empty")]
 
 
 def listen(backend: Backend) -> None:
-    filters = [ui["text"], ui["status"], ui["rating"]]
+    filters = [ui["text"], ui["status"], ui["rating"], ui["versions"]]
     ui["search"].click(bind(search, backend), filters, ui["table"], api_name="library_search")
     ui["text"].submit(bind(search, backend), filters, ui["table"], api_name=False)
+    ui["versions"].submit(bind(search, backend), filters, ui["table"], api_name=False)
     ui["table"].select(pick_row, ui["table"], ui["pick"], api_name=False).then(
         bind(open_piece, backend), ui["pick"], detail_outputs(), api_name=False)
     ui["pick"].change(piece_buttons, ui["pick"], [ui[k] for k in PIECE_BUTTONS], api_name=False,
@@ -91,6 +105,7 @@ def listen(backend: Backend) -> None:
               "api_name": False, "show_progress": "hidden"}
     ui["up"].click(bind(rate_up, backend), ui["pick"], ui["rated"], api_name="library_rate_up").then(**follow)
     ui["down"].click(bind(rate_down, backend), ui["pick"], ui["rated"], api_name="library_rate_down").then(**follow)
+    ui["keep"].click(bind(keep, backend), ui["pick"], ui["kept"], api_name="library_keep").then(**follow)
     ui["timer"].tick(**follow, concurrency_limit=None)
 
 
@@ -98,32 +113,46 @@ def listen_replay(backend: Backend, tabs) -> None:
     """Replay needs the Generate tab's controls and the tab switcher, which exist once every tab is built."""
     ui["tabs"] = tabs
 
-    def selected(seen, text, status, rating, event: gr.SelectData):  # Gradio fills `event` from the annotation
-        return tab_selected(backend, seen, text, status, rating, event)
+    def selected(seen, text, status, rating, versions, event: gr.SelectData):  # Gradio fills `event` (annotated)
+        return tab_selected(backend, seen, text, status, rating, event, versions)
 
-    tabs.select(selected, [ui["seen"], ui["text"], ui["status"], ui["rating"]], [ui["timer"], ui["table"], ui["seen"]],
-                api_name=False, show_progress="hidden")
+    tabs.select(selected, [ui["seen"], ui["text"], ui["status"], ui["rating"], ui["versions"]],
+                [ui["timer"], ui["table"], ui["seen"]], api_name=False, show_progress="hidden")
     ui["replay"].click(bind(replay, backend), ui["pick"], [*generate.replay_outputs(), tabs, ui["timer"]],
                        api_name="library_replay")
     g = generate.ui
-    ui["vary"].click(bind(vary, backend), [ui["pick"], ui["vary_bar"], ui["vary_count"]],
-                     [*generate.replay_outputs(), g["keep_lines"], g["add_lines"], g["upload"], tabs, ui["timer"]],
-                     api_name="library_vary").then(
-        bind(generate.preview_upload, backend), g["upload"], [g["preview_score"], g["preview_audio"], g["preview"]],
-        api_name=False)
+    filled = [*generate.replay_outputs(), *generate.continued_outputs(), tabs, ui["timer"]]
+    preview = {"fn": bind(generate.preview_upload, backend), "inputs": g["upload"],
+               "outputs": [g["preview_score"], g["preview_audio"], g["preview"]], "api_name": False}
+    ui["vary"].click(bind(vary, backend), [ui["pick"], ui["vary_bar"], ui["vary_count"]], filled,
+                     api_name="library_vary").then(**preview)
+    ui["rewrite"].click(bind(rewrite, backend), [ui["pick"], ui["rewrite_bar"], ui["candidates"]], filled,
+                        api_name="library_rewrite").then(**preview)
 
 
 def listen_load(backend: Backend, app) -> None:
-    app.load(bind(refresh, backend), [ui["seen"], ui["text"], ui["status"], ui["rating"]], [ui["table"], ui["seen"]],
-             api_name=False)
+    app.load(bind(refresh, backend), [ui["seen"], ui["text"], ui["status"], ui["rating"], ui["versions"]],
+             [ui["table"], ui["seen"]], api_name=False)
 
 
-def search(backend: Backend, text: str = "", status: str = "any", rating: str = "any"):
+def search(backend: Backend, text: str = "", status: str = "any", rating: str = "any", versions=None):
+    """The table's rows, newest first; `versions`: a piece id, to list that piece and its kept versions."""
     entries = backend.library.search(text or "", "" if status in ("any", None) else status,
-                                     RATINGS.get(rating or "any"))
+                                     RATINGS.get(rating or "any"), versions_of=int(versions) if versions else None)
     mark = {1: "up", -1: "down", 0: ""}
     return [[e.id, time.strftime("%Y-%m-%d %H:%M", time.localtime(e.created)), e.model, prompt_words(e),
-             e.continued_from, e.seed, e.status, mark.get(e.rating, "")] for e in entries]
+             came_from(e), e.seed, e.status, mark.get(e.rating, "")] for e in entries]
+
+
+def came_from(entry: Generation) -> str:
+    """The table's "from": the piece a variation came from ("#7", "#7 bar 5": that bar written again; "v2 of #7":
+    kept as its version 2) or the score a continuation continues (its file name); "" for a new piece."""
+    source = f"#{entry.parent_id}" if entry.parent_id is not None else entry.continued_from
+    if not source:
+        return ""
+    bar = entry.parameters.get("bar")
+    where = source + (f" bar {bar}" if bar else "")
+    return f"v{entry.version} of {where}" if entry.kept else where
 
 
 def prompt_words(entry: Generation) -> str:
@@ -131,19 +160,20 @@ def prompt_words(entry: Generation) -> str:
     return " / ".join(p for p in (entry.period, entry.composer, entry.instrumentation) if p) or entry.prompt
 
 
-def refresh(backend: Backend, seen: int, text: str = "", status: str = "any", rating: str = "any"):
+def refresh(backend: Backend, seen: int, text: str = "", status: str = "any", rating: str = "any", versions=None):
     """(table, revision): the search again when the library changed since revision `seen`, else nothing to send."""
     now = backend.library.revision()
     if now == seen:
         return gr.skip(), gr.skip()
-    return search(backend, text, status, rating), now
+    return search(backend, text, status, rating, versions), now
 
 
-def tab_selected(backend: Backend, seen: int, text: str, status: str, rating: str, event: gr.SelectData):
+def tab_selected(backend: Backend, seen: int, text: str, status: str, rating: str, event: gr.SelectData,
+                 versions=None):
     """Selecting this tab reloads the table (when the library changed) and starts its timer; another tab stops it."""
     if event.value != TITLE:
         return gr.update(active=False), gr.skip(), gr.skip()
-    return gr.update(active=True), *guarded(refresh)(backend, seen, text, status, rating)
+    return gr.update(active=True), *guarded(refresh)(backend, seen, text, status, rating, versions)
 
 
 def piece_buttons(entry_id) -> list:
@@ -157,14 +187,16 @@ def pick_row(table, event: gr.SelectData):
 
 def open_piece(backend: Backend, entry_id):
     if not entry_id:
-        return "", "", None, None, "", "", None, gr.update(visible=False), gr.update(visible=True)
+        return "", "", None, None, "", "", "", None, gr.update(visible=False), gr.update(visible=True)
     entry = backend.library.get(int(entry_id))
     heading, score, audio, files, rated = entry_view(backend, entry)
-    if entry.continued_from:
-        heading += f" - continued from {html.escape(entry.continued_from)}"
+    origin = origin_words(entry)
+    if origin:
+        heading += f" - {html.escape(origin)}"
     params = {**entry.parameters, "seed": entry.seed, "model": entry.model, "prompt": entry.prompt,
               "made": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.created))}
-    return (heading, score, audio, files, rated, entry.abc or entry.raw, json.loads(json.dumps(params)),
+    return (heading, score, audio, files, rated, generate.kept_line(entry), entry.abc or entry.raw,
+            json.loads(json.dumps(params)),
             gr.update(visible=True), gr.update(visible=False))
 
 
@@ -182,14 +214,33 @@ def rate(backend: Backend, entry_id, rating: int) -> str:
     return rating_line(backend.library.rate(int(entry_id), rating).rating)
 
 
+def keep(backend: Backend, entry_id) -> str:
+    if not entry_id:
+        return "open a piece first"
+    return generate.kept_line(backend.library.keep(int(entry_id)))
+
+
 def vary(backend: Backend, entry_id, from_bar, count):
     """The Generate tab set to write variations of the piece from a bar on: its request with new seeds, the
     piece as the score to continue (its first bars kept), then that tab; the score's preview follows."""
     if not entry_id:
         raise gr.Error("open a piece first")
-    spec, abc_file = backend.generation.variations(int(entry_id), int(from_bar or 2), int(count or 1))
+    return fill_generate(backend, *backend.generation.variations(int(entry_id), int(from_bar or 2), int(count or 1)))
+
+
+def rewrite(backend: Backend, entry_id, bar, candidates):
+    """The Generate tab set to write one bar of the piece again: its request with new seeds, the piece as the
+    score (every other bar kept), as many pieces as candidates, then that tab; the score's preview follows."""
+    if not entry_id:
+        raise gr.Error("open a piece first")
+    return fill_generate(backend, *backend.generation.bar_rewrite(int(entry_id), int(bar or 2), int(candidates or 1)))
+
+
+def fill_generate(backend: Backend, spec, abc_file) -> dict:
+    """The Generate tab's controls set to `spec`, continuing the library piece in `abc_file`, then that tab."""
     controls = dict(zip(generate.REPLAYED, generate.request_controls(backend, spec)))
-    controls.update(keep_lines=spec.keep_lines, add_lines=spec.add_lines, upload=str(abc_file))
+    controls.update(keep_lines=spec.keep_lines, add_lines=spec.add_lines, bar=spec.bar, upload=str(abc_file),
+                    parent=spec.parent_id)
     return {**{generate.ui[name]: value for name, value in controls.items()},
             ui["tabs"]: gr.Tabs(selected="generate"), ui["timer"]: gr.update(active=False)}
 

@@ -4,6 +4,7 @@ it starts (the estimate, the limits sized to the device)."""
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 import pytest
 
@@ -278,3 +279,98 @@ def test_a_fast_path_that_fails_its_check_is_said_in_the_jobs_warning(backend, m
     assert done.state == "done", done.error
     warning = backend.generation.result(done).warning
     assert "two chars a pass in PyTorch' failed its check at load" in warning and "slower" in warning
+
+
+def five_bars() -> str:
+    """The first five bars of a chorale in the training format (they fit the tiny model's context)."""
+    from pipelines.generation.continuation import read_score
+    from tests.paths import PREPROCESS
+
+    return continuation_prefix(read_score(PREPROCESS / "bach_bwv7.7.musicxml"), Prompt(*BACH), keep_lines=5,
+                               add_lines=1)
+
+
+FLAT = {"top_k": 0, "top_p": 1.0, "temperature": 1.0}  # random weights: every char, a newline too, can come
+
+
+def test_a_bar_written_again_comes_back_as_ranked_candidates_each_naming_its_parent(backend):
+    from pipelines.generation.continuation import score_lines
+    from pipelines.service import Generation
+
+    source = five_bars()
+    parent = backend.library.add(Generation(model=TINY, prompt=Prompt(*BACH).line, seed=1, status="ok", abc=source))
+    spec = GenerationSpec(TINY, *BACH, count=3, seed=1, bar=3, bar_retries=0, continue_abc=source,
+                          continue_name="bwv7.7.abc", parent_id=parent, **FLAT)
+    job = backend.generation.submit(spec)
+    assert job.title.startswith("write bar 3 again (3 candidates)")
+    done = backend.jobs.wait(job.id, 300)
+    assert done.state == "done", done.error
+    entries = [backend.library.get(p.id) for p in backend.generation.result(done).pieces]
+    assert len(entries) >= 2  # a candidate that wrote no whole bar is left out
+    assert [e.parameters["rank"] for e in entries] == list(range(1, len(entries) + 1))
+    scores = [e.parameters["following_logprob"] for e in entries]
+    assert scores == sorted(scores, reverse=True) and all(s < 0 for s in scores)  # best first, in nats
+    _, body = score_lines(source)
+    for e in entries:
+        assert e.parent_id == parent and e.parameters["bar"] == 3 and "parent_id" not in e.parameters
+        _, lines = score_lines(e.raw)
+        assert lines[:2] == body[:2] and lines[3:] == body[3:]  # every other bar kept
+    assert len({score_lines(e.raw)[1][2] for e in entries}) == len(entries)  # each its own bar 3
+    assert backend.generation.written_jobs() == []  # one bar each: no measure of a piece's speed or length
+
+
+def test_a_bar_to_write_again_is_checked_before_the_job_is_queued(backend):
+    source = five_bars()
+    for bar, words in ((1, "must be 2 to 4"), (5, "must be 2 to 4")):
+        with pytest.raises(NotaGenError, match=words):
+            backend.generation.submit(GenerationSpec(TINY, *BACH, bar=bar, continue_abc=source))
+    with pytest.raises(SettingError, match="keeps every other bar"):
+        backend.generation.submit(GenerationSpec(TINY, *BACH, bar=3, keep_lines=2, continue_abc=source))
+    with pytest.raises(SettingError, match="choose the score"):
+        backend.generation.submit(GenerationSpec(TINY, *BACH, bar=3))
+    with pytest.raises(NotaGenError, match="no generation 99"):
+        backend.generation.submit(GenerationSpec(TINY, *BACH, continue_abc=source, parent_id=99))
+    assert backend.jobs.list() == []
+
+
+def test_variations_of_a_library_piece_name_it_as_their_parent(backend):
+    from pipelines.files import atomic_write_text
+    from pipelines.service import Generation
+
+    source = five_bars()
+    path = atomic_write_text(backend.generation.exports / "earlier" / "piece.abc", source)
+    parent = backend.library.add(Generation(model=TINY, prompt=Prompt(*BACH).line, seed=1, status="ok", abc=source,
+                                            period=BACH[0], composer=BACH[1], instrumentation=BACH[2],
+                                            files={"abc": backend.workspace.relative(path)},
+                                            parameters={"max_patches": 8, **FLAT}))
+    spec, abc_file = backend.generation.variations(parent, from_bar=4, count=2)
+    spec = replace(spec, continue_abc=backend.generation.read_score(abc_file), continue_name=abc_file.name)
+    done = backend.jobs.wait(backend.generation.submit(spec).id, 300)
+    assert done.state == "done", done.error
+    entries = [backend.library.get(p.id) for p in backend.generation.result(done).pieces]
+    assert [(e.parent_id, e.seed, e.continued_from) for e in entries] == [(parent, 2, "piece.abc"),
+                                                                          (parent, 3, "piece.abc")]
+    assert [e.id for e in backend.library.search(versions_of=parent)] == [parent]  # none kept yet
+
+
+def test_pieces_shown_side_by_side_are_engraved_for_a_column_and_keep_a4_in_their_pdf(backend, chorale):
+    import re
+
+    from pipelines.service.generation import COLUMN_PAGE_WIDTH
+
+    folder = backend.generation.exports / "columns"
+    alone = backend.generation.render_piece(chorale, folder, "alone")
+    beside = backend.generation.render_piece(chorale, folder, "beside", column=True)
+    assert not alone.error and not beside.error
+
+    def width(rel: str) -> float:
+        svg = backend.generation.exported_file(rel).read_text(encoding="utf-8")
+        return float(re.search(r'<svg[^>]*\bwidth="([\d.]+)px"', svg).group(1))
+
+    assert width(beside.svg_pages[0]) == pytest.approx(width(alone.svg_pages[0]) * COLUMN_PAGE_WIDTH / 2100, rel=0.02)
+    assert len(beside.svg_pages) >= len(alone.svg_pages)  # the same staff size: more systems
+    pdf = [backend.generation.exported_file(p.files["pdf"]).read_bytes() for p in (alone, beside)]
+    assert pdf[0] == pdf[1] or len(pdf[0]) == pytest.approx(len(pdf[1]), rel=0.01)  # both A4
+    assert GenerationSpec(TINY, *BACH, count=2, continue_abc="X:1").side_by_side
+    assert not GenerationSpec(TINY, *BACH, count=2).side_by_side
+    assert not GenerationSpec(TINY, *BACH, count=1, continue_abc="X:1").side_by_side

@@ -5,7 +5,7 @@ from contextlib import closing
 
 import pytest
 
-from pipelines.service.library import Generation, Library, LibraryError
+from pipelines.service.library import SCHEMA_VERSION, Generation, Library, LibraryError
 
 
 def piece(**kw):
@@ -127,7 +127,7 @@ def test_a_library_of_schema_1_is_read_and_gets_the_revision(tmp_path):
     lib.add(piece())
     assert lib.revision() == start + 2
     with closing(sqlite3.connect(path)) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 def test_a_continued_piece_names_the_score_it_continues(tmp_path):
@@ -137,3 +137,49 @@ def test_a_continued_piece_names_the_score_it_continues(tmp_path):
     assert lib.get(new).continued_from == ""
     assert lib.get(continued).continued_from == "bwv1.6.mxl"
     assert piece(parameters={}).continued_from == ""  # a piece stored before continuations were recorded
+
+
+def test_a_library_of_schema_2_gets_the_parent_and_version_columns_and_keeps_its_pieces(tmp_path):
+    path = tmp_path / "library.sqlite"
+    with closing(sqlite3.connect(path)) as db:  # a schema-2 workspace: the table as it was, then the counter
+        db.executescript(SCHEMA_1.replace("PRAGMA user_version = 1;", ""))
+        db.execute("PRAGMA user_version = 2")
+    lib = Library(path)
+    old = lib.get(1)
+    assert (old.parent_id, old.version, old.kept) == (None, 0, False)
+    variation = lib.add(piece(parent_id=1))
+    assert lib.keep(variation).version == 2  # a variation of the old piece, kept
+    with closing(sqlite3.connect(path)) as db:
+        columns = {row[1] for row in db.execute("PRAGMA table_info(generations)")}
+        assert {"parent_id", "version"} <= columns
+        assert "generations_parent" in {row[1] for row in db.execute("PRAGMA index_list(generations)")}
+    Library(path)  # opened again: nothing to add twice
+    assert lib.get(variation).parent_id == 1
+
+
+def test_kept_variations_are_numbered_versions_of_their_parent_and_listed_with_it(tmp_path):
+    lib = Library(tmp_path / "l.sqlite")
+    parent = lib.add(piece())
+    first, second, third = (lib.add(piece(seed=s, parent_id=parent)) for s in (4, 5, 6))
+    other = lib.add(piece(seed=9))
+    assert lib.get(first).parent_id == parent and not lib.get(first).kept
+    assert lib.search(versions_of=parent) == [lib.get(parent)]  # nothing kept yet: the piece alone
+    assert lib.keep(second).version == 2 and lib.keep(first).version == 3
+    assert lib.keep(second).version == 2  # kept again: the same version
+    assert [e.id for e in lib.search(versions_of=parent)] == [second, first, parent]  # newest first
+    assert lib.search(versions_of=other) == [lib.get(other)]
+    assert not lib.get(third).kept
+    with pytest.raises(LibraryError, match=f"piece #{parent} is a new piece"):
+        lib.keep(parent)
+    unfinished = lib.add(piece(parent_id=parent, abc=None, status="limit"))
+    with pytest.raises(LibraryError, match="no finished score to keep"):
+        lib.keep(unfinished)
+
+
+def test_variations_of_an_uploaded_score_are_numbered_among_those_of_the_same_file(tmp_path):
+    lib = Library(tmp_path / "l.sqlite")
+    a = lib.add(piece(parameters={"continue_name": "bwv1.6.mxl"}))
+    b = lib.add(piece(parameters={"continue_name": "bwv1.6.mxl"}))
+    c = lib.add(piece(parameters={"continue_name": "mine.abc"}))
+    assert [lib.keep(i).version for i in (a, b, c)] == [2, 3, 2]
+    assert lib.get(a).parent_id is None

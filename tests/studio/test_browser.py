@@ -308,3 +308,102 @@ def test_variations_of_a_library_piece_are_set_up_in_generate(studio, page, fixt
     keep = page.get_by_label("Keep its first N lines (0: all)").input_value()
     assert keep == "2" and "variations-chorale" in page.inner_text("#gen-upload")
     shot(page, "11-variations-set-up")
+
+
+def library_chorale(backend, fixtures, name: str) -> tuple[int, int]:
+    """A chorale the demo model wrote, as the library keeps it (id, bars): the piece to vary."""
+    from pipelines.files import atomic_write_text
+    from pipelines.generation.continuation import score_lines
+    from pipelines.service import Generation
+
+    chorale = json.loads((fixtures / "postprocess.json").read_text(encoding="utf-8"))[0]["postprocessed"]
+    path = atomic_write_text(backend.generation.exports / "walk" / f"{name}.abc", chorale)
+    entry = backend.library.add(Generation(model="demo", seed=11, status="ok", abc=chorale, period="Baroque",
+                                           composer="Bach, Johann Sebastian", instrumentation="Choral",
+                                           prompt="Baroque_Bach, Johann Sebastian_Choral",
+                                           files={"abc": backend.workspace.relative(path)},
+                                           parameters={"max_patches": 200}))
+    return entry, len(score_lines(chorale)[1])
+
+
+def open_library_piece(page, app, entry: int) -> None:
+    open_tab(page, app, "Library")
+    page.get_by_label("Piece id").fill(str(entry))
+    page.get_by_role("button", name="Open", exact=True).click()
+    page.locator("#library-card").wait_for(state="visible")
+
+
+def side_by_side(page, first: str, second: str) -> bool:
+    a, b = page.locator(first).bounding_box(), page.locator(second).bounding_box()
+    return abs(a["y"] - b["y"]) < 2 and b["x"] >= a["x"] + a["width"] and a["width"] > 350
+
+
+def test_two_variations_of_a_library_piece_side_by_side_one_kept_is_found_with_its_parent(studio, page, fixtures):
+    """The demo model writes 2 variations of a chorale's last bars; they stand side by side, each engraved and
+    playable; "Keep" on the second makes it version 2 of the chorale, which the Library lists under it."""
+    app, backend = studio
+    if not any(m.ref == "demo" for m in backend.models.list()):
+        pytest.skip("the built-in demo model is not in this installation")
+    parent, bars = library_chorale(backend, fixtures, "to-vary")
+    open_library_piece(page, app, parent)
+    page.get_by_label("Vary from bar").fill(str(bars - 1))
+    page.get_by_role("spinbutton", name="Variations").fill("2")
+    page.click("#library-vary-button")
+    page.locator("#gen-preview-score img.score-page").first.wait_for(state="visible")
+    page.wait_for_function("document.querySelector('#gen-model input').value.includes('Demo')")
+    page.click("#gen-button")
+    page.wait_for_function("document.querySelector('#gen-status').innerText.startsWith('finished')",
+                           timeout=300_000)
+    assert page.inner_text("#gen-status").startswith("finished: 2 of 2"), page.inner_text("#gen-status")
+    assert f"2 variations of #{parent}" in page.inner_text("#gen-pieces-note")
+    for i in (0, 1):
+        page.locator(f"#gen-score-{i} img.score-page").first.wait_for(state="visible")
+        page.locator(f"#gen-audio-{i} [data-testid=waveform-controls]").wait_for(state="visible")
+        assert f"a variation of #{parent} from bar {bars - 1}" in page.inner_text(f"#gen-piece-{i}")
+    assert side_by_side(page, "#gen-piece-0", "#gen-piece-1")
+    page.locator("#gen-pieces").scroll_into_view_if_needed()
+    shot(page, "12-variations-side-by-side")
+    page.click("#gen-keep-1")
+    page.wait_for_function("document.querySelector('#gen-kept-1').innerText.includes('Kept as')")
+    kept = int(page.inner_text("#gen-kept-1").split("#")[1].split(",")[0])
+    assert backend.library.get(kept).parent_id == parent and backend.library.get(kept).version == 2
+    assert not page.locator("#gen-keep-1").is_visible() and page.locator("#gen-keep-0").is_visible()
+    open_tab(page, app, "Library")
+    page.fill("#library-versions input", str(parent))
+    page.click("#library-search")
+    # the piece and its one kept version, of the many pieces in the library
+    page.wait_for_function(f"(t => t.includes('v2 of #{parent}') && t.split('Baroque / Bach').length === 3)"
+                           "(document.querySelector('#library-table').innerText)")
+    assert backend.library.search(versions_of=parent) == [backend.library.get(kept), backend.library.get(parent)]
+    page.locator("#library-table").get_by_text(f"v2 of #{parent}").last.click()  # its row opens it
+    page.locator("#library-card").wait_for(state="visible")
+    page.wait_for_function(f"document.querySelector('#library-card').innerText.includes('version 2 of #{parent}')")
+    assert f"#{kept} " in page.inner_text("#library-card .piece-heading")
+    shot(page, "13-library-versions")
+
+
+def test_a_bar_written_again_from_the_library_comes_back_ranked_side_by_side(studio, page, fixtures):
+    app, backend = studio
+    if not any(m.ref == "demo" for m in backend.models.list()):
+        pytest.skip("the built-in demo model is not in this installation")
+    parent, bars = library_chorale(backend, fixtures, "to-rewrite")
+    open_library_piece(page, app, parent)
+    page.get_by_label("Rewrite bar").fill(str(bars - 2))
+    page.get_by_role("spinbutton", name="Candidates").fill("3")
+    page.click("#library-rewrite-button")
+    page.locator("#gen-preview-score img.score-page").first.wait_for(state="visible")
+    page.get_by_text("Continue a score").click()
+    page.wait_for_function(f"document.querySelector('#gen-bar input')?.value === '{bars - 2}'")
+    assert page.get_by_label("Keep its first N lines (0: all)").input_value() == "0"
+    page.locator("#gen-continue").scroll_into_view_if_needed()
+    shot(page, "14-bar-set-up")
+    page.click("#gen-button")
+    page.wait_for_function("document.querySelector('#gen-status').innerText.startsWith('finished')",
+                           timeout=300_000)
+    note = page.inner_text("#gen-pieces-note")
+    assert f"candidates for bar {bars - 2} of #{parent}" in note and "best first" in note, note
+    first = page.inner_text("#gen-piece-0")
+    assert f"bar {bars - 2} of #{parent} written again: rank 1, the bars after it at -" in first
+    assert "rank 2" in page.inner_text("#gen-piece-1") and side_by_side(page, "#gen-piece-0", "#gen-piece-1")
+    page.locator("#gen-pieces").scroll_into_view_if_needed()
+    shot(page, "15-bar-candidates")

@@ -41,8 +41,8 @@ def test_an_upload_that_is_not_music_is_refused_at_preview_naming_it(backend, tm
     shopping.write_text("This is my shopping list\n", encoding="utf-8")
     with pytest.raises(gr.Error, match="shopping.abc: not an ABC tune"):
         bind(generate.preview_upload, backend)(str(shopping))
-    score, audio, card = generate.clear_preview()  # what the page shows while a new upload is read
-    assert (score, audio, card["visible"]) == ("", None, False)
+    score, audio, card, parent = generate.clear_preview()  # what the page shows while a new upload is read
+    assert (score, audio, card["visible"], parent) == ("", None, False, None)  # a file of one's own: no parent
 
 
 class Submitted(Exception):
@@ -106,3 +106,40 @@ def test_the_meter_and_key_offered_follow_the_models_record_and_the_choice_reach
     spec = made.value.args[0]
     header = spec.header()  # a tempo of 0: the model's choice
     assert (header.meter, header.key, header.tempo, header.bars) == ("3/4", "Emin", None, 16)
+
+
+def test_variations_of_one_piece_stand_side_by_side_each_with_keep_which_says_where_it_went(backend):
+    from pipelines.service import Generation, GenerationResult, Job, PieceResult
+    from pipelines.service.jobs import Runner
+
+    bach = {"period": "Baroque", "composer": "Bach, Johann Sebastian", "instrumentation": "Choral",
+            "prompt": "Baroque_Bach, Johann Sebastian_Choral", "model": TINY, "status": "ok", "abc": "X:1\nK:C\nC|\n"}
+    parent = backend.library.add(Generation(seed=1, **bach))
+    variations = [backend.library.add(Generation(seed=s, parent_id=parent, parameters={"keep_lines": 2}, **bach))
+                  for s in (2, 3)]
+    result = GenerationResult([PieceResult(i, 0, "ok", "", 10, "", []) for i in variations], "", TINY, bach["prompt"])
+    backend.jobs.register("written", Runner("gpu", lambda ctx: result.to_dict()))  # a finished job's record
+    request = {"model": TINY, "period": "Baroque", "composer": "Bach, Johann Sebastian", "instrumentation": "Choral"}
+    done = backend.jobs.wait(backend.jobs.submit("written", {**request, "continue_abc": "X:1", "parent_id": parent,
+                                                            "count": 2}).id, 30)
+    shown = generate.finished(backend, done)
+    note = shown[3 + len(generate.NO_SLOT) * generate.MAX_PIECES]
+    assert 'class="side-by-side"' in note and f"2 variations of #{parent}" in note
+    for i, entry_id in enumerate(variations):
+        slot = dict(zip(generate.SLOT_VIEWS, shown[3 + i * len(generate.SLOT_VIEWS):]))
+        assert slot["group"]["visible"] and f"#{entry_id}" in slot["heading"]
+        assert f"a variation of #{parent} from bar 3" in slot["heading"]
+        assert slot["keep"]["visible"] is True and slot["kept"] == ""
+    kept, button = generate.keep(backend, variations, slot=1)
+    assert kept == (f"**Kept** as #{variations[1]}, version 2 of #{parent}: find it in the Library "
+                    f"(Versions of #{parent}).") and button["visible"] is False
+    assert backend.library.get(variations[1]).version == 2 and not backend.library.get(variations[0]).kept
+    slot = dict(zip(generate.SLOT_VIEWS, generate.finished(backend, done)[3 + len(generate.SLOT_VIEWS):]))
+    assert slot["keep"]["visible"] is False and slot["kept"] == kept  # shown again: kept, no button
+    with pytest.raises(gr.Error, match="no piece in that place"):
+        bind(generate.keep, backend)(variations, slot=2)
+    # new pieces (no score continued) are not variations: each at full width, nothing to keep
+    alone = Job("job2", "generate", "gpu", {**request, "count": 2}, state="done")
+    assert generate.side_by_side_note(backend, alone, [backend.library.get(i) for i in variations]) == ""
+    new = backend.library.add(Generation(seed=9, **bach))
+    assert generate.piece_slot(backend, backend.library.get(new))[5]["visible"] is False

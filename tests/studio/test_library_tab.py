@@ -53,7 +53,7 @@ def test_a_continued_piece_says_which_score_it_continues(backend):
     new = backend.library.add(piece(parameters={"continue_name": ""}))
     continued = backend.library.add(piece(parameters={"continue_name": "bwv1.6.mxl", "keep_lines": 4}))
     rows = {row[0]: row for row in library.search(backend)}
-    column = library.HEADERS.index("continued from")
+    column = library.HEADERS.index("from")
     assert (rows[continued][column], rows[new][column]) == ("bwv1.6.mxl", "")
     assert rows[new][library.HEADERS.index("prompt")] == "Baroque / Bach, Johann Sebastian / Choral"
     heading = library.open_piece(backend, continued)[0]
@@ -68,10 +68,11 @@ def test_the_piece_buttons_wait_for_a_piece():
 
 def test_variations_of_a_piece_fill_the_generate_tab_from_a_bar_on(backend, fixtures):
     import json
+    from dataclasses import replace
 
     from pipelines.errors import NotaGenError, SettingError
     from pipelines.files import atomic_write_text
-    from pipelines.generation.continuation import score_lines
+    from pipelines.generation.continuation import continuation_prefix, score_lines
     from studio.app import build_app
     from studio.tabs import generate
 
@@ -94,3 +95,39 @@ def test_variations_of_a_piece_fill_the_generate_tab_from_a_bar_on(backend, fixt
     g = generate.ui
     assert (shown[g["keep_lines"]], shown[g["add_lines"]], shown[g["upload"]]) == (2, bars - 2, str(path))
     assert shown[g["count"]] == 4 and shown[library.ui["tabs"]].selected == "generate"
+    assert (spec.parent_id, shown[g["parent"]], shown[g["bar"]]) == (entry, entry, 0)  # the variations' parent
+
+    spec, abc_file = backend.generation.bar_rewrite(entry, bar=3, candidates=5)
+    assert abc_file == path
+    assert (spec.bar, spec.count, spec.seed, spec.keep_lines, spec.parent_id) == (3, 5, 6, 0, entry)
+    assert replace(spec, continue_abc=chorale).prefix() == continuation_prefix(chorale, spec.prompt, keep_lines=2,
+                                                                               add_lines=bars - 2)
+    for wrong in (1, bars):
+        with pytest.raises(SettingError, match=f"rewrite a bar from 2 to {bars - 1}"):
+            backend.generation.bar_rewrite(entry, bar=wrong, candidates=2)
+    shown = library.rewrite(backend, entry, 3, 5)
+    assert (shown[g["bar"]], shown[g["keep_lines"]], shown[g["count"]], shown[g["parent"]]) == (3, 0, 5, entry)
+
+
+def test_a_kept_version_names_its_parent_and_is_listed_with_it(backend):
+    parent = backend.library.add(piece())
+    variation = backend.library.add(piece(seed=2, parent_id=parent, parameters={"keep_lines": 4}))
+    candidate = backend.library.add(piece(seed=3, parent_id=parent,
+                                          parameters={"bar": 5, "rank": 1, "following_logprob": -85.24}))
+    backend.library.add(piece(seed=4))
+    column = library.HEADERS.index("from")
+    rows = {row[0]: row for row in library.search(backend)}
+    assert (rows[variation][column], rows[candidate][column], rows[parent][column]) == (f"#{parent}",
+                                                                                          f"#{parent} bar 5", "")
+    assert library.open_piece(backend, variation)[0].endswith(f"a variation of #{parent} from bar 5")
+    assert library.open_piece(backend, candidate)[0].endswith(
+        f"bar 5 of #{parent} written again: rank 1, the bars after it at -85.2 (the model&#x27;s log-likelihood)")
+    assert library.keep(backend, candidate) == (f"**Kept** as #{candidate}, version 2 of #{parent}: find it in the "
+                                                f"Library (Versions of #{parent}).")
+    assert "open a piece first" == library.keep(backend, None)
+    with pytest.raises(gr.Error, match="is a new piece"):
+        library.bind(library.keep, backend)(parent)
+    rows = library.search(backend, versions=parent)
+    assert [(row[0], row[column]) for row in rows] == [(candidate, f"v2 of #{parent} bar 5"), (parent, "")]
+    card = library.open_piece(backend, candidate)
+    assert f"version 2 of #{parent}: bar 5" in card[0] and card[5].startswith("**Kept**")
