@@ -65,8 +65,8 @@ def read_ratings(path: Path) -> list:
             record = json.loads(line)
             prompt = parse_prompt(record["prompt"]) if record.get("prompt") else None
             if "better" in record or "worse" in record:
-                ratings.append(HumanPair(record["better"], record["worse"], prompt,
-                                         record.get("better_name", f"better-{n}"), record.get("worse_name", f"worse-{n}")))
+                names = record.get("better_name", f"better-{n}"), record.get("worse_name", f"worse-{n}")
+                ratings.append(HumanPair(record["better"], record["worse"], prompt, *names))
             else:
                 ratings.append(HumanRating(record["abc"], int(record["rating"]), prompt,
                                            record.get("name", f"rated-{n}")))

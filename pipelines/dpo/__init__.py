@@ -14,8 +14,8 @@ from importlib import import_module
 _HOMES = {"DPOConfig": ".config", "DPOResult": ".loop", "run_dpo": ".loop", "evaluate_model": ".loop",
           "dpo_loss": ".loss", "sequence_logprobs": ".logprobs", "training_text": ".logprobs",
           "estimate_dpo_memory": ".memory", "estimate_dpo_time": ".estimate", "Candidate": ".preference",
-          "HumanRating": ".preference", "HumanPair": ".preference", "select_preferences": ".preference", "SampleFigures": ".report",
-          "best_model": ".report", "BuiltinScorer": ".scorers", "Scorer": ".scorers"}
+          "HumanRating": ".preference", "HumanPair": ".preference", "select_preferences": ".preference",
+          "SampleFigures": ".report", "best_model": ".report", "BuiltinScorer": ".scorers", "Scorer": ".scorers"}
 __all__ = list(_HOMES)
 
 

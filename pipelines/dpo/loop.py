@@ -562,7 +562,8 @@ class TooFewPairs(Exception):
 class DPORun:
     """One run; `run_dpo()` is the front door."""
 
-    def __init__(self, config: DPOConfig, ratings: list[HumanJudgement] | None, candidate_source: CandidateSource | None,
+    def __init__(self, config: DPOConfig, ratings: list[HumanJudgement] | None,
+                 candidate_source: CandidateSource | None,
                  on_log: Callable[[dict], None] | None, on_progress: Progress | None,
                  should_stop: Callable[[], bool] | None):
         self.config = config

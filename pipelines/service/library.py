@@ -9,9 +9,10 @@ latest judgement of two pieces is the one kept, whichever way it went. Rated pie
 (`preference_records`) and judged pairs (`pairwise_records`) are the human preferences DPO
 learns from. A continued piece names the score it continued in its parameters (`continue_name`).
 
-`revision()` is a counter that every added or re-rated row moves on (SQLite triggers, so any
-writer counts, the CLI included; a judgement given or removed counts too): a viewer asks it every few seconds and reloads only when it
-moved. Schema 2 added it; a library of schema 1 gets the counter when it is opened.
+`revision()` is a counter that every added or re-rated row, and every judgement given or removed,
+moves on (SQLite triggers, so any writer counts, the CLI included): a viewer asks it every few
+seconds and reloads only when it moved. Schema 2 added it; a library of schema 1 gets the counter
+when it is opened.
 
 Every call opens its own connection, so the UI's threads and the job worker can use
 one Library object; WAL mode lets readers go on while a job writes.

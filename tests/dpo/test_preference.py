@@ -172,6 +172,7 @@ def test_judged_pairs_are_the_pairs_the_user_made_and_join_ratings_and_a_scorers
                                    ("library-1", "library-3"), ("library-2", "library-3")]
     assert [x.name for x in mixed.chosen] == ["top", "library-1", "library-2"]
     assert mixed.chosen[1].reason == "rated +1 by the user; judged better than library-2; judged better than library-3"
-    assert describe_judgements([HumanRating(a, 1), *judged]) == "1 piece rated up, 0 rated down and 3 pairwise judgements"
+    said = describe_judgements([HumanRating(a, 1), *judged])
+    assert said == "1 piece rated up, 0 rated down and 3 pairwise judgements"
     with pytest.raises(DPOError, match="library-1 cannot be judged better than itself"):
         HumanPair(a, a, prompt, "library-1", "library-1")
