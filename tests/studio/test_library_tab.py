@@ -123,7 +123,8 @@ def test_a_piece_is_compared_with_another_of_its_prompt_and_a_judgement_removed(
     assert [(j.better, j.worse) for j in backend.library.judgements()] == [(other, this)]
     judged, judgement, remove = library.prefer_other(backend, this, older)
     assert judged.startswith("**Compared** (2):\n- This piece is worse than #" + str(older))
-    assert [label.split(" (")[0] for label, _ in judgement["choices"]] == [f"worse than #{older}", f"worse than #{other}"]
+    shown = [label.split(" (")[0] for label, _ in judgement["choices"]]
+    assert shown == [f"worse than #{older}", f"worse than #{other}"]
     assert remove["interactive"] is False  # until a judgement is picked
     judged, judgement, remove = library.remove_judgement(backend, this, judgement["choices"][0][1])
     assert [(j.better, j.worse) for j in backend.library.judgements()] == [(other, this)]
