@@ -74,9 +74,10 @@ def render(backend: Backend) -> None:
                                                  visible=False, elem_id="library-other-audio")
                     ui["judged"] = gr.Markdown(elem_id="library-judged", elem_classes="quiet-note")
                     with gr.Row(equal_height=True):
-                        ui["judgement"] = gr.Dropdown(label="Judgement", elem_id="library-judgement", scale=3)
+                        ui["judgement"] = gr.Dropdown(label="Judgement to remove", elem_id="library-judgement",
+                                                      scale=3, visible=False)
                         ui["unjudge"] = gr.Button("Remove judgement", size="sm", scale=1, min_width=150,
-                                                  interactive=False, elem_id="library-unjudge")
+                                                  interactive=False, visible=False, elem_id="library-unjudge")
                 with gr.Row(equal_height=True, elem_id="library-vary"):
                     ui["vary_bar"] = gr.Number(2, label="Vary from bar", precision=0, minimum=2, min_width=90)
                     ui["vary_count"] = gr.Number(4, label="Variations", precision=0, minimum=1,
@@ -118,7 +119,7 @@ def listen(backend: Backend) -> None:
     judged = [ui[k] for k in JUDGED_OUTPUTS]
     ui["better"].click(bind(prefer_this, backend), [ui["pick"], ui["compare"]], judged, api_name="library_better")
     ui["worse"].click(bind(prefer_other, backend), [ui["pick"], ui["compare"]], judged, api_name="library_worse")
-    ui["judgement"].change(lambda j: gr.update(interactive=bool(j)), ui["judgement"], ui["unjudge"], api_name=False,
+    ui["judgement"].change(judgement_picked, ui["judgement"], ui["unjudge"], api_name=False,
                            show_progress="hidden")
     ui["unjudge"].click(bind(remove_judgement, backend), [ui["pick"], ui["judgement"]], judged,
                         api_name="library_remove_judgement")
@@ -217,7 +218,8 @@ def compare_view(backend: Backend, entry: Generation | None) -> tuple:
     """(the "Compare with..." choices, the other piece's player, the piece's judgements, the judgement picker): the
     other finished pieces of its prompt, newest first; nothing picked."""
     if entry is None:
-        return gr.update(choices=[], value=None), gr.update(value=None, visible=False), "", gr.update(choices=[])
+        return (gr.update(choices=[], value=None), gr.update(value=None, visible=False), "",
+                gr.update(choices=[], visible=False))
     if entry.abc is None:
         compare = gr.update(choices=[], value=None, info="only a finished piece can be compared")
     else:
@@ -237,15 +239,17 @@ def piece_label(entry: Generation) -> str:
 
 
 def judgements_view(backend: Backend, entry_id: int) -> tuple:
-    """(the piece's judgements in words, the judgement picker, the Remove button), newest first."""
+    """(the piece's judgements in words, the judgement picker, the Remove button), newest first; the picker and
+    the button only where there is one."""
     judgements = backend.library.judgements(entry_id)
     if not judgements:
-        return "Not compared with another piece yet.", gr.update(choices=[], value=None), gr.update(interactive=False)
+        return ("Not compared with another piece yet.", gr.update(choices=[], value=None, visible=False),
+                gr.update(interactive=False, visible=False))
     said = [(f"{'better' if j.better == entry_id else 'worse'} than #{j.other(entry_id)} "
              f"(judged {time.strftime('%Y-%m-%d %H:%M', time.localtime(j.created))})", j.id) for j in judgements]
     lines = "\n".join(f"- This piece is {words}" for words, _ in said)
-    return (f"**Compared** ({len(said)}):\n{lines}", gr.update(choices=said, value=None),
-            gr.update(interactive=False))
+    return (f"**Compared** ({len(said)}):\n{lines}", gr.update(choices=said, value=None, visible=True),
+            gr.update(interactive=False, visible=True))
 
 
 def compare_picked(backend: Backend, other):
@@ -254,6 +258,11 @@ def compare_picked(backend: Backend, other):
         return gr.update(value=None, visible=False), gr.update(interactive=False), gr.update(interactive=False)
     audio = audio_path(backend, backend.library.get(int(other)).files)  # None: a piece with no score made
     return gr.update(value=audio, visible=bool(audio)), gr.update(interactive=True), gr.update(interactive=True)
+
+
+def judgement_picked(judgement_id):
+    """Remove waits for a judgement to be picked."""
+    return gr.update(interactive=bool(judgement_id))
 
 
 def prefer_this(backend: Backend, entry_id, other):

@@ -308,3 +308,40 @@ def test_variations_of_a_library_piece_are_set_up_in_generate(studio, page, fixt
     keep = page.get_by_label("Keep its first N lines (0: all)").input_value()
     assert keep == "2" and "variations-chorale" in page.inner_text("#gen-upload")
     shot(page, "11-variations-set-up")
+
+
+def test_two_pieces_of_one_prompt_are_compared_in_the_library(studio, page, fixtures):
+    """Two engraved chorales of one prompt: open the newer, pick the older in "Compare with...", hear it, say this
+    one is better, change one's mind, then remove the judgement."""
+    from pipelines.service import Generation
+
+    app, backend = studio
+    ids = []
+    for n, case in enumerate(json.loads((fixtures / "postprocess.json").read_text(encoding="utf-8"))[:2]):
+        made = backend.generation.render_piece(case["postprocessed"], backend.generation.exports / "compare" / str(n),
+                                               "chorale")
+        ids.append(backend.library.add(Generation(
+            model="models/tiny.pth", seed=21 + n, status="ok", abc=case["postprocessed"], raw=case["generated"],
+            period="Baroque", composer="Bach, Johann Sebastian", instrumentation="Choral",
+            prompt="Baroque_Bach, Johann Sebastian_Choral", files={**made.files, "svg": made.svg_pages})))
+    older, newer = ids
+    open_tab(page, app, "Library")
+    page.wait_for_function("document.querySelector('#library-table').innerText.includes('Choral')")
+    page.get_by_label("Piece id").fill(str(newer))
+    page.get_by_role("button", name="Open", exact=True).click()
+    page.locator("#library-score img.score-page").first.wait_for(state="visible")
+    choose(page, "library-compare", f"#{older} - seed 21")
+    page.locator("#library-other-audio").wait_for(state="visible")
+    page.click("#library-better")
+    page.wait_for_function(f"document.querySelector('#library-judged').innerText.includes('better than #{older}')")
+    assert [(j.better, j.worse) for j in backend.library.judgements(newer)] == [(newer, older)]
+    page.locator("#library-judged").scroll_into_view_if_needed()
+    shot(page, "12-library-compared")
+    page.click("#library-worse")  # the other one after all: the latest judgement stands
+    page.wait_for_function(f"document.querySelector('#library-judged').innerText.includes('worse than #{older}')")
+    assert [(j.better, j.worse) for j in backend.library.judgements(newer)] == [(older, newer)]
+    choose(page, "library-judgement")
+    page.click("#library-unjudge")
+    page.wait_for_function("document.querySelector('#library-judged').innerText.includes('Not compared')")
+    assert backend.library.judgements(newer) == []
+    shot(page, "13-library-judgement-removed")

@@ -112,6 +112,7 @@ def test_a_piece_is_compared_with_another_of_its_prompt_and_a_judgement_removed(
     assert compare["choices"][0][0].startswith(f"#{other} - seed 2 - ")
     assert compare["info"] == "2 other finished pieces of this prompt"
     assert other_audio["visible"] is False and judged == "Not compared with another piece yet."
+    assert judgement["visible"] is False  # nothing to remove
     audio, better, worse = library.compare_picked(backend, other)
     assert better["interactive"] is True and worse["interactive"] is True
     assert audio["visible"] is True and audio["value"] == str(heard)  # the other piece, to listen to
@@ -125,7 +126,8 @@ def test_a_piece_is_compared_with_another_of_its_prompt_and_a_judgement_removed(
     assert judged.startswith("**Compared** (2):\n- This piece is worse than #" + str(older))
     shown = [label.split(" (")[0] for label, _ in judgement["choices"]]
     assert shown == [f"worse than #{older}", f"worse than #{other}"]
-    assert remove["interactive"] is False  # until a judgement is picked
+    assert judgement["visible"] is True and remove["interactive"] is False  # until a judgement is picked
+    assert library.judgement_picked(judgement["choices"][0][1])["interactive"] is True
     judged, judgement, remove = library.remove_judgement(backend, this, judgement["choices"][0][1])
     assert [(j.better, j.worse) for j in backend.library.judgements()] == [(other, this)]
     assert library.open_piece(backend, older)[-2] == "Not compared with another piece yet."
