@@ -238,6 +238,10 @@ def test_pairwise_judgements_alone_are_exactly_the_pairs_learnt_from(data, tmp_p
     assert not torch.equal(start[w], learnt[w])
     rows = list(csv.DictReader((tmp_path / "run" / "iter_1" / "scores.csv").open(encoding="utf-8")))
     assert {r["name"] for r in rows} == set(text) and {r["source"] for r in rows} == {"human"}
+    more = DPOConfig(model=TINY, data_dir=data, out_dir=tmp_path / "more", scorer="none", min_pairs=7, device="cpu")
+    with pytest.raises(DPOError, match="only 6 preference pairs, fewer than the minimum of 7 .*: the user's "
+                                       "judgements are 0 pieces rated up, 0 rated down and 6 pairwise judgements"):
+        run_dpo(more, ratings=pairs)
 
 
 def test_no_pairs_is_an_error_that_says_why(data, tmp_path):
