@@ -68,4 +68,8 @@ CSS = """
 .job-fill {height: 100%; background: var(--color-accent); border-radius: 4px; transition: width .5s ease}
 .job-busy .job-fill {width: 30%; animation: job-busy 1.4s ease-in-out infinite}
 @keyframes job-busy {from {margin-left: -30%} to {margin-left: 100%}}
+
+/* Library: a piece compared with others of its prompt */
+#library-judged {padding: 6px 12px}
+#library-judged ul {margin: 2px 0 0; padding-left: 18px}
 """

@@ -1,4 +1,5 @@
-"""`notagen dpo`: CLaMP-DPO iterations on a model against a dataset's pieces (and/or rated pieces).
+"""`notagen dpo`: CLaMP-DPO iterations on a model against a dataset's pieces (and/or the user's judgements:
+rated pieces and "A is better than B" pairs, `--ratings`).
 
 Before it starts it prints the memory of one step and how long the run may take; while it runs,
 each stage; at the end, per model: the share of its pieces that end, the share usable and the
@@ -31,7 +32,11 @@ def register(subparsers):
     p.add_argument("--out", type=Path, required=True, help="run folder: iter_K/, final/, summary.json")
     for name in DPO_OPTIONS:
         add_option(p, DPOConfig, name, FLAGS.get(name))
-    p.add_argument("--ratings", type=Path, help='JSON lines {"abc": ..., "rating": 1 or -1, "prompt": "P_C_I"}')
+    p.add_argument("--ratings", type=Path,
+                   help='your judgements, JSON lines: a rated piece {"abc": ..., "rating": 1 or -1, "prompt": '
+                        '"P_C_I"} or a pair {"better": ..., "worse": ..., "prompt": "P_C_I"} (the better piece '
+                        'chosen, the worse rejected; one pair); "name" (of a pair "better_name", "worse_name") '
+                        'optional')
     p.add_argument("--quiet", action="store_true", help="no per-step lines")
     p.set_defaults(func=run_dpo_command)
 
@@ -42,8 +47,9 @@ def config_from_args(args) -> DPOConfig:
 
 
 def read_ratings(path: Path) -> list:
+    """The judgements of a `--ratings` file: HumanRating and HumanPair records."""
     from pipelines.abc.prompts import parse_prompt
-    from pipelines.dpo import HumanRating
+    from pipelines.dpo import HumanPair, HumanRating
     from pipelines.errors import PromptError
     from pipelines.files import read_text
 
@@ -58,9 +64,14 @@ def read_ratings(path: Path) -> list:
         try:
             record = json.loads(line)
             prompt = parse_prompt(record["prompt"]) if record.get("prompt") else None
-            ratings.append(HumanRating(record["abc"], int(record["rating"]), prompt, record.get("name", f"rated-{n}")))
+            if "better" in record or "worse" in record:
+                names = record.get("better_name", f"better-{n}"), record.get("worse_name", f"worse-{n}")
+                ratings.append(HumanPair(record["better"], record["worse"], prompt, *names))
+            else:
+                ratings.append(HumanRating(record["abc"], int(record["rating"]), prompt,
+                                           record.get("name", f"rated-{n}")))
         except (json.JSONDecodeError, KeyError, TypeError, ValueError, PromptError, DPOError) as e:
-            raise DPOError(f"{path}:{n}: not a rating record ({e})") from None
+            raise DPOError(f"{path}:{n}: not a rating or pair record ({e})") from None
     return ratings
 
 

@@ -58,7 +58,8 @@ class DPOConfig:
                              help="the result is the measured model with the highest usable share x mean score "
                                   "(the starting model included), not the last one")
     # Scoring
-    scorer: str = option("builtin", choices=SCORERS, help="none: rated pieces only")
+    scorer: str = option("builtin", choices=SCORERS,
+                         help="none: your judgements only (rated pieces, judged pairs); no piece is written")
     clamp2_weights: Path | None = option(None, label="CLaMP 2 weights",
                                          help="the official CLaMP 2 .pth (sander-wood/clamp2 on Hugging Face)")
     m3_weights: Path | None = option(None, label="M3 weights",

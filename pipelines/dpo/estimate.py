@@ -1,7 +1,7 @@
 """How long a DPO run may take, said before it starts: from the device's generation speed and step time.
 
 A run writes `samples` pieces per iteration (and as many more to measure its last model), each
-up to `max_patches` patches, then takes up to `steps` optimiser steps. The estimate is an upper
+up to `max_patches` patches (none without a scorer), then takes up to `steps` optimiser steps. The estimate is an upper
 bound: it counts every piece at its patch limit (most end earlier) and every step (a run with
 fewer pairs takes fewer, `DPOConfig.optimiser_steps`).
 
@@ -100,9 +100,11 @@ def estimate_dpo_time(settings: dict, parameters: int, patch_length: int, device
                       rates: Rates | None = None) -> DPOEstimate:
     """The longest a run of `settings` (DPOConfig's fields by name) may take for a model of `parameters`
     parameters and a context of `patch_length` patches on `device_type`."""
-    batch = max(1, min(settings["generation_batch"], settings["samples"] or 1))
+    # without a scorer no piece is written: the user's judgements are the pairs
+    samples = settings["samples"] if settings["scorer"] != "none" else 0
+    batch = max(1, min(settings["generation_batch"], samples or 1))
     rates = rates or recorded_rates(device_type, batch)
-    samples, limit = settings["samples"], settings["max_patches"]
+    limit = settings["max_patches"]
     measured = settings["scorer"] != "none" and (settings["score_final"] or settings["keep_best"])
     stages = settings["iterations"] + (1 if measured else 0)
     batches = math.ceil(samples / batch) if samples else 0
@@ -118,6 +120,7 @@ def estimate_dpo_time(settings: dict, parameters: int, patch_length: int, device
     total = generation + optimise
     where = {"cuda": "this GPU", "cpu": "this CPU", "mps": "this Mac's GPU"}.get(device_type, device_type)
     pieces = f"{samples} pieces" + (f" of up to {limit} patches" if limit else " with no patch limit")
-    text = (f"at most about {describe_seconds(total)} on {where}: {stages} x {pieces}, then up to "
-            f"{settings['steps']} steps per iteration ({rates.source})")
+    written = f"{stages} x {pieces}, then " if samples else "no pieces written, "
+    text = (f"at most about {describe_seconds(total)} on {where}: {written}up to {settings['steps']} steps per "
+            f"iteration ({rates.source})")
     return DPOEstimate(total, generation, optimise, text)

@@ -4,7 +4,7 @@ Run folder:
 
     iter_K/samples/<name>.abc, <name>.raw.abc   post-processed and as-generated pieces
     iter_K/scores.csv                            name, prompt, seed, status, score, nearest reference, decision
-    iter_K/preference.json                       chosen and rejected pieces, each with score and reason
+    iter_K/preference.json                       chosen and rejected pieces, each with score and reason; the pairs
     iter_K/model.pth, iter_K/prompts.txt         the optimised model (card included) and its prompt vocabulary
     final/samples/, final/scores.csv             pieces of the last model, measured
     summary.json                                 settings, status, per-model figures, per-iteration results
@@ -25,7 +25,7 @@ import io
 import json
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -44,9 +44,10 @@ from pipelines.dpo.logprobs import (
 from pipelines.dpo.loss import dpo_loss
 from pipelines.dpo.preference import (
     Candidate,
-    HumanRating,
+    HumanJudgement,
     Preference,
     classify,
+    describe_judgements,
     merge_ratings,
     select_preferences,
     why_few_pairs,
@@ -429,15 +430,16 @@ HELDOUT_PATIENCE = 3  # checks in a row without a lower held-out loss before opt
 HELDOUT_CHECKS = 10  # checks per iteration
 
 
-def split_heldout(pairs: list[tuple[int, int]], rejected: int, config: DPOConfig,
+def split_heldout(pairs: list[tuple[int, int]], rejected: Sequence[int], config: DPOConfig,
                   iteration: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
-    """(training pairs, held-out pairs): the pairs of a `holdout` share of the rejected pieces (drawn with the
-    run's seed) are kept out of the optimiser to tell when it stops generalising. None are held out where
-    fewer than HELDOUT_MIN_REJECTED pieces are rejected or no training pair would be left."""
-    count = min(round(config.holdout * rejected), HELDOUT_MAX_PIECES)
-    if config.holdout == 0 or rejected < HELDOUT_MIN_REJECTED or count == 0:
+    """(training pairs, held-out pairs): the pairs of a `holdout` share of the `rejected` pieces (indices of those
+    that may be held out, drawn with the run's seed) are kept out of the optimiser to tell when it stops
+    generalising. None are held out where fewer than HELDOUT_MIN_REJECTED may be or no training pair would be
+    left."""
+    count = min(round(config.holdout * len(rejected)), HELDOUT_MAX_PIECES)
+    if config.holdout == 0 or len(rejected) < HELDOUT_MIN_REJECTED or count == 0:
         return pairs, []
-    held = set(random.Random(f"notagen-dpo-holdout:{config.seed}:{iteration}").sample(range(rejected), count))
+    held = set(random.Random(f"notagen-dpo-holdout:{config.seed}:{iteration}").sample(rejected, count))
     train = [p for p in pairs if p[1] not in held]
     return (train, [p for p in pairs if p[1] in held]) if train else (pairs, [])
 
@@ -454,6 +456,11 @@ def heldout_loss(policy: NotaGen, chosen: list, rejected: list, held: list[tuple
     return float(losses.mean())
 
 
+def heldout_candidates(preference: Preference) -> list[int]:
+    """The rejected pieces whose pairs may be held out: the generated ones (what the user judged is always learnt)."""
+    return [j for j, r in enumerate(preference.rejected) if r.source != "human"]
+
+
 def optimise(policy: NotaGen, reference: NotaGen, preference: Preference, config: DPOConfig, iteration: int,
              device: torch.device, on_step: Callable[[dict], None] | None = None,
              should_stop: Callable[[], bool] | None = None) -> OptimiseStats:
@@ -465,7 +472,7 @@ def optimise(policy: NotaGen, reference: NotaGen, preference: Preference, config
     if not every_pair:
         raise DPOError(f"iteration {iteration}: no preference pairs ({len(preference.chosen)} chosen, "
                        f"{len(preference.rejected)} rejected); generate more samples or rate pieces")
-    pairs, held = split_heldout(every_pair, len(preference.rejected), config, iteration)
+    pairs, held = split_heldout(every_pair, heldout_candidates(preference), config, iteration)
     stats.heldout_pairs = len(held)
     steps = stats.planned_steps = config.optimiser_steps(len(pairs))
     check_every = max(1, steps // HELDOUT_CHECKS)
@@ -514,7 +521,8 @@ def optimise(policy: NotaGen, reference: NotaGen, preference: Preference, config
         if on_step:
             on_step({"event": "step", "iteration": iteration, "step": step + 1, "steps": steps,
                      "loss": value, "grad_norm": norm, "chosen_reward": float(chosen_rewards.mean()),
-                     "rejected_reward": float(rejected_rewards.mean())})
+                     "rejected_reward": float(rejected_rewards.mean()),
+                     "drawn": [[preference.chosen[i].name, preference.rejected[j].name] for i, j in drawn]})
         if should_stop and should_stop():
             stats.cancelled = True
             break
@@ -554,7 +562,8 @@ class TooFewPairs(Exception):
 class DPORun:
     """One run; `run_dpo()` is the front door."""
 
-    def __init__(self, config: DPOConfig, ratings: list[HumanRating] | None, candidate_source: CandidateSource | None,
+    def __init__(self, config: DPOConfig, ratings: list[HumanJudgement] | None,
+                 candidate_source: CandidateSource | None,
                  on_log: Callable[[dict], None] | None, on_progress: Progress | None,
                  should_stop: Callable[[], bool] | None):
         self.config = config
@@ -593,8 +602,8 @@ class DPORun:
     # -- pieces
     def candidates(self, iteration: int, model_path: Path, folder: Path, what: str) -> list[Candidate]:
         c = self.config
-        if c.samples == 0 and self.candidate_source is None:  # rated pieces only
-            return []
+        if (c.samples == 0 or self.judge is None) and self.candidate_source is None:
+            return []  # the user's judgements only: without a scorer no generated piece could enter a pair
         total = generation_work(c, c.samples)
         limit = f" of up to {c.max_patches} patches" if c.max_patches else ""
         self.stage(f"{what}: writing {c.samples} pieces{limit}", total)
@@ -646,7 +655,7 @@ class DPORun:
         else:
             preference = Preference()
             for x in candidates:
-                x.decision, x.reason = "unused", "no scorer: only rated pieces form pairs"
+                x.decision, x.reason = "unused", "no scorer: only the user's judgements form pairs"
         merge_ratings(preference, self.ratings)
         atomic_write_text(folder / "scores.csv", scores_csv(candidates + [x for x in preference.chosen + preference.rejected
                                                                           if x.source == "human"]))
@@ -659,7 +668,7 @@ class DPORun:
         """Why iteration `k` stops the run, in words: how few pairs, and what became of the pieces."""
         c, pairs = self.config, len(preference.pairs())
         what = (why_few_pairs(candidates, preference) if self.judge is not None
-                else f"{len(preference.chosen)} pieces rated up and {len(preference.rejected)} rated down")
+                else f"the user's judgements are {describe_judgements(self.ratings)}")
         few = "no preference pairs" if not pairs else f"only {pairs} preference pair{'s' if pairs > 1 else ''}"
         return (f"iteration {k} of {c.iterations}: {few}, fewer than the minimum of {c.min_pairs} (minimum pairs): "
                 f"{what}")
@@ -691,7 +700,7 @@ class DPORun:
             raise TooFewPairs(self.too_few_pairs(k, candidates, preference))
         policy, reference, card = load_policy_and_reference(model_path, c, self.device)
         self.rates["parameters"] = count_parameters(policy.config)
-        training, held = split_heldout(preference.pairs(), result.rejected, c, k)
+        training, held = split_heldout(preference.pairs(), heldout_candidates(preference), c, k)
         steps = c.optimiser_steps(len(training))
         aside = f"; the pairs of {len({j for _, j in held})} held out" if held else ""
         self.stage(f"{what}: learning from {result.pairs} pairs ({result.chosen} chosen, {result.rejected} "
@@ -743,9 +752,10 @@ class DPORun:
         if not c.model.is_file():
             raise DPOError(f"{c.model}: no such checkpoint file")
         if c.scorer == "none" and not self.ratings:
-            raise DPOError("without a scorer, preference pairs come only from rated pieces: give some ratings")
+            raise DPOError("without a scorer, preference pairs come only from your judgements: rate some pieces "
+                           "or judge one piece better than another")
         listed = c.data_dir / "prompts.txt"
-        generating = c.samples > 0 and self.candidate_source is None
+        generating = c.samples > 0 and c.scorer != "none" and self.candidate_source is None
         self.prompts = dataset_prompt_list(c.data_dir) if generating else (read_prompts(listed) if listed.is_file()
                                                                            else [])
         self.judge = Judge.for_run(c, self.device)
@@ -796,14 +806,15 @@ class DPORun:
         return f"{status}: the model is {kept}" + (f" ({message})" if message else "")
 
 
-def run_dpo(config: DPOConfig, ratings: list[HumanRating] | None = None,
+def run_dpo(config: DPOConfig, ratings: list[HumanJudgement] | None = None,
             candidate_source: CandidateSource | None = None, on_log: Callable[[dict], None] | None = None,
             on_progress: Progress | None = None,
             should_stop: Callable[[], bool] | None = None) -> DPOResult:
     """Run `config.iterations` CLaMP-DPO iterations into `config.out_dir`.
 
-    `ratings`: pieces the user rated (+1 chosen, -1 rejected), added to every iteration's
-    pairs (alone with `scorer="none"`). `candidate_source(iteration, model_path)`: pieces to
+    `ratings`: the user's judgements, added to every iteration's pairs (alone with `scorer="none"`,
+    when no piece is generated): pieces rated +1 (chosen) or -1 (rejected), and pairs judged
+    "better than worse" (one pair each, `HumanPair`). `candidate_source(iteration, model_path)`: pieces to
     score instead of generating them (iteration 0 is the final evaluation); None generates
     `config.samples` pieces. `on_log(record)` gets stage and step records (those a musician
     reads carry `text`), `on_progress(done, total)` counts the current stage's work from 0,

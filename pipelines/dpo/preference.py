@@ -13,7 +13,8 @@ align, it is no near-copy of one reference piece and the staves of one instrumen
 - Pairs: a piece rejected by score is paired with every chosen piece (as upstream); a piece rejected for what
   it is, with the chosen pieces of its own prompt, or with every chosen piece where its prompt has none.
   Pieces the user rated in the library (+1 / -1) join the chosen / rejected sets and pair with every piece
-  of the other set.
+  of the other set. A pair the user judged ("A is better than B", two pieces of one prompt) is one pair
+  as it stands: A chosen, B rejected, paired with each other only.
 """
 from __future__ import annotations
 
@@ -56,7 +57,9 @@ class Candidate:
     rating: int | None = None
     problem_kind: str = ""  # why the piece is not usable: unfinished | broken | misaligned | copy | ungrouped
     problem: str = ""  # the same in words: the engine's reason, or the filters' findings
-    pairs_with: str = "any"  # a rejected piece's partners: "any" chosen piece, or those of its "prompt" first
+    # a rejected piece's partners: "any" chosen piece, or those of its "prompt" first; "judged": a piece of the
+    # user's pairwise judgements, in the pairs the user made (`Preference.judged`) and no others
+    pairs_with: str = "any"
     chars: int = 0  # generated chars (the prompt's excluded)
 
     @property
@@ -92,22 +95,58 @@ class HumanRating:
 
 
 @dataclass
+class HumanPair:
+    """Two pieces of one prompt the user compared: `better` is chosen, `worse` rejected, one pair."""
+
+    better: str  # generated text or post-processed ABC
+    worse: str
+    prompt: Prompt | None = None
+    better_name: str = ""
+    worse_name: str = ""
+
+    def __post_init__(self):
+        if self.better_name and self.better_name == self.worse_name:
+            raise DPOError(f"{self.better_name} cannot be judged better than itself")
+
+
+HumanJudgement = HumanRating | HumanPair  # what the user said about pieces: a thumbs up / down, or A over B
+JUDGED = "judged"  # the pairs_with of a piece in the user's pairwise judgements
+
+
+def describe_judgements(judgements: list[HumanJudgement]) -> str:
+    """E.g. "2 pieces rated up, 1 rated down and 3 pairwise judgements"."""
+    up = sum(isinstance(j, HumanRating) and j.rating > 0 for j in judgements)
+    down = sum(isinstance(j, HumanRating) and j.rating < 0 for j in judgements)
+    pairs = sum(isinstance(j, HumanPair) for j in judgements)
+    return (f"{up} piece{'s' if up != 1 else ''} rated up, {down} rated down and {pairs} pairwise "
+            f"judgement{'s' if pairs != 1 else ''}")
+
+
+@dataclass
 class Preference:
     chosen: list[Candidate] = field(default_factory=list)
     rejected: list[Candidate] = field(default_factory=list)
+    judged: list[tuple[int, int]] = field(default_factory=list)  # (chosen, rejected) indices the user paired
 
     def pairs(self) -> list[tuple[int, int]]:
-        """(chosen index, rejected index) of every pair, by the pairing rule of the module's docstring."""
-        out = []
+        """(chosen index, rejected index) of every pair, by the pairing rule of the module's docstring; each once."""
+        out = set(self.judged)
+        open_chosen = [i for i, c in enumerate(self.chosen) if c.pairs_with != JUDGED]
         for j, r in enumerate(self.rejected):
-            same = ([i for i, c in enumerate(self.chosen) if c.prompt is not None and c.prompt == r.prompt]
-                    if r.pairs_with == "prompt" else [])
-            out += [(i, j) for i in (same or range(len(self.chosen)))]
+            if r.pairs_with == JUDGED:
+                continue
+            same = ([i for i in open_chosen if self.chosen[i].prompt is not None
+                     and self.chosen[i].prompt == r.prompt] if r.pairs_with == "prompt" else [])
+            out.update((i, j) for i in (same or open_chosen))
         return sorted(out)
 
+    def named_pairs(self) -> list[tuple[str, str]]:
+        """(chosen name, rejected name) of every pair."""
+        return [(self.chosen[i].name, self.rejected[j].name) for i, j in self.pairs()]
+
     def record(self, **settings) -> dict:
-        return {**settings, "pairs": len(self.pairs()), "chosen": [c.record() for c in self.chosen],
-                "rejected": [c.record() for c in self.rejected]}
+        return {**settings, "pairs": len(self.pairs()), "paired": [list(p) for p in self.named_pairs()],
+                "chosen": [c.record() for c in self.chosen], "rejected": [c.record() for c in self.rejected]}
 
 
 # ---------------------------------------------------------------- filters
@@ -235,11 +274,29 @@ def rated_candidates(ratings: list[HumanRating]) -> list[Candidate]:
     return out
 
 
-def merge_ratings(preference: Preference, ratings: list[HumanRating]) -> Preference:
-    """Add the user's rated pieces to a scorer's preference (or to an empty one)."""
-    for c in rated_candidates(ratings):
+def merge_ratings(preference: Preference, judgements: list[HumanJudgement]) -> Preference:
+    """Add the user's judgements to a scorer's preference (or to an empty one): rated pieces to the chosen or
+    rejected set, each judged pair as one pair (a piece judged several times, or also rated, enters a side once)."""
+    for c in rated_candidates([j for j in judgements if isinstance(j, HumanRating)]):
         (preference.chosen if c.rating > 0 else preference.rejected).append(c)
+    for n, pair in enumerate((j for j in judgements if isinstance(j, HumanPair)), 1):
+        better, worse = pair.better_name or f"pair_{n:04d}_better", pair.worse_name or f"pair_{n:04d}_worse"
+        i = _judged_piece(preference.chosen, better, pair.better, pair.prompt, "chosen", f"better than {worse}")
+        j = _judged_piece(preference.rejected, worse, pair.worse, pair.prompt, "rejected", f"worse than {better}")
+        preference.judged.append((i, j))
     return preference
+
+
+def _judged_piece(side: list[Candidate], name: str, text: str, prompt: Prompt | None, decision: str,
+                  judged: str) -> int:
+    """The index in `side` of the user's piece `name`, added there if it is not yet."""
+    for i, c in enumerate(side):
+        if c.source == "human" and c.name == name:
+            c.reason += f"; judged {judged}"
+            return i
+    side.append(Candidate(name=name, text=text, abc=text, prompt=prompt, source="human", decision=decision,
+                          reason=f"judged {judged} by the user", pairs_with=JUDGED))
+    return len(side) - 1
 
 
 # ---------------------------------------------------------------- in words

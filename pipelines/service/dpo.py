@@ -1,4 +1,5 @@
-"""The DPO service: a CLaMP-DPO run as a checked spec and its job, the library's ratings as human preferences,
+"""The DPO service: a CLaMP-DPO run as a checked spec and its job, the library's judgements (thumbs up / down and
+"A is better than B") as human preferences,
 the settings sized to this machine with how long they may take, and what a run left behind (per model the share
 of pieces that end, the share usable and the mean score; the chosen and rejected pieces).
 
@@ -15,7 +16,7 @@ from pipelines.dpo.config import DPOConfig, sized_settings
 from pipelines.dpo.estimate import Rates, estimate_dpo_time, measured_rates
 from pipelines.dpo.loop import SUMMARY, run_dpo
 from pipelines.dpo.memory import estimate_dpo_memory
-from pipelines.dpo.preference import HumanRating
+from pipelines.dpo.preference import HumanJudgement, HumanPair, HumanRating, describe_judgements
 from pipelines.errors import DPOError
 from pipelines.fields import same_as
 from pipelines.model.network import count_parameters
@@ -29,7 +30,7 @@ from pipelines.service.workspace import Workspace, check_name, inside
 from pipelines.training.recipe import resolve_device
 
 KIND = "dpo"
-LIBRARY_PIECE = "library-"  # the name of a rated library piece among a run's pairs: library-<id>
+LIBRARY_PIECE = "library-"  # the name of a rated or judged library piece among a run's pairs: library-<id>
 # The DPOConfig fields a spec carries (the rest keep the config's defaults).
 SETTINGS = ("iterations", "samples", "portion", "min_pairs", "score_final", "keep_best", "scorer", "beta", "lam", "steps",
             "steps_per_pair", "lr", "top_k", "top_p", "temperature", "generation_batch", "max_patches", "max_seconds",
@@ -44,7 +45,7 @@ class DPOSpec:
     dataset: str
     run: str
     clamp2: str = ""  # CLaMP 2 weights, a model ref in models/ (the clamp2 scorer only)
-    use_ratings: bool = True  # the library's thumbs up / down join the scorer's pairs
+    use_ratings: bool = True  # the library's judgements (thumbs, pairwise) join the scorer's pairs
     iterations: int = same_as(DPOConfig, "iterations")
     samples: int = same_as(DPOConfig, "samples")
     portion: float = same_as(DPOConfig, "portion")
@@ -129,16 +130,24 @@ class DPOService:
                          out_dir=self.workspace.path("runs", check_name(spec.run, "run name")),
                          clamp2_weights=clamp2, device=self.settings.device, **spec.settings())
 
-    def human_ratings(self) -> list[HumanRating]:
-        """The library's thumbs up / down as DPO's human preference records (name: library-<id>)."""
-        return [HumanRating(abc=r.abc, rating=r.rating, prompt=parse_prompt(r.prompt), name=f"{LIBRARY_PIECE}{r.id}")
-                for r in self.library.preference_records()]
+    def human_judgements(self) -> list[HumanJudgement]:
+        """The library's thumbs up / down and pairwise judgements as DPO's human preferences (a piece's name:
+        library-<id>)."""
+        rated = [HumanRating(abc=r.abc, rating=r.rating, prompt=parse_prompt(r.prompt), name=f"{LIBRARY_PIECE}{r.id}")
+                 for r in self.library.preference_records()]
+        return rated + [HumanPair(r.better_abc, r.worse_abc, parse_prompt(r.prompt), f"{LIBRARY_PIECE}{r.better}",
+                                  f"{LIBRARY_PIECE}{r.worse}") for r in self.library.pairwise_records()]
+
+    def judgements_line(self) -> str:
+        """What the library holds for DPO, e.g. "2 pieces rated up, 0 rated down and 3 pairwise judgements"."""
+        return describe_judgements(self.human_judgements())
 
     def submit(self, spec: DPOSpec) -> Job:
         config = self.config(spec)
-        if config.scorer == "none" and not (spec.use_ratings and self.library.preference_records()):
-            raise DPOError("without a scorer, DPO learns only from rated pieces: rate some in the Library "
-                           "or Generate tab, and keep 'use my ratings' on")
+        if config.scorer == "none" and not (spec.use_ratings and self.human_judgements()):
+            raise DPOError("without a scorer, DPO learns only from your judgements: rate pieces or judge one "
+                           "better than another in the Library tab, and keep 'use my judgements' on (the library "
+                           f"holds {self.judgements_line()})")
         return self.jobs.submit(KIND, asdict(spec), f"DPO {spec.run}")
 
     @staticmethod
@@ -153,7 +162,7 @@ class DPOService:
         spec = from_params(DPOSpec, ctx.params)
         config = self.config(spec)
         self.models.unload()
-        ratings = self.human_ratings() if spec.use_ratings else []
+        ratings = self.human_judgements() if spec.use_ratings else []
 
         def on_log(record: dict) -> None:
             if record.get("text") and record["event"] != "end":  # each stage in words; its progress follows
@@ -201,6 +210,8 @@ class DPOService:
         merged = {**sized_settings(device), **checked}
         line = "Estimate: " + estimate_dpo_time(merged, count_parameters(config), config.patch_length, device,
                                                 self.last_rates(device)).text + "."
+        if merged["scorer"] == "none":
+            line += f" Without a scorer it learns from your library's {self.judgements_line()}."
         if device == "cuda":
             line += f" VRAM for one DPO step: {estimate_dpo_memory(config).describe()}."
         return line

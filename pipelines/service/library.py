@@ -3,18 +3,21 @@
 A row keeps what is needed to find, replay and judge a piece: the model, the prompt,
 the sampling parameters and seed, when it was made, its status (ok / limit /
 cancelled / invalid, with the reason), the generated and post-processed text, the
-exported files and a rating (-1 thumbs down, 0 none, +1 thumbs up). Rated pieces are
-the human preference records DPO learns from (`preference_records`). A continued piece
-names the score it continued in its parameters (`continue_name`); a variation or a rewritten bar of
-a library piece also names that piece (`parent_id`), and `keep` makes the chosen one a version of
-it (`version` 2, 3, ...; the parent is version 1; 0: not kept). A variation of an uploaded score
-has no library parent: its file name stays the record, and its kept versions are numbered among
-those of the same file.
+exported files and a rating (-1 thumbs down, 0 none, +1 thumbs up). A pairwise judgement
+("A is better than B", table `judgements`) compares two finished pieces of one prompt; the
+latest judgement of two pieces is the one kept, whichever way it went. Rated pieces
+(`preference_records`) and judged pairs (`pairwise_records`) are the human preferences DPO
+learns from. A continued piece names the score it continued in its parameters (`continue_name`);
+a variation or a rewritten bar of a library piece also names that piece (`parent_id`), and `keep`
+makes the chosen one a version of it (`version` 2, 3, ...; the parent is version 1; 0: not kept).
+A variation of an uploaded score has no library parent: its file name stays the record, and its
+kept versions are numbered among those of the same file.
 
-`revision()` is a counter that every added or re-rated row moves on (SQLite triggers, so any
-writer counts, the CLI included): a viewer asks it every few seconds and reloads only when it
-moved. Schema 2 added it; a library of schema 1 gets the counter when it is opened. Schema 3 added
-`parent_id` and `version`: an older library gets the columns (empty) when it is opened.
+`revision()` is a counter that every added or re-rated row, and every judgement given or removed,
+moves on (SQLite triggers, so any writer counts, the CLI included): a viewer asks it every few
+seconds and reloads only when it moved. Schema 2 added it; a library of schema 1 gets the counter
+when it is opened. Schema 3 added `parent_id` and `version` and the `judgements` table: an older
+library gets the columns (empty) and the table when it is opened.
 
 Every call opens its own connection, so the UI's threads and the job worker can use
 one Library object; WAL mode lets readers go on while a job writes.
@@ -67,6 +70,24 @@ CREATE TRIGGER IF NOT EXISTS generations_removed AFTER DELETE ON generations
 # Columns newer than schema 1, added to an older library's table when it is opened (name -> declaration).
 _ADDED_COLUMNS = {"parent_id": "INTEGER", "version": "INTEGER NOT NULL DEFAULT 0"}
 _INDEXES = "CREATE INDEX IF NOT EXISTS generations_parent ON generations(parent_id);"
+# Pairwise judgements, in a table of their own (created where missing, so any older library gets it). One row per
+# two pieces, whichever way round (the unique index): judging them again replaces the row.
+_JUDGEMENTS = """
+CREATE TABLE IF NOT EXISTS judgements (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created REAL NOT NULL,
+    better INTEGER NOT NULL REFERENCES generations(id),
+    worse INTEGER NOT NULL REFERENCES generations(id),
+    CHECK (better != worse)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS judgements_pieces ON judgements(min(better, worse), max(better, worse));
+CREATE TRIGGER IF NOT EXISTS judgements_added AFTER INSERT ON judgements
+    BEGIN UPDATE changes SET revision = revision + 1; END;
+CREATE TRIGGER IF NOT EXISTS judgements_removed AFTER DELETE ON judgements
+    BEGIN UPDATE changes SET revision = revision + 1; END;
+CREATE TRIGGER IF NOT EXISTS judgements_of_removed AFTER DELETE ON generations
+    BEGIN DELETE FROM judgements WHERE better = old.id OR worse = old.id; END;
+"""
 STATUSES = ("ok", "limit", "cancelled", "invalid", "unchanged")  # unchanged: a continuation with nothing added
 _COLUMNS = ("id", "created", "job_id", "model", "prompt", "period", "composer", "instrumentation", "parameters",
             "seed", "status", "reason", "raw", "abc", "files", "seconds", "rating", "parent_id", "version")
@@ -118,6 +139,29 @@ class PreferenceRecord:
     id: int
 
 
+@dataclass(frozen=True)
+class Judgement:
+    """"Piece `better` is better than piece `worse`": two finished pieces of one prompt, as the user judged them."""
+    id: int
+    better: int
+    worse: int
+    created: float
+
+    def other(self, entry_id: int) -> int:
+        """The piece this judgement compares `entry_id` with."""
+        return self.worse if entry_id == self.better else self.better
+
+
+@dataclass(frozen=True)
+class PairRecord:
+    """A pairwise judgement for DPO: the better and the worse piece's ABC, their prompt and ids."""
+    better_abc: str
+    worse_abc: str
+    prompt: str
+    better: int
+    worse: int
+
+
 class Library:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -129,6 +173,7 @@ class Library:
                     if name not in present:
                         db.execute(f"ALTER TABLE generations ADD COLUMN {name} {declaration}")
                 db.executescript(_INDEXES)
+                db.executescript(_JUDGEMENTS)
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except sqlite3.Error as e:
             raise LibraryError(f"{self.path}: cannot open the library ({e})") from None
@@ -244,6 +289,59 @@ class Library:
             args = (model,)
         return [PreferenceRecord(e.abc, e.rating, e.prompt, e.model, e.id)
                 for e in map(_entry, self._run(sql + " ORDER BY id", args))]
+
+    # -- pairwise judgements
+    def prefer(self, better: int, worse: int) -> Judgement:
+        """Judge piece `better` better than piece `worse`: two finished pieces (post-processed ABC) of one prompt.
+        An earlier judgement of the same two pieces, either way round, is replaced."""
+        a, b = self.get(better), self.get(worse)
+        if a.id == b.id:
+            raise LibraryError(f"piece {a.id} cannot be compared with itself: pick another piece")
+        for entry in (a, b):
+            if entry.abc is None:
+                raise LibraryError(f"piece {entry.id} has no finished score ({entry.status}), so it cannot be "
+                                   f"compared")
+        if a.prompt != b.prompt:
+            raise LibraryError(f"pieces {a.id} and {b.id} have different prompts ({a.prompt} and {b.prompt}): "
+                               f"only pieces of one prompt are compared")
+        new_id = self._run("INSERT OR REPLACE INTO judgements (created, better, worse) VALUES (?, ?, ?)",
+                           (time.time(), a.id, b.id))[0]
+        return self._judgements("WHERE j.id = ?", (int(new_id),))[0]
+
+    def judgements(self, entry_id: int | None = None) -> list[Judgement]:
+        """Newest first: every pairwise judgement, or those of one piece (better or worse)."""
+        if entry_id is None:
+            return self._judgements("", ())
+        return self._judgements("WHERE j.better = ? OR j.worse = ?", (int(entry_id), int(entry_id)))
+
+    def remove_judgement(self, judgement_id: int) -> None:
+        if not self._judgements("WHERE j.id = ?", (int(judgement_id),)):
+            raise LibraryError(f"no judgement {judgement_id} in the library")
+        self._run("DELETE FROM judgements WHERE id = ?", (int(judgement_id),))
+
+    def comparable(self, entry_id: int, limit: int = 200) -> list[Generation]:
+        """Newest first: the other finished pieces (post-processed ABC) of the piece's prompt."""
+        entry = self.get(entry_id)
+        rows = self._run("SELECT * FROM generations WHERE prompt = ? AND id != ? AND abc IS NOT NULL "
+                         "ORDER BY id DESC LIMIT ?", (entry.prompt, entry.id, max(1, int(limit))))
+        return [_entry(r) for r in rows]
+
+    def pairwise_records(self, model: str = "") -> list[PairRecord]:
+        """Judged pairs, oldest judgement first: the pairwise human preferences DPO reads (`model`: those whose
+        two pieces that model wrote)."""
+        sql = ("SELECT g.abc AS better_abc, w.abc AS worse_abc, g.prompt, j.better, j.worse FROM judgements j "
+               "JOIN generations g ON g.id = j.better JOIN generations w ON w.id = j.worse "
+               "WHERE g.abc IS NOT NULL AND w.abc IS NOT NULL")
+        args: tuple = ()
+        if model:
+            sql += " AND g.model = ? AND w.model = ?"
+            args = (model, model)
+        return [PairRecord(**dict(r)) for r in self._run(sql + " ORDER BY j.id", args)]
+
+    def _judgements(self, where: str, args: tuple) -> list[Judgement]:
+        rows = self._run("SELECT j.id, j.better, j.worse, j.created FROM judgements j JOIN generations g ON "
+                         f"g.id = j.better JOIN generations w ON w.id = j.worse {where} ORDER BY j.id DESC", args)
+        return [Judgement(**dict(r)) for r in rows]
 
 
 def _entry(row: sqlite3.Row) -> Generation:

@@ -1,7 +1,8 @@
 """The DPO tab: CLaMP-DPO iterations on a model: dataset, model, scorer, iterations; how long they may take before
 they start; progress; per model the share of its pieces that end, the share usable and the mean score (a point per
 model), with the pairs each iteration learnt from and a flag where one lowered the usable share; and the chosen and
-rejected pieces side by side to listen to. The library's ratings can join in.
+rejected pieces side by side to listen to. The library's judgements (thumbs up / down, "this one is better") can
+join in; the box that lets them says how many there are.
 
 The settings' defaults and ranges are DPOConfig's (through DPOSpec); on page load they are sized to this machine
 (`backend.dpo.defaults()`: on a CPU a run of a minute or two).
@@ -25,7 +26,7 @@ from studio.piece_view import preview_view
 TITLE = "DPO"
 CLAMP2 = "clamp2"  # the scorer that needs CLaMP 2 weights
 SCORERS = {"builtin": "Built-in (music statistics vs the dataset)", CLAMP2: "CLaMP 2 (weights in models/)",
-           "none": "None: my ratings only"}
+           "none": "None: my judgements only"}
 # The widgets that fill a DPOSpec, by its field names.
 SPEC_FIELDS = ("model", "dataset", "run", "scorer", "clamp2", "use_ratings", "iterations", "samples", "steps",
                "max_patches", "generation_batch", "min_pairs", "score_final", "keep_best")
@@ -64,7 +65,8 @@ def render(backend: Backend) -> None:
                 ui["clamp2"] = gr.Dropdown(label="CLaMP 2 weights (a .pth in models/)", allow_custom_value=True,
                                            visible=default_of(spec, "scorer") == CLAMP2)
                 ui["use_ratings"] = gr.Checkbox(spec.__dataclass_fields__["use_ratings"].default,
-                                                label="Use my thumbs up / down from the library")
+                                                label="Use my judgements from the library (thumbs up / down, "
+                                                      "\"this one is better\")", elem_id="dpo-use-ratings")
             gr.Markdown("#### How long")
             with gr.Group():
                 with gr.Row():
@@ -110,7 +112,7 @@ def listen(backend: Backend) -> None:
                       show_progress="hidden")
     job.listen(backend)
     ui["scorer"].change(clamp2_box, ui["scorer"], ui["clamp2"], api_name=False, show_progress="hidden")
-    ui["refresh"].click(bind(choices, backend), None, [ui["model"], ui["dataset"], ui["clamp2"]],
+    ui["refresh"].click(bind(choices, backend), None, [ui["model"], ui["dataset"], ui["clamp2"], ui["use_ratings"]],
                         api_name="dpo_choices")
     for name in ESTIMATE_FIELDS:
         ui[name].change(bind(estimate, backend), inputs_kwargs={k: ui[k] for k in ESTIMATE_FIELDS},
@@ -124,7 +126,8 @@ def listen(backend: Backend) -> None:
 
 def listen_load(backend: Backend, app) -> None:
     app.load(bind(sized, backend), None, [ui[k] for k in SIZED_FIELDS], api_name=False)
-    app.load(bind(choices, backend), None, [ui["model"], ui["dataset"], ui["clamp2"]], api_name=False)
+    app.load(bind(choices, backend), None, [ui["model"], ui["dataset"], ui["clamp2"], ui["use_ratings"]],
+             api_name=False)
     app.load(bind(watch, backend), job.job, job.outputs(ui["chart"], ui["table"]), api_name=False,
              concurrency_limit=None, show_progress="hidden")
 
@@ -135,7 +138,8 @@ def choices(backend: Backend):
     weights = [ref for _, ref in models if ref.startswith("models/")]
     return (gr.update(choices=models, value=models[0][1] if models else None),
             gr.update(choices=datasets, value=datasets[0] if datasets else None),
-            gr.update(choices=weights, value=None))
+            gr.update(choices=weights, value=None),
+            gr.update(info=f"The library holds {backend.dpo.judgements_line()}."))
 
 
 def sized(backend: Backend) -> tuple:

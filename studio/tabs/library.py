@@ -1,7 +1,8 @@
 """The Library tab: every generation with its model, prompt, parameters, seed, time, status and rating.
 
-Search and filter, open a piece (score, audio, downloads, ABC), rate it (ratings feed
-DPO), or replay it: the Generate tab is filled with the piece's exact settings and seed.
+Search and filter, open a piece (score, audio, downloads, ABC), rate it or compare it with another
+piece of its prompt ("this one is better": ratings and pairwise judgements feed DPO), or replay it:
+the Generate tab is filled with the piece's exact settings and seed.
 From a piece, write variations from a bar on, or one bar again, in Generate; a continued piece
 names the score it continues, a variation the piece it came from, and a kept one its version
 ("#7, version 2"): "Versions of #" lists a piece and its kept versions. The table follows the library by itself:
@@ -18,7 +19,7 @@ import gradio as gr
 
 from pipelines.service import STATUSES, Backend, Generation
 from studio.guard import bind, guarded
-from studio.piece_view import entry_view, origin_words, rating_line
+from studio.piece_view import audio_path, entry_view, origin_words, rating_line
 from studio.tabs import generate
 
 TITLE = "Library"
@@ -68,6 +69,22 @@ def render(backend: Backend) -> None:
                                            min_width=140, interactive=False, elem_id="library-keep")
                     ui["rated"] = gr.Markdown(elem_classes="quiet-note")
                 ui["kept"] = gr.Markdown(elem_classes="quiet-note", elem_id="library-kept")
+                with gr.Group(elem_id="library-compare-group"):
+                    with gr.Row(equal_height=True):
+                        ui["compare"] = gr.Dropdown(label="Compare with...", elem_id="library-compare", scale=3)
+                        with gr.Column(scale=1, min_width=150):
+                            ui["better"] = gr.Button("This one is better", size="sm", interactive=False,
+                                                     elem_id="library-better")
+                            ui["worse"] = gr.Button("The other is better", size="sm", interactive=False,
+                                                    elem_id="library-worse")
+                    ui["other_audio"] = gr.Audio(type="filepath", interactive=False, label="Listen to the other piece",
+                                                 visible=False, elem_id="library-other-audio")
+                    ui["judged"] = gr.Markdown(elem_id="library-judged", elem_classes="quiet-note")
+                    with gr.Row(equal_height=True):
+                        ui["judgement"] = gr.Dropdown(label="Judgement to remove", elem_id="library-judgement",
+                                                      scale=3, visible=False)
+                        ui["unjudge"] = gr.Button("Remove judgement", size="sm", scale=1, min_width=150,
+                                                  interactive=False, visible=False, elem_id="library-unjudge")
                 with gr.Row(equal_height=True, elem_id="library-vary"):
                     ui["vary_bar"] = gr.Number(2, label="Vary from bar", precision=0, minimum=2, min_width=90)
                     ui["vary_count"] = gr.Number(4, label="Variations", precision=0, minimum=1,
@@ -88,7 +105,12 @@ def render(backend: Backend) -> None:
 
 
 def detail_outputs() -> list:
-    return [ui[k] for k in ("heading", "score", "audio", "files", "rated", "kept", "abc", "params", "card", "empty")]
+    return [ui[k] for k in ("heading", "score", "audio", "files", "rated", "kept", "abc", "params", "card", "empty",
+                            *COMPARE_OUTPUTS)]
+
+
+COMPARE_OUTPUTS = ("compare", "other_audio", "judged", "judgement")  # compare_view's, in order
+JUDGED_OUTPUTS = ("judged", "judgement", "unjudge")  # judgements_view's, in order
 
 
 def listen(backend: Backend) -> None:
@@ -107,6 +129,15 @@ def listen(backend: Backend) -> None:
     ui["down"].click(bind(rate_down, backend), ui["pick"], ui["rated"], api_name="library_rate_down").then(**follow)
     ui["keep"].click(bind(keep, backend), ui["pick"], ui["kept"], api_name="library_keep").then(**follow)
     ui["timer"].tick(**follow, concurrency_limit=None)
+    ui["compare"].change(bind(compare_picked, backend), ui["compare"], [ui["other_audio"], ui["better"], ui["worse"]],
+                         api_name=False, show_progress="hidden")
+    judged = [ui[k] for k in JUDGED_OUTPUTS]
+    ui["better"].click(bind(prefer_this, backend), [ui["pick"], ui["compare"]], judged, api_name="library_better")
+    ui["worse"].click(bind(prefer_other, backend), [ui["pick"], ui["compare"]], judged, api_name="library_worse")
+    ui["judgement"].change(judgement_picked, ui["judgement"], ui["unjudge"], api_name=False,
+                           show_progress="hidden")
+    ui["unjudge"].click(bind(remove_judgement, backend), [ui["pick"], ui["judgement"]], judged,
+                        api_name="library_remove_judgement")
 
 
 def listen_replay(backend: Backend, tabs) -> None:
@@ -187,7 +218,8 @@ def pick_row(table, event: gr.SelectData):
 
 def open_piece(backend: Backend, entry_id):
     if not entry_id:
-        return "", "", None, None, "", "", "", None, gr.update(visible=False), gr.update(visible=True)
+        return ("", "", None, None, "", "", "", None, gr.update(visible=False), gr.update(visible=True),
+                *compare_view(backend, None))
     entry = backend.library.get(int(entry_id))
     heading, score, audio, files, rated = entry_view(backend, entry)
     origin = origin_words(entry)
@@ -196,8 +228,8 @@ def open_piece(backend: Backend, entry_id):
     params = {**entry.parameters, "seed": entry.seed, "model": entry.model, "prompt": entry.prompt,
               "made": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.created))}
     return (heading, score, audio, files, rated, generate.kept_line(entry), entry.abc or entry.raw,
-            json.loads(json.dumps(params)),
-            gr.update(visible=True), gr.update(visible=False))
+            json.loads(json.dumps(params)), gr.update(visible=True), gr.update(visible=False),
+            *compare_view(backend, entry))
 
 
 def rate_up(backend: Backend, entry_id):
@@ -218,6 +250,82 @@ def keep(backend: Backend, entry_id) -> str:
     if not entry_id:
         return "open a piece first"
     return generate.kept_line(backend.library.keep(int(entry_id)))
+
+
+def compare_view(backend: Backend, entry: Generation | None) -> tuple:
+    """(the "Compare with..." choices, the other piece's player, the piece's judgements, the judgement picker): the
+    other finished pieces of its prompt, newest first; nothing picked."""
+    if entry is None:
+        return (gr.update(choices=[], value=None), gr.update(value=None, visible=False), "",
+                gr.update(choices=[], visible=False))
+    if entry.abc is None:
+        compare = gr.update(choices=[], value=None, info="only a finished piece can be compared")
+    else:
+        others = backend.library.comparable(entry.id)
+        compare = gr.update(choices=[(piece_label(e), e.id) for e in others], value=None,
+                            info=(f"{len(others)} other finished piece{'s' if len(others) != 1 else ''} of this prompt"
+                                  if others else "no other finished piece of this prompt yet"))
+    judged, judgement, _ = judgements_view(backend, entry.id)
+    return compare, gr.update(value=None, visible=False), judged, judgement
+
+
+def piece_label(entry: Generation) -> str:
+    """"#12 - seed 5 - 2026-12-03 04:10 - thumbs up": a piece among those of one prompt."""
+    made = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.created))
+    rated = {1: " - thumbs up", -1: " - thumbs down"}.get(entry.rating, "")
+    return f"#{entry.id} - seed {entry.seed} - {made}{rated}"
+
+
+def judgements_view(backend: Backend, entry_id: int) -> tuple:
+    """(the piece's judgements in words, the judgement picker, the Remove button), newest first; the picker and
+    the button only where there is one."""
+    judgements = backend.library.judgements(entry_id)
+    if not judgements:
+        return ("Not compared with another piece yet.", gr.update(choices=[], value=None, visible=False),
+                gr.update(interactive=False, visible=False))
+    said = [(f"{'better' if j.better == entry_id else 'worse'} than #{j.other(entry_id)} "
+             f"(judged {time.strftime('%Y-%m-%d %H:%M', time.localtime(j.created))})", j.id) for j in judgements]
+    lines = "\n".join(f"- This piece is {words}" for words, _ in said)
+    return (f"**Compared** ({len(said)}):\n{lines}", gr.update(choices=said, value=None, visible=True),
+            gr.update(interactive=False, visible=True))
+
+
+def compare_picked(backend: Backend, other):
+    """The other piece's player and the two buttons, once a piece to compare with is picked."""
+    if not other:
+        return gr.update(value=None, visible=False), gr.update(interactive=False), gr.update(interactive=False)
+    audio = audio_path(backend, backend.library.get(int(other)).files)  # None: a piece with no score made
+    return gr.update(value=audio, visible=bool(audio)), gr.update(interactive=True), gr.update(interactive=True)
+
+
+def judgement_picked(judgement_id):
+    """Remove waits for a judgement to be picked."""
+    return gr.update(interactive=bool(judgement_id))
+
+
+def prefer_this(backend: Backend, entry_id, other):
+    return prefer(backend, entry_id, other, this_is_better=True)
+
+
+def prefer_other(backend: Backend, entry_id, other):
+    return prefer(backend, entry_id, other, this_is_better=False)
+
+
+def prefer(backend: Backend, entry_id, other, this_is_better: bool) -> tuple:
+    if not entry_id:
+        raise gr.Error("open a piece first")
+    if not other:
+        raise gr.Error("pick a piece to compare with first")
+    this, that = int(entry_id), int(other)
+    backend.library.prefer(*((this, that) if this_is_better else (that, this)))
+    return judgements_view(backend, this)
+
+
+def remove_judgement(backend: Backend, entry_id, judgement_id) -> tuple:
+    if not entry_id or not judgement_id:
+        raise gr.Error("pick a judgement to remove first")
+    backend.library.remove_judgement(int(judgement_id))
+    return judgements_view(backend, int(entry_id))
 
 
 def vary(backend: Backend, entry_id, from_bar, count):

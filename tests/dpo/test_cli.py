@@ -29,3 +29,22 @@ def test_dpo_command_with_ratings(tmp_path, capsys):
     code = main(["dpo", "--model", TINY, "--data", str(data), "--out", str(tmp_path / "bad"), "--scorer", "none",
                  "--ratings", str(ratings), "--device", "cpu"])
     assert code == 2 and "ratings.jsonl:1" in capsys.readouterr().err
+
+
+def test_dpo_command_with_pairwise_judgements_only(tmp_path, capsys):
+    data = build_dataset(tmp_path / "data", train=("bach_bwv66.6",), eval_=())
+    abc = {name: (PRE / "interleaved" / f"{name}.abc").read_text(encoding="utf-8")
+           for name in ("bach_bwv66.6", "bach_bwv7.7", "haydn_opus74no1_movement3")}
+    pairs = tmp_path / "pairs.jsonl"
+    records = [{"better": abc["bach_bwv66.6"], "worse": abc["haydn_opus74no1_movement3"], "better_name": "a",
+                "worse_name": "c", "prompt": "Baroque_Bach, Johann Sebastian_Choral"},
+               {"better": abc["bach_bwv7.7"], "worse": abc["haydn_opus74no1_movement3"], "better_name": "b",
+                "worse_name": "c", "prompt": "Baroque_Bach, Johann Sebastian_Choral"}]
+    pairs.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    code = main(["dpo", "--model", TINY, "--data", str(data), "--out", str(tmp_path / "run"), "--scorer", "none",
+                 "--ratings", str(pairs), "--steps", "2", "--lr", "1e-3", "--device", "cpu", "--min-pairs", "2"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "no pieces written, up to 2 steps" in out and "2 chosen, 1 rejected, 2 pairs, 2 steps" in out
+    paired = json.loads((tmp_path / "run" / "iter_1" / "preference.json").read_text(encoding="utf-8"))["paired"]
+    assert paired == [["a", "c"], ["b", "c"]]

@@ -22,6 +22,9 @@ def test_the_cpu_sizes_take_a_minute_or_two_with_the_demo_model():
     assert estimate.optimise_seconds == pytest.approx(settings["steps"] * 3.7 / 128 * settings["max_patches"])
     assert 45 <= estimate.seconds <= 120
     assert estimate.text.startswith("at most about 90 s on this CPU: 1 x 8 pieces of up to 160 patches")
+    judged_only = estimate_dpo_time({**settings, "scorer": "none"}, DEMO_PARAMETERS, 1024, "cpu")
+    assert judged_only.generation_seconds == 0 and judged_only.optimise_seconds == estimate.optimise_seconds
+    assert "on this CPU: no pieces written, up to 8 steps per iteration" in judged_only.text
 
 
 def test_the_gpu_defaults_and_what_the_bound_counts():

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from pipelines.abc.prompts import parse_prompt
-from pipelines.dpo import DPOConfig, HumanRating, run_dpo
+from pipelines.dpo import DPOConfig, HumanPair, HumanRating, run_dpo
 from pipelines.dpo.loop import split_heldout
 from pipelines.dpo.preference import Candidate
 from pipelines.errors import DPOError
@@ -130,10 +130,11 @@ def test_held_out_pairs_are_not_learnt_from_and_stop_the_optimiser_when_their_lo
     stops after three checks instead of running its planned steps."""
     pairs = [(0, j) for j in range(10)]
     config = DPOConfig(model=TINY, data_dir=data, out_dir=tmp_path, seed=3)
-    train, held = split_heldout(pairs, 10, config, 1)
+    train, held = split_heldout(pairs, range(10), config, 1)
     assert len(held) == 2 and sorted(train + held) == pairs and not {j for _, j in train} & {j for _, j in held}
-    assert split_heldout(pairs[:4], 4, config, 1) == (pairs[:4], [])  # too few rejected pieces to hold any out
-    assert split_heldout(pairs, 10, DPOConfig(model=TINY, data_dir=data, out_dir=tmp_path, holdout=0.0), 1)[1] == []
+    assert split_heldout(pairs[:4], range(4), config, 1) == (pairs[:4], [])  # too few rejected pieces to hold any out
+    off = DPOConfig(model=TINY, data_dir=data, out_dir=tmp_path, holdout=0.0)
+    assert split_heldout(pairs, range(10), off, 1)[1] == []
 
     still = DPOConfig(model=TINY, data_dir=data, out_dir=tmp_path / "run", samples=6, portion=0.34, steps=40,
                       steps_per_pair=10, lr=1e-30, device="cpu", min_pairs=1, score_final=False, holdout=0.2)
@@ -206,6 +207,41 @@ def test_generation_with_ratings_and_cancel(data, tmp_path):
     assert result.status == "cancelled" and len(steps) == 2
     assert not (tmp_path / "stopped" / "iter_1" / "model.pth").exists()
     assert json.loads((tmp_path / "stopped" / "summary.json").read_text(encoding="utf-8"))["status"] == "cancelled"
+
+
+def test_pairwise_judgements_alone_are_exactly_the_pairs_learnt_from(data, tmp_path):
+    """No scorer, only "A is better than B": no piece is written, the run's pairs are the judged ones, no more, no
+    less (none held out), every optimiser step draws one of them, and the weights move."""
+    bach = parse_prompt("Baroque_Bach, Johann Sebastian_Choral")
+    a, b, c, d, e = ("X:1\n" + (PRE / "interleaved" / f"{name}.abc").read_text(encoding="utf-8") for name in PIECES
+                     if name != "bach_bwv66.6")
+    given = [("library-1", "library-2"), ("library-1", "library-3"), ("library-4", "library-5"),
+             ("library-4", "library-6"), ("library-3", "library-6"), ("library-1", "library-7")]
+    text = {"library-1": a, "library-2": b, "library-3": c, "library-4": d, "library-5": e, "library-6": b + "|",
+            "library-7": c + "|"}
+    pairs = [HumanPair(text[x], text[y], bach, x, y) for x, y in given]
+    config = DPOConfig(model=TINY, data_dir=data, out_dir=tmp_path / "run", scorer="none", samples=8, steps=50,
+                       steps_per_pair=3, holdout=0.2, lr=1e-3, device="cpu", min_pairs=len(given), score_final=False)
+    steps = []
+    result = run_dpo(config, ratings=pairs, on_log=lambda r: steps.append(r) if r["event"] == "step" else None)
+    it = result.iterations[0]
+    assert result.status == "finished" and it.generated == 0  # without a scorer no piece is written
+    # five pieces judged worse would hold one out of a scorer's pieces; what the user judged is always learnt
+    assert (it.chosen, it.rejected, it.pairs, it.optimise.heldout_pairs) == (3, 5, 6, 0)
+    pref = json.loads((tmp_path / "run" / "iter_1" / "preference.json").read_text(encoding="utf-8"))
+    assert sorted(map(tuple, pref["paired"])) == sorted(given)
+    drawn = [tuple(p) for r in steps for p in r["drawn"]]
+    assert len(steps) == it.optimise.steps == 18 and set(drawn) == set(given)
+    assert it.optimise.margin_after > it.optimise.margin_before
+    start, learnt = load_checkpoint(TINY).model.state_dict(), load_checkpoint(it.checkpoint).model.state_dict()
+    w = "char_level_decoder.base.transformer.h.0.mlp.c_fc.weight"
+    assert not torch.equal(start[w], learnt[w])
+    rows = list(csv.DictReader((tmp_path / "run" / "iter_1" / "scores.csv").open(encoding="utf-8")))
+    assert {r["name"] for r in rows} == set(text) and {r["source"] for r in rows} == {"human"}
+    more = DPOConfig(model=TINY, data_dir=data, out_dir=tmp_path / "more", scorer="none", min_pairs=7, device="cpu")
+    with pytest.raises(DPOError, match="only 6 preference pairs, fewer than the minimum of 7 .*: the user's "
+                                       "judgements are 0 pieces rated up, 0 rated down and 6 pairwise judgements"):
+        run_dpo(more, ratings=pairs)
 
 
 def test_no_pairs_is_an_error_that_says_why(data, tmp_path):

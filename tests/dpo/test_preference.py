@@ -148,3 +148,31 @@ def test_rated_pieces_join_or_make_the_pairs():
     assert pref.chosen[0].reason == "rated +1 by the user"
     with pytest.raises(DPOError, match="must be \\+1 or -1"):
         HumanRating("x", 0)
+
+
+def test_judged_pairs_are_the_pairs_the_user_made_and_join_ratings_and_a_scorers_sets():
+    from pipelines.dpo.preference import HumanPair, Preference, describe_judgements
+
+    prompt = Prompt("Baroque", "Bach, Johann Sebastian", "Choral")
+    a, b, c = piece("bach_bwv66.6"), piece("bach_bwv7.7"), piece("haydn_opus74no1_movement3")
+    judged = [HumanPair(a, b, prompt, "library-1", "library-2"), HumanPair(a, c, prompt, "library-1", "library-3"),
+              HumanPair(b, c, prompt, "library-2", "library-3")]
+    pref = merge_ratings(Preference(), judged)
+    # a piece judged several times enters each side once; only the judged pairs are made
+    assert [x.name for x in pref.chosen] == ["library-1", "library-2"]
+    assert [x.name for x in pref.rejected] == ["library-2", "library-3"]
+    assert pref.named_pairs() == [("library-1", "library-2"), ("library-1", "library-3"), ("library-2", "library-3")]
+    assert pref.chosen[0].reason == "judged better than library-2 by the user; judged better than library-3"
+    assert pref.record()["paired"] == [list(p) for p in pref.named_pairs()]
+    # with a scorer's sets and thumbs: a generated rejected piece pairs with the scorer's chosen and the piece rated
+    # up, never with a piece that is chosen only for one judgement; a piece rated up and judged pairs both ways
+    scored = Preference(chosen=[Candidate("top", a, a, prompt)], rejected=[Candidate("low", c, c, prompt)])
+    mixed = merge_ratings(scored, [HumanRating(a, 1, prompt, "library-1"), *judged])
+    assert mixed.named_pairs() == [("top", "low"), ("library-1", "low"), ("library-1", "library-2"),
+                                   ("library-1", "library-3"), ("library-2", "library-3")]
+    assert [x.name for x in mixed.chosen] == ["top", "library-1", "library-2"]
+    assert mixed.chosen[1].reason == "rated +1 by the user; judged better than library-2; judged better than library-3"
+    said = describe_judgements([HumanRating(a, 1), *judged])
+    assert said == "1 piece rated up, 0 rated down and 3 pairwise judgements"
+    with pytest.raises(DPOError, match="library-1 cannot be judged better than itself"):
+        HumanPair(a, a, prompt, "library-1", "library-1")

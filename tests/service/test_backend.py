@@ -71,7 +71,7 @@ def test_dpo_settings_reach_the_config_unchanged(tmp_path):
         (backend.workspace.area("datasets") / "d" / "manifest.json").write_text('{"pieces": {}}', encoding="utf-8")
         config = backend.dpo.config(DPOSpec(model="demo", dataset="d", run="r", samples=7, beta=0.2))
         assert (config.samples, config.beta, config.steps) == (7, 0.2, default_of(DPOConfig, "steps"))
-        with pytest.raises(DPOError, match="without a scorer, DPO learns only from rated pieces"):
+        with pytest.raises(DPOError, match="without a scorer, DPO learns only from your judgements"):
             backend.dpo.submit(DPOSpec(model="demo", dataset="d", run="r", scorer="none"))
     finally:
         backend.close()

@@ -40,15 +40,18 @@ def backend(tiny_backend):
 
 def spec(**changes) -> DPOSpec:
     settings = dict(model="models/tiny.pth", dataset="d", run="r", samples=2, generation_batch=2, max_patches=3,
-                    steps=2, min_pairs=1, score_final=False, **changes)
+                    steps=2, min_pairs=1, score_final=False) | changes
     return DPOSpec(**settings)
 
 
-def rate(backend, name: str, rating: int):
+def add(backend, name: str) -> int:
     abc = "X:1\n" + (PREPROCESS / "interleaved" / f"{name}.abc").read_text(encoding="utf-8")
-    entry = backend.library.add(Generation(model="models/tiny.pth", prompt=BACH, seed=1, status="ok", raw=abc,
-                                           abc=abc))
-    backend.library.rate(entry, rating)
+    return backend.library.add(Generation(model="models/tiny.pth", prompt=BACH, seed=1, status="ok", raw=abc,
+                                          abc=abc))
+
+
+def rate(backend, name: str, rating: int):
+    backend.library.rate(add(backend, name), rating)
 
 
 def test_each_stage_says_what_it_does_and_counts_from_zero(backend):
@@ -111,3 +114,27 @@ def test_the_settings_are_sized_to_the_machine_with_an_estimate(backend):
     assert "4 x 64 pieces with no patch limit" in longer
     with pytest.raises(Exception, match="samples must be at least 0"):
         backend.dpo.estimate("models/tiny.pth", samples=-1)
+
+
+def test_the_library_s_pairwise_judgements_alone_are_the_pairs_without_a_scorer(backend):
+    no_scorer = spec(scorer="none", steps=4)
+    with pytest.raises(DPOError, match="learns only from your judgements.* holds 0 pieces rated up, 0 rated down "
+                                       "and 0 pairwise judgements"):
+        backend.dpo.submit(no_scorer)
+    a, b, c = (add(backend, name) for name in ("bach_bwv66.6", "bach_bwv7.7", "haydn_opus74no1_movement3"))
+    backend.library.prefer(c, a)
+    backend.library.prefer(a, c)  # judged again the other way: the latest stands
+    backend.library.prefer(b, c)
+    assert backend.dpo.judgements_line() == "0 pieces rated up, 0 rated down and 2 pairwise judgements"
+    line = backend.dpo.estimate("models/tiny.pth", scorer="none")
+    assert "no pieces written" in line and line.endswith(
+        "Without a scorer it learns from your library's 0 pieces rated up, 0 rated down and 2 pairwise judgements.")
+    ctx = Recorded(no_scorer.__dict__)
+    result = backend.dpo.run(ctx)
+    said = [e[1] for e in ctx.events if e[0] == "say"]
+    assert said[0] == "iteration 1 of 1: learning from 2 pairs (2 chosen, 1 rejected pieces), up to 4 steps"
+    assert result["status"] == "finished" and result["final_model"] == "runs/r/iter_1/model.pth"
+    pairs = backend.dpo.pairs("r", 1)
+    assert (pairs.chosen, pairs.rejected) == ([f"library-{a}", f"library-{b}"], [f"library-{c}"])
+    assert pairs.reasons[f"library-{c}"] == f"judged worse than library-{a} by the user; judged worse than library-{b}"
+    assert backend.dpo.piece("r", 1, f"library-{b}") == backend.library.get(b).abc

@@ -183,3 +183,48 @@ def test_variations_of_an_uploaded_score_are_numbered_among_those_of_the_same_fi
     c = lib.add(piece(parameters={"continue_name": "mine.abc"}))
     assert [lib.keep(i).version for i in (a, b, c)] == [2, 3, 2]
     assert lib.get(a).parent_id is None
+
+
+def test_pairwise_judgements_compare_two_finished_pieces_of_one_prompt(tmp_path):
+    lib = Library(tmp_path / "l.sqlite")
+    a, b, c = lib.add(piece(seed=1)), lib.add(piece(seed=2)), lib.add(piece(seed=3, abc="X:1\nK:G\nG|\n"))
+    other_prompt = lib.add(piece(prompt="Classical_Mozart, Wolfgang Amadeus_Chamber"))
+    unfinished = lib.add(piece(status="limit", abc=None))
+    start = lib.revision()
+    first = lib.prefer(a, b)
+    assert (first.better, first.worse, first.other(a), first.other(b)) == (a, b, b, a)
+    lib.prefer(b, a)  # the same two pieces judged again, the other way round: the latest is kept
+    lib.prefer(c, a)
+    assert [(j.better, j.worse) for j in lib.judgements()] == [(c, a), (b, a)]  # newest first
+    assert [(j.better, j.worse) for j in lib.judgements(b)] == [(b, a)]
+    assert lib.revision() == start + 3
+    records = lib.pairwise_records()
+    assert [(r.better, r.worse) for r in records] == [(b, a), (c, a)]  # oldest first, as DPO reads them
+    assert records[1].better_abc == "X:1\nK:G\nG|\n" and records[1].worse_abc == "X:1\nK:C\nC|\n"
+    assert records[1].prompt == "Baroque_Bach, Johann Sebastian_Choral"
+    assert lib.pairwise_records(model="demo") == []
+    assert [e.id for e in lib.comparable(a)] == [c, b]  # same prompt, finished, newest first
+    for better, worse, why in ((a, a, "compared with itself"), (a, other_prompt, "different prompts"),
+                               (unfinished, a, f"piece {unfinished} has no finished score"),
+                               (a, 9999, "no generation 9999")):
+        with pytest.raises(LibraryError, match=why):
+            lib.prefer(better, worse)
+    judged = lib.judgements(c)[0]
+    lib.remove_judgement(judged.id)
+    assert [(j.better, j.worse) for j in lib.judgements()] == [(b, a)]
+    with pytest.raises(LibraryError, match=f"no judgement {judged.id}"):
+        lib.remove_judgement(judged.id)
+
+
+def test_a_library_without_the_judgements_table_gets_it(tmp_path):
+    path = tmp_path / "library.sqlite"
+    with closing(sqlite3.connect(path)) as db:
+        db.executescript(SCHEMA_1)
+    lib = Library(path)
+    second = lib.add(piece(prompt="Baroque_Bach, Johann Sebastian_Choral"))
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute("UPDATE generations SET abc = 'X:1', prompt = ? WHERE id = 1", (lib.get(second).prompt,))
+    assert lib.prefer(second, 1).better == second and [r.worse for r in lib.pairwise_records()] == [1]
+    with closing(sqlite3.connect(path)) as db, db:  # a piece removed takes its judgements with it
+        db.execute("DELETE FROM generations WHERE id = 1")
+    assert lib.judgements() == [] and lib.pairwise_records() == []

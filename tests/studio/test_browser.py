@@ -407,3 +407,37 @@ def test_a_bar_written_again_from_the_library_comes_back_ranked_side_by_side(stu
     assert "rank 2" in page.inner_text("#gen-piece-1") and side_by_side(page, "#gen-piece-0", "#gen-piece-1")
     page.locator("#gen-pieces").scroll_into_view_if_needed()
     shot(page, "15-bar-candidates")
+
+
+def test_two_pieces_of_one_prompt_are_compared_in_the_library(studio, page, fixtures):
+    """Two engraved chorales of one prompt: open the newer, pick the older in "Compare with...", hear it, say this
+    one is better, change one's mind, then remove the judgement."""
+    from pipelines.service import Generation
+
+    app, backend = studio
+    ids = []
+    for n, case in enumerate(json.loads((fixtures / "postprocess.json").read_text(encoding="utf-8"))[:2]):
+        made = backend.generation.render_piece(case["postprocessed"], backend.generation.exports / "compare" / str(n),
+                                               "chorale")
+        ids.append(backend.library.add(Generation(
+            model="models/tiny.pth", seed=21 + n, status="ok", abc=case["postprocessed"], raw=case["generated"],
+            period="Baroque", composer="Bach, Johann Sebastian", instrumentation="Choral",
+            prompt="Baroque_Bach, Johann Sebastian_Choral", files={**made.files, "svg": made.svg_pages})))
+    older, newer = ids
+    open_library_piece(page, app, newer)
+    page.locator("#library-score img.score-page").first.wait_for(state="visible")
+    choose(page, "library-compare", f"#{older} - seed 21")
+    page.locator("#library-other-audio").wait_for(state="visible")
+    page.click("#library-better")
+    page.wait_for_function(f"document.querySelector('#library-judged').innerText.includes('better than #{older}')")
+    assert [(j.better, j.worse) for j in backend.library.judgements(newer)] == [(newer, older)]
+    page.locator("#library-judged").scroll_into_view_if_needed()
+    shot(page, "16-library-compared")
+    page.click("#library-worse")  # the other one after all: the latest judgement stands
+    page.wait_for_function(f"document.querySelector('#library-judged').innerText.includes('worse than #{older}')")
+    assert [(j.better, j.worse) for j in backend.library.judgements(newer)] == [(older, newer)]
+    choose(page, "library-judgement")
+    page.click("#library-unjudge")
+    page.wait_for_function("document.querySelector('#library-judged').innerText.includes('Not compared')")
+    assert backend.library.judgements(newer) == []
+    shot(page, "17-library-judgement-removed")

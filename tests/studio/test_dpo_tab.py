@@ -39,3 +39,20 @@ def test_a_rejected_piece_that_never_ended_says_so_where_its_score_would_be(back
         ("sample_0001: not usable: reached the 2-patch limit without an ending", "sample_0001")]
     score, audio = dpo.listen_piece(backend, "r", 1, "sample_0001")
     assert audio is None and "sample_0001 did not end" in score and "runs/r/iter_1/samples/sample_0001.raw.abc" in score
+
+
+def test_the_library_box_counts_thumbs_and_pairwise_judgements(backend, chorale):
+    from pipelines.service import Generation
+
+    bach = dict(model="models/tiny.pth", prompt="Baroque_Bach, Johann Sebastian_Choral", status="ok", abc=chorale)
+    a, b, c = (backend.library.add(Generation(seed=seed, **bach)) for seed in (1, 2, 3))
+    held = "The library holds 0 pieces rated up, 0 rated down and 0 pairwise judgements."
+    assert dpo.choices(backend)[-1]["info"] == held
+    backend.library.rate(a, 1)
+    backend.library.prefer(b, c)
+    backend.library.prefer(a, c)
+    held = "The library holds 1 piece rated up, 0 rated down and 2 pairwise judgements."
+    assert dpo.choices(backend)[-1]["info"] == held
+    line = dpo.estimate(backend, model="models/tiny.pth", scorer="none", **dict(zip(
+        dpo.SIZED_FIELDS, (u["value"] for u in dpo.sized(backend)))))
+    assert "no pieces written" in line and line.endswith("1 piece rated up, 0 rated down and 2 pairwise judgements.")

@@ -131,3 +131,46 @@ def test_a_kept_version_names_its_parent_and_is_listed_with_it(backend):
     assert [(row[0], row[column]) for row in rows] == [(candidate, f"v2 of #{parent} bar 5"), (parent, "")]
     card = library.open_piece(backend, candidate)
     assert f"version 2 of #{parent}: bar 5" in card[0] and card[5].startswith("**Kept**")
+
+
+def test_a_piece_is_compared_with_another_of_its_prompt_and_a_judgement_removed(backend):
+    older = backend.library.add(piece(seed=1))
+    heard = backend.generation.exports / "job" / "other.wav"  # the handler passes its path on; nothing reads it here
+    heard.parent.mkdir(parents=True)
+    heard.write_bytes(b"RIFF")
+    other = backend.library.add(piece(seed=2, files={"wav": backend.workspace.relative(heard)}))
+    this = backend.library.add(piece(seed=3))
+    backend.library.add(piece(seed=4, prompt="Classical_Mozart, Wolfgang Amadeus_Chamber", period="Classical"))
+    backend.library.add(piece(seed=5, status="limit", abc=None))
+    opened = library.open_piece(backend, this)
+    compare, other_audio, judged, judgement = opened[-len(library.COMPARE_OUTPUTS):]
+    # the other finished pieces of its prompt, newest first
+    assert [value for _, value in compare["choices"]] == [other, older] and compare["value"] is None
+    assert compare["choices"][0][0].startswith(f"#{other} - seed 2 - ")
+    assert compare["info"] == "2 other finished pieces of this prompt"
+    assert other_audio["visible"] is False and judged == "Not compared with another piece yet."
+    assert judgement["visible"] is False  # nothing to remove
+    audio, better, worse = library.compare_picked(backend, other)
+    assert better["interactive"] is True and worse["interactive"] is True
+    assert audio["visible"] is True and audio["value"] == str(heard)  # the other piece, to listen to
+    assert library.compare_picked(backend, older)[0]["visible"] is False  # no audio made: no player
+    judged, judgement, remove = library.prefer_this(backend, this, other)
+    assert [(j.better, j.worse) for j in backend.library.judgements()] == [(this, other)]
+    assert judged.startswith("**Compared** (1):\n- This piece is better than #" + str(other))
+    judged, judgement, remove = library.prefer_other(backend, this, other)  # judged again: the latest stands
+    assert [(j.better, j.worse) for j in backend.library.judgements()] == [(other, this)]
+    judged, judgement, remove = library.prefer_other(backend, this, older)
+    assert judged.startswith("**Compared** (2):\n- This piece is worse than #" + str(older))
+    shown = [label.split(" (")[0] for label, _ in judgement["choices"]]
+    assert shown == [f"worse than #{older}", f"worse than #{other}"]
+    assert judgement["visible"] is True and remove["interactive"] is False  # until a judgement is picked
+    assert library.judgement_picked(judgement["choices"][0][1])["interactive"] is True
+    judged, judgement, remove = library.remove_judgement(backend, this, judgement["choices"][0][1])
+    assert [(j.better, j.worse) for j in backend.library.judgements()] == [(other, this)]
+    assert library.open_piece(backend, older)[-2] == "Not compared with another piece yet."
+    with pytest.raises(gr.Error, match="pick a piece to compare with first"):
+        library.prefer_this(backend, this, None)
+    with pytest.raises(gr.Error, match="different prompts"):
+        library.bind(library.prefer_this, backend)(this, this + 1)  # the Mozart piece: another prompt
+    unfinished = library.open_piece(backend, this + 2)[-len(library.COMPARE_OUTPUTS)]
+    assert unfinished["choices"] == [] and unfinished["info"] == "only a finished piece can be compared"
