@@ -5,7 +5,8 @@
 // `data-follow` and holds one `.score-sheet` per page, an <img> of the page inside. Its player is the Gradio
 // Audio in the same `.piece-card`; Gradio plays through WaveSurfer, whose <audio> sits in a shadow root. Gradio
 // replaces a score's HTML and a player's audio when a new piece is shown, so nothing is bound once: a timer
-// looks up each score and its player every tick, and clicks are caught on the document.
+// looks up each score every tick (and its player again when the one it had left the page), and clicks are
+// caught on the document.
 // State for tests and curious eyes: data-page (1-based), data-bar, data-lit-notes (ids) and data-ms.
 
 const TICK_MS = 50;
@@ -58,7 +59,7 @@ function build(score) {
     layers[bar.page].appendChild(spot);
     bars.set(bar.id, { ...bar, index, spot });
   });
-  return { data, sheets, layers, bars, marks: [], ms: -1, playing: false, bar: null, page: -1 };
+  return { data, sheets, layers, bars, marks: [], ms: -1, playing: false, bar: null, page: -1, audio: null };
 }
 
 function barAt(state, note) {
@@ -110,10 +111,11 @@ function show(score, state, ms, playing) {
   score.dataset.ms = String(Math.round(ms));
 }
 
-function keepInView(element) {
+function keepInView(element) { // when over a quarter of the bar is off the screen, bring it to the middle
   const rect = element.getBoundingClientRect();
   const height = window.innerHeight || document.documentElement.clientHeight;
-  if (rect.top < 0 || rect.bottom > height) element.scrollIntoView({ block: "center", behavior: "smooth" });
+  const hidden = Math.max(0, -rect.top) + Math.max(0, rect.bottom - height);
+  if (hidden > rect.height / 4) element.scrollIntoView({ block: "center", behavior: "smooth" });
 }
 
 function tick() {
@@ -124,7 +126,10 @@ function tick() {
       scores.set(score, state);
     }
     if (!state) continue;
-    const audio = playerOf(score);
+    if (!(state.audio && state.audio.isConnected && (state.audio.currentSrc || state.audio.src))) {
+      state.audio = playerOf(score); // first, or Gradio gave the card a new player
+    }
+    const audio = state.audio;
     const ms = audio ? audio.currentTime * 1000 : 0;
     const playing = Boolean(audio && !audio.paused && !audio.ended);
     if (ms !== state.ms || playing !== state.playing) {

@@ -118,6 +118,7 @@ def test_choose_a_prompt_generate_see_and_hear(studio, page, fixtures, tmp_path)
     player.locator("[data-testid=waveform-controls]").wait_for(state="visible", timeout=60_000)
     box = score.first.bounding_box()
     assert box and box["width"] > 300 and box["height"] > 300  # an engraved page, not a broken image
+    assert score.first.evaluate("img => Boolean(img.closest('.score-follow[data-follow]'))")  # it follows its player
     assert page.evaluate("el => el.naturalWidth", score.first.element_handle()) > 0
     # Gradio's player: a waveform that shows the WAV's length once loaded, and a download link to the file
     page.wait_for_function("el => { const d = el.querySelector('#duration'); return d && d.innerText !== '0:00'; }",
@@ -362,7 +363,9 @@ def follow_the_score(app, page, entry: int, follow: dict) -> None:
 
     on_page_2 = sorted((b for b in follow["bars"] if b["page"] == 1), key=lambda b: b["ms"])
     last_of_page_1 = max((b for b in follow["bars"] if b["page"] == 0), key=lambda b: b["ms"])
-    score.locator(f".follow-bar[data-bar='{last_of_page_1['id']}']").click()
+    last_bar = score.locator(f".follow-bar[data-bar='{last_of_page_1['id']}']")
+    last_bar.evaluate("el => el.scrollIntoView({block: 'end'})")  # as a reader would, at the foot of the screen
+    last_bar.click()
     page.wait_for_function(f"el => el.dataset.bar === {json.dumps(last_of_page_1['id'])}", arg=score.element_handle())
     next_bar = score.locator(f".follow-bar[data-bar='{on_page_2[0]['id']}']").bounding_box()
     assert next_bar["y"] > page.viewport_size["height"], next_bar  # the next page is still out of view
@@ -370,8 +373,9 @@ def follow_the_score(app, page, entry: int, follow: dict) -> None:
     turned = state()
     assert turned["ms"] >= on_page_2[0]["ms"] and turned["bar"] == on_page_2[0]["id"]
     page.wait_for_timeout(1500)  # the smooth scroll to the new page
-    lit = score.locator(".score-sheet").nth(1).locator(".follow-note").first.bounding_box()
-    assert lit and 0 <= lit["y"] <= page.viewport_size["height"], lit  # page 2's sounding notes came into view
+    lit = score.evaluate("el => { const n = el.querySelectorAll('.score-sheet')[1].querySelector('.follow-note');"
+                         " return n && n.getBoundingClientRect().y; }")  # in one step: marks change as it plays
+    assert lit is not None and 0 <= lit <= page.viewport_size["height"], lit  # page 2's lit notes came into view
     page.screenshot(path=str(ARTIFACTS / "13-follow-page-turned.png"))
 
     target = on_page_2[-1]
