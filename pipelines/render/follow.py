@@ -87,9 +87,9 @@ def _union(boxes: list[Box]) -> Box:
 
 
 def _fraction(box: Box, size: Box) -> list[float]:
-    """`box` in fractions of the page, 5 decimals (a tenth of a pixel on a 2000-pixel-wide page)."""
+    """`box` in fractions of the page, 4 decimals (a tenth of a pixel where the page is shown 1000 pixels wide)."""
     x, y, w, h = box
-    return [round(x / size[2], 5), round(y / size[3], 5), round(w / size[2], 5), round(h / size[3], 5)]
+    return [round(x / size[2], 4), round(y / size[3], 4), round(w / size[2], 4), round(h / size[3], 4)]
 
 
 def _bar_starts(timemap: list[dict]) -> dict[str, int]:
