@@ -25,6 +25,7 @@ from pipelines.errors import RenderError
 FOLLOW_VERSION = 1
 _SVG = "{http://www.w3.org/2000/svg}"
 _TRANSLATE = re.compile(r"translate\(\s*([-\d.]+)[\s,]+([-\d.]+)\s*\)")
+_RENDITION = re.compile(r"-rend\d+$")
 Box = tuple[float, float, float, float]  # x, y, width, height in page units
 
 
@@ -92,12 +93,17 @@ def _fraction(box: Box, size: Box) -> list[float]:
     return [round(x / size[2], 4), round(y / size[3], 4), round(w / size[2], 4), round(h / size[3], 4)]
 
 
+def engraved_id(timemap_id: str) -> str:
+    """The id on the page of an element the timemap names: a repeat played again is `<id>-rend2`, -rend3..."""
+    return _RENDITION.sub("", timemap_id)
+
+
 def _bar_starts(timemap: list[dict]) -> dict[str, int]:
     """Bar id -> when it first starts to play (ms)."""
     starts: dict[str, int] = {}
     for entry in timemap:
         if "measureOn" in entry:
-            starts.setdefault(entry["measureOn"], int(round(entry["tstamp"])))
+            starts.setdefault(engraved_id(entry["measureOn"]), int(round(entry["tstamp"])))
     return starts
 
 
@@ -112,8 +118,8 @@ def _note_spans(timemap: list[dict]) -> list[list]:
         end = max(end, at)
         for note_id in entry.get("off", []):
             if note_id in sounding:
-                spans.append([sounding.pop(note_id), at, note_id])
+                spans.append([sounding.pop(note_id), at, engraved_id(note_id)])
         for note_id in entry.get("on", []):
             sounding.setdefault(note_id, at)
-    spans += [[on, end, note_id] for note_id, on in sounding.items()]
+    spans += [[on, end, engraved_id(note_id)] for note_id, on in sounding.items()]
     return sorted(spans, key=lambda span: (span[0], span[1]))

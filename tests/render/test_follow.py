@@ -99,6 +99,18 @@ def test_a_two_page_piece_has_its_later_notes_on_page_two(long_result):
     assert max(s[1] for s in follow["spans"]) == pytest.approx(long_result.seconds * 1000, abs=10)
 
 
+def test_a_repeat_lights_its_notes_again_and_its_bars_start_where_first_played():
+    abc = "X:1\nL:1/4\nQ:1/4=120\nM:4/4\nK:C\nV:1 treble\n[V:1]|:C D E F|G A B c:|\n[V:1]c B A G|F E D C|]\n"
+    result = engrave_piece(abc, RenderConfig(pdf=False))
+    follow = result.follow
+    assert any(i.endswith("-rend2") for entry in result.timemap for i in entry.get("on", []))  # Verovio's naming
+    assert len(follow["notes"]) == 16 and len(follow["spans"]) == 24  # 8 notes played twice
+    assert {s[2] for s in follow["spans"]} == set(follow["notes"])  # every span names a note on the page
+    assert [bar["ms"] for bar in follow["bars"]] == [0, 2000, 8000, 10000]  # 2 s a bar, bars 1-2 twice
+    first = [s for s in follow["spans"] if s[2] == follow["spans"][1][2]]
+    assert [s[:2] for s in first] == [[500, 1000], [4500, 5000]]  # the second note, in both playings
+
+
 def test_the_follow_data_is_exported_with_the_piece(tmp_path, chorale_result):
     exported = export_piece(chorale_result, tmp_path, "chorale")
     assert exported.files["follow"].name == "chorale.follow.json"
