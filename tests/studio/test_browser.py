@@ -127,6 +127,10 @@ def test_choose_a_prompt_generate_see_and_hear(studio, page, fixtures, tmp_path)
     assert "/gradio_api/file=" in link and link.endswith(".wav")
     score.first.scroll_into_view_if_needed()
     shot(page, "3-score-and-audio")
+    player.get_by_role("button", name="Play", exact=True).click()  # its notes light up as it plays
+    page.wait_for_function("img => (img.closest('.score-follow').dataset.litNotes || '').length > 0",
+                           arg=score.first.element_handle())
+    player.get_by_role("button", name="Pause", exact=True).click()
     print(f"model: {'demo' if demo else 'tiny'}; generation took {seconds:.1f} s; status: {status!r}")
 
 
