@@ -34,13 +34,7 @@ function box(element, [x, y, w, h], pad) {
 }
 
 function build(score) {
-  let data;
-  try {
-    data = JSON.parse(score.dataset.follow);
-  } catch (error) {
-    console.warn("score follow: unreadable follow data", error);
-    return null;
-  }
+  const data = JSON.parse(score.dataset.follow); // bad data throws: tick() stops this score
   const sheets = [...score.querySelectorAll(".score-sheet")];
   const layers = sheets.map((sheet) => {
     const layer = document.createElement("div");
@@ -49,16 +43,16 @@ function build(score) {
     return layer;
   });
   const bars = new Map();
-  data.bars.forEach((bar, index) => {
-    if (!layers[bar.page]) return;
+  for (const bar of data.bars) {
+    if (!layers[bar.page]) continue;
     const spot = box(document.createElement("div"), bar.box, 2);
     spot.className = "follow-bar";
     spot.dataset.ms = bar.ms;
     spot.dataset.bar = bar.id;
-    spot.title = `Play from here (${(bar.ms / 1000).toFixed(1)} s)`;
+    spot.title = "Play from this bar";
     layers[bar.page].appendChild(spot);
-    bars.set(bar.id, { ...bar, index, spot });
-  });
+    bars.set(bar.id, { ...bar, spot });
+  }
   return { data, sheets, layers, bars, marks: [], ms: -1, playing: false, bar: null, page: -1, audio: null };
 }
 
@@ -118,24 +112,33 @@ function keepInView(element) { // when over a quarter of the bar is off the scre
   if (hidden > rect.height / 4) element.scrollIntoView({ block: "center", behavior: "smooth" });
 }
 
+function follow(score) {
+  let state = scores.get(score);
+  if (state === undefined) {
+    state = build(score);
+    scores.set(score, state);
+  }
+  if (!state) return;
+  if (!(state.audio && state.audio.isConnected && (state.audio.currentSrc || state.audio.src))) {
+    state.audio = playerOf(score); // first, or Gradio gave the card a new player
+  }
+  const audio = state.audio;
+  const ms = audio ? audio.currentTime * 1000 : 0;
+  const playing = Boolean(audio && !audio.paused && !audio.ended);
+  if (ms !== state.ms || playing !== state.playing) {
+    show(score, state, ms, playing);
+    state.ms = ms;
+    state.playing = playing;
+  }
+}
+
 function tick() {
   for (const score of document.querySelectorAll(".score-follow[data-follow]")) {
-    let state = scores.get(score);
-    if (state === undefined) {
-      state = build(score);
-      scores.set(score, state);
-    }
-    if (!state) continue;
-    if (!(state.audio && state.audio.isConnected && (state.audio.currentSrc || state.audio.src))) {
-      state.audio = playerOf(score); // first, or Gradio gave the card a new player
-    }
-    const audio = state.audio;
-    const ms = audio ? audio.currentTime * 1000 : 0;
-    const playing = Boolean(audio && !audio.paused && !audio.ended);
-    if (ms !== state.ms || playing !== state.playing) {
-      show(score, state, ms, playing);
-      state.ms = ms;
-      state.playing = playing;
+    try {
+      follow(score);
+    } catch (error) { // one score's bad data stops that score, not the others
+      console.warn("score follow: this score stops following", error);
+      scores.set(score, null);
     }
   }
 }
