@@ -56,7 +56,7 @@ CSS = """
 .score-sheet.follow-current .score-page {border-color: var(--color-accent)}
 .follow-layer {position: absolute; inset: 1px; pointer-events: none}
 .follow-bar {position: absolute; pointer-events: auto; cursor: pointer; border-radius: 4px}
-.follow-bar:hover {background: rgba(99, 102, 241, .07)}
+.follow-bar:hover {box-shadow: inset 0 0 0 1px rgba(99, 102, 241, .5)}
 .follow-bar.follow-current-bar {background: rgba(99, 102, 241, .10)}
 .follow-note {position: absolute; border-radius: 45%; background: rgba(234, 88, 12, .45);
               box-shadow: 0 0 0 2px rgba(234, 88, 12, .6); mix-blend-mode: multiply}
