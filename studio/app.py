@@ -15,6 +15,7 @@ import gradio as gr
 from pipelines.fields import MAX_SCORE_MB
 from pipelines.service import Backend
 from studio import system
+from studio.piece_view import follow_script
 from studio.tabs import annotate, dataset, dpo, generate, library, train
 from studio.theme import CSS, studio_theme
 
@@ -61,5 +62,5 @@ def launch_studio(options: StudioOptions, prevent_thread_lock: bool = False, qui
                show_error=False, enable_monitoring=False, max_file_size=f"{options.max_upload_mb}mb",
                allowed_paths=[str(backend.generation.exports)], run_history=False,
                footer_links=["gradio", "settings"], ssr_mode=False, mcp_server=False, css=CSS, theme=studio_theme(),
-               prevent_thread_lock=prevent_thread_lock, quiet=quiet)
+               js=follow_script(), prevent_thread_lock=prevent_thread_lock, quiet=quiet)
     return app, backend

@@ -3,13 +3,18 @@ and a piece being written, engraved as far as it goes.
 
 Score pages are shown as <img> data URIs of Verovio's SVG, so nothing in a page can run
 as script; audio and downloads are files in the workspace's exports folder, the only
-folder the studio serves.
+folder the studio serves. A piece with follow data (pipelines/render/follow.py) carries it,
+as escaped JSON, on its score; score_follow.js, loaded once with the app, lights the notes
+sounding in the player of the same card over the page images and plays from a clicked bar.
 """
 from __future__ import annotations
 
 import base64
 import html
+import json
+from pathlib import Path
 
+from pipelines.errors import NotaGenError
 from pipelines.service import Backend, Generation, PieceFiles, Sketch
 
 DOWNLOADS = ("abc", "musicxml", "mid", "wav", "pdf", "raw")
@@ -26,16 +31,40 @@ def page_image(svg: bytes, css_class: str = "score-page") -> str:
             f'src="data:image/svg+xml;base64,{base64.b64encode(svg).decode("ascii")}">')
 
 
-def score_html(backend: Backend, svg_pages: list[str], problems: list[str] = (), error: str = "") -> str:
+def follow_script() -> str:
+    """The page script that makes scores follow their players (for `launch(js=...)`, run once per page)."""
+    return "() => {\n" + (Path(__file__).parent / "score_follow.js").read_text(encoding="utf-8") + "\n}"
+
+
+def score_html(backend: Backend, svg_pages: list[str], problems: list[str] = (), error: str = "",
+               follow: str | None = None) -> str:
+    """The pages of a piece; with its follow data (`follow`: the exported .follow.json), each page in a sheet
+    the notes light up on while it plays."""
     parts = []
     if error:
         parts.append(f'<p class="score-error">{html.escape(error)}</p>')
-    for rel in svg_pages:
-        parts.append(page_image(backend.generation.exported_file(rel).read_bytes()))
+    pages = [page_image(backend.generation.exported_file(rel).read_bytes()) for rel in svg_pages]
+    data, why = follow_data(backend, follow) if follow and pages else (None, "")
+    if data is not None:
+        sheets = "".join(f'<div class="score-sheet" data-page="{n}">{page}</div>' for n, page in enumerate(pages, 1))
+        parts.append(f'<div class="score-follow" data-follow="{html.escape(data, quote=True)}">{sheets}</div>')
+    else:
+        parts += pages
+    if why:
+        parts.append(f'<p class="quiet-note">The score cannot follow the audio: {html.escape(why)}</p>')
     if problems:
         items = "".join(f"<li>{html.escape(p)}</li>" for p in problems)
         parts.append(f"<details><summary>Score notes ({len(problems)})</summary><ul>{items}</ul></details>")
     return "".join(parts)
+
+
+def follow_data(backend: Backend, rel: str) -> tuple[str | None, str]:
+    """(the piece's follow data as compact JSON, "") or (None, why it cannot be read)."""
+    try:
+        data = json.loads(backend.generation.exported_file(rel).read_text(encoding="utf-8"))
+    except (NotaGenError, OSError, ValueError) as e:
+        return None, f"{Path(rel).name} cannot be read ({e})"
+    return json.dumps(data, separators=(",", ":")), ""
 
 
 def audio_path(backend: Backend, files: dict) -> str | None:
@@ -60,13 +89,14 @@ def entry_view(backend: Backend, entry: Generation) -> tuple[str, str, str | Non
     error = "" if entry.status == "ok" else f"no score: {entry.reason or entry.status}"
     if entry.status == "ok" and not files.get("wav"):
         error = "the score could not be made for this piece; the ABC is in the downloads"
-    return (heading(entry), score_html(backend, svg, error=error), audio_path(backend, files),
-            download_paths(backend, files), rating_line(entry.rating))
+    score = score_html(backend, svg, error=error, follow=files.get("follow"))
+    return heading(entry), score, audio_path(backend, files), download_paths(backend, files), rating_line(entry.rating)
 
 
 def preview_view(backend: Backend, piece: PieceFiles) -> tuple[str, str | None, list[str]]:
     """(score html, audio path, downloads) of an uploaded score's preview."""
-    return (score_html(backend, piece.svg_pages, piece.problems, piece.error), audio_path(backend, piece.files),
+    return (score_html(backend, piece.svg_pages, piece.problems, piece.error, piece.files.get("follow")),
+            audio_path(backend, piece.files),
             download_paths(backend, piece.files))
 
 

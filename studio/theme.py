@@ -56,6 +56,17 @@ CSS = """
 /* engraved pages, and a piece being written */
 .score-page, .sketch-page {border: 1px solid var(--border-color-primary); border-radius: 4px; margin-bottom: 8px}
 .sketch {margin-bottom: 10px}
+
+/* a score following its player (score_follow.js): the notes sounding, the bar they are in, a bar to click */
+.score-sheet {position: relative; margin-bottom: 8px}
+.score-sheet .score-page {display: block; margin-bottom: 0}
+.score-sheet.follow-current .score-page {border-color: var(--color-accent)}
+.follow-layer {position: absolute; inset: 1px; pointer-events: none}
+.follow-bar {position: absolute; pointer-events: auto; cursor: pointer; border-radius: 4px}
+.follow-bar:hover {box-shadow: inset 0 0 0 1px rgba(99, 102, 241, .5)}
+.follow-bar.follow-current-bar {background: rgba(99, 102, 241, .10)}
+.follow-note {position: absolute; border-radius: 45%; background: rgba(234, 88, 12, .45);
+              box-shadow: 0 0 0 2px rgba(234, 88, 12, .6); mix-blend-mode: multiply}
 .sketch-heading {margin: 0 0 6px; font-weight: 600; color: var(--body-text-color-subdued)}
 
 /* a running job: stage, count and time left over a thin bar */

@@ -29,6 +29,15 @@ def chorale(postprocessed) -> str:
     return postprocessed["bach_bwv66.6_C"]
 
 
+@pytest.fixture(scope="session")
+def long_chorale(chorale) -> str:
+    """The chorale with its body sung twice (pickup, 8 bars, 8 bars, last bar): 42 s on two A4 pages."""
+    lines = chorale.rstrip("\n").split("\n")
+    first = next(n for n, line in enumerate(lines) if line.startswith("[V:"))
+    head, pickup, body, last = lines[:first], lines[first], lines[first + 1:-1], lines[-1]
+    return "\n".join([*head, pickup, *body, *body, last]) + "\n"
+
+
 @pytest.fixture
 def chorale_backend(tmp_path, fixtures):
     """A studio backend whose workspace has a Bach chorale (MusicXML) in imports/chorale."""

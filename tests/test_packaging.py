@@ -69,7 +69,8 @@ def test_wheel_carries_every_package_the_demo_model_and_prompts(wheel):
     for package in sorted(packages(REPO, "pipelines") | packages(REPO, "studio")):
         assert f"{package}/__init__.py" in names, f"package {package} is not in the wheel"
     modules = {str(p.relative_to(REPO)).replace("\\", "/") for name in ("pipelines", "studio")
-               for p in (REPO / name).rglob("*.py")}
+               for pattern in ("*.py", "*.js") for p in (REPO / name).rglob(pattern)}
+    assert "studio/score_follow.js" in modules  # the studio's page script travels with its modules
     assert modules <= names, f"modules missing from the wheel: {sorted(modules - names)}"
     assert not [n for n in names if n.startswith("tests/")], "the tests are not part of the installed package"
 

@@ -1,4 +1,4 @@
-"""`notagen render`: an ABC file's MusicXML, MIDI, PDF and WAV, with a JSON summary on stdout."""
+"""`notagen render`: an ABC file's MusicXML, MIDI, PDF, WAV and follow data, with a JSON summary on stdout."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,8 @@ from pathlib import Path
 
 def register(subparsers):
     p = subparsers.add_parser(
-        "render", help="write .abc, .musicxml, .mid, .pdf and .wav of an ABC file and print a JSON summary")
+        "render", help="write .abc, .musicxml, .mid, .pdf, .wav and .follow.json (where each note is on the pages "
+                       "and when it sounds) of an ABC file and print a JSON summary")
     p.add_argument("file", type=Path, help="an ABC file (post-processed generation or standard ABC)")
     p.add_argument("--out", type=Path, required=True, help="folder for the files (created if missing)")
     p.add_argument("--no-audio", action="store_true", help="skip the WAV")

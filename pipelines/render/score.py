@@ -33,6 +33,7 @@ from abctoolkit import abc2xml
 from pipelines.abc.report import PieceReport, clean_part_name, report_piece
 from pipelines.errors import AbcError, RenderError
 from pipelines.files import without_bom
+from pipelines.render.follow import score_follow
 from pipelines.render.instruments import DEFAULT_PROGRAM, GM_NAMES, Instrument, assign_instruments
 from pipelines.render.pdf import score_pdf
 from pipelines.render.worker import run_limited
@@ -53,6 +54,7 @@ class RenderConfig:
     fit_height: bool = False  # pages only as tall as their music (a few bars being written), not A4
     # Longer ABC is refused at once: about 100 pages, minutes of abc2xml and Verovio on a small CPU.
     max_chars: int = 100_000
+    follow: bool = True  # where notes and bars sit and when they sound, for a score that follows playback
 
 
 
@@ -73,7 +75,7 @@ class RenderResult:
     musicxml: str
     svg_pages: list[str]
     midi: bytes
-    timemap: list[dict]  # Verovio's: {tstamp (ms), qstamp, on: [svg note ids], off: [...], tempo}
+    timemap: list[dict]  # Verovio's: {tstamp (ms), qstamp, on: [svg note ids], off: [...], measureOn, tempo}
     pdf: bytes | None
     parts: list[PartInfo]
     notes: int  # sounding notes in the MIDI (a tie joins notes into one)
@@ -81,6 +83,7 @@ class RenderResult:
     pages: int
     seconds: float  # length of the MIDI; Verovio plays repeats, so this can exceed report.seconds
     report: PieceReport
+    follow: dict | None = None  # note and bar boxes with their times (follow.py); None without SVG pages
     warnings: list[str] = field(default_factory=list)  # what the converters said
     partial: bool = False  # True when some of the input was dropped or does not line up
     problems: list[str] = field(default_factory=list)  # why it is partial
@@ -183,7 +186,11 @@ def engrave_piece(abc_text: str, config: RenderConfig) -> RenderResult:
     pages = tk.getPageCount()
     svg_pages = [tk.renderToSVG(p) for p in range(1, pages + 1)] if config.svg else []
     midi = base64.b64decode(tk.renderToMIDI())
-    timemap = tk.renderToTimemap()
+    timemap = tk.renderToTimemap({"includeMeasures": True})
+    follow = None
+    if svg_pages and config.follow:  # the same layout drawn again with a box per element: where each note sits
+        tk.setOptions({"svgBoundingBoxes": True})
+        follow = score_follow([tk.renderToSVG(p) for p in range(1, pages + 1)], timemap)
     tracks = _midi_track_notes(midi)
     parts = _parts(musicxml, tracks)
     notes = sum(tracks)
@@ -191,7 +198,7 @@ def engrave_piece(abc_text: str, config: RenderConfig) -> RenderResult:
         raise AbcError("the ABC has no notes that sound: " + ("; ".join(warnings[:3]) or "only rests"))
     problems = _problems(report, parts, warnings, instruments)
     return RenderResult(
-        abc=abc_text, musicxml=musicxml, svg_pages=svg_pages, midi=midi, timemap=timemap, pdf=None,
+        abc=abc_text, musicxml=musicxml, svg_pages=svg_pages, midi=midi, timemap=timemap, pdf=None, follow=follow,
         parts=parts, notes=notes, written_notes=count_svg_notes(svg_pages), pages=pages,
         seconds=midi_seconds(midi), report=report, warnings=warnings,
         partial=bool(problems), problems=problems,

@@ -485,7 +485,8 @@ class GenerationService:
             return last
         bars = sum(1 for line in abc.split("\n") if line.startswith("[V:"))
         try:
-            return Sketch(row, bars, render_abc(abc, RenderConfig(pdf=False, fit_height=True)).svg_pages)
+            sketch = RenderConfig(pdf=False, fit_height=True, follow=False)  # no audio to follow yet
+            return Sketch(row, bars, render_abc(abc, sketch).svg_pages)
         except NotaGenError as e:
             return Sketch(row, last.lines if last else 0, last.svg_pages if last else [], f"not engraved: {e}")
 

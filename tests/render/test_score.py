@@ -204,7 +204,7 @@ def test_cli_render(tmp_path, chorale, capsys):
     assert (summary["notes"], summary["pages"], summary["voices"]) == (163, 1, 4)
     assert summary["alignment"] == {"aligned": True, "findings": []}
     assert summary["seconds"] == pytest.approx(22.5, abs=0.01)
-    assert sorted(summary["files"]) == ["abc", "mid", "musicxml"]
+    assert sorted(summary["files"]) == ["abc", "follow", "mid", "musicxml"]
 
 
 def test_cli_partial_piece_exits_nonzero(tmp_path, chorale, capsys):

@@ -250,6 +250,7 @@ def test_continue_preview_and_errors_are_plain_messages(client, fixtures, tmp_pa
     score.write_text(piece, encoding="utf-8")
     html, audio = client.predict(handle_file(str(score)), api_name="/generate_preview")
     assert "data:image/svg+xml;base64," in html and audio and os.path.getsize(audio) > 10_000
+    assert '<div class="score-follow" data-follow="{' in html  # an upload's score follows its player too
     not_music = tmp_path / "notes.txt"
     not_music.write_text("hello", encoding="utf-8")
     with pytest.raises(AppError, match="Invalid file type"):

@@ -118,6 +118,7 @@ def test_choose_a_prompt_generate_see_and_hear(studio, page, fixtures, tmp_path)
     player.locator("[data-testid=waveform-controls]").wait_for(state="visible", timeout=60_000)
     box = score.first.bounding_box()
     assert box and box["width"] > 300 and box["height"] > 300  # an engraved page, not a broken image
+    assert score.first.evaluate("img => Boolean(img.closest('.score-follow[data-follow]'))")  # it follows its player
     assert page.evaluate("el => el.naturalWidth", score.first.element_handle()) > 0
     # Gradio's player: a waveform that shows the WAV's length once loaded, and a download link to the file
     page.wait_for_function("el => { const d = el.querySelector('#duration'); return d && d.innerText !== '0:00'; }",
@@ -126,6 +127,10 @@ def test_choose_a_prompt_generate_see_and_hear(studio, page, fixtures, tmp_path)
     assert "/gradio_api/file=" in link and link.endswith(".wav")
     score.first.scroll_into_view_if_needed()
     shot(page, "3-score-and-audio")
+    player.get_by_role("button", name="Play", exact=True).click()  # its notes light up as it plays
+    page.wait_for_function("img => (img.closest('.score-follow').dataset.litNotes || '').length > 0",
+                           arg=score.first.element_handle())
+    player.get_by_role("button", name="Pause", exact=True).click()
     print(f"model: {'demo' if demo else 'tiny'}; generation took {seconds:.1f} s; status: {status!r}")
 
 
@@ -441,3 +446,79 @@ def test_two_pieces_of_one_prompt_are_compared_in_the_library(studio, page, fixt
     page.wait_for_function("document.querySelector('#library-judged').innerText.includes('Not compared')")
     assert backend.library.judgements(newer) == []
     shot(page, "17-library-judgement-removed")
+
+
+def test_a_playing_piece_lights_its_notes_turns_the_page_and_plays_from_a_clicked_bar(studio, page, long_chorale):
+    """A two-page chorale in the library: play it and its sounding notes light up, bar after bar; from the last bar
+    of page 1 (clicked) it plays on over the page turn, page 2 coming into view; a click on a bar of page 2
+    moves the player there."""
+    from pipelines.service import Generation
+
+    app, backend = studio
+    piece = backend.generation.render_piece(long_chorale, backend.generation.exports / "walk", "long-chorale")
+    assert not piece.error and piece.files.get("follow"), piece.error
+    entry = backend.library.add(Generation(model="models/tiny.pth", seed=12, status="ok", abc=long_chorale,
+                                           period="Baroque", composer="Bach, Johann Sebastian",
+                                           instrumentation="Choral", prompt="Baroque_Bach, Johann Sebastian_Choral",
+                                           files={**piece.files, "svg": piece.svg_pages}))
+    follow = json.loads(backend.generation.exported_file(piece.files["follow"]).read_text(encoding="utf-8"))
+    page.set_viewport_size({"width": 1280, "height": 900})  # a laptop's screen: page 2 is out of view at first
+    try:
+        follow_the_score(app, page, entry, follow)
+    finally:
+        page.set_viewport_size({"width": 1280, "height": 1600})
+
+
+def follow_the_score(app, page, entry: int, follow: dict) -> None:
+    open_library_piece(page, app, entry)
+    score = page.locator("#library-score .score-follow")
+    score.locator(".score-sheet img.score-page").nth(1).wait_for(state="visible")
+    assert score.locator(".score-sheet").count() == 2 and score.locator(".follow-bar").count() == len(follow["bars"])
+    card = page.locator("#library-card")
+    card.locator("[data-testid=waveform-controls]").wait_for(state="visible")
+    page.wait_for_function("el => { const d = el.querySelector('#duration'); return d && d.innerText !== '0:00'; }",
+                           arg=card.element_handle())
+
+    def state() -> dict:
+        return score.evaluate("el => ({lit: el.dataset.litNotes || '', page: el.dataset.page || '', "
+                              "bar: el.dataset.bar || '', ms: Number(el.dataset.ms || 0)})")
+
+    card.get_by_role("button", name="Play", exact=True).click()
+    page.wait_for_function("el => (el.dataset.litNotes || '').length > 0", arg=score.element_handle())
+    first = state()
+    assert first["page"] == "1" and set(first["lit"].split()) <= set(follow["notes"])
+    page.wait_for_function("([el, lit]) => el.dataset.litNotes && el.dataset.litNotes !== lit",
+                           arg=[score.element_handle(), first["lit"]], timeout=10_000)
+    second = state()
+    assert second["ms"] > first["ms"] and second["lit"] != first["lit"]
+    marks = score.locator(".follow-note")
+    assert marks.count() == len(second["lit"].split())  # a mark over each note sounding
+    shot(page, "18-follow-playing")
+
+    on_page_2 = sorted((b for b in follow["bars"] if b["page"] == 1), key=lambda b: b["ms"])
+    last_of_page_1 = max((b for b in follow["bars"] if b["page"] == 0), key=lambda b: b["ms"])
+    last_bar = score.locator(f".follow-bar[data-bar='{last_of_page_1['id']}']")
+    last_bar.evaluate("el => el.scrollIntoView({block: 'end'})")  # as a reader would, at the foot of the screen
+    last_bar.click()
+    page.wait_for_function(f"el => el.dataset.bar === {json.dumps(last_of_page_1['id'])}", arg=score.element_handle())
+    next_bar = score.locator(f".follow-bar[data-bar='{on_page_2[0]['id']}']").bounding_box()
+    assert next_bar["y"] > page.viewport_size["height"], next_bar  # the next page is still out of view
+    page.wait_for_function("el => el.dataset.page === '2'", arg=score.element_handle(), timeout=15_000)
+    turned = state()
+    assert turned["ms"] >= on_page_2[0]["ms"] and turned["bar"] == on_page_2[0]["id"]
+    page.wait_for_timeout(1500)  # the smooth scroll to the new page
+    lit = score.evaluate("el => { const n = el.querySelectorAll('.score-sheet')[1].querySelector('.follow-note');"
+                         " return n && n.getBoundingClientRect().y; }")  # in one step: marks change as it plays
+    assert lit is not None and 0 <= lit <= page.viewport_size["height"], lit  # page 2's lit notes came into view
+    page.screenshot(path=str(ARTIFACTS / "19-follow-page-turned.png"))
+
+    target = on_page_2[-1]
+    score.locator(f".follow-bar[data-bar='{target['id']}']").click()
+    page.wait_for_function(f"el => el.dataset.bar === {json.dumps(target['id'])}", arg=score.element_handle())
+    jumped = state()
+    assert target["ms"] <= jumped["ms"] < target["ms"] + 2000 and jumped["page"] == "2"
+    shown = card.locator("#time").inner_text()  # the player's own clock went there too
+    minutes, seconds = shown.split(":")
+    assert abs(int(minutes) * 60 + int(seconds) - target["ms"] / 1000) <= 2, shown
+    page.screenshot(path=str(ARTIFACTS / "20-follow-clicked-bar.png"))
+    card.get_by_role("button", name="Pause", exact=True).click()
