@@ -558,11 +558,12 @@ class GenerationService:
         engraved COLUMN_PAGE_WIDTH wide, for a piece shown beside others (the PDF keeps A4 pages)."""
         out = PieceFiles()
         try:
-            result = render_abc(abc, RenderConfig(), should_stop=should_stop)
+            result = render_abc(abc, RenderConfig(follow=not column), should_stop=should_stop)
+            if column:  # the pages on screen, and where their notes sit for the score to follow; the PDF stays A4
+                narrow = render_abc(abc, RenderConfig(page_width=COLUMN_PAGE_WIDTH, fit_height=True, pdf=False),
+                                    should_stop=should_stop)
+                result = replace(result, svg_pages=narrow.svg_pages, follow=narrow.follow)
             pages = result.svg_pages
-            if column:
-                pages = render_abc(abc, RenderConfig(page_width=COLUMN_PAGE_WIDTH, fit_height=True, pdf=False),
-                                   should_stop=should_stop).svg_pages
             soundfont = (inside(self.workspace.root, self.settings.soundfont, must_exist=True)
                          if self.settings.soundfont else None)
             wav = render_audio(result.midi, AudioConfig(soundfont=soundfont), should_stop=should_stop).wav

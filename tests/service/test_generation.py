@@ -3,6 +3,7 @@ what a watcher sees while a job runs (progress, why the engine went back, the pi
 it starts (the estimate, the limits sized to the device)."""
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import replace
 
@@ -369,6 +370,13 @@ def test_pieces_shown_side_by_side_are_engraved_for_a_column_and_keep_a4_in_thei
 
     assert width(beside.svg_pages[0]) == pytest.approx(width(alone.svg_pages[0]) * COLUMN_PAGE_WIDTH / 2100, rel=0.02)
     assert len(beside.svg_pages) >= len(alone.svg_pages)  # the same staff size: more systems
+    follow = [json.loads(backend.generation.exported_file(p.files["follow"]).read_text(encoding="utf-8"))
+              for p in (alone, beside)]
+    assert [f["pages"] for f in follow] == [len(alone.svg_pages), len(beside.svg_pages)]  # the pages shown
+    shown = [backend.generation.exported_file(rel).read_text(encoding="utf-8") for rel in beside.svg_pages]
+    # each note the column's score lights is on the column's page it names; the same notes at the same times
+    assert all(f'id="{note}"' in shown[where[0]] for note, where in follow[1]["notes"].items())
+    assert [span[:2] for span in follow[0]["spans"]] == [span[:2] for span in follow[1]["spans"]]
     pdf = [backend.generation.exported_file(p.files["pdf"]).read_bytes() for p in (alone, beside)]
     assert pdf[0] == pdf[1] or len(pdf[0]) == pytest.approx(len(pdf[1]), rel=0.01)  # both A4
     assert GenerationSpec(TINY, *BACH, count=2, continue_abc="X:1").side_by_side
