@@ -339,8 +339,16 @@ def open_library_piece(page, app, entry: int) -> None:
 
 
 def side_by_side(page, first: str, second: str) -> bool:
-    a, b = page.locator(first).bounding_box(), page.locator(second).bounding_box()
-    return abs(a["y"] - b["y"]) < 2 and b["x"] >= a["x"] + a["width"] and a["width"] > 350
+    """Whether the two stand in one row, each wide enough to read, once the layout settles (within 10 s)."""
+    try:
+        page.wait_for_function(
+            "([f, s]) => { const a = document.querySelector(f)?.getBoundingClientRect(),"
+            " b = document.querySelector(s)?.getBoundingClientRect();"
+            " return a && b && Math.abs(a.y - b.y) < 2 && b.x >= a.x + a.width && a.width > 350; }",
+            arg=[first, second], timeout=10_000)
+    except sync_api.TimeoutError:
+        return False
+    return True
 
 
 def test_two_variations_of_a_library_piece_side_by_side_one_kept_is_found_with_its_parent(studio, page, fixtures):
