@@ -128,6 +128,11 @@ class Generation:
     def kept(self) -> bool:
         return self.version > 0
 
+    @property
+    def keepable(self) -> bool:
+        """A finished variation (or rewritten bar) not kept yet: what `Library.keep` takes."""
+        return not self.kept and self.abc is not None and (self.parent_id is not None or bool(self.continued_from))
+
 
 @dataclass(frozen=True)
 class PreferenceRecord:

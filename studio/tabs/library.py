@@ -26,7 +26,8 @@ TITLE = "Library"
 RATINGS = {"any": None, "thumbs up": 1, "thumbs down": -1, "not rated": 0}
 HEADERS = ["id", "time", "model", "prompt", "from", "seed", "status", "rating"]
 COLUMN_WIDTHS = ["6%", "15%", "11%", "26%", "16%", "7%", "9%", "10%"]
-PIECE_BUTTONS = ("open", "replay", "up", "down", "keep", "vary", "rewrite")  # they act on the picked piece
+PIECE_BUTTONS = ("open", "replay", "up", "down", "vary", "rewrite")  # they act on the picked piece
+# Keep acts on the opened piece too, but only a variation not kept yet can be kept: its card shows it where it can.
 REFRESH_S = 3.0  # how often the shown tab asks whether the library changed
 ui: dict = {}
 
@@ -66,7 +67,7 @@ def render(backend: Backend) -> None:
                     ui["down"] = gr.Button("Thumbs down", size="sm", variant="secondary", scale=0, min_width=110,
                                            interactive=False)
                     ui["keep"] = gr.Button("Keep as a version", size="sm", variant="secondary", scale=0,
-                                           min_width=140, interactive=False, elem_id="library-keep")
+                                           min_width=140, visible=False, elem_id="library-keep")
                     ui["rated"] = gr.Markdown(elem_classes="quiet-note")
                 ui["kept"] = gr.Markdown(elem_classes="quiet-note", elem_id="library-kept")
                 with gr.Group(elem_id="library-compare-group"):
@@ -105,11 +106,12 @@ def render(backend: Backend) -> None:
 
 
 def detail_outputs() -> list:
-    return [ui[k] for k in ("heading", "score", "audio", "files", "rated", "kept", "abc", "params", "card", "empty",
-                            *COMPARE_OUTPUTS)]
+    return [ui[k] for k in DETAIL_OUTPUTS]
 
 
 COMPARE_OUTPUTS = ("compare", "other_audio", "judged", "judgement")  # compare_view's, in order
+DETAIL_OUTPUTS = ("heading", "score", "audio", "files", "rated", "kept", "keep", "abc", "params", "card", "empty",
+                  *COMPARE_OUTPUTS)  # open_piece's, in order
 JUDGED_OUTPUTS = ("judged", "judgement", "unjudge")  # judgements_view's, in order
 
 
@@ -127,7 +129,7 @@ def listen(backend: Backend) -> None:
               "api_name": False, "show_progress": "hidden"}
     ui["up"].click(bind(rate_up, backend), ui["pick"], ui["rated"], api_name="library_rate_up").then(**follow)
     ui["down"].click(bind(rate_down, backend), ui["pick"], ui["rated"], api_name="library_rate_down").then(**follow)
-    ui["keep"].click(bind(keep, backend), ui["pick"], ui["kept"], api_name="library_keep").then(**follow)
+    ui["keep"].click(bind(keep, backend), ui["pick"], [ui["kept"], ui["keep"]], api_name="library_keep").then(**follow)
     ui["timer"].tick(**follow, concurrency_limit=None)
     ui["compare"].change(bind(compare_picked, backend), ui["compare"], [ui["other_audio"], ui["better"], ui["worse"]],
                          api_name=False, show_progress="hidden")
@@ -218,8 +220,8 @@ def pick_row(table, event: gr.SelectData):
 
 def open_piece(backend: Backend, entry_id):
     if not entry_id:
-        return ("", "", None, None, "", "", "", None, gr.update(visible=False), gr.update(visible=True),
-                *compare_view(backend, None))
+        return ("", "", None, None, "", "", gr.update(visible=False), "", None, gr.update(visible=False),
+                gr.update(visible=True), *compare_view(backend, None))
     entry = backend.library.get(int(entry_id))
     heading, score, audio, files, rated = entry_view(backend, entry)
     origin = origin_words(entry)
@@ -227,7 +229,8 @@ def open_piece(backend: Backend, entry_id):
         heading += f" - {html.escape(origin)}"
     params = {**entry.parameters, "seed": entry.seed, "model": entry.model, "prompt": entry.prompt,
               "made": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.created))}
-    return (heading, score, audio, files, rated, generate.kept_line(entry), entry.abc or entry.raw,
+    keep = gr.update(visible=entry.keepable, interactive=entry.keepable)
+    return (heading, score, audio, files, rated, generate.kept_line(entry), keep, entry.abc or entry.raw,
             json.loads(json.dumps(params)), gr.update(visible=True), gr.update(visible=False),
             *compare_view(backend, entry))
 
@@ -246,10 +249,11 @@ def rate(backend: Backend, entry_id, rating: int) -> str:
     return rating_line(backend.library.rate(int(entry_id), rating).rating)
 
 
-def keep(backend: Backend, entry_id) -> str:
+def keep(backend: Backend, entry_id) -> tuple:
+    """(the kept line, the Keep button): kept once, the button goes."""
     if not entry_id:
-        return "open a piece first"
-    return generate.kept_line(backend.library.keep(int(entry_id)))
+        return "open a piece first", gr.update()
+    return generate.kept_line(backend.library.keep(int(entry_id))), gr.update(visible=False)
 
 
 def compare_view(backend: Backend, entry: Generation | None) -> tuple:

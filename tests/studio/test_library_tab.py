@@ -120,17 +120,22 @@ def test_a_kept_version_names_its_parent_and_is_listed_with_it(backend):
     assert (rows[variation][column], rows[candidate][column], rows[parent][column]) == (f"#{parent}",
                                                                                           f"#{parent} bar 5", "")
     assert library.open_piece(backend, variation)[0].endswith(f"a variation of #{parent} from bar 5")
-    assert library.open_piece(backend, candidate)[0].endswith(
+    opened = library.open_piece(backend, candidate)
+    assert opened[0].endswith(
         f"bar 5 of #{parent} written again: rank 1, the bars after it at -85.2 (the model&#x27;s log-likelihood)")
-    assert library.keep(backend, candidate) == (f"**Kept** as #{candidate}, version 2 of #{parent}: find it in the "
-                                                f"Library (Versions of #{parent}).")
-    assert "open a piece first" == library.keep(backend, None)
+    keep_button = library.DETAIL_OUTPUTS.index("keep")
+    assert opened[keep_button]["visible"] and not library.open_piece(backend, parent)[keep_button]["visible"]
+    kept, button = library.keep(backend, candidate)
+    assert kept == (f"**Kept** as #{candidate}, version 2 of #{parent}: find it in the "
+                    f"Library (Versions of #{parent}).") and not button["visible"]
+    assert "open a piece first" == library.keep(backend, None)[0]
     with pytest.raises(gr.Error, match="is a new piece"):
         library.bind(library.keep, backend)(parent)
     rows = library.search(backend, versions=parent)
     assert [(row[0], row[column]) for row in rows] == [(candidate, f"v2 of #{parent} bar 5"), (parent, "")]
     card = library.open_piece(backend, candidate)
     assert f"version 2 of #{parent}: bar 5" in card[0] and card[5].startswith("**Kept**")
+    assert not card[keep_button]["visible"]  # kept already
 
 
 def test_a_piece_is_compared_with_another_of_its_prompt_and_a_judgement_removed(backend):
