@@ -153,18 +153,21 @@ def render(backend: Backend) -> None:
                                              elem_id=f"gen-down-{i}")
                             keep = gr.Button("Keep", size="sm", variant="primary", scale=0, min_width=80,
                                              visible=False, elem_id=f"gen-keep-{i}")
+                            best = gr.Button("Best of these", size="sm", variant="secondary", scale=0, min_width=120,
+                                             visible=False, elem_id=f"gen-best-{i}")
                             rated = gr.Markdown(elem_classes="quiet-note")
                         kept = gr.Markdown(elem_classes="quiet-note", elem_id=f"gen-kept-{i}")
                     ui["slots"].append({"group": group, "heading": heading, "score": score, "audio": audio,
                                         "files": files, "up": up, "down": down, "rated": rated, "keep": keep,
-                                        "kept": kept})
+                                        "best": best, "kept": kept})
             # the text as the model writes it (the newest lines in view), below the score
             ui["live"] = gr.Textbox(label="ABC, as it is written", lines=8, max_lines=14, interactive=False,
                                     autoscroll=True, elem_id="gen-live")
 
 
-SLOT_VIEWS = ("group", "heading", "score", "audio", "files", "rated", "keep", "kept")
-NO_SLOT = (gr.update(visible=False), "", "", None, None, "", gr.update(visible=False), "")  # a slot not in use
+SLOT_VIEWS = ("group", "heading", "score", "audio", "files", "rated", "keep", "best", "kept")
+NO_SLOT = (gr.update(visible=False), "", "", None, None, "", gr.update(visible=False), gr.update(visible=False),
+           "")  # a slot not in use
 
 
 def slot_outputs() -> list:
@@ -223,6 +226,8 @@ def listen(backend: Backend) -> None:
                          api_name=f"generate_rate_{i}_{'up' if rating > 0 else 'down'}")
         slot["keep"].click(functools.partial(guarded(keep), backend, slot=i), ui["ids"], [slot["kept"], slot["keep"]],
                            api_name=f"generate_keep_{i}")
+        slot["best"].click(functools.partial(guarded(prefer_best), backend, slot=i), ui["ids"], slot["rated"],
+                           api_name=f"generate_best_{i}")
 
 
 def listen_load(backend: Backend, app) -> None:
@@ -413,9 +418,10 @@ def finished(backend: Backend, done: Job) -> tuple:
     entries = [backend.library.get(p.id) for p in result.pieces[:MAX_PIECES]]
     text = "\n\n".join(f"--- piece {n} ({e.status}) ---\n{e.abc or e.raw}" for n, e in enumerate(entries, 1))
     slots = []
+    comparable = sum(e.abc is not None for e in entries) >= 2  # finished pieces of one prompt: "best of these"
     for i in range(MAX_PIECES):
         if i < len(entries):
-            slots += [gr.update(visible=True), *piece_slot(backend, entries[i])]
+            slots += [gr.update(visible=True), *piece_slot(backend, entries[i], comparable)]
         else:
             slots += NO_SLOT
     notes = notes_text(backend.generation.notes(done.id))
@@ -423,14 +429,15 @@ def finished(backend: Backend, done: Job) -> tuple:
             gr.update(visible=not entries), estimate_after(backend, done))
 
 
-def piece_slot(backend: Backend, entry) -> tuple:
-    """A finished piece's card: heading (with where it came from), score, audio, downloads, rating, and its
-    Keep button where it is a variation with a score (or where it is kept already, what it is kept as)."""
+def piece_slot(backend: Backend, entry, comparable: bool = False) -> tuple:
+    """A finished piece's card: heading (with where it came from), score, audio, downloads, rating, its
+    Keep button where it is a variation with a score (or where it is kept already, what it is kept as), and
+    "Best of these" where the job wrote other finished pieces to prefer it to."""
     heading, score, audio, files, rated = entry_view(backend, entry)
     origin = origin_words(entry)
-    can_keep = entry.abc is not None and (entry.parent_id is not None or bool(entry.continued_from))
     return (heading + (f"  \n*{html.escape(origin)}*" if origin else ""), score, audio, files, rated,
-            gr.update(visible=can_keep and not entry.kept, interactive=True), kept_line(entry))
+            gr.update(visible=entry.keepable, interactive=True),
+            gr.update(visible=comparable and entry.abc is not None), kept_line(entry))
 
 
 def side_by_side_note(backend: Backend, done: Job, entries: list) -> str:
@@ -447,7 +454,7 @@ def side_by_side_note(backend: Backend, done: Job, entries: list) -> str:
     else:
         what = f"{len(entries)} variations of {source}"
     return (f'<p class="side-by-side">{html.escape(what)}, side by side: press <b>Keep</b> on the one to keep as a '
-            "new version.</p>")
+            "new version, <b>Best of these</b> on the one you prefer (DPO learns from it).</p>")
 
 
 def kept_line(entry) -> str:
@@ -474,6 +481,18 @@ def estimate_after(backend: Backend, done: Job):
         return gr.skip()
     return estimate(backend, params["model"], params.get("count", 1), params.get("max_patches", 0),
                     params.get("max_seconds", 0))
+def prefer_best(backend: Backend, ids: list, slot: int = 0) -> str:
+    """The piece in `slot` judged better than each other finished piece of the job (one pairwise judgement each,
+    for DPO): a musician's pick among variations, or among pieces of one prompt."""
+    if not isinstance(ids, list) or not 0 <= slot < len(ids):
+        raise NotaGenError("there is no piece in that place to prefer")
+    best = int(ids[slot])
+    others = [int(i) for i in ids if int(i) != best and backend.library.get(int(i)).abc is not None]
+    for other in others:
+        backend.library.prefer(best, other)
+    return f"judged better than {', '.join(f'#{i}' for i in others)} (pairwise judgements for DPO)"
+
+
 def rate(backend: Backend, ids: list, slot: int = 0, rating: int = 0):
     if not isinstance(ids, list) or not 0 <= slot < len(ids):
         raise NotaGenError("there is no piece in that place to rate")

@@ -381,6 +381,9 @@ def test_two_variations_of_a_library_piece_side_by_side_one_kept_is_found_with_i
     kept = int(page.inner_text("#gen-kept-1").split("#")[1].split(",")[0])
     assert backend.library.get(kept).parent_id == parent and backend.library.get(kept).version == 2
     assert not page.locator("#gen-keep-1").is_visible() and page.locator("#gen-keep-0").is_visible()
+    page.click("#gen-best-1")  # and it is better than the other: a pairwise judgement for DPO
+    page.wait_for_function("document.querySelector('#gen-piece-1').innerText.includes('judged better than')")
+    assert [j.better for j in backend.library.judgements(kept)] == [kept]
     open_tab(page, app, "Library")
     page.fill("#library-versions input", str(parent))
     page.click("#library-search")

@@ -129,7 +129,11 @@ def test_variations_of_one_piece_stand_side_by_side_each_with_keep_which_says_wh
         slot = dict(zip(generate.SLOT_VIEWS, shown[3 + i * len(generate.SLOT_VIEWS):]))
         assert slot["group"]["visible"] and f"#{entry_id}" in slot["heading"]
         assert f"a variation of #{parent} from bar 3" in slot["heading"]
-        assert slot["keep"]["visible"] is True and slot["kept"] == ""
+        assert slot["keep"]["visible"] is True and slot["kept"] == "" and slot["best"]["visible"] is True
+    # the second is the musician's pick: one pairwise judgement against the other, for DPO
+    assert generate.prefer_best(backend, variations, slot=1) == (f"judged better than #{variations[0]} "
+                                                                 "(pairwise judgements for DPO)")
+    assert [(j.better, j.worse) for j in backend.library.judgements()] == [(variations[1], variations[0])]
     kept, button = generate.keep(backend, variations, slot=1)
     assert kept == (f"**Kept** as #{variations[1]}, version 2 of #{parent}: find it in the Library "
                     f"(Versions of #{parent}).") and button["visible"] is False
@@ -142,4 +146,5 @@ def test_variations_of_one_piece_stand_side_by_side_each_with_keep_which_says_wh
     alone = Job("job2", "generate", "gpu", {**request, "count": 2}, state="done")
     assert generate.side_by_side_note(backend, alone, [backend.library.get(i) for i in variations]) == ""
     new = backend.library.add(Generation(seed=9, **bach))
-    assert generate.piece_slot(backend, backend.library.get(new))[5]["visible"] is False
+    alone_slot = generate.piece_slot(backend, backend.library.get(new))  # a piece alone: no keep, no "best of"
+    assert alone_slot[5]["visible"] is False and alone_slot[6]["visible"] is False
