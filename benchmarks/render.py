@@ -9,6 +9,8 @@ Stages, each timed on its own (median of --repeat runs):
 - score: abc2xml to MusicXML, Verovio load and layout, every SVG page;
 - pdf: svglib + reportlab of those pages;
 - midi: Verovio's MIDI and timemap of the loaded score;
+- follow: where each note sits and when it sounds, for the score that follows playback (the pages
+  drawn again with Verovio's bounding boxes);
 - audio: midirenderer with the default SoundFont, resampling and loudness normalisation;
 - render_abc: the public call without the PDF (what a UI shows first), end to end: it runs in a
   kept render worker process (pipelines/render/worker.py), so it adds the hand-over to the stages.
@@ -36,7 +38,14 @@ from pipelines.abc.report import report_piece  # noqa: E402
 from pipelines.render.audio import AudioConfig, synthesize  # noqa: E402
 from pipelines.render.instruments import assign_instruments  # noqa: E402
 from pipelines.render.pdf import score_pdf  # noqa: E402
-from pipelines.render.score import RenderConfig, convert_abc, engrave_piece, new_toolkit, render_abc  # noqa: E402
+from pipelines.render.score import (  # noqa: E402
+    RenderConfig,
+    convert_abc,
+    engrave_piece,
+    engraved_follow,
+    new_toolkit,
+    render_abc,
+)
 from pipelines.render.worker import run_limited, stop_workers, warm_up  # noqa: E402
 
 FIXTURES = REPO / "tests" / "fixtures" / "upstream"
@@ -63,7 +72,9 @@ def stage_times(abc: str, config: RenderConfig) -> dict[str, float]:
         return tk, pages
 
     (tk, pages), times["score"] = timed(score)
-    (midi, _), times["midi"] = timed(lambda: (base64.b64decode(tk.renderToMIDI()), tk.renderToTimemap()))
+    (midi, timemap), times["midi"] = timed(lambda: (base64.b64decode(tk.renderToMIDI()),
+                                                    tk.renderToTimemap({"includeMeasures": True})))
+    _, times["follow"] = timed(lambda: engraved_follow(tk, timemap))
     _, times["pdf"] = timed(lambda: score_pdf(pages))
     _, times["audio"] = timed(lambda: synthesize(midi, AudioConfig()))
     _, times["render_abc"] = timed(lambda: render_abc(abc, RenderConfig(pdf=False)))

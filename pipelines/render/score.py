@@ -173,6 +173,13 @@ def render_abc(abc_text: str, config: RenderConfig | None = None,
     return result
 
 
+def engraved_follow(tk: verovio.toolkit, timemap: list[dict]) -> dict:
+    """The follow data of the score `tk` has laid out (follow.py): its pages drawn again with a box per element,
+    where each note sits, and `timemap` (rendered with `includeMeasures`), when it sounds."""
+    tk.setOptions({"svgBoundingBoxes": True})
+    return score_follow([tk.renderToSVG(p) for p in range(1, tk.getPageCount() + 1)], timemap)
+
+
 def engrave_piece(abc_text: str, config: RenderConfig) -> RenderResult:
     """`render_abc` without the PDF, in this process and with no time limit (a render worker runs it)."""
     report = report_piece(abc_text)
@@ -187,10 +194,7 @@ def engrave_piece(abc_text: str, config: RenderConfig) -> RenderResult:
     svg_pages = [tk.renderToSVG(p) for p in range(1, pages + 1)] if config.svg else []
     midi = base64.b64decode(tk.renderToMIDI())
     timemap = tk.renderToTimemap({"includeMeasures": True})
-    follow = None
-    if svg_pages and config.follow:  # the same layout drawn again with a box per element: where each note sits
-        tk.setOptions({"svgBoundingBoxes": True})
-        follow = score_follow([tk.renderToSVG(p) for p in range(1, pages + 1)], timemap)
+    follow = engraved_follow(tk, timemap) if svg_pages and config.follow else None
     tracks = _midi_track_notes(midi)
     parts = _parts(musicxml, tracks)
     notes = sum(tracks)
