@@ -35,7 +35,7 @@ from pipelines.generation.continuation import (
     score_lines,
 )
 from pipelines.generation.engine import GenerationRequest, MoveEvent
-from pipelines.generation.header import HeaderControls
+from pipelines.generation.header import HeaderControls, LengthFit, length_fit
 from pipelines.generation.options import GenerationLimits, SamplingConfig
 from pipelines.generation.piece import MoveKind
 from pipelines.generation.variation import bar_prefix, rewrite_bar
@@ -219,6 +219,32 @@ class GenerationResult(JobResult):
         return cls(pieces=[PieceResult(**p) for p in data.get("pieces", [])], warning=data.get("warning", ""),
                    model=data.get("model", ""), prompt=data.get("prompt", ""), device=data.get("device", ""),
                    seconds=data.get("seconds", 0.0), steps=data.get("steps", 0))
+
+
+@dataclass(frozen=True)
+class LengthRecord:
+    """How close a model's finished pieces asked for a length ("length in bars") landed here, one `LengthFit`
+    per length asked."""
+
+    fits: tuple[LengthFit, ...]
+    KEEPS_COUNT = 0.5  # the share of pieces within a quarter of the asked length above which a model keeps count
+
+    @property
+    def pieces(self) -> int:
+        return sum(len(f.written) for f in self.fits)
+
+    def within(self, share: float) -> float:
+        """Share of the pieces within `share` (0.25: a quarter) of the bars asked for."""
+        return sum(f.within(share) * len(f.written) for f in self.fits) / self.pieces if self.pieces else 0.0
+
+    @property
+    def mean_error(self) -> float:
+        """Mean bars written minus asked (negative: short)."""
+        return sum(f.mean_error * len(f.written) for f in self.fits) / self.pieces if self.pieces else 0.0
+
+    @property
+    def keeps_count(self) -> bool:
+        return self.within(0.25) >= self.KEEPS_COUNT
 
 
 @dataclass(frozen=True)
@@ -513,6 +539,16 @@ class GenerationService:
             millions = count_parameters(self.models.config(model)) / 1e6
             return CPU_S_PER_PATCH + CPU_S_PER_PATCH_PER_M_PARAMS * millions, 1, False
         return GPU_S_PER_PATCH, 1, False
+
+    def length_record(self, model: str, newest: int = 500) -> LengthRecord:
+        """How close `model`'s newest finished new pieces (not continuations) asked for a length landed: the
+        bars their tune bodies have against the bars asked."""
+        asked: dict[int, list[str]] = {}
+        for entry in self.library.search(model=model, status="ok", limit=newest):
+            bars = entry.parameters.get("bars")
+            if bars and entry.raw and not entry.parameters.get("continue_name"):
+                asked.setdefault(int(bars), []).append(entry.raw)
+        return LengthRecord(tuple(length_fit(bars, texts) for bars, texts in sorted(asked.items())))
 
     def typical_patches(self, model: str, device: str | None = None) -> int:
         """Patches a piece of `model` took here, from the newest job with pieces that ended well; else

@@ -327,8 +327,20 @@ def header_choices(backend: Backend, model: str | None, period: str | None, comp
             listed.append((current, current))
         return gr.update(choices=listed, value=current or "")
 
+    notes = [n for n in (offered.note, length_words(backend.generation.length_record(model))) if n]
     return (options(offered.meters, offered.seen_meters, meter), options(offered.keys, offered.seen_keys, key),
-            f"*{offered.note}*" if offered.note else "")
+            "  \n".join(f"*{n}*" for n in notes))
+
+
+def length_words(record) -> str:
+    """How close the model's pieces landed to a length asked for, and whether it keeps count; "" before any."""
+    if not record.pieces:
+        return ""
+    n = record.pieces
+    said = (f"Asked for a length, this model's {n} finished piece{'s' if n != 1 else ''} here landed within a "
+            f"quarter of it in {round(record.within(0.25) * n)} (on average {record.mean_error:+.1f} bars)")
+    return said + (": it keeps count." if record.keeps_count else
+                   ": it does not keep count well, so expect other lengths.")
 
 
 def size_request(backend: Backend, model: str | None, count=1):

@@ -382,3 +382,29 @@ def test_pieces_shown_side_by_side_are_engraved_for_a_column_and_keep_a4_in_thei
     assert GenerationSpec(TINY, *BACH, count=2, continue_abc="X:1").side_by_side
     assert not GenerationSpec(TINY, *BACH, count=2).side_by_side
     assert not GenerationSpec(TINY, *BACH, count=1, continue_abc="X:1").side_by_side
+
+
+def planned_piece(asked: int, written: int, model: str = TINY, **fields):
+    """A finished piece in the library asked for `asked` bars whose tune body has `written` lines."""
+    from pipelines.service import Generation
+
+    body = "".join(f"[r:{i}/{written - 1 - i}][V:1]c8|\n" for i in range(written))
+    fields = {"status": "ok", "parameters": {"bars": asked}, "abc": "X:1\nK:C\nc8|\n", **fields}
+    return Generation(model=model, prompt="Baroque_Bach, Johann Sebastian_Choral", seed=0,
+                      raw="L:1/8\nM:4/4\nK:C\nV:1 treble\n" + body, **fields)
+
+
+def test_how_close_a_models_pieces_land_to_the_length_asked_is_read_from_its_pieces(backend):
+    for asked, written in ((8, 8), (8, 9), (16, 8)):
+        backend.library.add(planned_piece(asked, written))
+    backend.library.add(planned_piece(8, 30, status="limit", abc=None))  # cut off: says nothing of its plan
+    backend.library.add(planned_piece(8, 20, parameters={"bars": 8, "continue_name": "mine.abc"}))  # a continuation
+    backend.library.add(planned_piece(8, 20, parameters={}))  # no length asked
+    backend.library.add(planned_piece(4, 12, model="models/other.pth"))
+    record = backend.generation.length_record(TINY)
+    assert record.pieces == 3 and [f.requested for f in record.fits] == [8, 16]
+    assert record.within(0.25) == pytest.approx(2 / 3) and record.mean_error == pytest.approx((0 + 1 - 8) / 3)
+    assert record.keeps_count
+    other = backend.generation.length_record("models/other.pth")
+    assert other.pieces == 1 and other.mean_error == 8 and not other.keeps_count
+    assert backend.generation.length_record("models/none.pth").pieces == 0

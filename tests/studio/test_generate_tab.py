@@ -91,7 +91,16 @@ def test_the_meter_and_key_offered_follow_the_models_record_and_the_choice_reach
     assert key["choices"][1] == ("Emin (in its pieces)", "Emin") and key["value"] == "Gb"  # the choice is kept
     assert note == ""
     _, _, note = bind(generate.header_choices, backend)(TINY, *prompt, "", "")
-    assert "records no meters or keys" in note
+    assert "records no meters or keys" in note and "length" not in note  # no piece asked for a length yet
+    from tests.service.test_generation import planned_piece
+
+    for asked, written in ((8, 16), (8, 8)):
+        backend.library.add(planned_piece(asked, written))
+    _, _, note = bind(generate.header_choices, backend)(TINY, *prompt, "", "")
+    assert ("this model's 2 finished pieces here landed within a quarter of it in 1 (on average +4.0 bars): it "
+            "keeps count.") in note
+    backend.library.add(planned_piece(8, 2))
+    assert "does not keep count well" in bind(generate.header_choices, backend)(TINY, *prompt, "", "")[2]
     empty = bind(generate.header_choices, backend)(None, *prompt)
     assert empty[0]["choices"] == [generate.MODELS_CHOICE] and empty[2] == ""
 
