@@ -145,7 +145,8 @@ class GenerationSpec:
         SettingError when a chosen meter, key, tempo or length is not the piece's own."""
         if not self.continue_abc:
             if self.bar:
-                raise SettingError("choose the score whose bar is to be written again")
+                raise SettingError(f"choose the score whose bar {self.bar} is to be written again (or set that "
+                                   "bar to 0 for a new piece)")
             return ""
         name = self.continue_name or "the piece to continue"
         try:

@@ -213,7 +213,9 @@ def listen(backend: Backend) -> None:
     # A score of one's own has no library parent (a Library "variations" set it, and the piece's file).
     ui["upload"].upload(clear_preview, None, [*preview, ui["parent"]], api_name=False, show_progress="hidden").then(
         bind(preview_upload, backend), ui["upload"], preview, api_name="generate_preview")
-    ui["upload"].clear(clear_preview, None, [*preview, ui["parent"]], api_name=False, show_progress="hidden")
+    # A score removed takes its bar to write again with it: the next request is a new piece.
+    ui["upload"].clear(forget_score, None, [*preview, ui["parent"], ui["bar"]], api_name=False,
+                       show_progress="hidden")
     # Many visitors may wait at once: the job queue, not Gradio's, decides who runs.
     ui["generate"].click(bind(generate, backend), inputs_kwargs={k: ui[k] for k in (*SPEC_FIELDS, "upload", "parent")},
                          outputs=watch_outputs(), api_name="generate", concurrency_limit=None,
@@ -368,6 +370,11 @@ def estimate(backend: Backend, model: str | None, count=1, max_patches=0, max_se
 
 def clear_preview():
     return "", None, gr.update(visible=False), None
+
+
+def forget_score():
+    """The score to continue removed: its preview, its library parent and the bar to write again go with it."""
+    return *clear_preview(), 0
 
 
 def preview_upload(backend: Backend, upload: str | None):

@@ -327,7 +327,7 @@ def test_a_bar_to_write_again_is_checked_before_the_job_is_queued(backend):
             backend.generation.submit(GenerationSpec(TINY, *BACH, bar=bar, continue_abc=source))
     with pytest.raises(SettingError, match="keeps every other bar"):
         backend.generation.submit(GenerationSpec(TINY, *BACH, bar=3, keep_lines=2, continue_abc=source))
-    with pytest.raises(SettingError, match="choose the score"):
+    with pytest.raises(SettingError, match="choose the score whose bar 3 .* set that bar to 0 for a new piece"):
         backend.generation.submit(GenerationSpec(TINY, *BACH, bar=3))
     with pytest.raises(NotaGenError, match="no generation 99"):
         backend.generation.submit(GenerationSpec(TINY, *BACH, continue_abc=source, parent_id=99))
