@@ -86,23 +86,25 @@ def render(backend: Backend) -> None:
                                                       scale=3, visible=False)
                         ui["unjudge"] = gr.Button("Remove judgement", size="sm", scale=1, min_width=150,
                                                   interactive=False, visible=False, elem_id="library-unjudge")
-                with gr.Row(equal_height=True, elem_id="library-vary"):
-                    ui["vary_bar"] = gr.Number(2, label="Vary from bar", precision=0, minimum=2, min_width=90)
-                    ui["vary_count"] = gr.Number(4, label="Variations", precision=0, minimum=1,
-                                                 maximum=generate.MAX_PIECES, min_width=90)
-                    ui["vary"] = gr.Button("Write variations in Generate", size="sm", interactive=False,
-                                           elem_id="library-vary-button")
-                with gr.Row(equal_height=True, elem_id="library-rewrite"):
-                    ui["rewrite_bar"] = gr.Number(2, label="Rewrite bar", precision=0, minimum=2, min_width=90)
-                    ui["candidates"] = gr.Number(4, label="Candidates", precision=0, minimum=1,
-                                                 maximum=generate.MAX_PIECES, min_width=90)
-                    ui["rewrite"] = gr.Button("Write the bar again in Generate", size="sm", interactive=False,
-                                              elem_id="library-rewrite-button")
+                ui["vary_bar"], ui["vary_count"], ui["vary"] = bar_request_row(
+                    "library-vary", "Vary from bar", "Variations", "Write variations in Generate")
+                ui["rewrite_bar"], ui["candidates"], ui["rewrite"] = bar_request_row(
+                    "library-rewrite", "Rewrite bar", "Candidates", "Write the bar again in Generate")
                 with gr.Accordion("ABC and parameters", open=False):
                     ui["abc"] = gr.Code(label="ABC", lines=12)
                     ui["params"] = gr.JSON(label="Parameters")
     ui["seen"] = gr.State(-1)  # the library revision the table shows
     ui["timer"] = gr.Timer(REFRESH_S, active=False)  # on while the tab is shown
+
+
+def bar_request_row(elem_id: str, bar_label: str, count_label: str, button_label: str) -> tuple:
+    """A row asking for pieces from a bar of the opened piece: (the bar, how many, the button that sets them up
+    in Generate, `elem_id`-button)."""
+    with gr.Row(equal_height=True, elem_id=elem_id):
+        bar = gr.Number(2, label=bar_label, precision=0, minimum=2, min_width=90)
+        count = gr.Number(4, label=count_label, precision=0, minimum=1, maximum=generate.MAX_PIECES, min_width=90)
+        button = gr.Button(button_label, size="sm", interactive=False, elem_id=f"{elem_id}-button")
+    return bar, count, button
 
 
 def detail_outputs() -> list:

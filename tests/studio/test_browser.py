@@ -299,15 +299,7 @@ def test_variations_of_a_library_piece_are_set_up_in_generate(studio, page, fixt
                                            period="Baroque", composer="Bach, Johann Sebastian",
                                            instrumentation="Choral", prompt="Baroque_Bach, Johann Sebastian_Choral",
                                            files={"abc": backend.workspace.relative(path)}))
-    open_tab(page, app, "Library")
-    page.wait_for_function("document.querySelector('#library-table').innerText.includes('Choral')")
-    page.get_by_label("Piece id").fill(str(entry))
-    page.get_by_role("button", name="Open", exact=True).click()
-    page.locator("#library-card").wait_for(state="visible")
-    page.get_by_label("Vary from bar").fill("3")
-    page.get_by_role("spinbutton", name="Variations").fill("2")
-    page.click("#library-vary-button")
-    page.locator("#gen-preview-score img.score-page").first.wait_for(state="visible")  # on the Generate tab
+    set_up_from_library(page, app, entry, "library-vary", 3, 2)  # on the Generate tab
     page.get_by_text("Continue a score").click()
     page.wait_for_function("document.querySelector('#gen-add-lines input')?.value > 0")
     keep = page.get_by_label("Keep its first N lines (0: all)").input_value()
@@ -316,11 +308,14 @@ def test_variations_of_a_library_piece_are_set_up_in_generate(studio, page, fixt
 
 
 def library_chorale(backend, fixtures, name: str) -> tuple[int, int]:
-    """A chorale the demo model wrote, as the library keeps it (id, bars): the piece to vary."""
+    """A chorale the demo model wrote, as the library keeps it (id, bars): the piece to vary (the test is skipped
+    where the demo model is not installed)."""
     from pipelines.files import atomic_write_text
     from pipelines.generation.continuation import score_lines
     from pipelines.service import Generation
 
+    if not any(m.ref == "demo" for m in backend.models.list()):
+        pytest.skip("the built-in demo model is not in this installation")
     chorale = json.loads((fixtures / "postprocess.json").read_text(encoding="utf-8"))[0]["postprocessed"]
     path = atomic_write_text(backend.generation.exports / "walk" / f"{name}.abc", chorale)
     entry = backend.library.add(Generation(model="demo", seed=11, status="ok", abc=chorale, period="Baroque",
@@ -336,6 +331,16 @@ def open_library_piece(page, app, entry: int) -> None:
     page.get_by_label("Piece id").fill(str(entry))
     page.get_by_role("button", name="Open", exact=True).click()
     page.locator("#library-card").wait_for(state="visible")
+
+
+def set_up_from_library(page, app, entry: int, row: str, bar: int, count: int) -> None:
+    """Open a library piece and, in its card's `row` ("library-vary" or "library-rewrite"), set up pieces from
+    bar `bar` in Generate, `count` of them; its score is shown there to continue."""
+    open_library_piece(page, app, entry)
+    page.locator(f"#{row} input[type=number]").nth(0).fill(str(bar))
+    page.locator(f"#{row} input[type=number]").nth(1).fill(str(count))
+    page.click(f"#{row}-button")
+    page.locator("#gen-preview-score img.score-page").first.wait_for(state="visible")
 
 
 def side_by_side(page, first: str, second: str) -> bool:
@@ -355,14 +360,8 @@ def test_two_variations_of_a_library_piece_side_by_side_one_kept_is_found_with_i
     """The demo model writes 2 variations of a chorale's last bars; they stand side by side, each engraved and
     playable; "Keep" on the second makes it version 2 of the chorale, which the Library lists under it."""
     app, backend = studio
-    if not any(m.ref == "demo" for m in backend.models.list()):
-        pytest.skip("the built-in demo model is not in this installation")
     parent, bars = library_chorale(backend, fixtures, "to-vary")
-    open_library_piece(page, app, parent)
-    page.get_by_label("Vary from bar").fill(str(bars - 1))
-    page.get_by_role("spinbutton", name="Variations").fill("2")
-    page.click("#library-vary-button")
-    page.locator("#gen-preview-score img.score-page").first.wait_for(state="visible")
+    set_up_from_library(page, app, parent, "library-vary", bars - 1, 2)
     page.wait_for_function("document.querySelector('#gen-model input').value.includes('Demo')")
     page.click("#gen-button")
     page.wait_for_function("document.querySelector('#gen-status').innerText.startsWith('finished')",
@@ -400,14 +399,8 @@ def test_two_variations_of_a_library_piece_side_by_side_one_kept_is_found_with_i
 
 def test_a_bar_written_again_from_the_library_comes_back_ranked_side_by_side(studio, page, fixtures):
     app, backend = studio
-    if not any(m.ref == "demo" for m in backend.models.list()):
-        pytest.skip("the built-in demo model is not in this installation")
     parent, bars = library_chorale(backend, fixtures, "to-rewrite")
-    open_library_piece(page, app, parent)
-    page.get_by_label("Rewrite bar").fill(str(bars - 2))
-    page.get_by_role("spinbutton", name="Candidates").fill("3")
-    page.click("#library-rewrite-button")
-    page.locator("#gen-preview-score img.score-page").first.wait_for(state="visible")
+    set_up_from_library(page, app, parent, "library-rewrite", bars - 2, 3)
     page.get_by_text("Continue a score").click()
     page.wait_for_function(f"document.querySelector('#gen-bar input')?.value === '{bars - 2}'")
     assert page.get_by_label("Keep its first N lines (0: all)").input_value() == "0"
