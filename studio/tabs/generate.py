@@ -485,11 +485,16 @@ def kept_line(entry) -> str:
     return f"**Kept** as #{entry.id}, version {entry.version} of {html.escape(source)}: find it in the Library{where}."
 
 
+def slot_piece(ids: list, slot: int, doing: str) -> int:
+    """The library id of the piece shown in card `slot`; NotaGenError when there is none to `doing`."""
+    if not isinstance(ids, list) or not 0 <= slot < len(ids):
+        raise NotaGenError(f"there is no piece in that place to {doing}")
+    return int(ids[slot])
+
+
 def keep(backend: Backend, ids: list, slot: int = 0):
     """Keep the piece in `slot` as a new version of the piece it came from."""
-    if not isinstance(ids, list) or not 0 <= slot < len(ids):
-        raise NotaGenError("there is no piece in that place to keep")
-    return kept_line(backend.library.keep(int(ids[slot]))), gr.update(visible=False)
+    return kept_line(backend.library.keep(slot_piece(ids, slot, "keep"))), gr.update(visible=False)
 
 
 def estimate_after(backend: Backend, done: Job):
@@ -503,9 +508,7 @@ def estimate_after(backend: Backend, done: Job):
 def prefer_best(backend: Backend, ids: list, slot: int = 0) -> str:
     """The piece in `slot` judged better than each other finished piece of the job (one pairwise judgement each,
     for DPO): a musician's pick among variations, or among pieces of one prompt."""
-    if not isinstance(ids, list) or not 0 <= slot < len(ids):
-        raise NotaGenError("there is no piece in that place to prefer")
-    best = int(ids[slot])
+    best = slot_piece(ids, slot, "prefer")
     others = [int(i) for i in ids if int(i) != best and backend.library.get(int(i)).abc is not None]
     for other in others:
         backend.library.prefer(best, other)
@@ -513,6 +516,4 @@ def prefer_best(backend: Backend, ids: list, slot: int = 0) -> str:
 
 
 def rate(backend: Backend, ids: list, slot: int = 0, rating: int = 0):
-    if not isinstance(ids, list) or not 0 <= slot < len(ids):
-        raise NotaGenError("there is no piece in that place to rate")
-    return rating_line(backend.library.rate(int(ids[slot]), int(rating)).rating)
+    return rating_line(backend.library.rate(slot_piece(ids, slot, "rate"), int(rating)).rating)
